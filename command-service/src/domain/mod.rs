@@ -1,0 +1,1 @@
+//! Pure aggregates: `decide(state, command) -> events`, `evolve(state, event) -> state`.

@@ -1,0 +1,197 @@
+//! The event store port: streams with optimistic concurrency, the global log,
+//! and catch-up subscriptions over it.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+pub mod memory;
+pub mod sqlite;
+
+/// Position of an event in the global log. Positions start at 1; a checkpoint
+/// of 0 means "nothing read yet".
+pub type Position = u64;
+
+/// Who caused an event.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Actor {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_name: Option<String>,
+}
+
+/// Metadata every event carries besides what the store assigns.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Metadata {
+    #[serde(default)]
+    pub actor: Actor,
+    /// The request id of the request that caused the event.
+    #[serde(default)]
+    pub correlation_id: String,
+    /// The id of the event or command that caused this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causation_id: Option<String>,
+    /// `Idempotency-Key` of the request, with a hash of its body.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idempotency: Option<IdempotencyTag>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyTag {
+    pub key: String,
+    pub request_hash: String,
+}
+
+/// An event to append. The payload is already serialized: adapters never see
+/// domain types.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EventData {
+    pub event_id: Uuid,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub payload: serde_json::Value,
+    pub metadata: Metadata,
+}
+
+/// An event as stored, with everything the store assigned to it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RecordedEvent {
+    pub event_id: Uuid,
+    pub stream: String,
+    /// Revision within the stream, starting at 0.
+    pub revision: u64,
+    /// Position in the global log, starting at 1.
+    pub position: Position,
+    pub event_type: String,
+    pub schema_version: u32,
+    pub recorded_at: DateTime<Utc>,
+    pub payload: serde_json::Value,
+    pub metadata: Metadata,
+}
+
+/// What the writer expects the stream to be at.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ExpectedRevision {
+    /// No check.
+    Any,
+    /// The stream must not exist yet.
+    NoStream,
+    /// The stream's last event must have this revision.
+    Exact(u64),
+}
+
+/// The result of a successful append.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    /// Revision of the last event of the stream after the append.
+    pub revision: u64,
+    /// Global position of the last event of the append.
+    pub position: Position,
+    /// True when the events were already stored (an idempotent retry).
+    pub duplicate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    #[error("stream {stream}: expected revision {expected:?}, actual {actual:?}")]
+    Conflict {
+        stream: String,
+        expected: ExpectedRevision,
+        /// The stream's last revision, `None` when it does not exist.
+        actual: Option<u64>,
+    },
+    #[error("invalid append: {0}")]
+    Invalid(String),
+    #[error("event store unavailable: {0}")]
+    Unavailable(String),
+}
+
+/// The port every event store adapter implements. One contract test suite
+/// (`tests/contract.rs`) checks every adapter.
+#[async_trait]
+pub trait EventStore: Send + Sync + 'static {
+    /// Appends `events` to `stream` if it is at `expected`. Appending events
+    /// whose first id is already stored in that stream is a no-op that answers
+    /// as the first append did (`duplicate: true`).
+    async fn append(
+        &self,
+        stream: &str,
+        expected: ExpectedRevision,
+        events: Vec<EventData>,
+    ) -> Result<AppendResult, StoreError>;
+
+    /// Up to `max` events of `stream` from revision `from` on.
+    async fn read_stream(
+        &self,
+        stream: &str,
+        from: u64,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// Up to `max` events of the global log after position `after`.
+    async fn read_all(&self, after: Position, max: usize)
+        -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// The last position known to be committed. Changes when this process
+    /// appends and, within the adapter's polling interval, when another
+    /// process does.
+    fn head(&self) -> tokio::sync::watch::Receiver<Position>;
+}
+
+/// Reads a whole stream.
+pub async fn read_stream_all(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<Vec<RecordedEvent>, StoreError> {
+    const PAGE: usize = 1024;
+    let mut out = Vec::new();
+    loop {
+        let batch = store.read_stream(stream, out.len() as u64, PAGE).await?;
+        let done = batch.len() < PAGE;
+        out.extend(batch);
+        if done {
+            return Ok(out);
+        }
+    }
+}
+
+/// A catch-up subscription: the history after a position, then live events.
+pub struct Subscription {
+    store: Arc<dyn EventStore>,
+    after: Position,
+    head: tokio::sync::watch::Receiver<Position>,
+}
+
+impl Subscription {
+    pub fn new(store: Arc<dyn EventStore>, after: Position) -> Self {
+        let head = store.head();
+        Self { store, after, head }
+    }
+
+    /// The position of the last event handed out.
+    pub fn position(&self) -> Position {
+        self.after
+    }
+
+    /// The next batch of at most `max` events; waits while there is none.
+    pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
+        loop {
+            let batch = self.store.read_all(self.after, max).await?;
+            if let Some(last) = batch.last() {
+                self.after = last.position;
+                return Ok(batch);
+            }
+            // Nothing new: wait until the head moves past what we have read.
+            let after = self.after;
+            if self.head.wait_for(|h| *h > after).await.is_err() {
+                return Err(StoreError::Unavailable("event store closed".into()));
+            }
+        }
+    }
+}

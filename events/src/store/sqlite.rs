@@ -1,0 +1,1 @@
+//! SQLite adapter (embedded, durable, group commit).

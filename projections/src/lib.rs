@@ -1,0 +1,2 @@
+//! Projector runtime and read models.
+#![forbid(unsafe_code)]

@@ -1,0 +1,3 @@
+//! The all-in-one application: event store, projectors and both services in
+//! one process, and the operator commands.
+#![forbid(unsafe_code)]
