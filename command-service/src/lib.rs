@@ -2,3 +2,10 @@
 #![forbid(unsafe_code)]
 
 pub mod domain;
+pub mod handler;
+pub mod http;
+pub mod platforms;
+pub mod routes;
+pub mod secrets;
+
+pub use http::WriteState;

@@ -134,6 +134,7 @@ pub struct Evidence {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type")]
+#[allow(clippy::large_enum_variant)] // short-lived values, decoded one at a time
 pub enum AssertionEvent {
     AssertionIssued {
         platform: String,

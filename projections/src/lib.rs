@@ -1,2 +1,13 @@
-//! Projector runtime and read models.
+//! The projector runtime and the read models it builds.
+//!
+//! A read model is fed events in global order, in batches; it applies each
+//! event at most once (events at or below its checkpoint are skipped) and
+//! moves its checkpoint in the same step as the change, so a crash or a
+//! replay never skips or doubles an event. Rebuilding from position 0 gives
+//! the same model as following the log live.
 #![forbid(unsafe_code)]
+
+pub mod credentials;
+mod runtime;
+
+pub use runtime::{Projections, ReadModel};

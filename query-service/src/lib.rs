@@ -1,2 +1,27 @@
-//! Read routes, and the HTTP pieces both services share (errors, auth, pagination).
+//! Read routes, and the HTTP pieces both services share: the error table,
+//! the body and caller extractors, pagination and the wire shapes.
 #![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use ibl_projections::credentials::CredentialsModel;
+use ibl_projections::Projections;
+
+pub mod error;
+pub mod extract;
+pub mod paging;
+pub mod routes;
+pub mod wire;
+
+pub use error::ApiError;
+
+/// What the read side serves from: the read models and how far they are.
+pub struct ReadState {
+    pub models: Arc<CredentialsModel>,
+    pub projections: Projections,
+}
+
+/// The id of the request being served (its `X-Request-Id`, or a new one);
+/// it becomes the correlation id of the events the request appends.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);

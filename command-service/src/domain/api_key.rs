@@ -1,0 +1,416 @@
+//! The API keys of one platform (stream `apikeys-{platform_key}`).
+//!
+//! The domain never sees a secret: the caller generates it, shows it once,
+//! and passes only its non-secret `prefix` and its SHA-256 `hash`.
+//!
+//! Rules:
+//! - `Create` takes a name matching `^[-a-zA-Z0-9_]+$` of at most 255
+//!   characters (not trimmed), a non-blank prefix of at most 64 characters,
+//!   a hash of 64 lowercase hex digits, a non-blank username, and an
+//!   `expires` after `now` if any.
+//! - Names are unique among active (not revoked) keys: `Conflict`. An
+//!   expired key stays active until revoked, so it keeps its name. The same
+//!   hash twice is `Conflict` too.
+//! - `Revoke` needs an active key of that name: `NotFound`. Its name can then
+//!   be used again.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use ibl_events::platform::ApiKeyEvent;
+
+use super::validate::{self, FieldError, MAX_NAME_CHARS};
+use super::{rejection, Aggregate, RejectionKind};
+
+/// Longest key prefix, in characters.
+pub const MAX_PREFIX_CHARS: usize = 64;
+
+/// The aggregate, for the generic command handler.
+pub struct ApiKeysAggregate;
+
+/// The fold of a platform's key stream: its active keys. `Default` is a
+/// platform without keys.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApiKeysState {
+    active: BTreeMap<String, ApiKey>,
+}
+
+/// An active (not revoked) key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub name: String,
+    pub prefix: String,
+    /// SHA-256 of the secret, lowercase hex.
+    pub hash: String,
+    pub user_id: u64,
+    pub username: String,
+    pub expires: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl ApiKey {
+    /// Whether the key has expired at `now` (from the instant `expires`).
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+}
+
+impl ApiKeysState {
+    /// The active key of this name.
+    pub fn get(&self, name: &str) -> Option<&ApiKey> {
+        self.active.get(name)
+    }
+
+    /// The active key with this hash.
+    pub fn by_hash(&self, hash: &str) -> Option<&ApiKey> {
+        self.active.values().find(|k| k.hash == hash)
+    }
+
+    /// The active keys, by name.
+    pub fn active(&self) -> impl Iterator<Item = &ApiKey> {
+        self.active.values()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiKeyCommand {
+    Create {
+        name: String,
+        prefix: String,
+        hash: String,
+        user_id: u64,
+        username: String,
+        expires: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    },
+    Revoke {
+        name: String,
+        now: DateTime<Utc>,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApiKeyError {
+    #[error(transparent)]
+    Invalid(#[from] FieldError),
+    #[error("an API key named '{0}' already exists")]
+    NameTaken(String),
+    #[error("an API key with this hash already exists")]
+    HashTaken,
+    #[error("no API key named '{0}'")]
+    NotFound(String),
+}
+
+rejection!(ApiKeyError, |e| match e {
+    ApiKeyError::Invalid(_) => RejectionKind::Invalid,
+    ApiKeyError::NameTaken(_) | ApiKeyError::HashTaken => RejectionKind::Conflict,
+    ApiKeyError::NotFound(_) => RejectionKind::NotFound,
+});
+
+/// Whether `name` matches `^[-a-zA-Z0-9_]+$` and has at most 255 characters.
+pub fn is_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_CHARS
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+}
+
+fn validate_name(name: &str) -> Result<(), FieldError> {
+    validate::no_nul("name", name)?;
+    if name.is_empty() {
+        return Err(FieldError::new("name", validate::BLANK));
+    }
+    validate::max_chars("name", name, MAX_NAME_CHARS)?;
+    if !is_key_name(name) {
+        return Err(FieldError::new(
+            "name",
+            "Enter a valid name: letters, digits, '-' or '_'.",
+        ));
+    }
+    Ok(())
+}
+
+fn is_sha256_hex(hash: &str) -> bool {
+    hash.len() == 64
+        && hash
+            .chars()
+            .all(|c| c.is_ascii_digit() || ('a'..='f').contains(&c))
+}
+
+pub fn decide(state: &ApiKeysState, cmd: ApiKeyCommand) -> Result<Vec<ApiKeyEvent>, ApiKeyError> {
+    match cmd {
+        ApiKeyCommand::Create {
+            name,
+            prefix,
+            hash,
+            user_id,
+            username,
+            expires,
+            now,
+        } => {
+            validate_name(&name)?;
+            validate::name("prefix", &prefix, MAX_PREFIX_CHARS)?;
+            if prefix.trim() != prefix {
+                return Err(
+                    FieldError::new("prefix", "Must not have surrounding whitespace.").into(),
+                );
+            }
+            if !is_sha256_hex(&hash) {
+                return Err(
+                    FieldError::new("hash", "Expected a SHA-256 digest in lowercase hex.").into(),
+                );
+            }
+            let username = validate::name("username", &username, usize::MAX)?;
+            if expires.is_some_and(|e| e <= now) {
+                return Err(FieldError::new("expires", "Must be in the future.").into());
+            }
+            if state.get(&name).is_some() {
+                return Err(ApiKeyError::NameTaken(name));
+            }
+            if state.by_hash(&hash).is_some() {
+                return Err(ApiKeyError::HashTaken);
+            }
+            Ok(vec![ApiKeyEvent::ApiKeyCreated {
+                name,
+                prefix,
+                hash,
+                user_id,
+                username,
+                expires,
+                created_at: now,
+            }])
+        }
+        ApiKeyCommand::Revoke { name, now } => {
+            if state.get(&name).is_none() {
+                return Err(ApiKeyError::NotFound(name));
+            }
+            Ok(vec![ApiKeyEvent::ApiKeyRevoked {
+                name,
+                revoked_at: now,
+            }])
+        }
+    }
+}
+
+pub fn evolve(mut state: ApiKeysState, event: &ApiKeyEvent) -> ApiKeysState {
+    match event {
+        ApiKeyEvent::ApiKeyCreated {
+            name,
+            prefix,
+            hash,
+            user_id,
+            username,
+            expires,
+            created_at,
+        } => {
+            state.active.entry(name.clone()).or_insert_with(|| ApiKey {
+                name: name.clone(),
+                prefix: prefix.clone(),
+                hash: hash.clone(),
+                user_id: *user_id,
+                username: username.clone(),
+                expires: *expires,
+                created_at: *created_at,
+            });
+        }
+        ApiKeyEvent::ApiKeyRevoked { name, .. } => {
+            state.active.remove(name);
+        }
+    }
+    state
+}
+
+pub fn fold<'a>(events: impl IntoIterator<Item = &'a ApiKeyEvent>) -> ApiKeysState {
+    ApiKeysAggregate::fold(events)
+}
+
+impl Aggregate for ApiKeysAggregate {
+    type State = ApiKeysState;
+    type Command = ApiKeyCommand;
+    type Event = ApiKeyEvent;
+    type Error = ApiKeyError;
+
+    fn decide(state: &ApiKeysState, cmd: ApiKeyCommand) -> Result<Vec<ApiKeyEvent>, ApiKeyError> {
+        decide(state, cmd)
+    }
+
+    fn evolve(state: ApiKeysState, event: &ApiKeyEvent) -> ApiKeysState {
+        evolve(state, event)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::testing::{given, t};
+    use ApiKeyCommand as C;
+    use ApiKeyEvent as E;
+
+    fn hash(n: u8) -> String {
+        format!("{n:02x}").repeat(32)
+    }
+
+    fn created(name: &str, n: u8) -> ApiKeyEvent {
+        E::ApiKeyCreated {
+            name: name.into(),
+            prefix: format!("pre{n}"),
+            hash: hash(n),
+            user_id: 1,
+            username: "admin".into(),
+            expires: None,
+            created_at: t(0),
+        }
+    }
+
+    fn revoked(name: &str) -> ApiKeyEvent {
+        E::ApiKeyRevoked {
+            name: name.into(),
+            revoked_at: t(1),
+        }
+    }
+
+    fn create(name: &str, n: u8) -> ApiKeyCommand {
+        C::Create {
+            name: name.into(),
+            prefix: format!("pre{n}"),
+            hash: hash(n),
+            user_id: 1,
+            username: "admin".into(),
+            expires: Some(t(1000)),
+            now: t(5),
+        }
+    }
+
+    fn create_with(
+        prefix: &str,
+        hash: &str,
+        username: &str,
+        expires: Option<i64>,
+    ) -> ApiKeyCommand {
+        C::Create {
+            name: "k".into(),
+            prefix: prefix.into(),
+            hash: hash.into(),
+            user_id: 1,
+            username: username.into(),
+            expires: expires.map(t),
+            now: t(5),
+        }
+    }
+
+    #[test]
+    fn creates_a_key_and_lists_it_as_active() {
+        let state = given::<ApiKeysAggregate>(&[])
+            .when(create("ci-bot_1", 1))
+            .then(&[E::ApiKeyCreated {
+                name: "ci-bot_1".into(),
+                prefix: "pre1".into(),
+                hash: hash(1),
+                user_id: 1,
+                username: "admin".into(),
+                expires: Some(t(1000)),
+                created_at: t(5),
+            }]);
+        let key = state.get("ci-bot_1").unwrap();
+        assert!(!key.is_expired(t(999)));
+        assert!(key.is_expired(t(1000)));
+        assert_eq!(state.by_hash(&hash(1)).unwrap().name, "ci-bot_1");
+        assert_eq!(state.active().count(), 1);
+    }
+
+    #[test]
+    fn key_names_match_the_sdk_pattern() {
+        for good in ["a", "A-b_9", &"n".repeat(255)] {
+            given::<ApiKeysAggregate>(&[])
+                .when(create(good, 1))
+                .accepted();
+        }
+        for bad in ["", " a", "a b", "a.b", "ä", "a\0", &"n".repeat(256)] {
+            given::<ApiKeysAggregate>(&[])
+                .when(create(bad, 1))
+                .then_invalid("name");
+        }
+    }
+
+    #[test]
+    fn hash_prefix_username_and_expiry_are_checked() {
+        let h = hash(1);
+        let upper = "A".repeat(64);
+        for (cmd, field) in [
+            (create_with("p", "abc", "admin", None), "hash"),
+            (create_with("p", &upper, "admin", None), "hash"),
+            (create_with("p", &format!("{h}0"), "admin", None), "hash"),
+            (create_with("", &h, "admin", None), "prefix"),
+            (create_with(" p", &h, "admin", None), "prefix"),
+            (create_with(&"p".repeat(65), &h, "admin", None), "prefix"),
+            (create_with("p", &h, " ", None), "username"),
+            (create_with("p", &h, "admin", Some(5)), "expires"),
+            (create_with("p", &h, "admin", Some(4)), "expires"),
+        ] {
+            given::<ApiKeysAggregate>(&[]).when(cmd).then_invalid(field);
+        }
+    }
+
+    #[test]
+    fn a_key_without_expiry_is_fine() {
+        given::<ApiKeysAggregate>(&[])
+            .when(create_with("p", &hash(1), "admin", None))
+            .accepted();
+    }
+
+    #[test]
+    fn an_active_name_conflicts() {
+        let e = given::<ApiKeysAggregate>(&[created("ci", 1)])
+            .when(create("ci", 2))
+            .then_err(RejectionKind::Conflict);
+        assert_eq!(e, ApiKeyError::NameTaken("ci".into()));
+    }
+
+    #[test]
+    fn a_revoked_name_can_be_reused() {
+        given::<ApiKeysAggregate>(&[created("ci", 1), revoked("ci")])
+            .when(create("ci", 2))
+            .accepted();
+    }
+
+    #[test]
+    fn the_same_hash_twice_conflicts() {
+        let e = given::<ApiKeysAggregate>(&[created("ci", 1)])
+            .when(create("other", 1))
+            .then_err(RejectionKind::Conflict);
+        assert_eq!(e, ApiKeyError::HashTaken);
+    }
+
+    #[test]
+    fn revoke_removes_the_key_from_the_active_ones() {
+        let state = given::<ApiKeysAggregate>(&[created("ci", 1), created("ops", 2)])
+            .when(C::Revoke {
+                name: "ci".into(),
+                now: t(9),
+            })
+            .then(&[E::ApiKeyRevoked {
+                name: "ci".into(),
+                revoked_at: t(9),
+            }]);
+        assert!(state.get("ci").is_none());
+        assert!(state.by_hash(&hash(1)).is_none());
+        assert_eq!(
+            state.active().map(|k| k.name.as_str()).collect::<Vec<_>>(),
+            ["ops"]
+        );
+    }
+
+    #[test]
+    fn revoke_needs_an_active_key() {
+        for events in [vec![], vec![created("ci", 1), revoked("ci")]] {
+            let e = given::<ApiKeysAggregate>(&events)
+                .when(C::Revoke {
+                    name: "ci".into(),
+                    now: t(9),
+                })
+                .then_err(RejectionKind::NotFound);
+            assert_eq!(e.to_string(), "no API key named 'ci'");
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! The generic command handler: load a stream, fold it, decide, append with
+//! the expected revision, and retry against fresh state on a conflict.
+
+use std::sync::Arc;
+
+use ibl_events::{
+    read_stream_all, Actor, AppendResult, DomainEvent, EventStore, ExpectedRevision,
+    IdempotencyTag, Metadata, StoreError,
+};
+use ibl_query_service::ApiError;
+use uuid::Uuid;
+
+use crate::domain::{Aggregate, Rejection, RejectionKind};
+
+/// Who sends a command and why: written into every event's metadata.
+#[derive(Debug, Clone, Default)]
+pub struct CommandContext {
+    pub actor: Actor,
+    pub correlation_id: String,
+    pub causation_id: Option<String>,
+    pub idempotency: Option<IdempotencyTag>,
+}
+
+impl CommandContext {
+    fn metadata(&self) -> Metadata {
+        Metadata {
+            actor: self.actor.clone(),
+            correlation_id: self.correlation_id.clone(),
+            causation_id: self.causation_id.clone(),
+            idempotency: self.idempotency.clone(),
+        }
+    }
+
+    /// The id of the `index`-th event this command appends to `stream`.
+    /// Random, except under an `Idempotency-Key`, where it is derived from the
+    /// key so that a retry appends events the store already holds (a no-op).
+    fn event_id(&self, stream: &str, revision: Option<u64>, index: usize) -> Uuid {
+        match (&self.idempotency, &self.actor.platform) {
+            (Some(tag), Some(platform)) => {
+                let start = revision.map_or(0, |r| r + 1);
+                derived_id(&format!(
+                    "{platform}\n{}\n{stream}\n{}",
+                    tag.key,
+                    start + index as u64
+                ))
+            }
+            _ => Uuid::new_v4(),
+        }
+    }
+}
+
+/// A name-based (v5) uuid in this service's namespace.
+pub fn derived_id(name: &str) -> Uuid {
+    const NAMESPACE: Uuid = Uuid::from_u128(0x6f1c_2b8e_4a7d_4e55_9a0b_1c2d_3e4f_5a6b);
+    Uuid::new_v5(&NAMESPACE, name.as_bytes())
+}
+
+/// What a command did.
+#[derive(Debug)]
+pub struct Outcome<S> {
+    pub state: S,
+    /// `None` when the command appended nothing.
+    pub appended: Option<AppendResult>,
+}
+
+impl<S> Outcome<S> {
+    /// The position a reader must reach to see this command's effect.
+    pub fn position(&self) -> u64 {
+        self.appended.map_or(0, |a| a.position)
+    }
+}
+
+/// Maps a rejected command to its HTTP answer.
+pub fn rejected<E: Rejection>(e: E) -> ApiError {
+    match e.kind() {
+        RejectionKind::NotFound => ApiError::NotFound(e.to_string()),
+        RejectionKind::Conflict => ApiError::Conflict(e.to_string()),
+        RejectionKind::Gone => ApiError::Gone(e.to_string()),
+        RejectionKind::Invalid => match e.field() {
+            Some(field) => ApiError::field(field, e.to_string()),
+            None => ApiError::BadRequest(e.to_string()),
+        },
+    }
+}
+
+const MAX_ATTEMPTS: usize = 5;
+
+/// Loads `stream` as aggregate `A` and its last revision.
+pub async fn load<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &str,
+) -> Result<(A::State, Option<u64>), ApiError> {
+    let recorded = read_stream_all(store, stream).await?;
+    let mut events = Vec::with_capacity(recorded.len());
+    for r in &recorded {
+        events.push(A::Event::from_recorded(r).map_err(|e| {
+            ApiError::Internal(format!(
+                "undecodable event {}@{}: {e}",
+                r.stream, r.revision
+            ))
+        })?);
+    }
+    Ok((A::fold(&events), recorded.last().map(|r| r.revision)))
+}
+
+/// Runs `command` against `stream`: load, decide, append at the expected
+/// revision; on a conflict, reload and decide again.
+pub async fn execute<A>(
+    store: &Arc<dyn EventStore>,
+    stream: &str,
+    ctx: &CommandContext,
+    command: A::Command,
+) -> Result<Outcome<A::State>, ApiError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let (state, revision) = load::<A>(store.as_ref(), stream).await?;
+        let events = A::decide(&state, command.clone()).map_err(rejected)?;
+        if events.is_empty() {
+            return Ok(Outcome {
+                state,
+                appended: None,
+            });
+        }
+        let metadata = ctx.metadata();
+        let data = events
+            .iter()
+            .enumerate()
+            .map(|(i, e)| e.to_data(ctx.event_id(stream, revision, i), metadata.clone()))
+            .collect();
+        let expected = revision.map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+        match store.append(stream, expected, data).await {
+            Ok(appended) => {
+                let state = events.iter().fold(state, |s, e| A::evolve(s, e));
+                return Ok(Outcome {
+                    state,
+                    appended: Some(appended),
+                });
+            }
+            Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Appends the first events of a new stream whose decision was already made
+/// (a planned bulk issue). A retry under the same `Idempotency-Key` finds its
+/// events stored and appends nothing.
+pub async fn append_new<E: DomainEvent>(
+    store: &dyn EventStore,
+    stream: &str,
+    ctx: &CommandContext,
+    events: &[E],
+) -> Result<AppendResult, ApiError> {
+    let metadata = ctx.metadata();
+    let data = events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.to_data(ctx.event_id(stream, None, i), metadata.clone()))
+        .collect();
+    Ok(store
+        .append(stream, ExpectedRevision::NoStream, data)
+        .await?)
+}

@@ -1,0 +1,92 @@
+//! Platform API keys: create (the secret is shown once) and delete by name.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use ibl_events::platform::api_keys_stream;
+use ibl_query_service::extract::{JsonBody, Principal};
+use ibl_query_service::routes::Params;
+use ibl_query_service::{wire, ApiError, ReadState};
+use serde::Deserialize;
+
+use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
+use crate::handler::execute;
+use crate::http::{context, settle, written, WriteState};
+use crate::secrets::NewSecret;
+
+/// The body of `POST /api/core/platform/api-tokens/` (the `iblai`
+/// `PlatformApiKey` model; `username`, `key` and `created` are read-only).
+#[derive(Debug, Default, Deserialize)]
+pub struct ApiKeyBody {
+    name: Option<String>,
+    platform_key: Option<String>,
+    expires: Option<DateTime<Utc>>,
+}
+
+pub async fn create_api_key(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    body: JsonBody<ApiKeyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body
+        .platform_key
+        .ok_or_else(|| ApiError::field("platform_key", "This field is required."))?;
+    principal.require_platform(&platform)?;
+    let name = body
+        .name
+        .ok_or_else(|| ApiError::field("name", "This field is required."))?;
+    let secret = NewSecret::generate();
+    let ctx = context(&req, &principal, &principal.key.username, None);
+    let command = ApiKeyCommand::Create {
+        name: name.clone(),
+        prefix: secret.prefix(),
+        hash: secret.hash(),
+        user_id: principal.key.user_id,
+        username: principal.key.username.clone(),
+        expires: body.expires,
+        now: Utc::now(),
+    };
+    let outcome =
+        execute::<ApiKeysAggregate>(&write.store, &api_keys_stream(&platform), &ctx, command)
+            .await?;
+    settle(&read, outcome.position()).await;
+    let key = read
+        .models
+        .api_key_by_name(&platform, &name)
+        .ok_or_else(|| ApiError::Internal("created key not in the read model".into()))?;
+    Ok(written(
+        StatusCode::CREATED,
+        outcome.position(),
+        wire::api_key(&key, secret.expose()),
+    ))
+}
+
+pub async fn delete_api_key(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = params
+        .get("platform_key")
+        .ok_or_else(|| ApiError::field("platform_key", "This field is required."))?
+        .to_owned();
+    principal.require_platform(&platform)?;
+    let ctx = context(&req, &principal, &principal.key.username, None);
+    let command = ApiKeyCommand::Revoke {
+        name: name.into_inner(),
+        now: Utc::now(),
+    };
+    let outcome =
+        execute::<ApiKeysAggregate>(&write.store, &api_keys_stream(&platform), &ctx, command)
+            .await?;
+    settle(&read, outcome.position()).await;
+    Ok(HttpResponse::NoContent()
+        .insert_header(("X-Position", outcome.position().to_string()))
+        .finish())
+}

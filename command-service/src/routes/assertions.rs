@@ -1,0 +1,415 @@
+//! Issuing (one and in bulk) and revoking assertions.
+
+use std::collections::HashSet;
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::{DateTime, Utc};
+use futures_util::future::join_all;
+use ibl_events::credentials::{assertion_stream, credential_stream, Evidence, Recipient};
+use ibl_events::IdempotencyTag;
+use ibl_query_service::extract::{JsonBody, Principal};
+use ibl_query_service::routes::{platform_of, OrgUserEntity, Params};
+use ibl_query_service::{wire, ApiError, ReadState};
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::new_entity_id;
+use crate::domain::assertion::{
+    plan_bulk_issue, AssertionAggregate, AssertionCommand, AssertionTerms, BulkIssue,
+    IssueAssertion, MAX_BULK_RECIPIENTS,
+};
+use crate::domain::credential::{CredentialAggregate, IssuableCredential};
+use crate::handler::{append_new, derived_id, execute, load, rejected};
+use crate::http::{context, earlier, idempotency_tag, settle, written, WriteState};
+
+/// A recipient as sent: every field optional; validated by the domain.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct RecipientBody {
+    email: Option<String>,
+    username: Option<String>,
+    name: Option<String>,
+}
+
+impl From<RecipientBody> for Recipient {
+    fn from(r: RecipientBody) -> Self {
+        Recipient {
+            email: r.email.unwrap_or_default(),
+            username: r.username.unwrap_or_default(),
+            name: r.name.unwrap_or_default(),
+        }
+    }
+}
+
+/// The body of `POST .../{entity_id}/assertions/`. What the `iblai` client
+/// also sends (`entityId`, `revocationReason`, `credentialDetails`, ...) is
+/// read-only here and ignored.
+#[derive(Debug, Default, Deserialize)]
+pub struct IssueBody {
+    recipient: Option<RecipientBody>,
+    narrative: Option<String>,
+    metadata: Option<Value>,
+    expires: Option<String>,
+    #[serde(rename = "issuedOn", alias = "issued_on")]
+    issued_on: Option<String>,
+    evidence: Option<Vec<Evidence>>,
+}
+
+/// The body of `POST .../{entity_id}/assertions/bulk/`.
+#[derive(Debug, Default, Deserialize)]
+pub struct BulkBody {
+    #[serde(default)]
+    recipients: Vec<RecipientBody>,
+    narrative: Option<String>,
+    metadata: Option<Value>,
+    expires: Option<String>,
+    #[serde(rename = "issuedOn", alias = "issued_on")]
+    issued_on: Option<String>,
+    evidence: Option<Vec<Evidence>>,
+    /// `"allow"` issues to recipients who already hold a valid assertion.
+    duplicates: Option<String>,
+}
+
+/// The body of `PUT .../assertions/{entity_id}`.
+#[derive(Debug, Default, Deserialize)]
+pub struct RevokeBody {
+    revoked: Option<bool>,
+    #[serde(rename = "revocationReason", alias = "revocation_reason")]
+    revocation_reason: Option<String>,
+}
+
+/// An instant of the body: RFC 3339, or `""`/absent for none.
+fn instant(field: &str, value: Option<&str>) -> Result<Option<DateTime<Utc>>, ApiError> {
+    match value.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(v) => DateTime::parse_from_rfc3339(v)
+            .map(|t| Some(t.with_timezone(&Utc)))
+            .map_err(|_| {
+                ApiError::field(
+                    field,
+                    "Expected an RFC 3339 date-time, e.g. 2030-01-01T00:00:00Z.",
+                )
+            }),
+    }
+}
+
+fn terms(
+    narrative: Option<String>,
+    metadata: Option<Value>,
+    expires: Option<&str>,
+    issued_on: Option<&str>,
+    evidence: Option<Vec<Evidence>>,
+) -> Result<AssertionTerms, ApiError> {
+    Ok(AssertionTerms {
+        issued_on: instant("issuedOn", issued_on)?,
+        expires: instant("expires", expires)?,
+        narrative: narrative.unwrap_or_default(),
+        metadata: metadata.unwrap_or(Value::Null),
+        evidence: evidence.unwrap_or_default(),
+    })
+}
+
+/// The credential, if it may be issued now on this platform.
+async fn issuable(
+    write: &WriteState,
+    platform: &str,
+    credential_id: &str,
+    now: DateTime<Utc>,
+) -> Result<IssuableCredential, ApiError> {
+    let (state, _) =
+        load::<CredentialAggregate>(write.store.as_ref(), &credential_stream(credential_id))
+            .await?;
+    if state.live().is_some_and(|c| c.platform != platform) {
+        return Err(ApiError::not_found());
+    }
+    state.issuable(now).map_err(rejected)
+}
+
+/// The recipient when the body names none: the user of the path.
+fn path_user_recipient(read: &ReadState, platform: &str, user: &str) -> Recipient {
+    let known = match user.parse::<u64>() {
+        Ok(id) => read.models.user(id).filter(|u| u.platform == platform),
+        Err(_) => read.models.user_by_username(platform, user),
+    };
+    match known {
+        Some(u) => Recipient {
+            email: u.email,
+            username: u.username,
+            name: String::new(),
+        },
+        None => Recipient {
+            username: user.to_owned(),
+            ..Recipient::default()
+        },
+    }
+}
+
+fn assertion_answer(
+    req: &HttpRequest,
+    read: &ReadState,
+    entity_id: &str,
+) -> Result<Value, ApiError> {
+    let a = read
+        .models
+        .assertion(entity_id)
+        .ok_or_else(ApiError::not_found)?;
+    let c = read.models.credential(&a.platform, &a.credential_id);
+    Ok(wire::assertion(
+        &wire::base_url(req),
+        &a,
+        c.as_ref(),
+        Utc::now(),
+    ))
+}
+
+pub async fn issue_assertion(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    path: web::Path<OrgUserEntity>,
+    body: JsonBody<IssueBody>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    let tag = idempotency_tag(&req, &body.hash)?;
+    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
+        settle(&read, record.position).await;
+        let id = record
+            .streams
+            .first()
+            .and_then(|s| s.strip_prefix("assertion-"))
+            .unwrap_or_default();
+        return Ok(written(
+            StatusCode::OK,
+            record.position,
+            assertion_answer(&req, &read, id)?,
+        ));
+    }
+    let now = Utc::now();
+    let body = body.value;
+    let recipient = match body.recipient {
+        Some(r) => r.into(),
+        None => path_user_recipient(&read, &platform, &path.user),
+    };
+    let terms = terms(
+        body.narrative,
+        body.metadata,
+        body.expires.as_deref(),
+        body.issued_on.as_deref(),
+        body.evidence,
+    )?;
+    let credential = issuable(&write, &platform, &path.entity_id, now).await?;
+    let entity_id = new_entity_id(&platform, tag.as_ref(), "assertion");
+    let ctx = context(&req, &principal, &path.user, tag);
+    let command = AssertionCommand::Issue(IssueAssertion {
+        platform: platform.clone(),
+        entity_id: entity_id.clone(),
+        credential,
+        recipient,
+        terms,
+        now,
+    });
+    let outcome =
+        execute::<AssertionAggregate>(&write.store, &assertion_stream(&entity_id), &ctx, command)
+            .await?;
+    settle(&read, outcome.position()).await;
+    Ok(written(
+        StatusCode::OK,
+        outcome.position(),
+        assertion_answer(&req, &read, &entity_id)?,
+    ))
+}
+
+/// Appends at most this many new streams at once, so group commit batches
+/// them without flooding the writer.
+const BULK_CONCURRENCY: usize = 256;
+
+pub async fn bulk_issue(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    path: web::Path<OrgUserEntity>,
+    body: JsonBody<BulkBody>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    let tag = idempotency_tag(&req, &body.hash)?;
+    // A retry runs the same plan again: its own earlier assertions do not
+    // count as duplicates and their appends are no-ops.
+    earlier(&read, &platform, tag.as_ref())?;
+    let now = Utc::now();
+    let body = body.value;
+    if body.recipients.len() > MAX_BULK_RECIPIENTS {
+        return Err(ApiError::field(
+            "recipients",
+            format!("At most {MAX_BULK_RECIPIENTS} recipients."),
+        ));
+    }
+    let allow_duplicates = match body.duplicates.as_deref() {
+        None | Some("" | "skip") => false,
+        Some("allow") => true,
+        Some(_) => {
+            return Err(ApiError::field(
+                "duplicates",
+                "Expected \"allow\" or \"skip\".",
+            ))
+        }
+    };
+    let terms = terms(
+        body.narrative,
+        body.metadata,
+        body.expires.as_deref(),
+        body.issued_on.as_deref(),
+        body.evidence,
+    )?;
+    let credential = issuable(&write, &platform, &path.entity_id, now).await?;
+    let ids = bulk_ids(&platform, tag.as_ref(), body.recipients.len());
+    let own: HashSet<&str> = ids.iter().map(String::as_str).collect();
+    let holders = read
+        .models
+        .valid_assertions_of(&path.entity_id, &platform, now);
+    let mut emails = HashSet::new();
+    let mut usernames = HashSet::new();
+    for a in holders
+        .iter()
+        .filter(|a| !own.contains(a.entity_id.as_str()))
+    {
+        if !a.recipient.email.is_empty() {
+            emails.insert(a.recipient.email.to_lowercase());
+        }
+        if !a.recipient.username.is_empty() {
+            usernames.insert(a.recipient.username.clone());
+        }
+    }
+    let mut next = ids.iter().cloned();
+    let plan = plan_bulk_issue(
+        BulkIssue {
+            platform: platform.clone(),
+            credential,
+            recipients: body.recipients.into_iter().map(Recipient::from).collect(),
+            allow_duplicates,
+            terms,
+            now,
+        },
+        |r| {
+            (!r.email.is_empty() && emails.contains(&r.email.to_lowercase()))
+                || (!r.username.is_empty() && usernames.contains(&r.username))
+        },
+        || next.next().unwrap_or_default(),
+    )
+    .map_err(rejected)?;
+    let ctx = context(&req, &principal, &path.user, tag);
+    let mut position = 0;
+    for chunk in plan.issue.chunks(BULK_CONCURRENCY) {
+        let appends = chunk.iter().map(|(id, event)| {
+            let stream = assertion_stream(id);
+            let ctx = &ctx;
+            let store = write.store.as_ref();
+            async move { append_new(store, &stream, ctx, std::slice::from_ref(event)).await }
+        });
+        for result in join_all(appends).await {
+            position = position.max(result?.position);
+        }
+    }
+    settle(&read, position).await;
+    let mut issued = Vec::with_capacity(plan.issue.len());
+    for (id, _) in &plan.issue {
+        issued.push(assertion_answer(&req, &read, id)?);
+    }
+    let skipped: Vec<Value> = plan
+        .skipped
+        .iter()
+        .map(|s| {
+            json!({
+                "recipient": {"email": s.recipient.email, "username": s.recipient.username, "name": s.recipient.name},
+                "reason": s.reason,
+            })
+        })
+        .collect();
+    Ok(written(
+        StatusCode::OK,
+        position,
+        json!({"issued": issued, "skipped": skipped}),
+    ))
+}
+
+/// The ids a bulk request may give its assertions, in order: random, or
+/// derived from the `Idempotency-Key` so that a retry reuses them.
+fn bulk_ids(platform: &str, tag: Option<&IdempotencyTag>, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| match tag {
+            Some(t) => derived_id(&format!("{platform}\n{}\nbulk\n{i}", t.key)).to_string(),
+            None => new_entity_id(platform, None, ""),
+        })
+        .collect()
+}
+
+pub async fn update_assertion(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    path: web::Path<OrgUserEntity>,
+    body: JsonBody<RevokeBody>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    let current = read
+        .models
+        .assertion(&path.entity_id)
+        .filter(|a| a.platform == platform)
+        .ok_or_else(ApiError::not_found)?;
+    let tag = idempotency_tag(&req, &body.hash)?;
+    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
+        settle(&read, record.position).await;
+        return Ok(written(
+            StatusCode::OK,
+            record.position,
+            assertion_answer(&req, &read, &path.entity_id)?,
+        ));
+    }
+    match body.value.revoked {
+        Some(true) => {}
+        Some(false) if current.revoked.is_some() => {
+            return Err(ApiError::field(
+                "revoked",
+                "A revoked assertion cannot be reinstated.",
+            ));
+        }
+        // Nothing to change: answer the assertion as it is.
+        _ => {
+            return Ok(written(
+                StatusCode::OK,
+                0,
+                assertion_answer(&req, &read, &path.entity_id)?,
+            ))
+        }
+    }
+    let reason = body.value.revocation_reason.unwrap_or_default();
+    if reason.trim().is_empty() {
+        return Err(ApiError::field(
+            "revocationReason",
+            "A reason is required to revoke an assertion.",
+        ));
+    }
+    let ctx = context(&req, &principal, &path.user, tag);
+    let command = AssertionCommand::Revoke {
+        reason,
+        now: Utc::now(),
+    };
+    let outcome = execute::<AssertionAggregate>(
+        &write.store,
+        &assertion_stream(&path.entity_id),
+        &ctx,
+        command,
+    )
+    .await?;
+    settle(&read, outcome.position()).await;
+    Ok(written(
+        StatusCode::OK,
+        outcome.position(),
+        assertion_answer(&req, &read, &path.entity_id)?,
+    ))
+}

@@ -1,0 +1,618 @@
+//! The read model of platforms, users, API keys and credentials, with its
+//! in-memory adapter.
+
+use std::collections::HashMap;
+use std::sync::RwLock;
+
+use chrono::{DateTime, Utc};
+use ibl_events::credentials::{
+    AssertionEvent, CredentialEvent, CredentialFields, Evidence, IssuerEvent, IssuerFields,
+    Recipient,
+};
+use ibl_events::platform::{ApiKeyEvent, PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM};
+use ibl_events::{DomainEvent, Position, RecordedEvent};
+
+use crate::ReadModel;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlatformView {
+    pub id: u64,
+    pub key: String,
+    pub name: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserView {
+    pub id: u64,
+    pub platform: String,
+    pub username: String,
+    pub email: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyView {
+    pub platform: String,
+    pub name: String,
+    pub prefix: String,
+    pub hash: String,
+    pub user_id: u64,
+    pub username: String,
+    pub expires: Option<DateTime<Utc>>,
+    pub created: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialView {
+    pub platform: String,
+    pub entity_id: String,
+    pub fields: CredentialFields,
+    pub created_at: DateTime<Utc>,
+    pub retired: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuerView {
+    pub platform: String,
+    pub entity_id: String,
+    pub fields: IssuerFields,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct AssertionView {
+    pub platform: String,
+    pub entity_id: String,
+    pub credential_id: String,
+    pub recipient: Recipient,
+    pub issued_on: DateTime<Utc>,
+    pub expires: Option<DateTime<Utc>>,
+    pub narrative: String,
+    pub metadata: serde_json::Value,
+    pub evidence: Vec<Evidence>,
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+impl AssertionView {
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+    pub fn valid(&self, now: DateTime<Utc>) -> bool {
+        self.revoked.is_none() && !self.expired(now)
+    }
+}
+
+/// A request that carried an `Idempotency-Key`: the hash of its body and the
+/// streams it wrote, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub streams: Vec<String>,
+    pub position: Position,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct CredentialFilter {
+    /// Case-insensitive, in name and description.
+    pub search: Option<String>,
+    pub course: Option<String>,
+    pub program: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AssertionFilter {
+    pub credential: Option<String>,
+    pub course: Option<String>,
+    pub include_revoked: bool,
+    pub include_expired: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// One page of a list and the count of all matches.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub count: usize,
+    pub items: Vec<T>,
+}
+
+#[derive(Default)]
+struct State {
+    checkpoint: Position,
+    platforms: HashMap<String, PlatformView>,
+    users: HashMap<u64, UserView>,
+    usernames: HashMap<(String, String), u64>,
+    keys_by_hash: HashMap<String, ApiKeyView>,
+    /// (platform, name) -> hash of the active key.
+    keys_by_name: HashMap<(String, String), String>,
+    credentials: HashMap<String, CredentialView>,
+    /// Per platform, credential ids in creation order (deleted ones removed).
+    credential_order: HashMap<String, Vec<String>>,
+    issuers: HashMap<String, IssuerView>,
+    issuer_order: HashMap<String, Vec<String>>,
+    assertions: HashMap<String, AssertionView>,
+    assertion_order: HashMap<String, Vec<String>>,
+    idempotency: HashMap<(String, String), IdempotencyRecord>,
+}
+
+/// The in-memory adapter of the credentials read model.
+#[derive(Default)]
+pub struct CredentialsModel {
+    state: RwLock<State>,
+}
+
+fn lower_contains(haystack: &str, needle_lower: &str) -> bool {
+    haystack.to_lowercase().contains(needle_lower)
+}
+
+fn page<T: Clone>(ids: impl Iterator<Item = T>, offset: usize, limit: usize) -> Page<T> {
+    let mut count = 0;
+    let mut items = Vec::new();
+    for id in ids {
+        if count >= offset && items.len() < limit {
+            items.push(id);
+        }
+        count += 1;
+    }
+    Page { count, items }
+}
+
+impl CredentialsModel {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn platform(&self, key: &str) -> Option<PlatformView> {
+        self.read().platforms.get(key).cloned()
+    }
+
+    pub fn platform_by_id(&self, id: u64) -> Option<PlatformView> {
+        self.read().platforms.values().find(|p| p.id == id).cloned()
+    }
+
+    pub fn platform_count(&self) -> usize {
+        self.read().platforms.len()
+    }
+
+    pub fn user(&self, id: u64) -> Option<UserView> {
+        self.read().users.get(&id).cloned()
+    }
+
+    pub fn user_count(&self) -> usize {
+        self.read().users.len()
+    }
+
+    pub fn user_by_username(&self, platform: &str, username: &str) -> Option<UserView> {
+        let s = self.read();
+        let id = s
+            .usernames
+            .get(&(platform.to_owned(), username.to_owned()))?;
+        s.users.get(id).cloned()
+    }
+
+    pub fn api_key_by_hash(&self, hash: &str) -> Option<ApiKeyView> {
+        self.read().keys_by_hash.get(hash).cloned()
+    }
+
+    /// The active keys of a platform, oldest first.
+    pub fn api_keys(&self, platform: &str) -> Vec<ApiKeyView> {
+        let s = self.read();
+        let mut keys: Vec<_> = s
+            .keys_by_hash
+            .values()
+            .filter(|k| k.platform == platform)
+            .cloned()
+            .collect();
+        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        keys
+    }
+
+    pub fn api_key_by_name(&self, platform: &str, name: &str) -> Option<ApiKeyView> {
+        let s = self.read();
+        let hash = s
+            .keys_by_name
+            .get(&(platform.to_owned(), name.to_owned()))?;
+        s.keys_by_hash.get(hash).cloned()
+    }
+
+    pub fn credential(&self, platform: &str, entity_id: &str) -> Option<CredentialView> {
+        self.read()
+            .credentials
+            .get(entity_id)
+            .filter(|c| c.platform == platform)
+            .cloned()
+    }
+
+    pub fn credentials(
+        &self,
+        platform: &str,
+        filter: &CredentialFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Page<CredentialView> {
+        let s = self.read();
+        let search = filter.search.as_deref().map(str::to_lowercase);
+        let ids = s
+            .credential_order
+            .get(platform)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let matches =
+            ids.iter()
+                .filter_map(|id| s.credentials.get(id))
+                .filter(|c| {
+                    let f = &c.fields;
+                    search.as_deref().is_none_or(|q| {
+                        lower_contains(&f.name, q) || lower_contains(&f.description, q)
+                    }) && filter
+                        .course
+                        .as_deref()
+                        .is_none_or(|course| f.course.as_deref() == Some(course))
+                        && filter
+                            .program
+                            .as_deref()
+                            .is_none_or(|program| f.program.as_deref() == Some(program))
+                });
+        let p = page(matches, offset, limit);
+        Page {
+            count: p.count,
+            items: p.items.into_iter().cloned().collect(),
+        }
+    }
+
+    pub fn issuer(&self, platform: &str, entity_id: &str) -> Option<IssuerView> {
+        self.read()
+            .issuers
+            .get(entity_id)
+            .filter(|i| i.platform == platform)
+            .cloned()
+    }
+
+    pub fn issuers(
+        &self,
+        platform: &str,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Page<IssuerView> {
+        let s = self.read();
+        let q = search.map(str::to_lowercase);
+        let ids = s
+            .issuer_order
+            .get(platform)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let matches = ids.iter().filter_map(|id| s.issuers.get(id)).filter(|i| {
+            q.as_deref().is_none_or(|q| {
+                lower_contains(&i.fields.name, q) || lower_contains(&i.fields.description, q)
+            })
+        });
+        let p = page(matches, offset, limit);
+        Page {
+            count: p.count,
+            items: p.items.into_iter().cloned().collect(),
+        }
+    }
+
+    /// Any platform's assertion: for public verification.
+    pub fn assertion(&self, entity_id: &str) -> Option<AssertionView> {
+        self.read().assertions.get(entity_id).cloned()
+    }
+
+    pub fn assertions(
+        &self,
+        platform: &str,
+        filter: &AssertionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Page<AssertionView> {
+        let s = self.read();
+        let ids = s
+            .assertion_order
+            .get(platform)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        let matches = ids
+            .iter()
+            .filter_map(|id| s.assertions.get(id))
+            .filter(|a| {
+                (filter.include_revoked || a.revoked.is_none())
+                    && (filter.include_expired || !a.expired(filter.now))
+                    && filter
+                        .credential
+                        .as_deref()
+                        .is_none_or(|c| a.credential_id == c)
+                    && filter.course.as_deref().is_none_or(|course| {
+                        s.credentials
+                            .get(&a.credential_id)
+                            .and_then(|c| c.fields.course.as_deref())
+                            == Some(course)
+                    })
+            });
+        let p = page(matches, offset, limit);
+        Page {
+            count: p.count,
+            items: p.items.into_iter().cloned().collect(),
+        }
+    }
+
+    /// The valid assertions of a credential, for duplicate checks.
+    pub fn valid_assertions_of(
+        &self,
+        credential_id: &str,
+        platform: &str,
+        now: DateTime<Utc>,
+    ) -> Vec<AssertionView> {
+        let s = self.read();
+        let ids = s
+            .assertion_order
+            .get(platform)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        ids.iter()
+            .filter_map(|id| s.assertions.get(id))
+            .filter(|a| a.credential_id == credential_id && a.valid(now))
+            .cloned()
+            .collect()
+    }
+
+    pub fn idempotency(&self, platform: &str, key: &str) -> Option<IdempotencyRecord> {
+        self.read()
+            .idempotency
+            .get(&(platform.to_owned(), key.to_owned()))
+            .cloned()
+    }
+}
+
+impl ReadModel for CredentialsModel {
+    fn name(&self) -> &'static str {
+        "credentials"
+    }
+
+    fn checkpoint(&self) -> Position {
+        self.read().checkpoint
+    }
+
+    fn apply(&self, batch: &[RecordedEvent]) {
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        for event in batch {
+            if event.position <= s.checkpoint {
+                continue;
+            }
+            if let Err(error) = s.apply(event) {
+                tracing::error!(
+                    stream = %event.stream, revision = event.revision, %error,
+                    "event skipped by the credentials read model"
+                );
+            }
+            s.checkpoint = event.position;
+        }
+    }
+}
+
+impl State {
+    fn apply(&mut self, event: &RecordedEvent) -> Result<(), serde_json::Error> {
+        let stream = event.stream.as_str();
+        let platform_of_actor = event.metadata.actor.platform.clone();
+        if let (Some(tag), Some(platform)) = (&event.metadata.idempotency, &platform_of_actor) {
+            let record = self
+                .idempotency
+                .entry((platform.clone(), tag.key.clone()))
+                .or_insert_with(|| IdempotencyRecord {
+                    request_hash: tag.request_hash.clone(),
+                    streams: Vec::new(),
+                    position: event.position,
+                });
+            if !record.streams.iter().any(|s| s == stream) {
+                record.streams.push(stream.to_owned());
+            }
+            record.position = event.position;
+        }
+        if stream == PLATFORMS_STREAM {
+            match PlatformEvent::from_recorded(event)? {
+                PlatformEvent::PlatformCreated { id, key, name, .. } => {
+                    self.platforms
+                        .insert(key.clone(), PlatformView { id, key, name });
+                }
+            }
+        } else if stream == USERS_STREAM {
+            match UserEvent::from_recorded(event)? {
+                UserEvent::UserRegistered {
+                    id,
+                    platform,
+                    username,
+                    email,
+                    ..
+                } => {
+                    self.usernames
+                        .insert((platform.clone(), username.clone()), id);
+                    self.users.insert(
+                        id,
+                        UserView {
+                            id,
+                            platform,
+                            username,
+                            email,
+                        },
+                    );
+                }
+            }
+        } else if let Some(platform) = stream.strip_prefix("apikeys-") {
+            self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
+        } else if let Some(id) = stream.strip_prefix("credential-") {
+            self.apply_credential(id, CredentialEvent::from_recorded(event)?);
+        } else if let Some(id) = stream.strip_prefix("issuer-") {
+            self.apply_issuer(id, IssuerEvent::from_recorded(event)?);
+        } else if let Some(id) = stream.strip_prefix("assertion-") {
+            self.apply_assertion(id, AssertionEvent::from_recorded(event)?);
+        }
+        Ok(())
+    }
+
+    fn apply_api_key(&mut self, platform: &str, event: ApiKeyEvent) {
+        match event {
+            ApiKeyEvent::ApiKeyCreated {
+                name,
+                prefix,
+                hash,
+                user_id,
+                username,
+                expires,
+                created_at,
+            } => {
+                self.keys_by_name
+                    .insert((platform.to_owned(), name.clone()), hash.clone());
+                self.keys_by_hash.insert(
+                    hash.clone(),
+                    ApiKeyView {
+                        platform: platform.to_owned(),
+                        name,
+                        prefix,
+                        hash,
+                        user_id,
+                        username,
+                        expires,
+                        created: created_at,
+                    },
+                );
+            }
+            ApiKeyEvent::ApiKeyRevoked { name, .. } => {
+                if let Some(hash) = self.keys_by_name.remove(&(platform.to_owned(), name)) {
+                    self.keys_by_hash.remove(&hash);
+                }
+            }
+        }
+    }
+
+    fn apply_credential(&mut self, id: &str, event: CredentialEvent) {
+        match event {
+            CredentialEvent::CredentialCreated {
+                platform,
+                entity_id,
+                fields,
+                created_at,
+            } => {
+                self.credential_order
+                    .entry(platform.clone())
+                    .or_default()
+                    .push(entity_id.clone());
+                self.credentials.insert(
+                    entity_id.clone(),
+                    CredentialView {
+                        platform,
+                        entity_id,
+                        fields,
+                        created_at,
+                        retired: false,
+                    },
+                );
+            }
+            CredentialEvent::CredentialUpdated { fields, .. } => {
+                if let Some(c) = self.credentials.get_mut(id) {
+                    c.fields = fields;
+                }
+            }
+            CredentialEvent::CredentialRetired { .. } => {
+                if let Some(c) = self.credentials.get_mut(id) {
+                    c.retired = true;
+                }
+            }
+            CredentialEvent::CredentialDeleted { .. } => {
+                if let Some(c) = self.credentials.remove(id) {
+                    if let Some(order) = self.credential_order.get_mut(&c.platform) {
+                        order.retain(|x| x != id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_issuer(&mut self, id: &str, event: IssuerEvent) {
+        match event {
+            IssuerEvent::IssuerCreated {
+                platform,
+                entity_id,
+                fields,
+                created_at,
+            } => {
+                self.issuer_order
+                    .entry(platform.clone())
+                    .or_default()
+                    .push(entity_id.clone());
+                self.issuers.insert(
+                    entity_id.clone(),
+                    IssuerView {
+                        platform,
+                        entity_id,
+                        fields,
+                        created_at,
+                    },
+                );
+            }
+            IssuerEvent::IssuerUpdated { fields, .. } => {
+                if let Some(i) = self.issuers.get_mut(id) {
+                    i.fields = fields;
+                }
+            }
+            IssuerEvent::IssuerDeleted { .. } => {
+                if let Some(i) = self.issuers.remove(id) {
+                    if let Some(order) = self.issuer_order.get_mut(&i.platform) {
+                        order.retain(|x| x != id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn apply_assertion(&mut self, id: &str, event: AssertionEvent) {
+        match event {
+            AssertionEvent::AssertionIssued {
+                platform,
+                entity_id,
+                credential_id,
+                recipient,
+                issued_on,
+                expires,
+                narrative,
+                metadata,
+                evidence,
+            } => {
+                self.assertion_order
+                    .entry(platform.clone())
+                    .or_default()
+                    .push(entity_id.clone());
+                self.assertions.insert(
+                    entity_id.clone(),
+                    AssertionView {
+                        platform,
+                        entity_id,
+                        credential_id,
+                        recipient,
+                        issued_on,
+                        expires,
+                        narrative,
+                        metadata,
+                        evidence,
+                        revoked: None,
+                    },
+                );
+            }
+            AssertionEvent::AssertionRevoked { reason, revoked_at } => {
+                if let Some(a) = self.assertions.get_mut(id) {
+                    a.revoked = Some(Revocation {
+                        reason,
+                        at: revoked_at,
+                    });
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,323 @@
+//! The read routes of the credentials API and of API keys.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use ibl_projections::credentials::{AssertionFilter, CredentialFilter};
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::extract::Principal;
+use crate::paging::PageRequest;
+use crate::{wire, ReadState};
+
+/// The query string of a request, parsed once.
+pub struct Params(HashMap<String, String>);
+
+impl Params {
+    pub fn of(req: &HttpRequest) -> Result<Self, ApiError> {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
+            .map_err(|e| ApiError::BadRequest(format!("Invalid query string: {e}")))?;
+        if pairs
+            .iter()
+            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
+        {
+            return Err(ApiError::BadRequest(
+                "Query parameters may not contain NUL.".into(),
+            ));
+        }
+        Ok(Params(pairs.into_iter().collect()))
+    }
+
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .get(name)
+            .map(String::as_str)
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A boolean parameter: `true`/`false` (also `1`/`0`, `yes`/`no`).
+    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ApiError> {
+        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
+            None => Ok(default),
+            Some("true" | "1" | "yes" | "on") => Ok(true),
+            Some("false" | "0" | "no" | "off") => Ok(false),
+            Some(_) => Err(ApiError::field(name, "Must be true or false.")),
+        }
+    }
+
+    pub fn page(&self) -> Result<PageRequest, ApiError> {
+        PageRequest::parse(
+            self.0.get("page").map(String::as_str),
+            self.0.get("page_size").map(String::as_str),
+        )
+    }
+}
+
+/// The platform a credentials request is about: `platform_org` in the query
+/// wins over `{org}` in the path. The caller's key must belong to it.
+pub fn platform_of(principal: &Principal, org: &str, params: &Params) -> Result<String, ApiError> {
+    let key = params.get("platform_org").unwrap_or(org).to_owned();
+    principal.require_platform(&key)?;
+    Ok(key)
+}
+
+/// Honours `X-Min-Position`: waits until the read models have applied that
+/// position (read-your-writes for a client that got it from a write).
+pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> {
+    let Some(value) = req.headers().get("X-Min-Position") else {
+        return Ok(());
+    };
+    let position = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .ok_or_else(|| ApiError::BadRequest("X-Min-Position must be an integer.".into()))?;
+    if read
+        .projections
+        .wait_for(position, Duration::from_secs(5))
+        .await
+    {
+        Ok(())
+    } else {
+        Err(ApiError::Unavailable(
+            "The read models have not reached that position yet; retry.".into(),
+        ))
+    }
+}
+
+#[derive(serde::Deserialize)]
+pub struct OrgUser {
+    pub org: String,
+    pub user: String,
+}
+
+#[derive(serde::Deserialize)]
+pub struct OrgUserEntity {
+    pub org: String,
+    pub user: String,
+    pub entity_id: String,
+}
+
+pub async fn list_credentials(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<OrgUser>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    fresh(&req, &read).await?;
+    let p = params.page()?;
+    let filter = CredentialFilter {
+        search: params.get("search").map(str::to_owned),
+        course: params.get("course").map(str::to_owned),
+        program: params.get("program").map(str::to_owned),
+    };
+    let page = read
+        .models
+        .credentials(&platform, &filter, p.offset(), p.size);
+    p.check_in_range(page.count)?;
+    let base = wire::base_url(&req);
+    let data = page
+        .items
+        .iter()
+        .map(|c| wire::credential(&base, c))
+        .collect();
+    Ok(HttpResponse::Ok().json(wire::envelope(
+        "Ok",
+        wire::credentials_page(&req, p, page.count, data),
+    )))
+}
+
+pub async fn get_credential(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<OrgUserEntity>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    fresh(&req, &read).await?;
+    let c = read
+        .models
+        .credential(&platform, &path.entity_id)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(wire::credential(&wire::base_url(&req), &c)))
+}
+
+fn assertion_page(
+    req: &HttpRequest,
+    read: &ReadState,
+    platform: &str,
+    credential: Option<String>,
+    params: &Params,
+) -> Result<HttpResponse, ApiError> {
+    let p = params.page()?;
+    let now = Utc::now();
+    let filter = AssertionFilter {
+        credential,
+        course: params.get("course").map(str::to_owned),
+        include_revoked: params.flag("include_revoked", false)?,
+        include_expired: params.flag("include_expired", false)?,
+        now,
+    };
+    // Accepted for compatibility: this service has no main tenant.
+    params.flag("exclude_main_tenant_assertions", false)?;
+    let page = read
+        .models
+        .assertions(platform, &filter, p.offset(), p.size);
+    p.check_in_range(page.count)?;
+    let base = wire::base_url(req);
+    let data = page
+        .items
+        .iter()
+        .map(|a| {
+            let c = read.models.credential(platform, &a.credential_id);
+            wire::assertion(&base, a, c.as_ref(), now)
+        })
+        .collect();
+    Ok(HttpResponse::Ok().json(wire::credentials_page(req, p, page.count, data)))
+}
+
+pub async fn list_assertions(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<OrgUser>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    fresh(&req, &read).await?;
+    assertion_page(&req, &read, &platform, None, &params)
+}
+
+pub async fn list_credential_assertions(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<OrgUserEntity>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    fresh(&req, &read).await?;
+    read.models
+        .credential(&platform, &path.entity_id)
+        .ok_or_else(ApiError::not_found)?;
+    assertion_page(
+        &req,
+        &read,
+        &platform,
+        Some(path.entity_id.clone()),
+        &params,
+    )
+}
+
+pub async fn get_assertion(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<OrgUserEntity>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    fresh(&req, &read).await?;
+    let a = read
+        .models
+        .assertion(&path.entity_id)
+        .filter(|a| a.platform == platform)
+        .ok_or_else(ApiError::not_found)?;
+    let c = read.models.credential(&platform, &a.credential_id);
+    Ok(HttpResponse::Ok().json(wire::assertion(
+        &wire::base_url(&req),
+        &a,
+        c.as_ref(),
+        Utc::now(),
+    )))
+}
+
+/// Public verification: no key needed. A revoked assertion answers 404 with
+/// its revocation (as ibl.ai does) and `"status": "revoked"`; an unknown one
+/// a plain 404; an expired one 200 with `"status": "expired"`.
+pub async fn verify_assertion(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    entity_id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    fresh(&req, &read).await?;
+    let a = read
+        .models
+        .assertion(&entity_id)
+        .ok_or_else(ApiError::not_found)?;
+    let c = read.models.credential(&a.platform, &a.credential_id);
+    let body = wire::assertion(&wire::base_url(&req), &a, c.as_ref(), Utc::now());
+    if let Some(revocation) = &a.revoked {
+        let mut body = body;
+        body["detail"] = json!("This assertion has been revoked.");
+        body["revocation_reason"] = json!(revocation.reason);
+        return Ok(HttpResponse::NotFound().json(body));
+    }
+    Ok(HttpResponse::Ok().json(body))
+}
+
+pub async fn list_issuers(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<OrgUser>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    fresh(&req, &read).await?;
+    let p = params.page()?;
+    let search = params.get("q").or(params.get("search"));
+    let page = read.models.issuers(&platform, search, p.offset(), p.size);
+    p.check_in_range(page.count)?;
+    let base = wire::base_url(&req);
+    let data = page.items.iter().map(|i| wire::issuer(&base, i)).collect();
+    Ok(HttpResponse::Ok().json(wire::envelope(
+        "Ok",
+        wire::credentials_page(&req, p, page.count, data),
+    )))
+}
+
+pub async fn get_issuer(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<OrgUserEntity>,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = platform_of(&principal, &path.org, &params)?;
+    fresh(&req, &read).await?;
+    let i = read
+        .models
+        .issuer(&platform, &path.entity_id)
+        .ok_or_else(ApiError::not_found)?;
+    Ok(HttpResponse::Ok().json(wire::issuer(&wire::base_url(&req), &i)))
+}
+
+/// `GET /api/core/platform/api-tokens/?platform_key=`: a plain array; `key`
+/// shows the non-secret prefix only.
+pub async fn list_api_keys(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let platform = params
+        .get("platform_key")
+        .ok_or_else(|| ApiError::field("platform_key", "This field is required."))?
+        .to_owned();
+    principal.require_platform(&platform)?;
+    fresh(&req, &read).await?;
+    let keys: Vec<_> = read
+        .models
+        .api_keys(&platform)
+        .iter()
+        .map(|k| wire::api_key(k, &format!("{}…", k.prefix)))
+        .collect();
+    Ok(HttpResponse::Ok().json(keys))
+}

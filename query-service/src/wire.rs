@@ -1,0 +1,195 @@
+//! The JSON shapes of the API, as the seed and the `iblai` client expect.
+
+use actix_web::HttpRequest;
+use chrono::{DateTime, SecondsFormat, Utc};
+use ibl_projections::credentials::{ApiKeyView, AssertionView, CredentialView, IssuerView};
+use serde_json::{json, Map, Value};
+
+use crate::paging::{links, PageRequest, MAX_PAGE_SIZE};
+
+/// RFC 3339 UTC with a `Z`, as the API writes every instant.
+pub fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+/// The base URL of the server as the client reached it.
+pub fn base_url(req: &HttpRequest) -> String {
+    let info = req.connection_info();
+    format!("{}://{}", info.scheme(), info.host())
+}
+
+/// `{"status": {"success": true, "description": ...}, "result": ...}`
+pub fn envelope(description: &str, result: Value) -> Value {
+    json!({"status": {"success": true, "description": description}, "result": result})
+}
+
+/// The page fields of every credentials list (`next`/`previous` are `""`
+/// when there is no such page).
+pub fn credentials_page(
+    req: &HttpRequest,
+    p: PageRequest,
+    count: usize,
+    data: Vec<Value>,
+) -> Value {
+    let (next, previous) = links(req, p, count);
+    json!({
+        "next": next.unwrap_or_default(),
+        "previous": previous.unwrap_or_default(),
+        "count": count,
+        "data": data,
+        "num_pages": p.num_pages(count),
+        "page_number": p.page,
+        "max_page_size": MAX_PAGE_SIZE,
+    })
+}
+
+pub fn credential_url(base: &str, c: &CredentialView) -> String {
+    format!(
+        "{base}/api/credentials/orgs/{}/credentials/{}",
+        c.platform, c.entity_id
+    )
+}
+
+pub fn credential(base: &str, c: &CredentialView) -> Value {
+    let f = &c.fields;
+    json!({
+        "credential_id": c.entity_id,
+        "entity_id": c.entity_id,
+        "credential_url": credential_url(base, c),
+        "name": f.name,
+        "description": f.description,
+        "credential_type": f.credential_type,
+        "issuer": f.issuer,
+        "issued_on": time(c.created_at),
+        "expires_at": f.expires_at.map(time),
+        "revoked": c.retired,
+        "html_template": f.html_template,
+        "css_template": f.css_template,
+        "icon_image": f.icon_image,
+        "background_image": f.background_image,
+        "thumbnail_image": f.thumbnail_image,
+        "criteria_url": f.criteria_url,
+        "criteria_text": f.criteria_text,
+        "issuing_signal": f.issuing_signal,
+        "course": f.course,
+        "program": f.program,
+        "platform_key": c.platform,
+    })
+}
+
+fn string_map(pairs: &[(&str, &str)]) -> Value {
+    let mut m = Map::new();
+    for (k, v) in pairs {
+        m.insert((*k).to_owned(), Value::String((*v).to_owned()));
+    }
+    Value::Object(m)
+}
+
+/// Public verification URL of an assertion.
+pub fn verification_url(base: &str, entity_id: &str) -> String {
+    format!("{base}/api/credentials/public/assertions/{entity_id}/")
+}
+
+/// An assertion as the `iblai` `Assertion` model reads it: camelCase keys,
+/// required strings never null.
+pub fn assertion(
+    base: &str,
+    a: &AssertionView,
+    c: Option<&CredentialView>,
+    now: DateTime<Utc>,
+) -> Value {
+    let empty = String::new();
+    let details = match c {
+        Some(c) => {
+            let f = &c.fields;
+            string_map(&[
+                ("entityId", &c.entity_id),
+                ("credential_id", &c.entity_id),
+                ("name", &f.name),
+                ("description", &f.description),
+                (
+                    "credential_type",
+                    f.credential_type.as_ref().unwrap_or(&empty),
+                ),
+                ("issuer", f.issuer.as_ref().unwrap_or(&empty)),
+                ("iconImage", &f.icon_image),
+                ("thumbnailImage", &f.thumbnail_image),
+                ("backgroundImage", &f.background_image),
+                ("criteriaUrl", &f.criteria_url),
+                ("criteriaText", &f.criteria_text),
+            ])
+        }
+        None => string_map(&[
+            ("entityId", &a.credential_id),
+            ("credential_id", &a.credential_id),
+        ]),
+    };
+    let course = c.and_then(|c| c.fields.course.as_deref());
+    let program = c.and_then(|c| c.fields.program.as_deref());
+    let status = if a.revoked.is_some() {
+        "revoked"
+    } else if a.expired(now) {
+        "expired"
+    } else {
+        "valid"
+    };
+    json!({
+        "entityId": a.entity_id,
+        "issuedOn": time(a.issued_on),
+        "credentialDetails": details,
+        "recipient": string_map(&[
+            ("email", &a.recipient.email),
+            ("username", &a.recipient.username),
+            ("name", &a.recipient.name),
+        ]),
+        "metadata": a.metadata,
+        "course": course.map(|id| string_map(&[("id", id)])).unwrap_or_else(|| json!({})),
+        "program": program.map(|id| string_map(&[("id", id)])).unwrap_or_else(|| json!({})),
+        "narrative": a.narrative,
+        "evidence": a.evidence.iter().map(|e| json!({"url": e.url, "narrative": e.narrative})).collect::<Vec<_>>(),
+        "revoked": a.revoked.is_some(),
+        "revocationReason": a.revoked.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
+        "revokedOn": a.revoked.as_ref().map(|r| time(r.at)),
+        "acceptance": "Unaccepted",
+        "expires": a.expires.map(time).unwrap_or_default(),
+        "status": status,
+        "verificationUrl": verification_url(base, &a.entity_id),
+        "platform_key": a.platform,
+    })
+}
+
+pub fn issuer(base: &str, i: &IssuerView) -> Value {
+    let f = &i.fields;
+    json!({
+        "entityId": i.entity_id,
+        "name": f.name,
+        "org": i.platform,
+        "signatories": f.signatories,
+        "url": if f.url.is_empty() { format!("{base}/api/credentials/orgs/{}/issuers/{}", i.platform, i.entity_id) } else { f.url.clone() },
+        "iconImage": f.icon_image,
+        "description": f.description,
+        "email": f.email,
+        "created": time(i.created_at),
+    })
+}
+
+/// `PlatformApiKey`; `key` is the secret only when it was just created.
+pub fn api_key(k: &ApiKeyView, key: &str) -> Value {
+    json!({
+        "username": k.username,
+        "name": k.name,
+        "key": key,
+        "platform_key": k.platform,
+        "expires": time(k.expires.unwrap_or_else(far_future)),
+        "expires_in": Value::Null,
+        "created": time(k.created),
+    })
+}
+
+/// What `expires` shows for a key that does not expire (the client's model
+/// requires a date).
+pub fn far_future() -> DateTime<Utc> {
+    DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
+        .map(|t| t.with_timezone(&Utc))
+        .unwrap_or_else(|_| Utc::now())
+}

@@ -1,0 +1,143 @@
+//! Builds the all-in-one application: the event store, the projectors and
+//! the HTTP API on one listener.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::middleware::{from_fn, Next, NormalizePath, TrailingSlash};
+use actix_web::{web, App, HttpMessage, HttpResponse};
+use ibl_command_service::WriteState;
+use ibl_events::sqlite::SqliteStore;
+use ibl_events::EventStore;
+use ibl_projections::credentials::CredentialsModel;
+use ibl_projections::{Projections, ReadModel};
+use ibl_query_service::{ApiError, ReadState, RequestId};
+use tracing::Instrument;
+
+use crate::routes;
+
+/// Settings of the server: one struct, each from the command line or the
+/// environment, with defaults that run embedded.
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Address to listen on.
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_ADDR",
+        default_value = "127.0.0.1:8080"
+    )]
+    pub addr: String,
+    /// Folder of the embedded event store.
+    #[arg(long, global = true, env = "IBL_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+    /// HTTP worker threads (default: one per core).
+    #[arg(long, global = true, env = "IBL_WORKERS")]
+    pub workers: Option<usize>,
+}
+
+/// A running application.
+pub struct Application {
+    pub port: u16,
+    pub server: Server,
+    pub store: Arc<dyn EventStore>,
+}
+
+/// Opens the store, rebuilds the read models from the log and binds the
+/// listener; the server answers once the read models are current.
+pub async fn build(settings: &Settings) -> std::io::Result<Application> {
+    let store: Arc<dyn EventStore> = Arc::new(
+        SqliteStore::open(&settings.data_dir)
+            .map_err(|e| std::io::Error::other(format!("opening the event store: {e}")))?,
+    );
+    let listener = TcpListener::bind(&settings.addr)?;
+    build_with(store, listener, settings.workers).await
+}
+
+pub async fn build_with(
+    store: Arc<dyn EventStore>,
+    listener: TcpListener,
+    workers: Option<usize>,
+) -> std::io::Result<Application> {
+    let models = Arc::new(CredentialsModel::new());
+    let read_models: Vec<Arc<dyn ReadModel>> = vec![models.clone()];
+    let started = std::time::Instant::now();
+    let (projections, _tasks) = Projections::start(store.clone(), read_models);
+    projections.catch_up(store.as_ref()).await;
+    tracing::info!(
+        position = projections.position(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "read models rebuilt from the log"
+    );
+    let read = web::Data::new(ReadState {
+        models,
+        projections,
+    });
+    let write = web::Data::new(WriteState {
+        store: store.clone(),
+    });
+    let port = listener.local_addr()?.port();
+    let mut server =
+        actix_web::HttpServer::new(move || {
+            App::new()
+                .app_data(read.clone())
+                .app_data(write.clone())
+                .app_data(web::PathConfig::default().error_handler(|e, _| {
+                    ApiError::BadRequest(format!("Invalid path: {e}")).into()
+                }))
+                .configure(routes::configure)
+                .default_service(web::to(not_found))
+                .wrap(NormalizePath::new(TrailingSlash::Trim))
+                .wrap(from_fn(request_context))
+        })
+        .listen(listener)?;
+    if let Some(n) = workers {
+        server = server.workers(n);
+    }
+    Ok(Application {
+        port,
+        server: server.run(),
+        store,
+    })
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::not_found())
+}
+
+/// Gives every request an id (its `X-Request-Id` or a new one), a tracing
+/// span carrying it, and one log line when it is answered.
+async fn request_context(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let id = req
+        .headers()
+        .get("X-Request-Id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    let started = std::time::Instant::now();
+    let mut res = next.call(req).instrument(span.clone()).await?;
+    let status = res.status().as_u16();
+    span.in_scope(|| {
+        tracing::info!(
+            status,
+            micros = started.elapsed().as_micros() as u64,
+            "answered"
+        );
+    });
+    if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
+        res.headers_mut().insert(
+            actix_web::http::header::HeaderName::from_static("x-request-id"),
+            value,
+        );
+    }
+    Ok(res)
+}

@@ -1,0 +1,168 @@
+//! Every route of the API, as data: the server registers them from this
+//! table and the OpenAPI description is generated from it.
+
+use actix_web::http::Method;
+use actix_web::{web, HttpResponse};
+use ibl_command_service::routes as w;
+use ibl_query_service::routes as r;
+use serde_json::{json, Map, Value};
+
+/// How a route authenticates its caller.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Auth {
+    /// `Authorization: Api-Token <key>`.
+    ApiKey,
+    Public,
+}
+
+/// One route: its method, its path as the `iblai` client writes it (trailing
+/// slash included where the client sends one; both forms are served), and
+/// its handler.
+pub struct Route {
+    pub method: Method,
+    pub path: &'static str,
+    pub operation_id: &'static str,
+    pub tag: &'static str,
+    pub summary: &'static str,
+    pub auth: Auth,
+    pub handler: fn() -> actix_web::Route,
+}
+
+const CRED: &str = "credentials";
+const CORE: &str = "core";
+
+macro_rules! route {
+    ($method:ident $path:literal, $op:literal, $tag:expr, $auth:ident, $summary:literal, $handler:path) => {
+        Route {
+            method: Method::$method,
+            path: $path,
+            operation_id: $op,
+            tag: $tag,
+            summary: $summary,
+            auth: Auth::$auth,
+            handler: || web::route().method(Method::$method).to($handler),
+        }
+    };
+}
+
+/// The table. Literal segments come before parameters at the same depth.
+pub fn table() -> Vec<Route> {
+    vec![
+        route!(GET "/healthz", "healthz", CORE, Public, "Liveness: 200 once the read models are current", healthz),
+        route!(GET "/api/schema/", "schema", CORE, Public, "This OpenAPI description", schema),
+        route!(GET "/api/credentials/public/assertions/{entity_id}/", "credentials_public_assertions_retrieve", CRED, Public, "Verify an assertion publicly", r::verify_assertion),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/", "credentials_orgs_users_retrieve", CRED, ApiKey, "List the platform's credentials", r::list_credentials),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/", "credentials_orgs_users_create", CRED, ApiKey, "Create a credential", w::create_credential),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/assertions/", "credentials_orgs_users_assertions_retrieve", CRED, ApiKey, "List the platform's assertions", r::list_assertions),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/assertions/{entity_id}", "credentials_orgs_users_assertions_retrieve3", CRED, ApiKey, "Get an assertion", r::get_assertion),
+        route!(PUT "/api/credentials/orgs/{org}/users/{user}/assertions/{entity_id}", "credentials_orgs_users_assertions_update", CRED, ApiKey, "Revoke an assertion", w::update_assertion),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/issuers/", "credentials_orgs_users_issuers_retrieve", CRED, ApiKey, "List issuers (q: search)", r::list_issuers),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/issuers/", "credentials_orgs_users_issuers_create", CRED, ApiKey, "Create an issuer", w::create_issuer),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_retrieve2", CRED, ApiKey, "Get an issuer", r::get_issuer),
+        route!(PUT "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_update", CRED, ApiKey, "Update an issuer", w::update_issuer),
+        route!(DELETE "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_destroy", CRED, ApiKey, "Delete an issuer", w::delete_issuer),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_retrieve2", CRED, ApiKey, "Get a credential", r::get_credential),
+        route!(PUT "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_update", CRED, ApiKey, "Update a credential", w::update_credential),
+        route!(DELETE "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_destroy", CRED, ApiKey, "Delete a credential", w::delete_credential),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_retrieve2", CRED, ApiKey, "List a credential's assertions", r::list_credential_assertions),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_create", CRED, ApiKey, "Issue a credential to a recipient", w::issue_assertion),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/bulk/", "credentials_orgs_users_assertions_bulk_create", CRED, ApiKey, "Issue a credential to many recipients", w::bulk_issue),
+        route!(GET "/api/core/platform/api-tokens/", "core_platform_api_tokens_list", CORE, ApiKey, "List the platform's API keys (prefix only)", r::list_api_keys),
+        route!(POST "/api/core/platform/api-tokens/", "core_platform_api_tokens_create", CORE, ApiKey, "Create an API key (the secret is shown once)", w::create_api_key),
+        route!(DELETE "/api/core/platform/api-tokens/{name}", "core_platform_api_tokens_destroy", CORE, ApiKey, "Delete an API key by name", w::delete_api_key),
+    ]
+}
+
+/// The actix pattern of a table path: without its trailing slash, since
+/// requests are normalised that way.
+fn pattern(path: &str) -> &str {
+    if path.len() > 1 {
+        path.trim_end_matches('/')
+    } else {
+        path
+    }
+}
+
+/// Registers the table, one resource per path, in table order.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    let mut seen: Vec<&'static str> = Vec::new();
+    let table = table();
+    for route in &table {
+        let p = pattern(route.path);
+        if seen.contains(&p) {
+            continue;
+        }
+        seen.push(p);
+        let mut resource = web::resource(p).default_service(web::to(method_not_allowed));
+        for same in table.iter().filter(|r| pattern(r.path) == p) {
+            resource = resource.route((same.handler)());
+        }
+        cfg.service(resource);
+    }
+}
+
+async fn method_not_allowed() -> HttpResponse {
+    HttpResponse::MethodNotAllowed()
+        .json(json!({"detail": "Method not allowed.", "code": "method_not_allowed"}))
+}
+
+async fn healthz() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn schema() -> HttpResponse {
+    HttpResponse::Ok().json(openapi())
+}
+
+/// The OpenAPI 3.1 description, generated from the table.
+pub fn openapi() -> Value {
+    let mut paths = Map::new();
+    for route in table() {
+        let params: Vec<Value> = route
+            .path
+            .split('/')
+            .filter_map(|s| s.strip_prefix('{').and_then(|s| s.strip_suffix('}')))
+            .map(|name| json!({"name": name, "in": "path", "required": true, "schema": {"type": "string"}}))
+            .collect();
+        let mut op = json!({
+            "operationId": route.operation_id,
+            "summary": route.summary,
+            "tags": [route.tag],
+            "parameters": params,
+            "responses": {
+                "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+            },
+        });
+        let ok = if route.method == Method::DELETE {
+            "204"
+        } else if route.method == Method::POST {
+            "201"
+        } else {
+            "200"
+        };
+        op["responses"][ok] = json!({"description": "Success"});
+        if route.auth == Auth::ApiKey {
+            op["security"] = json!([{"PlatformApiKeyAuthentication": []}]);
+        }
+        if route.method == Method::POST || route.method == Method::PUT {
+            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        }
+        let entry = paths
+            .entry(route.path.to_owned())
+            .or_insert_with(|| json!({}));
+        entry[route.method.as_str().to_lowercase()] = op;
+    }
+    json!({
+        "openapi": "3.1.0",
+        "info": {"title": "ibl.ai data manager: credentials and RBAC", "version": env!("CARGO_PKG_VERSION")},
+        "paths": paths,
+        "components": {
+            "securitySchemes": {
+                "PlatformApiKeyAuthentication": {"type": "apiKey", "in": "header", "name": "Authorization", "description": "Api-Token <key>"}
+            },
+            "schemas": {
+                "Error": {"type": "object", "required": ["detail"], "properties": {"detail": {"type": "string"}, "code": {"type": "string"}}}
+            }
+        }
+    })
+}
