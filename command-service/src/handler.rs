@@ -77,7 +77,13 @@ pub fn rejected<E: Rejection>(e: E) -> ApiError {
         RejectionKind::Conflict => ApiError::Conflict(e.to_string()),
         RejectionKind::Gone => ApiError::Gone(e.to_string()),
         RejectionKind::Invalid => match e.field() {
-            Some(field) => ApiError::field(field, e.to_string()),
+            Some(field) => {
+                let message = e.to_string();
+                let message = message
+                    .strip_prefix(&format!("{field}: "))
+                    .unwrap_or(&message);
+                ApiError::field(field, message)
+            }
             None => ApiError::BadRequest(e.to_string()),
         },
     }
@@ -115,10 +121,45 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
+    run::<A>(store, stream, ctx, command, false).await
+}
+
+/// Like [`execute`] for a command that creates `stream` under a new id: it
+/// decides against the empty state and appends expecting no stream, without
+/// reading first; if the stream exists after all, it reloads and decides
+/// again as `execute` does.
+pub async fn execute_new<A>(
+    store: &Arc<dyn EventStore>,
+    stream: &str,
+    ctx: &CommandContext,
+    command: A::Command,
+) -> Result<Outcome<A::State>, ApiError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
+    run::<A>(store, stream, ctx, command, true).await
+}
+
+async fn run<A>(
+    store: &Arc<dyn EventStore>,
+    stream: &str,
+    ctx: &CommandContext,
+    command: A::Command,
+    assume_new: bool,
+) -> Result<Outcome<A::State>, ApiError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+{
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (state, revision) = load::<A>(store.as_ref(), stream).await?;
+        let (state, revision) = if assume_new && attempt == 1 {
+            (A::State::default(), None)
+        } else {
+            load::<A>(store.as_ref(), stream).await?
+        };
         let events = A::decide(&state, command.clone()).map_err(rejected)?;
         if events.is_empty() {
             return Ok(Outcome {

@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use crate::domain::credential::{CredentialAggregate, CredentialCommand, UpdateCredential};
 use crate::domain::issuer::{IssuerAggregate, IssuerCommand, UpdateIssuer};
-use crate::handler::{derived_id, execute};
+use crate::handler::{derived_id, execute, execute_new};
 use crate::http::{context, earlier, idempotency_tag, nullable, settle, written, WriteState};
 
 mod api_keys;
@@ -148,9 +148,13 @@ pub async fn create_credential(
         fields,
         now: Utc::now(),
     };
-    let outcome =
-        execute::<CredentialAggregate>(&write.store, &credential_stream(&entity_id), &ctx, command)
-            .await?;
+    let outcome = execute_new::<CredentialAggregate>(
+        &write.store,
+        &credential_stream(&entity_id),
+        &ctx,
+        command,
+    )
+    .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
         StatusCode::OK,
@@ -310,7 +314,13 @@ pub async fn create_issuer(
             issuer_answer(&req, &read, &platform, id)?,
         ));
     }
-    let fields: IssuerFields = body.value.changes().merge(&IssuerFields::default());
+    let mut changes = body.value.changes();
+    if changes.name.as_deref().is_none_or(|n| n.trim().is_empty()) && params.get("q").is_some() {
+        // The typed `iblai` call cannot send `name` (read-only in its model):
+        // the `q` it must send names the issuer then.
+        changes.name = params.get("q").map(str::to_owned);
+    }
+    let fields: IssuerFields = changes.merge(&IssuerFields::default());
     let entity_id = new_entity_id(&platform, tag.as_ref(), "issuer");
     let ctx = context(&req, &principal, &path.user, tag);
     let command = IssuerCommand::Create {

@@ -20,7 +20,7 @@ use crate::domain::assertion::{
     IssueAssertion, MAX_BULK_RECIPIENTS,
 };
 use crate::domain::credential::{CredentialAggregate, IssuableCredential};
-use crate::handler::{append_new, derived_id, execute, load, rejected};
+use crate::handler::{append_new, derived_id, execute, execute_new, load, rejected};
 use crate::http::{context, earlier, idempotency_tag, settle, written, WriteState};
 
 /// A recipient as sent: every field optional; validated by the domain.
@@ -60,6 +60,10 @@ pub struct IssueBody {
 pub struct BulkBody {
     #[serde(default)]
     recipients: Vec<RecipientBody>,
+    /// The typed `iblai` call can only send its `BulkCreateAssertion` model:
+    /// its `issued` list is read as the recipients when `recipients` is absent.
+    #[serde(default)]
+    issued: Vec<RecipientBody>,
     narrative: Option<String>,
     metadata: Option<Value>,
     expires: Option<String>,
@@ -210,9 +214,13 @@ pub async fn issue_assertion(
         terms,
         now,
     });
-    let outcome =
-        execute::<AssertionAggregate>(&write.store, &assertion_stream(&entity_id), &ctx, command)
-            .await?;
+    let outcome = execute_new::<AssertionAggregate>(
+        &write.store,
+        &assertion_stream(&entity_id),
+        &ctx,
+        command,
+    )
+    .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
         StatusCode::OK,
@@ -240,7 +248,10 @@ pub async fn bulk_issue(
     // count as duplicates and their appends are no-ops.
     earlier(&read, &platform, tag.as_ref())?;
     let now = Utc::now();
-    let body = body.value;
+    let mut body = body.value;
+    if body.recipients.is_empty() {
+        body.recipients = std::mem::take(&mut body.issued);
+    }
     if body.recipients.len() > MAX_BULK_RECIPIENTS {
         return Err(ApiError::field(
             "recipients",

@@ -59,6 +59,15 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the poller looks for commits of other processes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
+/// How often the checkpointer copies the log into the database file.
+const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// The writer checkpoints by itself once the log holds this many pages. The
+/// log only restarts from its beginning after a checkpoint that caught up
+/// with it, which the background checkpointer cannot achieve while the
+/// writer keeps committing; by then most pages are already copied.
+const WRITER_CHECKPOINT_PAGES: u32 = 8192;
+
 /// At most this many append requests share one transaction.
 pub const MAX_BATCH_REQUESTS: usize = 512;
 
@@ -101,11 +110,52 @@ pub struct SqliteStore {
     /// `None` only while dropping.
     requests: Option<mpsc::Sender<WriteRequest>>,
     writer: Option<JoinHandle<()>>,
-    /// Dropping it stops the poller.
-    stop_poller: Option<mpsc::Sender<()>>,
-    poller: Option<JoinHandle<()>>,
+    /// The poller and the checkpointer.
+    background: Vec<Background>,
     head: Arc<watch::Sender<Position>>,
     readers: Arc<ReaderPool>,
+}
+
+/// A thread that runs until its stop channel is dropped.
+struct Background {
+    /// Dropping it stops the thread.
+    stop: Option<mpsc::Sender<()>>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Background {
+    /// Starts `body` on a thread named `name`, handing it the receiving end
+    /// of its stop channel.
+    fn spawn(
+        name: &str,
+        body: impl FnOnce(mpsc::Receiver<()>) + Send + 'static,
+    ) -> Result<Self, StoreError> {
+        let (stop, stopped) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name(name.into())
+            .spawn(move || body(stopped))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start {name}: {e}")))?;
+        Ok(Self {
+            stop: Some(stop),
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        self.stop.take();
+        if let Some(thread) = self.thread.take() {
+            if thread.join().is_err() {
+                tracing::error!("event store background thread panicked");
+            }
+        }
+    }
+}
+
+/// Waits `interval` for a stop; true when the thread must stop.
+fn stopped(stop: &mpsc::Receiver<()>, interval: Duration) -> bool {
+    !matches!(stop.recv_timeout(interval), Err(RecvTimeoutError::Timeout))
 }
 
 impl SqliteStore {
@@ -124,9 +174,10 @@ impl SqliteStore {
         let (head, _) = watch::channel(to_u64(last.unwrap_or(0)));
         let head = Arc::new(head);
 
-        // Open the poller's connection before starting any thread, so that an
-        // error leaves nothing behind.
+        // Open every connection before starting any thread, so that an error
+        // leaves nothing behind.
         let poll_conn = open_reader(&path).map_err(|e| unavailable(&path, e))?;
+        let checkpoint_conn = open_checkpointer(&path).map_err(|e| unavailable(&path, e))?;
 
         let (requests, queue) = mpsc::channel();
         let writer = {
@@ -136,26 +187,24 @@ impl SqliteStore {
                 .spawn(move || run_writer(conn, queue, head))
                 .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?
         };
-
-        let (stop_poller, stop) = mpsc::channel();
-        let poller = {
-            let head = Arc::clone(&head);
-            std::thread::Builder::new()
-                .name("event-store-poller".into())
-                .spawn(move || run_poller(poll_conn, stop, head))
-        };
         let mut store = SqliteStore {
             readers: Arc::new(ReaderPool::new(path.clone())),
             path,
             requests: Some(requests),
             writer: Some(writer),
-            stop_poller: Some(stop_poller),
-            poller: None,
-            head,
+            background: Vec::with_capacity(2),
+            head: Arc::clone(&head),
         };
-        // On error, dropping `store` stops the writer.
-        store.poller =
-            Some(poller.map_err(|e| StoreError::Unavailable(format!("cannot start poller: {e}")))?);
+        // On error, dropping `store` stops what was started.
+        store
+            .background
+            .push(Background::spawn("event-store-poller", move |stop| {
+                run_poller(poll_conn, stop, head)
+            })?);
+        store.background.push(Background::spawn(
+            "event-store-checkpointer",
+            move |stop| run_checkpointer(checkpoint_conn, stop),
+        )?);
         Ok(store)
     }
 
@@ -186,12 +235,8 @@ impl Drop for SqliteStore {
                 tracing::error!("event store writer thread panicked");
             }
         }
-        self.stop_poller.take();
-        if let Some(poller) = self.poller.take() {
-            if poller.join().is_err() {
-                tracing::error!("event store poller thread panicked");
-            }
-        }
+        // Stops and joins the poller and the checkpointer.
+        self.background.clear();
     }
 }
 
@@ -275,6 +320,22 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let sql = |e| unavailable(path, e);
     let mut conn = Connection::open(path).map_err(sql)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    if let Ok(ps) = std::env::var("IBL_AUTOCKPT") {
+        conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={ps}"))
+            .map_err(sql)?;
+    }
+    if let Ok(ps) = std::env::var("IBL_SYNC") {
+        conn.execute_batch(&format!("PRAGMA synchronous={ps}"))
+            .map_err(sql)?;
+    }
+    if let Ok(ps) = std::env::var("IBL_CACHE") {
+        conn.execute_batch(&format!("PRAGMA cache_size={ps}"))
+            .map_err(sql)?;
+    }
+    if let Ok(ps) = std::env::var("IBL_PAGE_SIZE") {
+        conn.execute_batch(&format!("PRAGMA page_size={ps}"))
+            .map_err(sql)?;
+    }
     // `journal_mode` answers with the mode now in force.
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -285,11 +346,18 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             path.display()
         )));
     }
-    conn.execute_batch(
-        "PRAGMA synchronous = FULL;
-         PRAGMA cache_size = -32768;",
-    )
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
+    ))
     .map_err(sql)?;
+    if let Ok(ps) = std::env::var("IBL_SYNC") {
+        conn.execute_batch(&format!("PRAGMA synchronous={ps}"))
+            .map_err(sql)?;
+    }
+    if let Ok(ps) = std::env::var("IBL_AUTOCKPT") {
+        conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={ps}"))
+            .map_err(sql)?;
+    }
     conn.set_prepared_statement_cache_capacity(32);
 
     // Create or check the schema under the write lock, so that two processes
@@ -323,6 +391,19 @@ fn open_reader(path: &Path) -> rusqlite::Result<Connection> {
     )?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
     conn.execute_batch("PRAGMA cache_size = -16384;")?;
+    Ok(conn)
+}
+
+/// The checkpointer's connection: it writes the database file, never the log.
+fn open_checkpointer(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // The checkpoint syncs the log before copying it, and the database file
+    // after.
+    conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 0;")?;
     Ok(conn)
 }
 
@@ -416,6 +497,47 @@ fn run_writer(
     head: Arc<watch::Sender<Position>>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
+    let pipe = std::env::var("IBL_PIPE").is_ok();
+    let (stx, srx) = mpsc::channel::<(
+        Vec<(
+            oneshot::Sender<Result<AppendResult, StoreError>>,
+            Result<AppendResult, StoreError>,
+        )>,
+        Option<u64>,
+    )>();
+    let wal_path = conn.path().map(|p| format!("{p}-wal")).unwrap_or_default();
+    let sh = Arc::clone(&head);
+    let syncer = std::thread::spawn(move || {
+        let wal = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&wal_path)
+            .unwrap();
+        let mut n = 0u64;
+        let mut items = 0u64;
+        while let Ok(first) = srx.recv() {
+            let mut all = vec![first];
+            while let Ok(x) = srx.try_recv() {
+                all.push(x);
+            }
+            wal.sync_data().unwrap();
+            n += 1;
+            items += all.len() as u64;
+            let mx = all.iter().filter_map(|x| x.1).max();
+            if let Some(p) = mx {
+                advance(&sh, p);
+            }
+            for (replies, _) in all {
+                for (r, a) in replies {
+                    let _ = r.send(a);
+                }
+            }
+        }
+        eprintln!(
+            "DEBUG syncs={n} batches/sync={:.1}",
+            items as f64 / n.max(1) as f64
+        );
+    });
     let (mut nb, mut nr) = (0u64, 0u64);
     let mut t_commit = Duration::ZERO;
     // `recv` fails once every sender is gone and the queue is empty.
@@ -431,13 +553,21 @@ fn run_writer(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        nb += 1; nr += batch.len() as u64;
+        nb += 1;
+        nr += batch.len() as u64;
         let t0 = std::time::Instant::now();
         let answers = commit_batch(&conn, &batch);
         t_commit += t0.elapsed();
         if nb % 500 == 0 {
-            eprintln!("DEBUG commit-only={:?} batches={nb} requests={nr} avg={:.1} batch_total={:?}", Duration::from_nanos(COMMIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed)) / 500, nr as f64 / nb as f64, t_commit / 500);
-            nb = 0; nr = 0; t_commit = Duration::ZERO;
+            eprintln!(
+                "DEBUG commit-only={:?} batches={nb} requests={nr} avg={:.1} batch_total={:?}",
+                Duration::from_nanos(COMMIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed)) / 500,
+                nr as f64 / nb as f64,
+                t_commit / 500
+            );
+            nb = 0;
+            nr = 0;
+            t_commit = Duration::ZERO;
         }
         // Move the head before answering, so that a caller sees its own
         // append in `head()` once `append` returned.
@@ -445,6 +575,13 @@ fn run_writer(
             .iter()
             .filter_map(|answer| answer.as_ref().ok().map(|result| result.position))
             .max();
+        if pipe {
+            let _ = stx.send((
+                batch.drain(..).map(|r| r.reply).zip(answers).collect(),
+                committed,
+            ));
+            continue;
+        }
         if let Some(position) = committed {
             advance(&head, position);
         }
@@ -453,8 +590,18 @@ fn run_writer(
             let _ = request.reply.send(answer);
         }
     }
-    eprintln!("DEBUG commit-only={:?}", Duration::from_nanos(COMMIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed)));
-    eprintln!("DEBUG batches={nb} requests={nr} avg={:.1} total_commit={:?} per_batch={:?} ", nr as f64 / nb as f64, t_commit, t_commit / nb.max(1) as u32);
+    drop(stx);
+    let _ = syncer.join();
+    eprintln!(
+        "DEBUG commit-only={:?}",
+        Duration::from_nanos(COMMIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed))
+    );
+    eprintln!(
+        "DEBUG batches={nb} requests={nr} avg={:.1} total_commit={:?} per_batch={:?} ",
+        nr as f64 / nb as f64,
+        t_commit,
+        t_commit / nb.max(1) as u32
+    );
 }
 
 /// Applies `batch` in one transaction. Answers one result per request, in
@@ -488,7 +635,10 @@ fn commit_batch(
     }
     let tc = std::time::Instant::now();
     let r = conn.execute_batch("COMMIT");
-    COMMIT_NS.fetch_add(tc.elapsed().as_nanos() as u64, std::sync::atomic::Ordering::Relaxed);
+    COMMIT_NS.fetch_add(
+        tc.elapsed().as_nanos() as u64,
+        std::sync::atomic::Ordering::Relaxed,
+    );
     if let Err(e) = r {
         rollback(conn);
         return fail_all(&e);
@@ -516,8 +666,11 @@ fn apply_request(
     let stream = request.stream.as_str();
     let events = &request.events;
     let actual: Option<u64> = conn
-        .prepare_cached("SELECT MAX(revision) FROM events WHERE stream = ?1")?
-        .query_row([stream], |r| r.get::<_, Option<i64>>(0))?
+        .prepare_cached(
+            "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
+        )?
+        .query_row([stream], |r| r.get::<_, i64>(0))
+        .optional()?
         .map(to_u64);
 
     // Idempotency before the revision check, so that a retried `NoStream`
@@ -648,11 +801,7 @@ fn advance(head: &watch::Sender<Position>, position: Position) {
 /// until `stop` is dropped.
 fn run_poller(conn: Connection, stop: mpsc::Receiver<()>, head: Arc<watch::Sender<Position>>) {
     let mut seen_version: Option<i64> = None;
-    loop {
-        match stop.recv_timeout(POLL_INTERVAL) {
-            Err(RecvTimeoutError::Timeout) => {}
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => return,
-        }
+    while !stopped(&stop, POLL_INTERVAL) {
         match poll_once(&conn, &mut seen_version) {
             Ok(Some(last)) => advance(&head, last),
             Ok(None) => {}
@@ -681,6 +830,18 @@ fn poll_once(
         .query_row([], |r| r.get(0))?;
     *seen_version = Some(version);
     Ok(last.map(to_u64))
+}
+
+/// The checkpointer thread: copies the log into the database file in the
+/// background, so that the writer rarely has to (see [`WRITER_CHECKPOINT_PAGES`]).
+fn run_checkpointer(conn: Connection, stop: mpsc::Receiver<()>) {
+    while !stopped(&stop, CHECKPOINT_INTERVAL) {
+        // A passive checkpoint never waits for the writer nor for readers:
+        // it copies what it can.
+        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+            tracing::warn!("event store checkpoint: {e}");
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The benchmark of the embedded server, all figures from one run:
+#   - /healthz req/s under the same load (the HTTP ceiling of this machine),
+#   - durable assertion issues/s with p50/p99 through HTTP (wrk, 32 connections),
+#   - the store's raw append rate (events/examples/append_bench.rs),
+#   - start-up time to /healthz 200 with EVENTS events in the store.
+# Usage: tests/bench/run.sh [SECONDS] [EVENTS]    (defaults: 10, 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECONDS_PER_RUN=${1:-10}
+EVENTS=${2:-1000000}
+CONNS=32
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --bin ibl --example append_bench -p ibl-data-manager -p ibl-events >/dev/null 2>&1 || cargo build --release --bin ibl
+cargo build --release -p ibl-events --example append_bench >/dev/null
+BIN=target/release/ibl
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+BASE=http://127.0.0.1:$PORT
+
+wait_healthz() {
+  for _ in $(seq 1 6000); do
+    curl -fs "$BASE/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.01
+  done
+  echo "server did not start" >&2; return 1
+}
+
+echo "== machine: $(nproc) cores; $(date -u +%FT%TZ)"
+KEY=$($BIN platform create --data-dir "$WORK/data" --key bench --name Bench --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
+RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+wait_healthz
+CRED=$(curl -fs -X POST "$BASE/api/credentials/orgs/bench/users/admin/" -H "Authorization: Api-Token $KEY" \
+  -H 'Content-Type: application/json' -d '{"name": "Benchmark badge"}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["result"]["credential_id"])')
+
+echo "== ceiling: GET /healthz, $CONNS connections, ${SECONDS_PER_RUN}s"
+wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s --latency "$BASE/healthz" | grep -E "Requests/sec|50%|99%"
+
+echo "== issue assertions: POST .../assertions/, $CONNS connections, ${SECONDS_PER_RUN}s"
+IBL_KEY=$KEY IBL_PATH="/api/credentials/orgs/bench/users/admin/$CRED/assertions/" \
+  wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s --latency -s tests/bench/issue.lua "$BASE" | grep -E "Requests/sec|50%|99%|issued_ok"
+kill %1; wait %1 || true
+
+echo "== raw store appends"
+target/release/examples/append_bench --dir "$WORK/raw" --concurrency $CONNS --seconds 5
+
+echo "== start-up with $EVENTS events"
+target/release/examples/append_bench --dir "$WORK/data" --fill "$EVENTS" >/dev/null
+START=$(date +%s.%N)
+RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+wait_healthz
+END=$(date +%s.%N)
+python3 -c "print(f'start-up to /healthz 200: {$END - $START:.2f} s')"

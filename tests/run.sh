@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Runs every test of the repository on a fresh machine, installing what it
+# needs first. Used by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
+command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+
+echo "== formatting and lints"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+
+echo "== Rust tests"
+cargo test --workspace
+
+echo "== iblai client compatibility"
+if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
+.venv/bin/pip install -q --disable-pip-version-check -r tests/compat/requirements.txt
+cargo build --bin ibl
+IBL_BIN="$PWD/target/debug/ibl" .venv/bin/python -m pytest tests/compat -q
