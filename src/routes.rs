@@ -133,9 +133,11 @@ pub fn openapi() -> Value {
                 "default": {"description": "Error", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
             },
         });
+        // Credentials POSTs answer 200 (the `iblai` client expects 200 there);
+        // core creates (API keys) answer 201.
         let ok = if route.method == Method::DELETE {
             "204"
-        } else if route.method == Method::POST {
+        } else if route.method == Method::POST && route.tag == CORE {
             "201"
         } else {
             "200"

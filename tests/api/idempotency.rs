@@ -1,0 +1,177 @@
+//! `Idempotency-Key`: a retry answers as the first request did and appends
+//! nothing; the same key with another request is a 422.
+
+use serde_json::json;
+
+use crate::helpers::{creds, entity_ids, spawn_app, OTHER};
+
+#[test]
+fn retrying_an_issue_with_the_same_key_and_body_answers_the_same_assertion_and_appends_nothing() {
+    let app = spawn_app();
+    let id = app.create_credential("Retry");
+    let body = json!({"recipient": {"email": "o@x.test"}, "narrative": "once"});
+    let path = creds(&format!("{id}/assertions/"));
+    let first = app
+        .post(&path)
+        .idempotency_key("issue-1")
+        .json(&body)
+        .send()
+        .expect(200);
+    let head = app.head();
+    let events = app.events().len();
+
+    for _ in 0..3 {
+        let again = app
+            .post(&path)
+            .idempotency_key("issue-1")
+            .json(&body)
+            .send()
+            .expect(200);
+        assert_eq!(again.body["entityId"], first.body["entityId"]);
+        assert_eq!(again.body["issuedOn"], first.body["issuedOn"]);
+        assert_eq!(again.position(), first.position());
+    }
+    assert_eq!(app.head(), head, "a retry appended events");
+    assert_eq!(app.events().len(), events);
+    assert_eq!(app.assertions("")["count"], 1);
+
+    // Without the key the same body issues a new assertion.
+    let fresh = app.post(&path).json(&body).send().expect(200);
+    assert_ne!(fresh.body["entityId"], first.body["entityId"]);
+    assert_eq!(app.assertions("")["count"], 2);
+}
+
+#[test]
+fn retrying_a_credential_creation_with_the_same_key_creates_one_credential() {
+    let app = spawn_app();
+    let body = json!({"name": "Once only"});
+    let first = app
+        .post(&creds(""))
+        .idempotency_key("cred-1")
+        .json(&body)
+        .send()
+        .expect(200);
+    let head = app.head();
+    let again = app
+        .post(&creds(""))
+        .idempotency_key("cred-1")
+        .json(&body)
+        .send()
+        .expect(200);
+    assert_eq!(
+        again.body["result"]["credential_id"],
+        first.body["result"]["credential_id"]
+    );
+    assert_eq!(again.body["status"]["description"], "Created");
+    assert_eq!(app.head(), head);
+    assert_eq!(app.credentials("")["count"], 1);
+}
+
+#[test]
+fn the_same_key_with_another_body_is_a_422_that_changes_nothing() {
+    let app = spawn_app();
+    let id = app.create_credential("Mismatch");
+    let path = creds(&format!("{id}/assertions/"));
+    let first = app
+        .post(&path)
+        .idempotency_key("k-2")
+        .json(&json!({"recipient": {"email": "p@x.test"}}))
+        .send()
+        .expect(200);
+    let head = app.head();
+    let resp = app
+        .post(&path)
+        .idempotency_key("k-2")
+        .json(&json!({"recipient": {"email": "q@x.test"}}))
+        .send()
+        .expect_client_error(422);
+    assert_eq!(resp.body["code"], "idempotency_key_reused");
+    // The same key on another route is another request too.
+    app.post(&creds(""))
+        .idempotency_key("k-2")
+        .json(&json!({"name": "elsewhere"}))
+        .send()
+        .expect_client_error(422);
+    assert_eq!(app.head(), head);
+    let list = app.assertions("");
+    assert_eq!(list["count"], 1);
+    assert_eq!(list["data"][0]["entityId"], first.body["entityId"]);
+    assert_eq!(app.credentials("")["count"], 1);
+}
+
+#[test]
+fn retrying_a_bulk_issue_with_the_same_key_answers_the_same_assertions() {
+    let app = spawn_app();
+    let id = app.create_credential("Bulk retry");
+    let body = json!({"recipients": [
+        {"email": "r1@x.test"}, {"email": "r2@x.test"}, {"email": "r3@x.test"}, {"email": "bad"}
+    ]});
+    let path = creds(&format!("{id}/assertions/bulk/"));
+    let first = app
+        .post(&path)
+        .idempotency_key("bulk-1")
+        .json(&body)
+        .send()
+        .expect(200);
+    let issued = entity_ids(&first.body["issued"]);
+    assert_eq!(issued.len(), 3);
+    assert_eq!(first.body["skipped"].as_array().unwrap().len(), 1);
+    let head = app.head();
+
+    let again = app
+        .post(&path)
+        .idempotency_key("bulk-1")
+        .json(&body)
+        .send()
+        .expect(200);
+    assert_eq!(entity_ids(&again.body["issued"]), issued);
+    assert_eq!(again.body["skipped"], first.body["skipped"]);
+    assert_eq!(app.head(), head, "the retry appended events");
+    assert_eq!(app.assertions("")["count"], 3);
+
+    // A new key: the recipients now hold the credential.
+    let later = app
+        .post(&path)
+        .idempotency_key("bulk-2")
+        .json(&body)
+        .send()
+        .expect(200);
+    assert_eq!(later.body["issued"], json!([]));
+    assert_eq!(later.body["skipped"].as_array().unwrap().len(), 4);
+}
+
+#[test]
+fn idempotency_keys_belong_to_one_platform() {
+    let app = spawn_app();
+    let body = json!({"name": "Shared key"});
+    let acme = app
+        .post(&creds(""))
+        .idempotency_key("shared")
+        .json(&body)
+        .send()
+        .expect(200);
+    let other = app
+        .post(&format!("/api/credentials/orgs/{OTHER}/users/admin/"))
+        .key(&app.other_key)
+        .idempotency_key("shared")
+        .json(&body)
+        .send()
+        .expect(200);
+    assert_ne!(
+        acme.body["result"]["credential_id"],
+        other.body["result"]["credential_id"]
+    );
+    assert_eq!(app.credentials("")["count"], 1);
+}
+
+#[test]
+fn a_blank_idempotency_key_is_a_400() {
+    let app = spawn_app();
+    let head = app.head();
+    app.post(&creds(""))
+        .idempotency_key("   ")
+        .json(&json!({"name": "blank key"}))
+        .send()
+        .expect_client_error(400);
+    assert_eq!(app.head(), head);
+}

@@ -1,0 +1,10 @@
+//! Integration tests of the whole application: one test binary, one module
+//! per concern. Most tests run the server in process on a free port with a
+//! fresh store; `processes` runs the real `ibl` binary.
+
+mod credentials;
+mod errors;
+mod helpers;
+mod idempotency;
+mod processes;
+mod schema;

@@ -1,0 +1,364 @@
+//! The real binary: `serve` and `platform create` as separate processes on
+//! one data folder, a clean stop on SIGTERM, and no acknowledged write lost
+//! when the server is killed mid-load.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_ibl");
+
+fn agent() -> ureq::Agent {
+    ureq::AgentBuilder::new()
+        .timeout_connect(Duration::from_secs(1))
+        .timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// Removes ANSI escape sequences from a log line.
+fn plain(line: &str) -> String {
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// The port of the `serving ... port=N` log line.
+fn served_port(line: &str) -> Option<u16> {
+    if !line.contains("serving") {
+        return None;
+    }
+    let rest = &line[line.find("port=")? + 5..];
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// A `serve` process on a folder; killed when dropped.
+struct Server {
+    child: Child,
+    base: String,
+    log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    fn start(dir: &Path) -> Server {
+        let mut child = Command::new(BIN)
+            .arg("serve")
+            .arg("--addr")
+            .arg("127.0.0.1:0")
+            .arg("--data-dir")
+            .arg(dir)
+            .env("RUST_LOG", "warn,ibl_data_manager::cli=info")
+            .env("NO_COLOR", "1")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("ibl serve starts");
+        let stderr = child.stderr.take().expect("stderr");
+        let log = Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = mpsc::channel();
+        {
+            let log = log.clone();
+            thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let line = plain(&line);
+                    if let Some(port) = served_port(&line) {
+                        let _ = tx.send(port);
+                    }
+                    let mut log = log.lock().unwrap();
+                    log.push_str(&line);
+                    log.push('\n');
+                }
+            });
+        }
+        let port = match rx.recv_timeout(Duration::from_secs(30)) {
+            Ok(port) => port,
+            Err(_) => {
+                let _ = child.kill();
+                panic!("the server did not start: {}", log.lock().unwrap());
+            }
+        };
+        let server = Server {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(r) = agent().get(&format!("{}/healthz", server.base)).call() {
+                if r.status() == 200 {
+                    return server;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the server never became healthy: {}",
+                server.log()
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    fn pid(&self) -> libc::pid_t {
+        libc::pid_t::try_from(self.child.id()).expect("a pid")
+    }
+
+    /// Waits for the process to exit; `None` on timeout.
+    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn platform_create(dir: &Path, key: &str) -> Output {
+    Command::new(BIN)
+        .args(["platform", "create", "--key", key, "--name"])
+        .arg(format!("Platform {key}"))
+        .args(["--admin-username", "admin", "--admin-email"])
+        .arg(format!("admin@{key}.test"))
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("ibl platform create runs")
+}
+
+/// Creates a platform with the CLI; answers its admin key.
+fn created_key(dir: &Path, key: &str) -> String {
+    let out = platform_create(dir, key);
+    assert!(
+        out.status.success(),
+        "platform create {key} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("platform create prints JSON");
+    assert_eq!(printed["platform"]["key"], key);
+    assert_eq!(printed["admin"]["username"], "admin");
+    printed["api_key"].as_str().expect("api_key").to_owned()
+}
+
+fn status(r: Result<ureq::Response, ureq::Error>) -> Option<u16> {
+    match r {
+        Ok(r) => Some(r.status()),
+        Err(ureq::Error::Status(code, _)) => Some(code),
+        Err(_) => None,
+    }
+}
+
+#[test]
+fn a_platform_created_by_the_cli_beside_a_running_server_is_served_within_a_second_and_cannot_be_created_twice(
+) {
+    let dir = tempfile::tempdir().unwrap();
+    created_key(dir.path(), "acme");
+    let server = Server::start(dir.path());
+
+    let key = created_key(dir.path(), "beta");
+    let created = Instant::now();
+    let list = format!("{}/api/credentials/orgs/beta/users/admin/", server.base);
+    let agent = agent();
+    let answered = loop {
+        let s = status(
+            agent
+                .get(&list)
+                .set("Authorization", &format!("Api-Token {key}"))
+                .call(),
+        );
+        if s == Some(200) || created.elapsed() > Duration::from_secs(1) {
+            break s;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        answered,
+        Some(200),
+        "the new key was not accepted within 1 s ({:?}); server log: {}",
+        created.elapsed(),
+        server.log()
+    );
+    let made = agent
+        .post(&list)
+        .set("Authorization", &format!("Api-Token {key}"))
+        .send_json(json!({"name": "Beta badge"}))
+        .expect("the new key writes");
+    assert_eq!(made.status(), 200);
+
+    let again = platform_create(dir.path(), "beta");
+    assert!(!again.status.success(), "a second create of beta succeeded");
+    assert!(
+        again.stdout.is_empty(),
+        "it printed: {}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(
+        stderr.contains("already exists") && stderr.contains("beta"),
+        "unclear message: {stderr}"
+    );
+    // The first key still works: nothing was replaced.
+    assert_eq!(
+        status(
+            agent
+                .get(&list)
+                .set("Authorization", &format!("Api-Token {key}"))
+                .call()
+        ),
+        Some(200)
+    );
+}
+
+#[test]
+fn sigterm_stops_the_server_with_exit_code_0() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::start(dir.path());
+    // SAFETY: sending a signal to our own child process.
+    let sent = unsafe { libc::kill(server.pid(), libc::SIGTERM) };
+    assert_eq!(sent, 0, "kill failed");
+    let exit = server.wait(Duration::from_secs(15));
+    let exit = exit.unwrap_or_else(|| panic!("still running 15 s after SIGTERM: {}", server.log()));
+    assert_eq!(exit.code(), Some(0), "exit {exit:?}; log: {}", server.log());
+}
+
+#[test]
+fn every_acknowledged_assertion_survives_a_sigkill_mid_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let mut server = Server::start(dir.path());
+    let credential: Value = agent()
+        .post(&format!(
+            "{}/api/credentials/orgs/acme/users/admin/",
+            server.base
+        ))
+        .set("Authorization", &auth)
+        .send_json(json!({"name": "Crash"}))
+        .expect("a credential")
+        .into_json()
+        .unwrap();
+    let credential = credential["result"]["credential_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let url = format!(
+        "{}/api/credentials/orgs/acme/users/admin/{credential}/assertions/",
+        server.base
+    );
+
+    let acked = Arc::new(Mutex::new(Vec::<String>::new()));
+    let stop = Arc::new(AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|t| {
+            let (acked, stop, url, auth) = (acked.clone(), stop.clone(), url.clone(), auth.clone());
+            thread::spawn(move || {
+                let agent = agent();
+                let mut n = 0;
+                while !stop.load(Ordering::SeqCst) {
+                    n += 1;
+                    let body = json!({"recipient": {"email": format!("t{t}-{n}@x.test")}});
+                    if let Ok(r) = agent.post(&url).set("Authorization", &auth).send_json(body) {
+                        if (200..300).contains(&r.status()) {
+                            let v: Value = r.into_json().expect("a JSON assertion");
+                            let id = v["entityId"].as_str().expect("entityId").to_owned();
+                            acked.lock().unwrap().push(id);
+                        }
+                    }
+                }
+            })
+        })
+        .collect();
+
+    thread::sleep(Duration::from_millis(1000));
+    let before_kill = acked.lock().unwrap().len();
+    server.child.kill().expect("SIGKILL");
+    let _ = server.wait(Duration::from_secs(10));
+    stop.store(true, Ordering::SeqCst);
+    for c in clients {
+        c.join().expect("a client thread");
+    }
+    drop(server);
+    let acked = Arc::try_unwrap(acked).unwrap().into_inner().unwrap();
+    eprintln!(
+        "{} assertions acknowledged ({before_kill} before the kill)",
+        acked.len()
+    );
+    assert!(
+        before_kill >= 8,
+        "too little load before the kill to mean anything: {before_kill} acknowledged"
+    );
+
+    let server = Server::start(dir.path());
+    let agent = agent();
+    let base = format!("{}/api/credentials/orgs/acme/users/admin", server.base);
+    let mut lost = Vec::new();
+    for id in &acked {
+        let r = agent
+            .get(&format!("{base}/assertions/{id}"))
+            .set("Authorization", &auth)
+            .call();
+        match r {
+            Ok(r) => {
+                let v: Value = r.into_json().unwrap();
+                assert_eq!(v["entityId"], id.as_str());
+            }
+            Err(e) => lost.push(format!("{id}: {e}")),
+        }
+    }
+    assert!(
+        lost.is_empty(),
+        "{} of {} acknowledged assertions lost after the kill: {:?}",
+        lost.len(),
+        acked.len(),
+        &lost[..lost.len().min(5)]
+    );
+    let list: Value = agent
+        .get(&format!("{base}/assertions/?page_size=1"))
+        .set("Authorization", &auth)
+        .call()
+        .expect("the list")
+        .into_json()
+        .unwrap();
+    let count = list["count"].as_u64().unwrap();
+    assert!(
+        count >= acked.len() as u64,
+        "{count} assertions listed, {} acknowledged",
+        acked.len()
+    );
+}
