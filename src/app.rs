@@ -76,9 +76,7 @@ pub async fn build_with(
         models,
         projections,
     });
-    let write = web::Data::new(WriteState {
-        store: store.clone(),
-    });
+    let write = web::Data::new(WriteState::new(store.clone()));
     let port = listener.local_addr()?.port();
     let mut server =
         actix_web::HttpServer::new(move || {

@@ -1,7 +1,8 @@
 //! The generic command handler: load a stream, fold it, decide, append with
 //! the expected revision, and retry against fresh state on a conflict.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use ibl_events::{
     read_stream_all, Actor, AppendResult, DomainEvent, EventStore, ExpectedRevision,
@@ -206,4 +207,56 @@ pub async fn append_new<E: DomainEvent>(
     Ok(store
         .append(stream, ExpectedRevision::NoStream, data)
         .await?)
+}
+
+/// States of recently loaded streams, reused while the stream's revision is
+/// the one the caller knows (from a read model): saves a read of the store
+/// for aggregates that many commands consult but few change (a credential
+/// consulted by every issue).
+pub struct StateCache<S> {
+    map: Mutex<HashMap<String, (S, u64)>>,
+}
+
+/// Entries kept before the cache starts over.
+const CACHE_ENTRIES: usize = 10_000;
+
+impl<S: Clone> Default for StateCache<S> {
+    fn default() -> Self {
+        Self {
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<S: Clone> StateCache<S> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (S, u64)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Loads `stream` as `A`, or reuses the cached state when its revision is
+    /// `known`.
+    pub async fn load<A>(
+        &self,
+        store: &dyn EventStore,
+        stream: &str,
+        known: Option<u64>,
+    ) -> Result<A::State, ApiError>
+    where
+        A: Aggregate<State = S>,
+    {
+        if let Some(known) = known {
+            if let Some((state, _)) = self.lock().get(stream).filter(|(_, r)| *r == known) {
+                return Ok(state.clone());
+            }
+        }
+        let (state, revision) = load::<A>(store, stream).await?;
+        if let Some(revision) = revision {
+            let mut map = self.lock();
+            if map.len() >= CACHE_ENTRIES {
+                map.clear();
+            }
+            map.insert(stream.to_owned(), (state.clone(), revision));
+        }
+        Ok(state)
+    }
 }

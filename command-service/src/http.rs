@@ -13,11 +13,23 @@ use ibl_query_service::{ApiError, ReadState, RequestId};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
-use crate::handler::CommandContext;
+use crate::domain::credential::CredentialState;
+use crate::handler::{CommandContext, StateCache};
 
 /// What the write routes need besides the read side.
 pub struct WriteState {
     pub store: Arc<dyn EventStore>,
+    /// Credentials consulted by every issue.
+    pub credentials: StateCache<CredentialState>,
+}
+
+impl WriteState {
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            credentials: StateCache::default(),
+        }
+    }
 }
 
 /// How long a write waits for the read models before it answers anyway.

@@ -34,7 +34,11 @@ pub trait DomainEvent: serde::Serialize + serde::de::DeserializeOwned {
 
     /// Reads a stored event, upcasting older schema versions.
     fn from_recorded(event: &RecordedEvent) -> Result<Self, serde_json::Error> {
-        serde_json::from_value(Self::upcast(event.schema_version, event.payload.clone()))
+        if event.schema_version == Self::SCHEMA_VERSION {
+            Self::deserialize(&event.payload)
+        } else {
+            serde_json::from_value(Self::upcast(event.schema_version, event.payload.clone()))
+        }
     }
 
     /// Turns the payload of an older schema version into the current one.

@@ -48,6 +48,8 @@ pub struct CredentialView {
     pub fields: CredentialFields,
     pub created_at: DateTime<Utc>,
     pub retired: bool,
+    /// Revision of the credential's stream this view reflects.
+    pub revision: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -449,6 +451,9 @@ impl State {
             self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
         } else if let Some(id) = stream.strip_prefix("credential-") {
             self.apply_credential(id, CredentialEvent::from_recorded(event)?);
+            if let Some(c) = self.credentials.get_mut(id) {
+                c.revision = event.revision;
+            }
         } else if let Some(id) = stream.strip_prefix("issuer-") {
             self.apply_issuer(id, IssuerEvent::from_recorded(event)?);
         } else if let Some(id) = stream.strip_prefix("assertion-") {
@@ -512,6 +517,7 @@ impl State {
                         fields,
                         created_at,
                         retired: false,
+                        revision: 0,
                     },
                 );
             }

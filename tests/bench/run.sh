@@ -11,8 +11,8 @@ SECONDS_PER_RUN=${1:-10}
 EVENTS=${2:-1000000}
 CONNS=32
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --bin ibl --example append_bench -p ibl-data-manager -p ibl-events >/dev/null 2>&1 || cargo build --release --bin ibl
-cargo build --release -p ibl-events --example append_bench >/dev/null
+cargo build --release --bin ibl --example fill
+cargo build --release -p ibl-events --example append_bench
 BIN=target/release/ibl
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -45,8 +45,8 @@ kill %1; wait %1 || true
 echo "== raw store appends"
 target/release/examples/append_bench --dir "$WORK/raw" --concurrency $CONNS --seconds 5
 
-echo "== start-up with $EVENTS events"
-target/release/examples/append_bench --dir "$WORK/data" --fill "$EVENTS" >/dev/null
+echo "== start-up with $EVENTS more events (issued assertions) in the store"
+target/release/examples/fill "$WORK/data" "$EVENTS" bench "$CRED"
 START=$(date +%s.%N)
 RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
 wait_healthz

@@ -20,7 +20,7 @@ use crate::domain::assertion::{
     IssueAssertion, MAX_BULK_RECIPIENTS,
 };
 use crate::domain::credential::{CredentialAggregate, IssuableCredential};
-use crate::handler::{append_new, derived_id, execute, execute_new, load, rejected};
+use crate::handler::{append_new, derived_id, execute, execute_new, rejected};
 use crate::http::{context, earlier, idempotency_tag, settle, written, WriteState};
 
 /// A recipient as sent: every field optional; validated by the domain.
@@ -116,13 +116,23 @@ fn terms(
 /// The credential, if it may be issued now on this platform.
 async fn issuable(
     write: &WriteState,
+    read: &ReadState,
     platform: &str,
     credential_id: &str,
     now: DateTime<Utc>,
 ) -> Result<IssuableCredential, ApiError> {
-    let (state, _) =
-        load::<CredentialAggregate>(write.store.as_ref(), &credential_stream(credential_id))
-            .await?;
+    let known = read
+        .models
+        .credential(platform, credential_id)
+        .map(|c| c.revision);
+    let state = write
+        .credentials
+        .load::<CredentialAggregate>(
+            write.store.as_ref(),
+            &credential_stream(credential_id),
+            known,
+        )
+        .await?;
     if state.live().is_some_and(|c| c.platform != platform) {
         return Err(ApiError::not_found());
     }
@@ -203,7 +213,7 @@ pub async fn issue_assertion(
         body.issued_on.as_deref(),
         body.evidence,
     )?;
-    let credential = issuable(&write, &platform, &path.entity_id, now).await?;
+    let credential = issuable(&write, &read, &platform, &path.entity_id, now).await?;
     let entity_id = new_entity_id(&platform, tag.as_ref(), "assertion");
     let ctx = context(&req, &principal, &path.user, tag);
     let command = AssertionCommand::Issue(IssueAssertion {
@@ -275,7 +285,7 @@ pub async fn bulk_issue(
         body.issued_on.as_deref(),
         body.evidence,
     )?;
-    let credential = issuable(&write, &platform, &path.entity_id, now).await?;
+    let credential = issuable(&write, &read, &platform, &path.entity_id, now).await?;
     let ids = bulk_ids(&platform, tag.as_ref(), body.recipients.len());
     let own: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let holders = read
