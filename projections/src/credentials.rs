@@ -622,3 +622,251 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ibl_events::{Actor, IdempotencyTag, Metadata};
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("valid instant")
+    }
+
+    /// A log of recorded events, positions and revisions assigned in order.
+    #[derive(Default)]
+    struct Log {
+        events: Vec<RecordedEvent>,
+    }
+
+    impl Log {
+        fn push<E: DomainEvent>(&mut self, stream: &str, event: E, idempotency: Option<&str>) {
+            let revision = self.events.iter().filter(|e| e.stream == stream).count() as u64;
+            let metadata = Metadata {
+                actor: Actor {
+                    platform: Some("acme".into()),
+                    ..Actor::default()
+                },
+                idempotency: idempotency.map(|k| IdempotencyTag {
+                    key: k.into(),
+                    request_hash: "h".into(),
+                }),
+                ..Metadata::default()
+            };
+            let data = event.to_data(uuid::Uuid::new_v4(), metadata);
+            self.events.push(RecordedEvent {
+                event_id: data.event_id,
+                stream: stream.into(),
+                revision,
+                position: self.events.len() as u64 + 1,
+                event_type: data.event_type,
+                schema_version: data.schema_version,
+                recorded_at: at(0),
+                payload: data.payload,
+                metadata: data.metadata,
+            });
+        }
+    }
+
+    fn credential(name: &str, description: &str, course: Option<&str>) -> CredentialFields {
+        CredentialFields {
+            name: name.into(),
+            description: description.into(),
+            course: course.map(str::to_owned),
+            ..CredentialFields::default()
+        }
+    }
+
+    fn issued(
+        id: &str,
+        credential: &str,
+        email: &str,
+        expires: Option<DateTime<Utc>>,
+    ) -> AssertionEvent {
+        AssertionEvent::AssertionIssued {
+            platform: "acme".into(),
+            entity_id: id.into(),
+            credential_id: credential.into(),
+            recipient: Recipient {
+                email: email.into(),
+                ..Recipient::default()
+            },
+            issued_on: at(0),
+            expires,
+            narrative: String::new(),
+            metadata: serde_json::json!({}),
+            evidence: Vec::new(),
+        }
+    }
+
+    fn sample() -> Log {
+        let mut log = Log::default();
+        for (id, name, desc, course) in [
+            ("c1", "Rust 101", "Ownership", Some("course-1")),
+            ("c2", "Go basics", "Goroutines and RUST envy", None),
+            ("c3", "Python", "Snakes", Some("course-1")),
+        ] {
+            log.push(
+                &format!("credential-{id}"),
+                CredentialEvent::CredentialCreated {
+                    platform: "acme".into(),
+                    entity_id: id.into(),
+                    fields: credential(name, desc, course),
+                    created_at: at(1),
+                },
+                Some(&format!("key-{id}")),
+            );
+        }
+        log.push(
+            "credential-c3",
+            CredentialEvent::CredentialDeleted { deleted_at: at(2) },
+            None,
+        );
+        log.push(
+            "assertion-a1",
+            issued("a1", "c1", "bob@example.com", None),
+            None,
+        );
+        log.push(
+            "assertion-a2",
+            issued("a2", "c1", "eve@example.com", Some(at(5))),
+            None,
+        );
+        log.push(
+            "assertion-a3",
+            issued("a3", "c2", "bob@example.com", None),
+            None,
+        );
+        log.push(
+            "assertion-a3",
+            AssertionEvent::AssertionRevoked {
+                reason: "mistake".into(),
+                revoked_at: at(3),
+            },
+            None,
+        );
+        log
+    }
+
+    fn filter(include_revoked: bool, include_expired: bool) -> AssertionFilter {
+        AssertionFilter {
+            credential: None,
+            course: None,
+            include_revoked,
+            include_expired,
+            now: at(10),
+        }
+    }
+
+    #[test]
+    fn credentials_are_listed_searched_and_filtered() {
+        let model = CredentialsModel::new();
+        model.apply(&sample().events);
+        let all = model.credentials("acme", &CredentialFilter::default(), 0, 10);
+        assert_eq!(all.count, 2, "the deleted credential is gone");
+        let search = CredentialFilter {
+            search: Some("rUsT".into()),
+            ..CredentialFilter::default()
+        };
+        let found = model.credentials("acme", &search, 0, 10);
+        let names: Vec<_> = found.items.iter().map(|c| c.fields.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["Rust 101", "Go basics"],
+            "name or description, any case"
+        );
+        let by_course = CredentialFilter {
+            course: Some("course-1".into()),
+            ..CredentialFilter::default()
+        };
+        assert_eq!(model.credentials("acme", &by_course, 0, 10).count, 1);
+        assert_eq!(
+            model
+                .credentials("other", &CredentialFilter::default(), 0, 10)
+                .count,
+            0
+        );
+        assert_eq!(model.credential("acme", "c1").map(|c| c.revision), Some(0));
+        assert!(
+            model.credential("other", "c1").is_none(),
+            "scoped to its platform"
+        );
+    }
+
+    #[test]
+    fn assertion_lists_leave_out_revoked_and_expired_unless_asked() {
+        let model = CredentialsModel::new();
+        model.apply(&sample().events);
+        assert_eq!(
+            model.assertions("acme", &filter(false, false), 0, 10).count,
+            1
+        );
+        assert_eq!(
+            model.assertions("acme", &filter(true, false), 0, 10).count,
+            2
+        );
+        assert_eq!(
+            model.assertions("acme", &filter(false, true), 0, 10).count,
+            2
+        );
+        assert_eq!(
+            model.assertions("acme", &filter(true, true), 0, 10).count,
+            3
+        );
+        let revoked = model.assertion("a3").expect("kept after revocation");
+        assert_eq!(revoked.revoked.map(|r| r.reason), Some("mistake".into()));
+        let valid = model.valid_assertions_of("c1", "acme", at(10));
+        assert_eq!(valid.len(), 1);
+        assert_eq!(valid[0].entity_id, "a1");
+    }
+
+    #[test]
+    fn a_batch_applied_twice_changes_nothing_the_second_time() {
+        let log = sample();
+        let once = CredentialsModel::new();
+        once.apply(&log.events);
+        let twice = CredentialsModel::new();
+        twice.apply(&log.events[..5]);
+        twice.apply(&log.events);
+        twice.apply(&log.events);
+        assert_eq!(twice.checkpoint(), log.events.len() as u64);
+        assert_eq!(
+            twice.assertions("acme", &filter(true, true), 0, 10).items,
+            once.assertions("acme", &filter(true, true), 0, 10).items
+        );
+        assert_eq!(
+            twice
+                .credentials("acme", &CredentialFilter::default(), 0, 10)
+                .items,
+            once.credentials("acme", &CredentialFilter::default(), 0, 10)
+                .items
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_remember_the_streams_they_wrote() {
+        let model = CredentialsModel::new();
+        model.apply(&sample().events);
+        let record = model.idempotency("acme", "key-c2").expect("recorded");
+        assert_eq!(record.streams, ["credential-c2"]);
+        assert_eq!(record.request_hash, "h");
+        assert!(model.idempotency("other", "key-c2").is_none());
+    }
+
+    #[test]
+    fn an_undecodable_event_is_skipped_without_stalling_the_model() {
+        let mut log = sample();
+        let mut bad = log.events[0].clone();
+        bad.position = log.events.len() as u64 + 1;
+        bad.payload = serde_json::json!({"type": "CredentialCreated", "oops": true});
+        log.events.push(bad);
+        let model = CredentialsModel::new();
+        model.apply(&log.events);
+        assert_eq!(model.checkpoint(), log.events.len() as u64);
+        assert_eq!(
+            model
+                .credentials("acme", &CredentialFilter::default(), 0, 10)
+                .count,
+            2
+        );
+    }
+}

@@ -93,3 +93,75 @@ async fn run(store: Arc<dyn EventStore>, model: Arc<dyn ReadModel>, tx: watch::S
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::{CredentialFilter, CredentialsModel};
+    use ibl_events::credentials::{CredentialEvent, CredentialFields};
+    use ibl_events::memory::MemoryStore;
+    use ibl_events::{DomainEvent, ExpectedRevision, Metadata};
+
+    async fn create(store: &dyn EventStore, id: &str) -> Position {
+        let event = CredentialEvent::CredentialCreated {
+            platform: "acme".into(),
+            entity_id: id.into(),
+            fields: CredentialFields {
+                name: format!("badge {id}"),
+                ..CredentialFields::default()
+            },
+            created_at: chrono::Utc::now(),
+        };
+        let data = event.to_data(uuid::Uuid::new_v4(), Metadata::default());
+        store
+            .append(
+                &format!("credential-{id}"),
+                ExpectedRevision::NoStream,
+                vec![data],
+            )
+            .await
+            .expect("append")
+            .position
+    }
+
+    #[tokio::test]
+    async fn a_projector_follows_the_log_live_and_a_rebuild_gives_the_same_model() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        for i in 0..50 {
+            create(store.as_ref(), &format!("early-{i}")).await;
+        }
+        let live = Arc::new(CredentialsModel::new());
+        let (projections, _tasks) = Projections::start(store.clone(), vec![live.clone()]);
+        assert!(projections.catch_up(store.as_ref()).await);
+        assert_eq!(
+            live.credentials("acme", &CredentialFilter::default(), 0, 1)
+                .count,
+            50
+        );
+
+        let last = create(store.as_ref(), "late").await;
+        assert!(projections.wait_for(last, Duration::from_secs(5)).await);
+        assert!(
+            live.credential("acme", "late").is_some(),
+            "a live event is applied"
+        );
+        assert_eq!(projections.position(), last);
+
+        let rebuilt = Arc::new(CredentialsModel::new());
+        let (again, _tasks) = Projections::start(store.clone(), vec![rebuilt.clone()]);
+        assert!(again.wait_for(last, Duration::from_secs(5)).await);
+        let all = CredentialFilter::default();
+        assert_eq!(
+            rebuilt.credentials("acme", &all, 0, 100).items,
+            live.credentials("acme", &all, 0, 100).items
+        );
+    }
+
+    #[tokio::test]
+    async fn waiting_for_a_position_not_yet_written_times_out() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let model = Arc::new(CredentialsModel::new());
+        let (projections, _tasks) = Projections::start(store.clone(), vec![model]);
+        assert!(!projections.wait_for(1, Duration::from_millis(50)).await);
+    }
+}
