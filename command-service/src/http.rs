@@ -9,6 +9,7 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse};
 use ibl_events::{Actor, EventStore, IdempotencyTag};
 use ibl_projections::credentials::IdempotencyRecord;
 use ibl_query_service::extract::Principal;
+use ibl_query_service::routes::{platform_of, Params};
 use ibl_query_service::{ApiError, ReadState, RequestId};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
@@ -60,10 +61,7 @@ pub fn context(
 
 /// Reads the `Idempotency-Key` header. The request hash covers the method,
 /// the path and the body, so a key reused on another route is a mismatch.
-pub fn idempotency_tag(
-    req: &HttpRequest,
-    body_hash: &str,
-) -> Result<Option<IdempotencyTag>, ApiError> {
+fn idempotency_tag(req: &HttpRequest, body_hash: &str) -> Result<Option<IdempotencyTag>, ApiError> {
     let Some(value) = req.headers().get("Idempotency-Key") else {
         return Ok(None);
     };
@@ -92,7 +90,7 @@ pub fn idempotency_tag(
 /// The earlier request under the same key, if any: `Ok(Some)` when it had the
 /// same hash (answer as then), an error when the key was used for another
 /// request.
-pub fn earlier(
+fn earlier(
     read: &ReadState,
     platform: &str,
     tag: Option<&IdempotencyTag>,
@@ -103,6 +101,41 @@ pub fn earlier(
         Some(_) => Err(ApiError::IdempotencyKeyReused),
         None => Ok(None),
     }
+}
+
+/// What every platform-scoped write starts from.
+pub struct Begun {
+    pub params: Params,
+    /// The platform the request is about; the caller's key belongs to it.
+    pub platform: String,
+    pub tag: Option<IdempotencyTag>,
+    /// The earlier request under the same `Idempotency-Key` and body, once
+    /// the read models show it: answer as it was answered.
+    pub replay: Option<IdempotencyRecord>,
+}
+
+/// Parses the query, checks the key's platform, and looks the request's
+/// `Idempotency-Key` up (422 when it was used with another body).
+pub async fn begin(
+    req: &HttpRequest,
+    read: &ReadState,
+    principal: &Principal,
+    org: &str,
+    body_hash: &str,
+) -> Result<Begun, ApiError> {
+    let params = Params::of(req)?;
+    let platform = platform_of(principal, org, &params)?;
+    let tag = idempotency_tag(req, body_hash)?;
+    let replay = earlier(read, &platform, tag.as_ref())?;
+    if let Some(record) = &replay {
+        settle(read, record.position).await;
+    }
+    Ok(Begun {
+        params,
+        platform,
+        tag,
+        replay,
+    })
 }
 
 /// Waits until the read models have applied `position`, so the client's

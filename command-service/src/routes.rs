@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::domain::credential::{CredentialAggregate, CredentialCommand, UpdateCredential};
 use crate::domain::issuer::{IssuerAggregate, IssuerCommand, UpdateIssuer};
 use crate::handler::{derived_id, execute, execute_new};
-use crate::http::{context, earlier, idempotency_tag, nullable, settle, written, WriteState};
+use crate::http::{begin, context, nullable, settle, written, Begun, WriteState};
 
 mod api_keys;
 mod assertions;
@@ -121,11 +121,13 @@ pub async fn create_credential(
     path: web::Path<OrgUser>,
     body: JsonBody<CredentialBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    let tag = idempotency_tag(&req, &body.hash)?;
-    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
-        settle(&read, record.position).await;
+    let Begun {
+        platform,
+        tag,
+        replay,
+        ..
+    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    if let Some(record) = replay {
         let id = record
             .streams
             .first()
@@ -171,14 +173,16 @@ pub async fn update_credential(
     path: web::Path<OrgUserEntity>,
     body: JsonBody<CredentialBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
+    let Begun {
+        platform,
+        tag,
+        replay,
+        ..
+    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
     read.models
         .credential(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
-    let tag = idempotency_tag(&req, &body.hash)?;
-    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
-        settle(&read, record.position).await;
+    if let Some(record) = replay {
         return Ok(written(
             StatusCode::OK,
             record.position,
@@ -232,8 +236,7 @@ pub async fn delete_credential(
     principal: Principal,
     path: web::Path<OrgUserEntity>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
+    let platform = platform_of(&principal, &path.org, &Params::of(&req)?)?;
     read.models
         .credential(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
@@ -298,11 +301,13 @@ pub async fn create_issuer(
     path: web::Path<OrgUser>,
     body: JsonBody<IssuerBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    let tag = idempotency_tag(&req, &body.hash)?;
-    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
-        settle(&read, record.position).await;
+    let Begun {
+        params,
+        platform,
+        tag,
+        replay,
+    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    if let Some(record) = replay {
         let id = record
             .streams
             .first()
@@ -347,14 +352,16 @@ pub async fn update_issuer(
     path: web::Path<OrgUserEntity>,
     body: JsonBody<IssuerBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
+    let Begun {
+        platform,
+        tag,
+        replay,
+        ..
+    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
     read.models
         .issuer(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
-    let tag = idempotency_tag(&req, &body.hash)?;
-    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
-        settle(&read, record.position).await;
+    if let Some(record) = replay {
         return Ok(written(
             StatusCode::OK,
             record.position,
@@ -384,8 +391,7 @@ pub async fn delete_issuer(
     principal: Principal,
     path: web::Path<OrgUserEntity>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
+    let platform = platform_of(&principal, &path.org, &Params::of(&req)?)?;
     read.models
         .issuer(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;

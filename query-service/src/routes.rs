@@ -64,6 +64,20 @@ pub fn platform_of(principal: &Principal, org: &str, params: &Params) -> Result<
     Ok(key)
 }
 
+/// The start of every platform-scoped read: the query parsed, the key's
+/// platform checked, and `X-Min-Position` honoured.
+pub async fn scoped(
+    req: &HttpRequest,
+    read: &ReadState,
+    principal: &Principal,
+    org: &str,
+) -> Result<(Params, String), ApiError> {
+    let params = Params::of(req)?;
+    let platform = platform_of(principal, org, &params)?;
+    fresh(req, read).await?;
+    Ok((params, platform))
+}
+
 /// Honours `X-Min-Position`: waits until the read models have applied that
 /// position (read-your-writes for a client that got it from a write).
 pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> {
@@ -107,9 +121,7 @@ pub async fn list_credentials(
     principal: Principal,
     path: web::Path<OrgUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    fresh(&req, &read).await?;
+    let (params, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let p = params.page()?;
     let filter = CredentialFilter {
         search: params.get("search").map(str::to_owned),
@@ -138,9 +150,7 @@ pub async fn get_credential(
     principal: Principal,
     path: web::Path<OrgUserEntity>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    fresh(&req, &read).await?;
+    let (_, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let c = read
         .models
         .credential(&platform, &path.entity_id)
@@ -188,9 +198,7 @@ pub async fn list_assertions(
     principal: Principal,
     path: web::Path<OrgUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    fresh(&req, &read).await?;
+    let (params, platform) = scoped(&req, &read, &principal, &path.org).await?;
     assertion_page(&req, &read, &platform, None, &params)
 }
 
@@ -200,9 +208,7 @@ pub async fn list_credential_assertions(
     principal: Principal,
     path: web::Path<OrgUserEntity>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    fresh(&req, &read).await?;
+    let (params, platform) = scoped(&req, &read, &principal, &path.org).await?;
     read.models
         .credential(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
@@ -221,9 +227,7 @@ pub async fn get_assertion(
     principal: Principal,
     path: web::Path<OrgUserEntity>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    fresh(&req, &read).await?;
+    let (_, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let a = read
         .models
         .assertion(&path.entity_id)
@@ -268,9 +272,7 @@ pub async fn list_issuers(
     principal: Principal,
     path: web::Path<OrgUser>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    fresh(&req, &read).await?;
+    let (params, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let p = params.page()?;
     let search = params.get("q").or(params.get("search"));
     let page = read.models.issuers(&platform, search, p.offset(), p.size);
@@ -289,9 +291,7 @@ pub async fn get_issuer(
     principal: Principal,
     path: web::Path<OrgUserEntity>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    fresh(&req, &read).await?;
+    let (_, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let i = read
         .models
         .issuer(&platform, &path.entity_id)

@@ -9,7 +9,7 @@ use futures_util::future::join_all;
 use ibl_events::credentials::{assertion_stream, credential_stream, Evidence, Recipient};
 use ibl_events::IdempotencyTag;
 use ibl_query_service::extract::{JsonBody, Principal};
-use ibl_query_service::routes::{platform_of, OrgUserEntity, Params};
+use ibl_query_service::routes::OrgUserEntity;
 use ibl_query_service::{wire, ApiError, ReadState};
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,7 +21,7 @@ use crate::domain::assertion::{
 };
 use crate::domain::credential::{CredentialAggregate, IssuableCredential};
 use crate::handler::{append_new, derived_id, execute, execute_new, rejected};
-use crate::http::{context, earlier, idempotency_tag, settle, written, WriteState};
+use crate::http::{begin, context, settle, written, Begun, WriteState};
 
 /// A recipient as sent: every field optional; validated by the domain.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -184,11 +184,13 @@ pub async fn issue_assertion(
     path: web::Path<OrgUserEntity>,
     body: JsonBody<IssueBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    let tag = idempotency_tag(&req, &body.hash)?;
-    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
-        settle(&read, record.position).await;
+    let Begun {
+        platform,
+        tag,
+        replay,
+        ..
+    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    if let Some(record) = replay {
         let id = record
             .streams
             .first()
@@ -251,12 +253,9 @@ pub async fn bulk_issue(
     path: web::Path<OrgUserEntity>,
     body: JsonBody<BulkBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
-    let tag = idempotency_tag(&req, &body.hash)?;
     // A retry runs the same plan again: its own earlier assertions do not
     // count as duplicates and their appends are no-ops.
-    earlier(&read, &platform, tag.as_ref())?;
+    let Begun { platform, tag, .. } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
     let now = Utc::now();
     let mut body = body.value;
     if body.recipients.is_empty() {
@@ -375,16 +374,18 @@ pub async fn update_assertion(
     path: web::Path<OrgUserEntity>,
     body: JsonBody<RevokeBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = Params::of(&req)?;
-    let platform = platform_of(&principal, &path.org, &params)?;
+    let Begun {
+        platform,
+        tag,
+        replay,
+        ..
+    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
     let current = read
         .models
         .assertion(&path.entity_id)
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
-    let tag = idempotency_tag(&req, &body.hash)?;
-    if let Some(record) = earlier(&read, &platform, tag.as_ref())? {
-        settle(&read, record.position).await;
+    if let Some(record) = replay {
         return Ok(written(
             StatusCode::OK,
             record.position,
