@@ -128,11 +128,7 @@ pub async fn create_credential(
         ..
     } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
     if let Some(record) = replay {
-        let id = record
-            .streams
-            .first()
-            .and_then(|s| s.strip_prefix("credential-"))
-            .unwrap_or_default();
+        let id = record.created("credential-");
         return Ok(written(
             StatusCode::OK,
             record.position,
@@ -308,11 +304,7 @@ pub async fn create_issuer(
         replay,
     } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
     if let Some(record) = replay {
-        let id = record
-            .streams
-            .first()
-            .and_then(|s| s.strip_prefix("issuer-"))
-            .unwrap_or_default();
+        let id = record.created("issuer-");
         return Ok(written(
             StatusCode::OK,
             record.position,

@@ -98,6 +98,17 @@ pub struct IdempotencyRecord {
     pub position: Position,
 }
 
+impl IdempotencyRecord {
+    /// The id of the first entity of kind `prefix` (`"assertion-"`, ...) the
+    /// request wrote, or `""`.
+    pub fn created(&self, prefix: &str) -> &str {
+        self.streams
+            .iter()
+            .find_map(|s| s.strip_prefix(prefix))
+            .unwrap_or_default()
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct CredentialFilter {
     /// Case-insensitive, in name and description.

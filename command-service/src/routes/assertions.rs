@@ -191,11 +191,7 @@ pub async fn issue_assertion(
         ..
     } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
     if let Some(record) = replay {
-        let id = record
-            .streams
-            .first()
-            .and_then(|s| s.strip_prefix("assertion-"))
-            .unwrap_or_default();
+        let id = record.created("assertion-");
         return Ok(written(
             StatusCode::OK,
             record.position,
