@@ -74,23 +74,47 @@ impl Projections {
 async fn run(store: Arc<dyn EventStore>, model: Arc<dyn ReadModel>, tx: watch::Sender<Position>) {
     let mut backoff = Duration::from_millis(50);
     loop {
-        let mut sub = Subscription::new(store.clone(), model.checkpoint());
-        let err: StoreError = loop {
-            match sub.next_batch(BATCH).await {
+        // The next batch is read while the current one is applied.
+        let (batches, mut incoming) = tokio::sync::mpsc::channel(2);
+        let reader = tokio::spawn(read_ahead(
+            Subscription::new(store.clone(), model.checkpoint()),
+            batches,
+        ));
+        let mut failure = None;
+        while let Some(batch) = incoming.recv().await {
+            match batch {
                 Ok(batch) => {
                     model.apply(&batch);
                     backoff = Duration::from_millis(50);
                     tx.send_replace(model.checkpoint());
                 }
-                Err(e) => break e,
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
             }
-        };
+        }
+        reader.abort();
         if tx.is_closed() {
             return;
         }
-        tracing::warn!(model = model.name(), error = %err, "projector stopped; retrying");
+        let error = failure.unwrap_or_else(|| "subscription ended".into());
+        tracing::warn!(model = model.name(), %error, "projector stopped; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
+
+async fn read_ahead(
+    mut sub: Subscription,
+    batches: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+) {
+    loop {
+        let batch = sub.next_batch(BATCH).await;
+        let failed = batch.is_err();
+        if batches.send(batch).await.is_err() || failed {
+            return;
+        }
     }
 }
 
