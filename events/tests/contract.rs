@@ -191,6 +191,10 @@ mod cases {
             .append(&stream, ExpectedRevision::NoStream, vec![event(1)])
             .await;
         assert_conflict(r, &stream, ExpectedRevision::NoStream, Some(0));
+        let r = store
+            .append(&stream, ExpectedRevision::NoStream, events(1..4))
+            .await;
+        assert_conflict(r, &stream, ExpectedRevision::NoStream, Some(0));
 
         let second = store
             .append(&stream, ExpectedRevision::Exact(0), events(1..3))
@@ -408,6 +412,53 @@ mod cases {
         assert_eq!(tail, whole[10..]);
     }
 
+    /// Appends racing for the same new stream: one wins, the others conflict,
+    /// and appends to other streams at the same time are not disturbed.
+    pub async fn racing_creations(store: Arc<dyn EventStore>) {
+        let contested = stream_name("race");
+        let mut tasks = Vec::new();
+        for n in 0..40u64 {
+            let store = Arc::clone(&store);
+            let stream = if n % 2 == 0 {
+                contested.clone()
+            } else {
+                stream_name("free")
+            };
+            tasks.push(tokio::spawn(async move {
+                let r = store
+                    .append(
+                        &stream,
+                        ExpectedRevision::NoStream,
+                        events(n..n + 1 + n % 3),
+                    )
+                    .await;
+                (stream, r)
+            }));
+        }
+        let mut winners = 0;
+        for task in tasks {
+            let (stream, r) = task.await.unwrap();
+            if stream == contested {
+                match r {
+                    Ok(_) => winners += 1,
+                    Err(StoreError::Conflict { actual, .. }) => assert!(actual.is_some()),
+                    Err(e) => panic!("unexpected {e}"),
+                }
+            } else {
+                let r = r.expect("append to a free stream");
+                assert!(!r.duplicate);
+                let read = read_stream_all(store.as_ref(), &stream).await.unwrap();
+                assert_eq!(read.len() as u64, r.revision + 1);
+            }
+        }
+        assert_eq!(winners, 1);
+        let read = read_stream_all(store.as_ref(), &contested).await.unwrap();
+        assert_eq!(
+            read.iter().map(|e| e.revision).collect::<Vec<_>>(),
+            (0..read.len() as u64).collect::<Vec<_>>()
+        );
+    }
+
     pub async fn concurrent_writers_one_stream(store: Arc<dyn EventStore>) {
         const WRITERS: u64 = 8;
         const PER_WRITER: u64 = 30;
@@ -536,6 +587,7 @@ macro_rules! contract_tests {
             case!(idempotent_retry);
             case!(global_ordering);
             case!(read_all_pagination);
+            case!(racing_creations);
             case!(concurrent_writers_one_stream);
             case!(subscription_history_then_live);
         }
@@ -599,6 +651,20 @@ mod sqlite_only {
             SqliteStore::open(&file),
             Err(StoreError::Unavailable(_))
         ));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_refuses_an_unknown_schema_version() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SqliteStore::open(dir.path()).unwrap());
+        let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+        conn.execute_batch("PRAGMA user_version = 99").unwrap();
+        drop(conn);
+        match SqliteStore::open(dir.path()) {
+            Err(StoreError::Unavailable(message)) => assert!(message.contains("schema")),
+            Err(e) => panic!("unexpected error {e}"),
+            Ok(_) => panic!("a store of an unknown schema version opened"),
+        }
     }
 
     /// A second instance on the same folder stands for another process.
@@ -741,7 +807,7 @@ mod sqlite_only {
                 .spawn()
                 .expect("start the child writer");
             let stdout = child.stdout.take().unwrap();
-            let target = 300 + 200 * round;
+            let target = 1000 + 500 * round;
 
             // Read acknowledgments until enough, then kill mid-write.
             let (count, reader) = tokio::task::spawn_blocking(move || {
@@ -805,6 +871,11 @@ mod sqlite_only {
                 assert_eq!(&event.stream, stream);
                 assert_eq!(event.position, *position);
             }
+            eprintln!(
+                "crash round {round}: {} events acknowledged in all, {} stored",
+                acknowledged.len(),
+                all.len()
+            );
             drop(store);
 
             let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();

@@ -57,9 +57,9 @@ impl MemoryStore {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        // A panic while holding the lock cannot leave the log half-written:
-        // appends push whole events after every check passed, so the data
-        // behind a poisoned lock is still consistent.
+        // Nothing panics while holding the lock (short of running out of
+        // memory), and appends change the log only after every check
+        // passed: the data behind a poisoned lock is still consistent.
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())

@@ -25,14 +25,32 @@
 //! processes on the same file are taken into account: SQLite's write lock
 //! serializes the writers of all processes.
 //!
+//! Events are stored with two unique indexes, (stream, revision) and
+//! (stream, event id): the first serves stream reads and the revision
+//! check, the second the idempotency check. Event ids are stored as 16-byte
+//! blobs to keep that index small.
+//!
+//! A checkpointer thread copies the log into the database file every
+//! [`CHECKPOINT_INTERVAL`], off the writer's path, and restarts the log when
+//! it grew past [`RESTART_LOG_PAGES`]; the writer checkpoints by itself only
+//! past [`WRITER_CHECKPOINT_PAGES`].
+//!
 //! # Reads and the head
 //!
 //! Reads run on the blocking thread pool with a small pool of read-only
 //! connections; WAL readers never block the writer nor each other. The head
-//! moves when this instance commits, and a poller thread notices commits of
-//! other processes within [`POLL_INTERVAL`].
+//! moves when this instance commits (before the appender is answered), and a
+//! poller thread notices commits of other processes within
+//! [`POLL_INTERVAL`].
+//!
+//! # Threads
+//!
+//! Each open store runs three threads: the writer, the poller and the
+//! checkpointer. Dropping the store lets the writer finish the requests
+//! already queued, then stops and joins all three.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -60,13 +78,17 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
 
 /// How often the checkpointer copies the log into the database file.
-const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
+pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
 
-/// The writer checkpoints by itself once the log holds this many pages. The
-/// log only restarts from its beginning after a checkpoint that caught up
-/// with it, which the background checkpointer cannot achieve while the
-/// writer keeps committing; by then most pages are already copied.
-const WRITER_CHECKPOINT_PAGES: u32 = 8192;
+/// Once the log holds this many pages, it is restarted from its beginning:
+/// the checkpointer catches up with it, then the writer copies the last
+/// pages itself between two batches, which lets its next transaction write
+/// the log from the start again.
+pub const RESTART_LOG_PAGES: i64 = 16_384;
+
+/// The writer checkpoints by itself only past this many pages in the log: a
+/// safety net for a checkpointer that cannot keep up.
+pub const WRITER_CHECKPOINT_PAGES: u32 = 65_536;
 
 /// At most this many append requests share one transaction.
 pub const MAX_BATCH_REQUESTS: usize = 512;
@@ -79,12 +101,14 @@ pub const MAX_BATCH_ROWS: usize = 20_000;
 const MAX_IDLE_READERS: usize = 4;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-const SCHEMA_VERSION: i64 = 1;
+/// Version 1, with event ids as text, only ever existed during development:
+/// such a folder is refused, not migrated.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS events (
     position       INTEGER PRIMARY KEY,
-    event_id       TEXT    NOT NULL,
+    event_id       BLOB    NOT NULL, -- the 16 bytes of the UUID
     stream         TEXT    NOT NULL,
     revision       INTEGER NOT NULL,
     event_type     TEXT    NOT NULL,
@@ -180,11 +204,13 @@ impl SqliteStore {
         let checkpoint_conn = open_checkpointer(&path).map_err(|e| unavailable(&path, e))?;
 
         let (requests, queue) = mpsc::channel();
+        let restart = Arc::new(AtomicBool::new(false));
         let writer = {
             let head = Arc::clone(&head);
+            let restart = Arc::clone(&restart);
             std::thread::Builder::new()
                 .name("event-store-writer".into())
-                .spawn(move || run_writer(conn, queue, head))
+                .spawn(move || run_writer(conn, queue, head, restart))
                 .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?
         };
         let mut store = SqliteStore {
@@ -203,7 +229,7 @@ impl SqliteStore {
             })?);
         store.background.push(Background::spawn(
             "event-store-checkpointer",
-            move |stop| run_checkpointer(checkpoint_conn, stop),
+            move |stop| run_checkpointer(checkpoint_conn, stop, restart),
         )?);
         Ok(store)
     }
@@ -320,22 +346,6 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
     let sql = |e| unavailable(path, e);
     let mut conn = Connection::open(path).map_err(sql)?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
-    if let Ok(ps) = std::env::var("IBL_AUTOCKPT") {
-        conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={ps}"))
-            .map_err(sql)?;
-    }
-    if let Ok(ps) = std::env::var("IBL_SYNC") {
-        conn.execute_batch(&format!("PRAGMA synchronous={ps}"))
-            .map_err(sql)?;
-    }
-    if let Ok(ps) = std::env::var("IBL_CACHE") {
-        conn.execute_batch(&format!("PRAGMA cache_size={ps}"))
-            .map_err(sql)?;
-    }
-    if let Ok(ps) = std::env::var("IBL_PAGE_SIZE") {
-        conn.execute_batch(&format!("PRAGMA page_size={ps}"))
-            .map_err(sql)?;
-    }
     // `journal_mode` answers with the mode now in force.
     let mode: String = conn
         .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
@@ -350,14 +360,6 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = {WRITER_CHECKPOINT_PAGES};"
     ))
     .map_err(sql)?;
-    if let Ok(ps) = std::env::var("IBL_SYNC") {
-        conn.execute_batch(&format!("PRAGMA synchronous={ps}"))
-            .map_err(sql)?;
-    }
-    if let Ok(ps) = std::env::var("IBL_AUTOCKPT") {
-        conn.execute_batch(&format!("PRAGMA wal_autocheckpoint={ps}"))
-            .map_err(sql)?;
-    }
     conn.set_prepared_statement_cache_capacity(32);
 
     // Create or check the schema under the write lock, so that two processes
@@ -374,10 +376,10 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
             .map_err(sql)?,
         SCHEMA_VERSION => {}
         other => {
+            let path = path.display();
             return Err(StoreError::Unavailable(format!(
-            "{}: unknown event store schema version {other} (this build knows {SCHEMA_VERSION})",
-            path.display()
-        )))
+                "{path}: unknown schema version {other} (this build knows {SCHEMA_VERSION})"
+            )));
         }
     }
     tx.commit().map_err(sql)?;
@@ -459,7 +461,7 @@ impl ReaderPool {
 
 /// An event ready to be written: everything serialized by the caller.
 struct EncodedEvent {
-    event_id: String,
+    event_id: [u8; 16],
     event_type: String,
     schema_version: u32,
     payload: String,
@@ -473,7 +475,7 @@ impl EncodedEvent {
         let metadata = serde_json::to_string(&event.metadata)
             .map_err(|e| StoreError::Invalid(format!("metadata of {}: {e}", event.event_id)))?;
         Ok(Self {
-            event_id: event.event_id.hyphenated().to_string(),
+            event_id: event.event_id.into_bytes(),
             event_type: event.event_type.clone(),
             schema_version: event.schema_version,
             payload,
@@ -490,56 +492,15 @@ struct WriteRequest {
     reply: oneshot::Sender<Result<AppendResult, StoreError>>,
 }
 
-/// The writer thread: batches requests until the channel closes.
+/// The writer thread: batches requests until the channel closes. Between
+/// batches, finishes the checkpoint the checkpointer asks for in `restart`.
 fn run_writer(
     conn: Connection,
     queue: mpsc::Receiver<WriteRequest>,
     head: Arc<watch::Sender<Position>>,
+    restart: Arc<AtomicBool>,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
-    let pipe = std::env::var("IBL_PIPE").is_ok();
-    let (stx, srx) = mpsc::channel::<(
-        Vec<(
-            oneshot::Sender<Result<AppendResult, StoreError>>,
-            Result<AppendResult, StoreError>,
-        )>,
-        Option<u64>,
-    )>();
-    let wal_path = conn.path().map(|p| format!("{p}-wal")).unwrap_or_default();
-    let sh = Arc::clone(&head);
-    let syncer = std::thread::spawn(move || {
-        let wal = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(&wal_path)
-            .unwrap();
-        let mut n = 0u64;
-        let mut items = 0u64;
-        while let Ok(first) = srx.recv() {
-            let mut all = vec![first];
-            while let Ok(x) = srx.try_recv() {
-                all.push(x);
-            }
-            wal.sync_data().unwrap();
-            n += 1;
-            items += all.len() as u64;
-            let mx = all.iter().filter_map(|x| x.1).max();
-            if let Some(p) = mx {
-                advance(&sh, p);
-            }
-            for (replies, _) in all {
-                for (r, a) in replies {
-                    let _ = r.send(a);
-                }
-            }
-        }
-        eprintln!(
-            "DEBUG syncs={n} batches/sync={:.1}",
-            items as f64 / n.max(1) as f64
-        );
-    });
-    let (mut nb, mut nr) = (0u64, 0u64);
-    let mut t_commit = Duration::ZERO;
     // `recv` fails once every sender is gone and the queue is empty.
     while let Ok(first) = queue.recv() {
         let mut rows = first.events.len();
@@ -553,35 +514,13 @@ fn run_writer(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        nb += 1;
-        nr += batch.len() as u64;
-        let t0 = std::time::Instant::now();
         let answers = commit_batch(&conn, &batch);
-        t_commit += t0.elapsed();
-        if nb % 500 == 0 {
-            eprintln!(
-                "DEBUG commit-only={:?} batches={nb} requests={nr} avg={:.1} batch_total={:?}",
-                Duration::from_nanos(COMMIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed)) / 500,
-                nr as f64 / nb as f64,
-                t_commit / 500
-            );
-            nb = 0;
-            nr = 0;
-            t_commit = Duration::ZERO;
-        }
         // Move the head before answering, so that a caller sees its own
         // append in `head()` once `append` returned.
         let committed = answers
             .iter()
             .filter_map(|answer| answer.as_ref().ok().map(|result| result.position))
             .max();
-        if pipe {
-            let _ = stx.send((
-                batch.drain(..).map(|r| r.reply).zip(answers).collect(),
-                committed,
-            ));
-            continue;
-        }
         if let Some(position) = committed {
             advance(&head, position);
         }
@@ -589,19 +528,12 @@ fn run_writer(
             // The caller may have given up waiting; nothing to do then.
             let _ = request.reply.send(answer);
         }
+        if restart.swap(false, Ordering::Relaxed) {
+            if let Err(e) = wal_checkpoint(&conn) {
+                tracing::warn!("event store checkpoint: {e}");
+            }
+        }
     }
-    drop(stx);
-    let _ = syncer.join();
-    eprintln!(
-        "DEBUG commit-only={:?}",
-        Duration::from_nanos(COMMIT_NS.swap(0, std::sync::atomic::Ordering::Relaxed))
-    );
-    eprintln!(
-        "DEBUG batches={nb} requests={nr} avg={:.1} total_commit={:?} per_batch={:?} ",
-        nr as f64 / nb as f64,
-        t_commit,
-        t_commit / nb.max(1) as u32
-    );
 }
 
 /// Applies `batch` in one transaction. Answers one result per request, in
@@ -618,7 +550,7 @@ fn commit_batch(
             .collect()
     };
 
-    if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(e) = execute_cached(conn, "BEGIN IMMEDIATE") {
         return fail_all(&e);
     }
     let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
@@ -633,17 +565,16 @@ fn commit_batch(
             }
         }
     }
-    let tc = std::time::Instant::now();
-    let r = conn.execute_batch("COMMIT");
-    COMMIT_NS.fetch_add(
-        tc.elapsed().as_nanos() as u64,
-        std::sync::atomic::Ordering::Relaxed,
-    );
-    if let Err(e) = r {
+    if let Err(e) = execute_cached(conn, "COMMIT") {
         rollback(conn);
         return fail_all(&e);
     }
     answers
+}
+
+/// Runs a statement without parameters nor rows, keeping it prepared.
+fn execute_cached(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([]).map(drop)
 }
 
 /// Ends the open transaction, if any, without its changes.
@@ -665,6 +596,18 @@ fn apply_request(
 ) -> rusqlite::Result<Result<AppendResult, StoreError>> {
     let stream = request.stream.as_str();
     let events = &request.events;
+
+    // Creating a stream, the most common append, goes straight to the
+    // insert: the unique index on (stream, revision) refuses a revision 0
+    // that exists, and only then are the checks below needed.
+    if request.expected == ExpectedRevision::NoStream {
+        match insert(conn, stream, None, events, recorded_at)? {
+            Insert::Done(answer) => return Ok(Ok(answer)),
+            Insert::Refused(e) if is_constraint(&e) => {}
+            Insert::Refused(e) => return Ok(Err(append_failed(stream, &e))),
+        }
+    }
+
     let actual: Option<u64> = conn
         .prepare_cached(
             "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
@@ -672,7 +615,6 @@ fn apply_request(
         .query_row([stream], |r| r.get::<_, i64>(0))
         .optional()?
         .map(to_u64);
-
     // Idempotency before the revision check, so that a retried `NoStream`
     // append is answered as a duplicate. Only an existing stream can hold it.
     if actual.is_some() {
@@ -683,19 +625,44 @@ fn apply_request(
     if let Err(conflict) = check_expected(stream, request.expected, actual) {
         return Ok(Err(conflict));
     }
+    Ok(match insert(conn, stream, actual, events, recorded_at)? {
+        Insert::Done(answer) => Ok(answer),
+        // The revisions are free, so an event id is taken.
+        Insert::Refused(e) if is_constraint(&e) => Err(StoreError::Invalid(format!(
+            "an event id is already stored in {stream}: {e}"
+        ))),
+        Insert::Refused(e) => Err(append_failed(stream, &e)),
+    })
+}
 
+/// The outcome of [`insert`].
+enum Insert {
+    Done(AppendResult),
+    /// Nothing was written; the transaction goes on.
+    Refused(rusqlite::Error),
+}
+
+/// Inserts `events` after revision `actual`, all or nothing. An error is
+/// returned only when the whole transaction is lost.
+fn insert(
+    conn: &Connection,
+    stream: &str,
+    actual: Option<u64>,
+    events: &[EncodedEvent],
+    recorded_at: &str,
+) -> rusqlite::Result<Insert> {
     // A failed statement undoes itself; several inserts need a savepoint to
     // be undone together.
     let savepoint = events.len() > 1;
     if savepoint {
-        conn.prepare_cached("SAVEPOINT append")?.execute([])?;
+        execute_cached(conn, "SAVEPOINT append")?;
     }
     match insert_events(conn, stream, actual, events, recorded_at) {
         Ok(answer) => {
             if savepoint {
-                conn.prepare_cached("RELEASE append")?.execute([])?;
+                execute_cached(conn, "RELEASE append")?;
             }
-            Ok(Ok(answer))
+            Ok(Insert::Done(answer))
         }
         Err(e) => {
             // I/O errors may have rolled the whole transaction back.
@@ -703,17 +670,20 @@ fn apply_request(
                 return Err(e);
             }
             if savepoint {
-                conn.prepare_cached("ROLLBACK TO append")?.execute([])?;
-                conn.prepare_cached("RELEASE append")?.execute([])?;
+                execute_cached(conn, "ROLLBACK TO append")?;
+                execute_cached(conn, "RELEASE append")?;
             }
-            let answer = if e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation) {
-                StoreError::Invalid(format!("an event id is already stored in {stream}: {e}"))
-            } else {
-                StoreError::Unavailable(format!("append to {stream} failed: {e}"))
-            };
-            Ok(Err(answer))
+            Ok(Insert::Refused(e))
         }
     }
+}
+
+fn is_constraint(e: &rusqlite::Error) -> bool {
+    e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
+}
+
+fn append_failed(stream: &str, e: &rusqlite::Error) -> StoreError {
+    StoreError::Unavailable(format!("append to {stream} failed: {e}"))
 }
 
 /// The answer of the original append when the first event is already in the
@@ -728,7 +698,7 @@ fn find_duplicate(
         "SELECT revision, position FROM events WHERE stream = ?1 AND event_id = ?2",
     )?;
     let mut lookup = |event: &EncodedEvent| {
-        stmt.query_row([stream, event.event_id.as_str()], |r| {
+        stmt.query_row(params![stream, &event.event_id[..]], |r| {
             Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
         })
         .optional()
@@ -765,7 +735,7 @@ fn insert_events(
     let mut revision = actual.map_or(0, |r| r + 1);
     for event in events {
         stmt.execute(params![
-            event.event_id,
+            &event.event_id[..],
             stream,
             to_i64(revision),
             event.event_type,
@@ -833,40 +803,78 @@ fn poll_once(
 }
 
 /// The checkpointer thread: copies the log into the database file in the
-/// background, so that the writer rarely has to (see [`WRITER_CHECKPOINT_PAGES`]).
-fn run_checkpointer(conn: Connection, stop: mpsc::Receiver<()>) {
+/// background until `stop` is dropped.
+///
+/// A passive checkpoint never holds the writer back, but the log restarts
+/// from its beginning only once a checkpoint caught up with it, which cannot
+/// happen while the writer keeps committing: the log would grow for as long
+/// as appends go on. Once the log is past [`RESTART_LOG_PAGES`], the
+/// checkpointer catches up as far as it can and raises `restart`: between two
+/// batches, the writer then copies the few pages left itself, so that its
+/// next transaction restarts the log.
+fn run_checkpointer(conn: Connection, stop: mpsc::Receiver<()>, restart: Arc<AtomicBool>) {
     while !stopped(&stop, CHECKPOINT_INTERVAL) {
-        // A passive checkpoint never waits for the writer nor for readers:
-        // it copies what it can.
-        if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-            tracing::warn!("event store checkpoint: {e}");
+        match checkpoint(&conn) {
+            Ok(true) => restart.store(true, Ordering::Relaxed),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("event store checkpoint: {e}"),
         }
     }
+}
+
+/// One round of the checkpointer; true when the log should restart.
+fn checkpoint(conn: &Connection) -> rusqlite::Result<bool> {
+    /// Extra passive checkpoints before asking for a restart, at most.
+    const CATCH_UP_ROUNDS: usize = 3;
+    /// Pages the writer may be left to copy.
+    const CATCH_UP_PAGES: i64 = 256;
+
+    let (mut log, mut copied) = wal_checkpoint(conn)?;
+    if log < RESTART_LOG_PAGES {
+        return Ok(false);
+    }
+    for _ in 0..CATCH_UP_ROUNDS {
+        if log - copied <= CATCH_UP_PAGES {
+            break;
+        }
+        (log, copied) = wal_checkpoint(conn)?;
+    }
+    Ok(true)
+}
+
+/// Runs a passive checkpoint; answers the pages in the log and the pages
+/// copied into the database file.
+fn wal_checkpoint(conn: &Connection) -> rusqlite::Result<(i64, i64)> {
+    conn.prepare_cached("PRAGMA wal_checkpoint(PASSIVE)")?
+        .query_row([], |r| Ok((r.get(1)?, r.get(2)?)))
 }
 
 // ---------------------------------------------------------------------------
 // Rows and conversions
 
+/// Decodes a row of [`SELECT_COLUMNS`].
 fn decode_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     let bad = |column: usize, e: Box<dyn std::error::Error + Send + Sync>| {
         rusqlite::Error::FromSqlConversionFailure(column, rusqlite::types::Type::Text, e)
     };
-    let event_id: String = row.get(1)?;
-    let recorded_at: String = row.get(6)?;
-    let payload: String = row.get(7)?;
-    let metadata: String = row.get(8)?;
+    // Borrowed text: no copy before parsing.
+    let text = |column: usize| -> rusqlite::Result<&str> {
+        row.get_ref(column)?
+            .as_str()
+            .map_err(|e| bad(column, e.into()))
+    };
     Ok(RecordedEvent {
         position: to_u64(row.get(0)?),
-        event_id: Uuid::parse_str(&event_id).map_err(|e| bad(1, e.into()))?,
+        event_id: Uuid::from_bytes(row.get(1)?),
         stream: row.get(2)?,
         revision: to_u64(row.get(3)?),
         event_type: row.get(4)?,
         schema_version: row.get(5)?,
-        recorded_at: DateTime::parse_from_rfc3339(&recorded_at)
+        recorded_at: DateTime::parse_from_rfc3339(text(6)?)
             .map_err(|e| bad(6, e.into()))?
             .with_timezone(&Utc),
-        payload: serde_json::from_str(&payload).map_err(|e| bad(7, e.into()))?,
-        metadata: serde_json::from_str(&metadata).map_err(|e| bad(8, e.into()))?,
+        payload: serde_json::from_str(text(7)?).map_err(|e| bad(7, e.into()))?,
+        metadata: serde_json::from_str(text(8)?).map_err(|e| bad(8, e.into()))?,
     })
 }
 
@@ -901,5 +909,3 @@ fn unavailable(path: &Path, e: rusqlite::Error) -> StoreError {
 fn writer_gone() -> StoreError {
     StoreError::Unavailable("event store writer stopped".into())
 }
-
-pub static COMMIT_NS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
