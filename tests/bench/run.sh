@@ -2,6 +2,8 @@
 # The benchmark of the embedded server, all figures from one run:
 #   - /healthz req/s under the same load (the HTTP ceiling of this machine),
 #   - durable assertion issues/s with p50/p99 through HTTP (wrk, 32 connections),
+#   - p50/p99 of /healthz and of issuing at a fixed offered load (RATE, default
+#     5000/s; tests/bench/loadgen.rs, open loop),
 #   - the store's raw append rate (events/examples/append_bench.rs),
 #   - start-up time to /healthz 200 with EVENTS events in the store.
 # Usage: tests/bench/run.sh [SECONDS] [EVENTS]    (defaults: 10, 1000000)
@@ -11,7 +13,7 @@ SECONDS_PER_RUN=${1:-10}
 EVENTS=${2:-1000000}
 CONNS=32
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --bin ibl --example fill
+cargo build --release --bin ibl --example fill --example loadgen
 cargo build --release -p ibl-events --example append_bench
 BIN=target/release/ibl
 WORK=$(mktemp -d)
@@ -40,6 +42,13 @@ wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s --latency "$BASE/healthz" | grep -E "Requ
 echo "== issue assertions: POST .../assertions/, $CONNS connections, ${SECONDS_PER_RUN}s"
 IBL_KEY=$KEY IBL_PATH="/api/credentials/orgs/bench/users/admin/$CRED/assertions/" \
   wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s --latency -s tests/bench/issue.lua "$BASE" | grep -E "Requests/sec|50%|99%|issued_ok"
+
+RATE=${RATE:-5000}
+echo "== open loop at a fixed $RATE requests/s (latency from the schedule), ${SECONDS_PER_RUN}s each"
+target/release/examples/loadgen --url "$BASE/healthz" --rate "$RATE" --seconds "$SECONDS_PER_RUN" | sed 's/^/healthz: /'
+target/release/examples/loadgen --url "$BASE/api/credentials/orgs/bench/users/admin/$CRED/assertions/" \
+  --method POST --header "Authorization: Api-Token $KEY" --body '{"recipient": {"email": "open-{n}@example.com"}}' \
+  --rate "$RATE" --seconds "$SECONDS_PER_RUN" | sed 's/^/issue: /'
 kill %1; wait %1 || true
 
 echo "== raw store appends"
