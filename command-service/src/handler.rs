@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use ibl_events::{
-    read_stream_all, Actor, AppendResult, DomainEvent, EventStore, ExpectedRevision,
-    IdempotencyTag, Metadata, StoreError,
+    Actor, AppendResult, DomainEvent, EventStore, ExpectedRevision, IdempotencyTag, Metadata,
+    StoreError,
 };
 use ibl_query_service::ApiError;
 use uuid::Uuid;
@@ -97,17 +97,35 @@ pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
     stream: &str,
 ) -> Result<(A::State, Option<u64>), ApiError> {
-    let recorded = read_stream_all(store, stream).await?;
-    let mut events = Vec::with_capacity(recorded.len());
-    for r in &recorded {
-        events.push(A::Event::from_recorded(r).map_err(|e| {
-            ApiError::Internal(format!(
-                "undecodable event {}@{}: {e}",
-                r.stream, r.revision
-            ))
-        })?);
+    load_after::<A>(store, stream, A::State::default(), None).await
+}
+
+/// Folds the events of `stream` after `revision` onto `state` (the stream's
+/// state at `revision`; streams only grow, so this catches a state up).
+async fn load_after<A: Aggregate>(
+    store: &dyn EventStore,
+    stream: &str,
+    mut state: A::State,
+    mut revision: Option<u64>,
+) -> Result<(A::State, Option<u64>), ApiError> {
+    const PAGE: usize = 1024;
+    loop {
+        let from = revision.map_or(0, |r| r + 1);
+        let batch = store.read_stream(stream, from, PAGE).await?;
+        for r in &batch {
+            let event = A::Event::from_recorded(r).map_err(|e| {
+                ApiError::Internal(format!(
+                    "undecodable event {}@{}: {e}",
+                    r.stream, r.revision
+                ))
+            })?;
+            state = A::evolve(state, &event);
+            revision = Some(r.revision);
+        }
+        if batch.len() < PAGE {
+            return Ok((state, revision));
+        }
     }
-    Ok((A::fold(&events), recorded.last().map(|r| r.revision)))
 }
 
 /// Runs `command` against `stream`: load, decide, append at the expected
@@ -233,8 +251,8 @@ impl<S: Clone> StateCache<S> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Loads `stream` as `A`, or reuses the cached state when its revision is
-    /// `known`.
+    /// Loads `stream` as `A`: the cached state when its revision is `known`,
+    /// else the cached state caught up with the events after it.
     pub async fn load<A>(
         &self,
         store: &dyn EventStore,
@@ -244,12 +262,18 @@ impl<S: Clone> StateCache<S> {
     where
         A: Aggregate<State = S>,
     {
-        if let Some(known) = known {
-            if let Some((state, _)) = self.lock().get(stream).filter(|(_, r)| *r == known) {
+        let cached = self.lock().get(stream).cloned();
+        if let (Some(known), Some((state, revision))) = (known, &cached) {
+            if *revision == known {
                 return Ok(state.clone());
             }
         }
-        let (state, revision) = load::<A>(store, stream).await?;
+        let (state, revision) = match cached {
+            Some((state, revision)) => {
+                load_after::<A>(store, stream, state, Some(revision)).await?
+            }
+            None => load::<A>(store, stream).await?,
+        };
         if let Some(revision) = revision {
             let mut map = self.lock();
             if map.len() >= CACHE_ENTRIES {
@@ -258,5 +282,131 @@ impl<S: Clone> StateCache<S> {
             map.insert(stream.to_owned(), (state.clone(), revision));
         }
         Ok(state)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::credential::{CredentialAggregate, CredentialCommand, UpdateCredential};
+    use chrono::Utc;
+    use ibl_events::credentials::CredentialFields;
+    use ibl_events::memory::MemoryStore;
+
+    fn store() -> Arc<dyn EventStore> {
+        Arc::new(MemoryStore::new())
+    }
+
+    fn create() -> CredentialCommand {
+        CredentialCommand::Create {
+            platform: "acme".into(),
+            entity_id: "c1".into(),
+            fields: CredentialFields {
+                name: "Rust 101".into(),
+                ..CredentialFields::default()
+            },
+            now: Utc::now(),
+        }
+    }
+
+    fn rename(name: &str) -> CredentialCommand {
+        CredentialCommand::Update {
+            changes: UpdateCredential {
+                name: Some(name.into()),
+                ..UpdateCredential::default()
+            },
+            now: Utc::now(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_command_appends_at_the_expected_revision_and_a_rejection_appends_nothing() {
+        let store = store();
+        let ctx = CommandContext::default();
+        let first = execute::<CredentialAggregate>(&store, "credential-c1", &ctx, create()).await;
+        assert_eq!(
+            first.expect("created").appended.map(|a| a.revision),
+            Some(0)
+        );
+        let again = execute::<CredentialAggregate>(&store, "credential-c1", &ctx, create()).await;
+        assert!(matches!(again, Err(ApiError::Conflict(_))), "{again:?}");
+        let renamed =
+            execute::<CredentialAggregate>(&store, "credential-c1", &ctx, rename("Rust 102"))
+                .await
+                .expect("renamed");
+        assert_eq!(renamed.appended.map(|a| a.revision), Some(1));
+        assert_eq!(*store.head().borrow(), 2);
+    }
+
+    #[tokio::test]
+    async fn an_idempotency_key_derives_event_ids_so_a_retry_appends_nothing() {
+        let store = store();
+        let ctx = CommandContext {
+            actor: Actor {
+                platform: Some("acme".into()),
+                ..Actor::default()
+            },
+            idempotency: Some(IdempotencyTag {
+                key: "k1".into(),
+                request_hash: "h".into(),
+            }),
+            ..CommandContext::default()
+        };
+        let first = execute_new::<CredentialAggregate>(&store, "credential-c1", &ctx, create())
+            .await
+            .expect("created");
+        // A retry racing the first one decides against the empty state too.
+        let data = {
+            let event = ibl_events::credentials::CredentialEvent::CredentialDeleted {
+                deleted_at: Utc::now(),
+            };
+            vec![event.to_data(ctx.event_id("credential-c1", None, 0), Metadata::default())]
+        };
+        let retry = store
+            .append("credential-c1", ExpectedRevision::NoStream, data)
+            .await
+            .expect("a retry is not a conflict");
+        assert!(retry.duplicate);
+        assert_eq!(retry.position, first.position());
+        assert_eq!(*store.head().borrow(), 1);
+    }
+
+    #[tokio::test]
+    async fn the_state_cache_reuses_a_known_revision_and_catches_up_otherwise() {
+        let store = store();
+        let ctx = CommandContext::default();
+        execute::<CredentialAggregate>(&store, "credential-c1", &ctx, create())
+            .await
+            .expect("created");
+        let cache = StateCache::default();
+        let state = cache
+            .load::<CredentialAggregate>(store.as_ref(), "credential-c1", None)
+            .await
+            .expect("loaded");
+        assert_eq!(
+            state.live().map(|c| c.fields.name.clone()),
+            Some("Rust 101".into())
+        );
+        execute::<CredentialAggregate>(&store, "credential-c1", &ctx, rename("Rust 102"))
+            .await
+            .expect("renamed");
+        // Told the old revision, the cache answers from memory...
+        let stale = cache
+            .load::<CredentialAggregate>(store.as_ref(), "credential-c1", Some(0))
+            .await
+            .expect("cached");
+        assert_eq!(
+            stale.live().map(|c| c.fields.name.clone()),
+            Some("Rust 101".into())
+        );
+        // ...told the new one, it catches up with the events after its own.
+        let fresh = cache
+            .load::<CredentialAggregate>(store.as_ref(), "credential-c1", Some(1))
+            .await
+            .expect("caught up");
+        assert_eq!(
+            fresh.live().map(|c| c.fields.name.clone()),
+            Some("Rust 102".into())
+        );
     }
 }
