@@ -50,6 +50,8 @@ pub struct CredentialView {
     pub retired: bool,
     /// Revision of the credential's stream this view reflects.
     pub revision: u64,
+    /// The user (id or username) who created it, as the request named them.
+    pub created_by: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -457,6 +459,24 @@ impl State {
                         },
                     );
                 }
+                UserEvent::UserUpdated {
+                    id,
+                    username,
+                    email,
+                    ..
+                } => {
+                    if let Some(user) = self.users.get_mut(&id) {
+                        let old = (user.platform.clone(), user.username.clone());
+                        if self.usernames.get(&old) == Some(&id) {
+                            self.usernames.remove(&old);
+                        }
+                        self.usernames
+                            .insert((user.platform.clone(), username.clone()), id);
+                        user.username = username;
+                        user.email = email;
+                    }
+                }
+                UserEvent::UserDeactivated { .. } | UserEvent::UserReactivated { .. } => {}
             }
         } else if let Some(platform) = stream.strip_prefix("apikeys-") {
             self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
@@ -464,6 +484,9 @@ impl State {
             self.apply_credential(id, CredentialEvent::from_recorded(event)?);
             if let Some(c) = self.credentials.get_mut(id) {
                 c.revision = event.revision;
+                if event.revision == 0 {
+                    c.created_by = event.metadata.actor.user.clone().unwrap_or_default();
+                }
             }
         } else if let Some(id) = stream.strip_prefix("issuer-") {
             self.apply_issuer(id, IssuerEvent::from_recorded(event)?);
@@ -529,6 +552,7 @@ impl State {
                         created_at,
                         retired: false,
                         revision: 0,
+                        created_by: String::new(),
                     },
                 );
             }

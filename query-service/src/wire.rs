@@ -43,9 +43,15 @@ pub fn credentials_page(
     })
 }
 
+/// The URL of a credential: its detail route, under the user who created it.
 pub fn credential_url(base: &str, c: &CredentialView) -> String {
+    let user = if c.created_by.is_empty() {
+        "0"
+    } else {
+        &c.created_by
+    };
     format!(
-        "{base}/api/credentials/orgs/{}/credentials/{}",
+        "{base}/api/credentials/orgs/{}/users/{user}/{}",
         c.platform, c.entity_id
     )
 }
