@@ -77,6 +77,7 @@ pub fn rejected<E: Rejection>(e: E) -> ApiError {
         RejectionKind::NotFound => ApiError::NotFound(e.to_string()),
         RejectionKind::Conflict => ApiError::Conflict(e.to_string()),
         RejectionKind::Gone => ApiError::Gone(e.to_string()),
+        RejectionKind::Forbidden => ApiError::Forbidden(e.to_string()),
         RejectionKind::Invalid => match e.field() {
             Some(field) => {
                 let message = e.to_string();

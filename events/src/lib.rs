@@ -6,6 +6,7 @@
 
 pub mod credentials;
 pub mod platform;
+pub mod rbac;
 mod store;
 
 pub use store::*;
@@ -53,3 +54,6 @@ impl DomainEvent for credentials::AssertionEvent {}
 impl DomainEvent for platform::PlatformEvent {}
 impl DomainEvent for platform::UserEvent {}
 impl DomainEvent for platform::ApiKeyEvent {}
+impl DomainEvent for rbac::RoleEvent {}
+impl DomainEvent for rbac::GroupEvent {}
+impl DomainEvent for rbac::PolicyEvent {}

@@ -33,7 +33,31 @@ pub enum UserEvent {
         platform: String,
         username: String,
         email: String,
+        /// `""` when unknown (users registered before names were recorded).
+        #[serde(default)]
+        given_name: String,
+        #[serde(default)]
+        family_name: String,
         registered_at: DateTime<Utc>,
+    },
+    /// The new values of every writable field of user `id`.
+    UserUpdated {
+        id: u64,
+        username: String,
+        email: String,
+        given_name: String,
+        family_name: String,
+        updated_at: DateTime<Utc>,
+    },
+    /// User `id` can no longer act (SCIM `active: false`); its data and
+    /// memberships stay.
+    UserDeactivated {
+        id: u64,
+        deactivated_at: DateTime<Utc>,
+    },
+    UserReactivated {
+        id: u64,
+        reactivated_at: DateTime<Utc>,
     },
 }
 

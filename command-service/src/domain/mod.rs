@@ -14,6 +14,7 @@ pub mod assertion;
 pub mod credential;
 pub mod issuer;
 pub mod platform;
+pub mod rbac;
 pub mod user;
 pub mod validate;
 
@@ -23,7 +24,8 @@ pub(crate) mod testing;
 pub use validate::FieldError;
 
 /// How a rejected command is answered. The HTTP layer maps each kind to one
-/// status: `NotFound` 404, `Conflict` 409, `Invalid` 400, `Gone` 410.
+/// status: `NotFound` 404, `Conflict` 409, `Invalid` 400, `Gone` 410,
+/// `Forbidden` 403.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum RejectionKind {
     /// The aggregate does not exist (or is deleted).
@@ -35,6 +37,9 @@ pub enum RejectionKind {
     Invalid,
     /// The target existed but is permanently withdrawn.
     Gone,
+    /// The target exists but this command may never change it (a built-in or
+    /// internal RBAC entity changed by a tenant).
+    Forbidden,
 }
 
 /// A rejected command of any aggregate.

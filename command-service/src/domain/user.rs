@@ -8,6 +8,17 @@
 //!   a taken one is `Conflict`. Whether the platform exists is for the caller
 //!   to check against the platform registry.
 //! - The new user's id is the number of users plus one.
+//! - `Provision` (SCIM create) is `Register` with names and an initial
+//!   `active` flag: an inactive user is registered, then deactivated.
+//! - `Update`, `Deactivate` and `Reactivate` name the user's id and the
+//!   caller's platform: an unknown id, or a user of another platform, is
+//!   `NotFound`. `Update` may rename the user (a name taken on the platform
+//!   is `Conflict`); given and family names are trimmed, at most 150
+//!   characters (Django's), no NUL, and may be blank. An update that changes
+//!   nothing, deactivating an inactive user and reactivating an active one
+//!   decide no event.
+//! - Deactivation keeps the user's memberships and policies; whoever
+//!   evaluates permissions denies inactive users.
 //!
 //! [`USERS_STREAM`]: ibl_events::platform::USERS_STREAM
 
@@ -21,6 +32,8 @@ use super::{rejection, Aggregate, RejectionKind};
 
 /// Longest username, in characters.
 pub const MAX_USERNAME_CHARS: usize = 100;
+/// Longest given or family name, in characters.
+pub const MAX_PERSON_NAME_CHARS: usize = 150;
 
 /// The aggregate, for the generic command handler.
 pub struct UsersAggregate;
@@ -38,7 +51,11 @@ pub struct User {
     pub platform: String,
     pub username: String,
     pub email: String,
+    pub given_name: String,
+    pub family_name: String,
+    pub active: bool,
     pub registered_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
 }
 
 impl UsersState {
@@ -52,6 +69,11 @@ impl UsersState {
             .by_name
             .get(&(platform.to_owned(), username.to_owned()))?;
         self.by_id.get(id)
+    }
+
+    /// User `id` if it belongs to `platform`.
+    pub fn get_in(&self, platform: &str, id: u64) -> Option<&User> {
+        self.get(id).filter(|u| u.platform == platform)
     }
 
     /// Every user, by id.
@@ -73,12 +95,48 @@ impl UsersState {
     }
 }
 
+/// A change of some writable fields; `None` keeps the current value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UpdateUser {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
     Register {
         platform: String,
         username: String,
         email: String,
+        now: DateTime<Utc>,
+    },
+    /// SCIM create: a registration with names and an initial `active` flag.
+    Provision {
+        platform: String,
+        username: String,
+        email: String,
+        given_name: String,
+        family_name: String,
+        active: bool,
+        now: DateTime<Utc>,
+    },
+    Update {
+        id: u64,
+        /// The caller's platform key.
+        platform: String,
+        changes: UpdateUser,
+        now: DateTime<Utc>,
+    },
+    Deactivate {
+        id: u64,
+        platform: String,
+        now: DateTime<Utc>,
+    },
+    Reactivate {
+        id: u64,
+        platform: String,
         now: DateTime<Utc>,
     },
 }
@@ -89,11 +147,14 @@ pub enum UserError {
     Invalid(#[from] FieldError),
     #[error("the username '{username}' is already taken on platform '{platform}'")]
     UsernameTaken { platform: String, username: String },
+    #[error("user not found")]
+    NotFound,
 }
 
 rejection!(UserError, |e| match e {
     UserError::Invalid(_) => RejectionKind::Invalid,
     UserError::UsernameTaken { .. } => RejectionKind::Conflict,
+    UserError::NotFound => RejectionKind::NotFound,
 });
 
 /// Whether `username` is 1 to 100 characters of `A-Za-z0-9@.+_-`.
@@ -123,6 +184,41 @@ pub fn validate_username(field: &'static str, username: &str) -> Result<String, 
     Ok(username.to_owned())
 }
 
+/// Validates a given or family name (trimmed, may be blank).
+pub fn validate_person_name(field: &'static str, name: &str) -> Result<String, FieldError> {
+    validate::no_nul(field, name)?;
+    let name = name.trim();
+    validate::max_chars(field, name, MAX_PERSON_NAME_CHARS)?;
+    Ok(name.to_owned())
+}
+
+fn register(
+    state: &UsersState,
+    platform: String,
+    username: &str,
+    email: &str,
+    given_name: &str,
+    family_name: &str,
+    now: DateTime<Utc>,
+) -> Result<UserEvent, UserError> {
+    let username = validate_username("username", username)?;
+    let email = validate::email("email", email)?;
+    let given_name = validate_person_name("given_name", given_name)?;
+    let family_name = validate_person_name("family_name", family_name)?;
+    if state.find(&platform, &username).is_some() {
+        return Err(UserError::UsernameTaken { platform, username });
+    }
+    Ok(UserEvent::UserRegistered {
+        id: state.next_id(),
+        platform,
+        username,
+        email,
+        given_name,
+        family_name,
+        registered_at: now,
+    })
+}
+
 pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, UserError> {
     match cmd {
         UserCommand::Register {
@@ -130,18 +226,99 @@ pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, Us
             username,
             email,
             now,
+        } => Ok(vec![register(
+            state, platform, &username, &email, "", "", now,
+        )?]),
+        UserCommand::Provision {
+            platform,
+            username,
+            email,
+            given_name,
+            family_name,
+            active,
+            now,
         } => {
-            let username = validate_username("username", &username)?;
-            let email = validate::email("email", &email)?;
-            if state.find(&platform, &username).is_some() {
+            let registered = register(
+                state,
+                platform,
+                &username,
+                &email,
+                &given_name,
+                &family_name,
+                now,
+            )?;
+            let id = state.next_id();
+            let mut events = vec![registered];
+            if !active {
+                events.push(UserEvent::UserDeactivated {
+                    id,
+                    deactivated_at: now,
+                });
+            }
+            Ok(events)
+        }
+        UserCommand::Update {
+            id,
+            platform,
+            changes,
+            now,
+        } => {
+            let user = state.get_in(&platform, id).ok_or(UserError::NotFound)?;
+            let username = match changes.username {
+                Some(username) => validate_username("username", &username)?,
+                None => user.username.clone(),
+            };
+            let email = match changes.email {
+                Some(email) => validate::email("email", &email)?,
+                None => user.email.clone(),
+            };
+            let given_name = match changes.given_name {
+                Some(name) => validate_person_name("given_name", &name)?,
+                None => user.given_name.clone(),
+            };
+            let family_name = match changes.family_name {
+                Some(name) => validate_person_name("family_name", &name)?,
+                None => user.family_name.clone(),
+            };
+            if username != user.username
+                && state.find(&platform, &username).is_some_and(|u| u.id != id)
+            {
                 return Err(UserError::UsernameTaken { platform, username });
             }
-            Ok(vec![UserEvent::UserRegistered {
-                id: state.next_id(),
-                platform,
+            if username == user.username
+                && email == user.email
+                && given_name == user.given_name
+                && family_name == user.family_name
+            {
+                return Ok(vec![]);
+            }
+            Ok(vec![UserEvent::UserUpdated {
+                id,
                 username,
                 email,
-                registered_at: now,
+                given_name,
+                family_name,
+                updated_at: now,
+            }])
+        }
+        UserCommand::Deactivate { id, platform, now } => {
+            let user = state.get_in(&platform, id).ok_or(UserError::NotFound)?;
+            if !user.active {
+                return Ok(vec![]);
+            }
+            Ok(vec![UserEvent::UserDeactivated {
+                id,
+                deactivated_at: now,
+            }])
+        }
+        UserCommand::Reactivate { id, platform, now } => {
+            let user = state.get_in(&platform, id).ok_or(UserError::NotFound)?;
+            if user.active {
+                return Ok(vec![]);
+            }
+            Ok(vec![UserEvent::UserReactivated {
+                id,
+                reactivated_at: now,
             }])
         }
     }
@@ -154,6 +331,8 @@ pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
             platform,
             username,
             email,
+            given_name,
+            family_name,
             registered_at,
         } => {
             let name = (platform.clone(), username.clone());
@@ -168,9 +347,54 @@ pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
                     platform: platform.clone(),
                     username: username.clone(),
                     email: email.clone(),
+                    given_name: given_name.clone(),
+                    family_name: family_name.clone(),
+                    active: true,
                     registered_at: *registered_at,
+                    updated_at: *registered_at,
                 },
             );
+        }
+        UserEvent::UserUpdated {
+            id,
+            username,
+            email,
+            given_name,
+            family_name,
+            updated_at,
+        } => {
+            let Some(user) = state.by_id.get_mut(id) else {
+                return state;
+            };
+            let new_name = (user.platform.clone(), username.clone());
+            if state
+                .by_name
+                .get(&new_name)
+                .is_some_and(|other| other != id)
+            {
+                return state;
+            }
+            state
+                .by_name
+                .remove(&(user.platform.clone(), user.username.clone()));
+            state.by_name.insert(new_name, *id);
+            user.username = username.clone();
+            user.email = email.clone();
+            user.given_name = given_name.clone();
+            user.family_name = family_name.clone();
+            user.updated_at = *updated_at;
+        }
+        UserEvent::UserDeactivated { id, deactivated_at } => {
+            if let Some(user) = state.by_id.get_mut(id) {
+                user.active = false;
+                user.updated_at = *deactivated_at;
+            }
+        }
+        UserEvent::UserReactivated { id, reactivated_at } => {
+            if let Some(user) = state.by_id.get_mut(id) {
+                user.active = true;
+                user.updated_at = *reactivated_at;
+            }
         }
     }
     state
@@ -207,6 +431,8 @@ mod tests {
             platform: platform.into(),
             username: username.into(),
             email: format!("{username}@example.com"),
+            given_name: "".into(),
+            family_name: "".into(),
             registered_at: t(0),
         }
     }
@@ -229,6 +455,8 @@ mod tests {
                 platform: "acme".into(),
                 username: "jane".into(),
                 email: "jane@example.com".into(),
+                given_name: "".into(),
+                family_name: "".into(),
                 registered_at: t(5),
             }]);
         assert_eq!(state.find("acme", "jane").unwrap().id, 1);
@@ -284,5 +512,290 @@ mod tests {
                 .when(register("acme", "jane", bad))
                 .then_invalid("email");
         }
+    }
+    fn update(id: u64, changes: UpdateUser) -> UserCommand {
+        UserCommand::Update {
+            id,
+            platform: "acme".into(),
+            changes,
+            now: t(7),
+        }
+    }
+
+    fn two_users() -> [UserEvent; 2] {
+        [registered(1, "acme", "jane"), registered(2, "acme", "john")]
+    }
+
+    #[test]
+    fn registered_users_are_active_with_blank_names() {
+        let state = fold(&[registered(1, "acme", "jane")]);
+        let u = state.get(1).unwrap();
+        assert!(u.active);
+        assert_eq!((u.given_name.as_str(), u.family_name.as_str()), ("", ""));
+        assert_eq!(u.updated_at, t(0));
+    }
+
+    #[test]
+    fn user_registered_without_names_still_reads() {
+        let json = serde_json::json!({
+            "type": "UserRegistered", "id": 1, "platform": "acme",
+            "username": "jane", "email": "jane@example.com",
+            "registered_at": "2024-01-01T00:00:00Z"
+        });
+        let event: UserEvent = serde_json::from_value(json).unwrap();
+        assert_eq!(event, registered(1, "acme", "jane"));
+    }
+
+    #[test]
+    fn provision_records_names_and_the_active_flag() {
+        let provision = |active| UserCommand::Provision {
+            platform: "acme".into(),
+            username: "jane".into(),
+            email: "jane@example.com".into(),
+            given_name: " Jane ".into(),
+            family_name: "Doe".into(),
+            active,
+            now: t(5),
+        };
+        let registered = E::UserRegistered {
+            id: 1,
+            platform: "acme".into(),
+            username: "jane".into(),
+            email: "jane@example.com".into(),
+            given_name: "Jane".into(),
+            family_name: "Doe".into(),
+            registered_at: t(5),
+        };
+        given::<UsersAggregate>(&[])
+            .when(provision(true))
+            .then(std::slice::from_ref(&registered));
+        let state = given::<UsersAggregate>(&[]).when(provision(false)).then(&[
+            registered,
+            E::UserDeactivated {
+                id: 1,
+                deactivated_at: t(5),
+            },
+        ]);
+        assert!(!state.get(1).unwrap().active);
+        given::<UsersAggregate>(&[E::UserRegistered {
+            id: 1,
+            platform: "acme".into(),
+            username: "jane".into(),
+            email: "j@x.y".into(),
+            given_name: "".into(),
+            family_name: "".into(),
+            registered_at: t(0),
+        }])
+        .when(provision(true))
+        .then_err(RejectionKind::Conflict);
+    }
+
+    #[test]
+    fn provision_validates_names() {
+        let provision = |given_name: &str, family_name: &str| UserCommand::Provision {
+            platform: "acme".into(),
+            username: "jane".into(),
+            email: "jane@example.com".into(),
+            given_name: given_name.into(),
+            family_name: family_name.into(),
+            active: true,
+            now: t(5),
+        };
+        given::<UsersAggregate>(&[])
+            .when(provision(&"g".repeat(151), ""))
+            .then_invalid("given_name");
+        given::<UsersAggregate>(&[])
+            .when(provision("", "\0"))
+            .then_invalid("family_name");
+        given::<UsersAggregate>(&[])
+            .when(provision(&"g".repeat(150), ""))
+            .accepted();
+    }
+
+    #[test]
+    fn update_changes_the_given_fields() {
+        let state = given::<UsersAggregate>(&two_users())
+            .when(update(
+                1,
+                UpdateUser {
+                    username: Some(" jane.doe ".into()),
+                    given_name: Some("Jane".into()),
+                    ..Default::default()
+                },
+            ))
+            .then(&[E::UserUpdated {
+                id: 1,
+                username: "jane.doe".into(),
+                email: "jane@example.com".into(),
+                given_name: "Jane".into(),
+                family_name: "".into(),
+                updated_at: t(7),
+            }]);
+        assert!(state.find("acme", "jane").is_none());
+        assert_eq!(state.find("acme", "jane.doe").unwrap().id, 1);
+        assert_eq!(state.get(1).unwrap().updated_at, t(7));
+        assert_eq!(state.get(1).unwrap().registered_at, t(0));
+        // The old username is free again.
+        let mut events = two_users().to_vec();
+        events.push(E::UserUpdated {
+            id: 1,
+            username: "jane.doe".into(),
+            email: "jane@example.com".into(),
+            given_name: "".into(),
+            family_name: "".into(),
+            updated_at: t(7),
+        });
+        given::<UsersAggregate>(&events)
+            .when(register("acme", "jane", "jane@example.com"))
+            .accepted();
+    }
+
+    #[test]
+    fn update_to_a_taken_username_conflicts() {
+        given::<UsersAggregate>(&two_users())
+            .when(update(
+                1,
+                UpdateUser {
+                    username: Some("john".into()),
+                    ..Default::default()
+                },
+            ))
+            .then_err(RejectionKind::Conflict);
+    }
+
+    #[test]
+    fn update_that_changes_nothing_decides_nothing() {
+        given::<UsersAggregate>(&two_users())
+            .when(update(
+                1,
+                UpdateUser {
+                    username: Some("jane".into()),
+                    email: Some(" jane@example.com ".into()),
+                    ..Default::default()
+                },
+            ))
+            .then(&[]);
+    }
+
+    #[test]
+    fn update_validates_the_fields() {
+        let cases: [(UpdateUser, &str); 4] = [
+            (
+                UpdateUser {
+                    username: Some("ja ne".into()),
+                    ..Default::default()
+                },
+                "username",
+            ),
+            (
+                UpdateUser {
+                    email: Some("nope".into()),
+                    ..Default::default()
+                },
+                "email",
+            ),
+            (
+                UpdateUser {
+                    given_name: Some("\0".into()),
+                    ..Default::default()
+                },
+                "given_name",
+            ),
+            (
+                UpdateUser {
+                    family_name: Some("f".repeat(151)),
+                    ..Default::default()
+                },
+                "family_name",
+            ),
+        ];
+        for (changes, field) in cases {
+            given::<UsersAggregate>(&two_users())
+                .when(update(1, changes))
+                .then_invalid(field);
+        }
+    }
+
+    #[test]
+    fn commands_on_a_user_need_it_on_the_callers_platform() {
+        let events = [registered(1, "acme", "jane"), registered(2, "beta", "bob")];
+        for id in [2, 3] {
+            given::<UsersAggregate>(&events)
+                .when(update(id, UpdateUser::default()))
+                .then_err(RejectionKind::NotFound);
+            given::<UsersAggregate>(&events)
+                .when(UserCommand::Deactivate {
+                    id,
+                    platform: "acme".into(),
+                    now: t(7),
+                })
+                .then_err(RejectionKind::NotFound);
+            given::<UsersAggregate>(&events)
+                .when(UserCommand::Reactivate {
+                    id,
+                    platform: "acme".into(),
+                    now: t(7),
+                })
+                .then_err(RejectionKind::NotFound);
+        }
+    }
+
+    #[test]
+    fn deactivation_and_reactivation_are_idempotent() {
+        let deactivate = || UserCommand::Deactivate {
+            id: 1,
+            platform: "acme".into(),
+            now: t(7),
+        };
+        let reactivate = || UserCommand::Reactivate {
+            id: 1,
+            platform: "acme".into(),
+            now: t(8),
+        };
+        let deactivated = E::UserDeactivated {
+            id: 1,
+            deactivated_at: t(7),
+        };
+        let state = given::<UsersAggregate>(&two_users())
+            .when(deactivate())
+            .then(std::slice::from_ref(&deactivated));
+        assert!(!state.get(1).unwrap().active);
+        assert!(state.get(2).unwrap().active);
+        let mut events = two_users().to_vec();
+        events.push(deactivated);
+        given::<UsersAggregate>(&events)
+            .when(deactivate())
+            .then(&[]);
+        let state =
+            given::<UsersAggregate>(&events)
+                .when(reactivate())
+                .then(&[E::UserReactivated {
+                    id: 1,
+                    reactivated_at: t(8),
+                }]);
+        assert!(state.get(1).unwrap().active);
+        given::<UsersAggregate>(&two_users())
+            .when(reactivate())
+            .then(&[]);
+    }
+
+    #[test]
+    fn user_events_for_unknown_ids_are_ignored() {
+        let state = fold(&[
+            E::UserDeactivated {
+                id: 9,
+                deactivated_at: t(1),
+            },
+            E::UserUpdated {
+                id: 9,
+                username: "x".into(),
+                email: "x@y".into(),
+                given_name: "".into(),
+                family_name: "".into(),
+                updated_at: t(1),
+            },
+        ]);
+        assert!(state.is_empty());
+        assert!(state.find("acme", "x").is_none());
     }
 }
