@@ -4,15 +4,18 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use ibl_events::ids::ids_stream;
 use ibl_events::platform::{api_keys_stream, PLATFORMS_STREAM, USERS_STREAM};
 use ibl_events::{Actor, EventStore};
 use ibl_query_service::ApiError;
 use serde::Serialize;
 
 use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
+use crate::domain::ids::{Allocate, IdsAggregate};
 use crate::domain::platform::{PlatformCommand, PlatformsAggregate};
+use crate::domain::rbac::builtins::{builtins, BuiltinGroup, BuiltinIds, BuiltinRole};
 use crate::domain::user::{UserCommand, UsersAggregate};
-use crate::handler::{execute, CommandContext};
+use crate::handler::{append_new, execute, CommandContext};
 use crate::secrets::NewSecret;
 
 #[derive(Debug, Clone)]
@@ -103,6 +106,7 @@ pub async fn create_platform(
         username: user.username.clone(),
         email: user.email.clone(),
     };
+    create_builtins(store, &ctx, &platform, admin.id).await?;
     let secret = NewSecret::generate();
     let command = ApiKeyCommand::Create {
         name: FIRST_KEY_NAME.into(),
@@ -121,4 +125,97 @@ pub async fn create_platform(
         api_key: secret.expose().to_owned(),
         position: outcome.position(),
     })
+}
+
+/// Takes `count` ids of `kind`; returns the first.
+pub async fn allocate_ids(
+    store: &Arc<dyn EventStore>,
+    ctx: &CommandContext,
+    kind: &str,
+    count: u64,
+) -> Result<u64, ApiError> {
+    let outcome = execute::<IdsAggregate>(
+        store,
+        &ids_stream(kind),
+        ctx,
+        Allocate {
+            count,
+            now: Utc::now(),
+        },
+    )
+    .await?;
+    Ok(outcome.state.highest + 1 - count)
+}
+
+/// The built-in roles, groups and internal tenant-admin policy of a new
+/// platform.
+async fn create_builtins(
+    store: &Arc<dyn EventStore>,
+    ctx: &CommandContext,
+    platform: &PlatformInfo,
+    admin_id: u64,
+) -> Result<(), ApiError> {
+    let ids = BuiltinIds {
+        first_role_id: allocate_ids(store, ctx, "role", BuiltinRole::ALL.len() as u64).await?,
+        first_group_id: allocate_ids(store, ctx, "group", BuiltinGroup::ALL.len() as u64).await?,
+        policy_id: allocate_ids(store, ctx, "policy", 1).await?,
+    };
+    let made = builtins(&platform.key, platform.id, admin_id, ids, Utc::now());
+    for (stream, events) in &made.roles {
+        append_new(store.as_ref(), stream, ctx, events).await?;
+    }
+    for (stream, events) in &made.groups {
+        append_new(store.as_ref(), stream, ctx, events).await?;
+    }
+    for (stream, events) in &made.policies {
+        append_new(store.as_ref(), stream, ctx, events).await?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::rbac::policy::PolicyAggregate;
+    use crate::domain::rbac::role::RoleAggregate;
+    use crate::handler::load;
+    use ibl_events::memory::MemoryStore;
+    use ibl_events::rbac::{policy_stream, role_stream};
+
+    fn new(key: &str) -> NewPlatform {
+        NewPlatform {
+            key: key.into(),
+            name: key.to_uppercase(),
+            admin_username: format!("{key}-admin"),
+            admin_email: format!("admin@{key}.example.com"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_new_platform_gets_its_built_in_roles_groups_and_admin_policy() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let acme = create_platform(&store, new("acme")).await.expect("acme");
+        let beta = create_platform(&store, new("beta")).await.expect("beta");
+        assert_eq!((acme.platform.id, beta.platform.id), (1, 2));
+        assert!(acme.api_key.starts_with("ibl_"));
+        // Five roles each, ids allocated in order across platforms.
+        let (admin_role, _) = load::<RoleAggregate>(store.as_ref(), &role_stream(1))
+            .await
+            .expect("role 1");
+        let role = admin_role.live().expect("Tenant Admin exists");
+        assert_eq!(role.name, "Tenant Admin");
+        assert_eq!(role.platform, "acme");
+        let (beta_role, _) = load::<RoleAggregate>(store.as_ref(), &role_stream(6))
+            .await
+            .expect("role 6");
+        assert_eq!(beta_role.live().map(|r| r.platform.as_str()), Some("beta"));
+        let (policy, _) = load::<PolicyAggregate>(store.as_ref(), &policy_stream(1))
+            .await
+            .expect("policy 1");
+        let policy = policy.live().expect("admin policy exists");
+        assert!(policy.is_internal);
+        assert_eq!(policy.resources, vec!["/platforms/1/".to_owned()]);
+        assert!(policy.users.contains(&acme.admin.id));
+        assert_eq!(policy.role_id, 1);
+    }
 }

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 pub mod credentials;
+pub mod ids;
 pub mod platform;
 pub mod rbac;
 mod store;
@@ -52,6 +53,7 @@ impl DomainEvent for credentials::CredentialEvent {}
 impl DomainEvent for credentials::IssuerEvent {}
 impl DomainEvent for credentials::AssertionEvent {}
 impl DomainEvent for platform::PlatformEvent {}
+impl DomainEvent for ids::IdEvent {}
 impl DomainEvent for platform::UserEvent {}
 impl DomainEvent for platform::ApiKeyEvent {}
 impl DomainEvent for rbac::RoleEvent {}

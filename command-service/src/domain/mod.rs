@@ -12,6 +12,7 @@
 pub mod api_key;
 pub mod assertion;
 pub mod credential;
+pub mod ids;
 pub mod issuer;
 pub mod platform;
 pub mod rbac;
