@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod credentials;
+pub mod rbac;
 mod runtime;
 
 pub use runtime::{Projections, ReadModel};
