@@ -13,6 +13,7 @@ use ibl_command_service::WriteState;
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 use ibl_projections::credentials::CredentialsModel;
+use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
 use ibl_query_service::{ApiError, ReadState, RequestId};
 use tracing::Instrument;
@@ -63,7 +64,8 @@ pub async fn build_with(
     workers: Option<usize>,
 ) -> std::io::Result<Application> {
     let models = Arc::new(CredentialsModel::new());
-    let read_models: Vec<Arc<dyn ReadModel>> = vec![models.clone()];
+    let rbac = Arc::new(RbacModel::new());
+    let read_models: Vec<Arc<dyn ReadModel>> = vec![models.clone(), rbac.clone()];
     let started = std::time::Instant::now();
     let (projections, _tasks) = Projections::start(store.clone(), read_models);
     projections.catch_up(store.as_ref()).await;
@@ -74,6 +76,7 @@ pub async fn build_with(
     );
     let read = web::Data::new(ReadState {
         models,
+        rbac,
         projections,
     });
     let write = web::Data::new(WriteState::new(store.clone()));

@@ -4,7 +4,9 @@
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use ibl_command_service::routes as w;
+use ibl_query_service::rbac as q;
 use ibl_query_service::routes as r;
+use ibl_query_service::scim as rs;
 use serde_json::{json, Map, Value};
 
 /// How a route authenticates its caller.
@@ -26,13 +28,19 @@ pub struct Route {
     pub summary: &'static str,
     pub auth: Auth,
     pub handler: fn() -> actix_web::Route,
+    /// The success status, when it is not the method's usual one.
+    pub status: Option<&'static str>,
 }
 
 const CRED: &str = "credentials";
 const CORE: &str = "core";
+const SCIM: &str = "scim";
 
 macro_rules! route {
     ($method:ident $path:literal, $op:literal, $tag:expr, $auth:ident, $summary:literal, $handler:path) => {
+        route!($method $path, $op, $tag, $auth, $summary, $handler; None)
+    };
+    ($method:ident $path:literal, $op:literal, $tag:expr, $auth:ident, $summary:literal, $handler:path; $status:expr) => {
         Route {
             method: Method::$method,
             path: $path,
@@ -41,6 +49,7 @@ macro_rules! route {
             summary: $summary,
             auth: Auth::$auth,
             handler: || web::route().method(Method::$method).to($handler),
+            status: $status,
         }
     };
 }
@@ -67,9 +76,17 @@ pub fn table() -> Vec<Route> {
         route!(GET "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_retrieve2", CRED, ApiKey, "List a credential's assertions", r::list_credential_assertions),
         route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_create", CRED, ApiKey, "Issue a credential to a recipient", w::issue_assertion),
         route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/bulk/", "credentials_orgs_users_assertions_bulk_create", CRED, ApiKey, "Issue a credential to many recipients", w::bulk_issue),
+        route!(POST "/api/core/rbac/permissions/check/", "core_rbac_permissions_check_create", CORE, ApiKey, "What the caller (or a named user) may do on each resource; explain: why", q::check_permissions; Some("200")),
+        route!(GET "/api/core/rbac/access/", "core_rbac_access_list", CORE, ApiKey, "Who holds an action on a resource, and through which policy and group", q::who_has_access),
         route!(GET "/api/core/platform/api-tokens/", "core_platform_api_tokens_list", CORE, ApiKey, "List the platform's API keys (prefix only)", r::list_api_keys),
         route!(POST "/api/core/platform/api-tokens/", "core_platform_api_tokens_create", CORE, ApiKey, "Create an API key (the secret is shown once)", w::create_api_key),
         route!(DELETE "/api/core/platform/api-tokens/{name}", "core_platform_api_tokens_destroy", CORE, ApiKey, "Delete an API key by name", w::delete_api_key),
+        route!(GET "/api/orgs/{platform_key}/scim/v2/Users", "orgs_scim_v2_users_list", SCIM, ApiKey, "List the platform's users (SCIM filter, startIndex, count)", rs::list_users),
+        route!(POST "/api/orgs/{platform_key}/scim/v2/Users", "orgs_scim_v2_users_create", SCIM, ApiKey, "Create a user (SCIM)", w::scim::create_user),
+        route!(GET "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_retrieve", SCIM, ApiKey, "Get a user (SCIM)", rs::get_user),
+        route!(PUT "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_update", SCIM, ApiKey, "Replace a user (SCIM)", w::scim::replace_user),
+        route!(PATCH "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_partial_update", SCIM, ApiKey, "Change a user: SCIM PatchOp or a partial user", w::scim::patch_user),
+        route!(DELETE "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_destroy", SCIM, ApiKey, "Deactivate a user (SCIM); it stays with active false", w::scim::delete_user),
     ]
 }
 
@@ -134,10 +151,12 @@ pub fn openapi() -> Value {
             },
         });
         // Credentials POSTs answer 200 (the `iblai` client expects 200 there);
-        // core creates (API keys) answer 201.
-        let ok = if route.method == Method::DELETE {
+        // core creates (API keys) and SCIM creates answer 201.
+        let ok = if let Some(status) = route.status {
+            status
+        } else if route.method == Method::DELETE {
             "204"
-        } else if route.method == Method::POST && route.tag == CORE {
+        } else if route.method == Method::POST && route.tag != CRED {
             "201"
         } else {
             "200"
@@ -146,8 +165,15 @@ pub fn openapi() -> Value {
         if route.auth == Auth::ApiKey {
             op["security"] = json!([{"PlatformApiKeyAuthentication": []}]);
         }
-        if route.method == Method::POST || route.method == Method::PUT {
-            op["requestBody"] = json!({"required": true, "content": {"application/json": {"schema": {"type": "object"}}}});
+        if route.method == Method::POST
+            || route.method == Method::PUT
+            || route.method == Method::PATCH
+        {
+            let mut content = json!({"application/json": {"schema": {"type": "object"}}});
+            if route.tag == SCIM {
+                content["application/scim+json"] = json!({"schema": {"type": "object"}});
+            }
+            op["requestBody"] = json!({"required": true, "content": content});
         }
         let entry = paths
             .entry(route.path.to_owned())

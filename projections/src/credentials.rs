@@ -27,6 +27,14 @@ pub struct UserView {
     pub platform: String,
     pub username: String,
     pub email: String,
+    /// `""` when unknown.
+    pub given_name: String,
+    pub family_name: String,
+    /// `false` once deactivated (SCIM `active`).
+    pub active: bool,
+    pub created: DateTime<Utc>,
+    /// The last registration, update, deactivation or reactivation.
+    pub updated: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,6 +127,14 @@ pub struct CredentialFilter {
     pub program: Option<String>,
 }
 
+/// Filters of a platform's users (SCIM `filter`): each compared exactly
+/// but case-insensitively.
+#[derive(Debug, Clone, Default)]
+pub struct UserFilter {
+    pub username: Option<String>,
+    pub email: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct AssertionFilter {
     pub credential: Option<String>,
@@ -141,6 +157,8 @@ struct State {
     platforms: HashMap<String, PlatformView>,
     users: HashMap<u64, UserView>,
     usernames: HashMap<(String, String), u64>,
+    /// Per platform, user ids in registration (= id) order.
+    user_order: HashMap<String, Vec<u64>>,
     keys_by_hash: HashMap<String, ApiKeyView>,
     /// (platform, name) -> hash of the active key.
     keys_by_name: HashMap<(String, String), String>,
@@ -211,6 +229,31 @@ impl CredentialsModel {
             .usernames
             .get(&(platform.to_owned(), username.to_owned()))?;
         s.users.get(id).cloned()
+    }
+
+    /// A platform's users, by id, filtered.
+    pub fn users(
+        &self,
+        platform: &str,
+        filter: &UserFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Page<UserView> {
+        let s = self.read();
+        let username = filter.username.as_deref().map(str::to_lowercase);
+        let email = filter.email.as_deref().map(str::to_lowercase);
+        let ids = s.user_order.get(platform).map(Vec::as_slice).unwrap_or(&[]);
+        let matches = ids.iter().filter_map(|id| s.users.get(id)).filter(|u| {
+            username
+                .as_deref()
+                .is_none_or(|n| u.username.to_lowercase() == n)
+                && email.as_deref().is_none_or(|e| u.email.to_lowercase() == e)
+        });
+        let p = page(matches, offset, limit);
+        Page {
+            count: p.count,
+            items: p.items.into_iter().cloned().collect(),
+        }
     }
 
     pub fn api_key_by_hash(&self, hash: &str) -> Option<ApiKeyView> {
@@ -439,45 +482,7 @@ impl State {
                 }
             }
         } else if stream == USERS_STREAM {
-            match UserEvent::from_recorded(event)? {
-                UserEvent::UserRegistered {
-                    id,
-                    platform,
-                    username,
-                    email,
-                    ..
-                } => {
-                    self.usernames
-                        .insert((platform.clone(), username.clone()), id);
-                    self.users.insert(
-                        id,
-                        UserView {
-                            id,
-                            platform,
-                            username,
-                            email,
-                        },
-                    );
-                }
-                UserEvent::UserUpdated {
-                    id,
-                    username,
-                    email,
-                    ..
-                } => {
-                    if let Some(user) = self.users.get_mut(&id) {
-                        let old = (user.platform.clone(), user.username.clone());
-                        if self.usernames.get(&old) == Some(&id) {
-                            self.usernames.remove(&old);
-                        }
-                        self.usernames
-                            .insert((user.platform.clone(), username.clone()), id);
-                        user.username = username;
-                        user.email = email;
-                    }
-                }
-                UserEvent::UserDeactivated { .. } | UserEvent::UserReactivated { .. } => {}
-            }
+            self.apply_user(UserEvent::from_recorded(event)?);
         } else if let Some(platform) = stream.strip_prefix("apikeys-") {
             self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
         } else if let Some(id) = stream.strip_prefix("credential-") {
@@ -494,6 +499,78 @@ impl State {
             self.apply_assertion(id, AssertionEvent::from_recorded(event)?);
         }
         Ok(())
+    }
+
+    fn apply_user(&mut self, event: UserEvent) {
+        match event {
+            UserEvent::UserRegistered {
+                id,
+                platform,
+                username,
+                email,
+                given_name,
+                family_name,
+                registered_at,
+            } => {
+                let name = (platform.clone(), username.clone());
+                if self.users.contains_key(&id) || self.usernames.contains_key(&name) {
+                    return;
+                }
+                self.usernames.insert(name, id);
+                self.user_order
+                    .entry(platform.clone())
+                    .or_default()
+                    .push(id);
+                self.users.insert(
+                    id,
+                    UserView {
+                        id,
+                        platform,
+                        username,
+                        email,
+                        given_name,
+                        family_name,
+                        active: true,
+                        created: registered_at,
+                        updated: registered_at,
+                    },
+                );
+            }
+            UserEvent::UserUpdated {
+                id,
+                username,
+                email,
+                given_name,
+                family_name,
+                updated_at,
+            } => {
+                if let Some(user) = self.users.get_mut(&id) {
+                    let old = (user.platform.clone(), user.username.clone());
+                    if self.usernames.get(&old) == Some(&id) {
+                        self.usernames.remove(&old);
+                    }
+                    self.usernames
+                        .insert((user.platform.clone(), username.clone()), id);
+                    user.username = username;
+                    user.email = email;
+                    user.given_name = given_name;
+                    user.family_name = family_name;
+                    user.updated = updated_at;
+                }
+            }
+            UserEvent::UserDeactivated { id, deactivated_at } => {
+                if let Some(user) = self.users.get_mut(&id) {
+                    user.active = false;
+                    user.updated = deactivated_at;
+                }
+            }
+            UserEvent::UserReactivated { id, reactivated_at } => {
+                if let Some(user) = self.users.get_mut(&id) {
+                    user.active = true;
+                    user.updated = reactivated_at;
+                }
+            }
+        }
     }
 
     fn apply_api_key(&mut self, platform: &str, event: ApiKeyEvent) {
@@ -902,6 +979,99 @@ mod tests {
                 .credentials("acme", &CredentialFilter::default(), 0, 10)
                 .count,
             2
+        );
+    }
+
+    fn registered(id: u64, platform: &str, username: &str, email: &str) -> UserEvent {
+        UserEvent::UserRegistered {
+            id,
+            platform: platform.into(),
+            username: username.into(),
+            email: email.into(),
+            given_name: "G".into(),
+            family_name: "F".into(),
+            registered_at: at(id as i64),
+        }
+    }
+
+    #[test]
+    fn users_are_listed_per_platform_filtered_paged_and_follow_updates() {
+        let mut log = Log::default();
+        log.push(
+            USERS_STREAM,
+            registered(1, "acme", "jane", "Jane@X.test"),
+            None,
+        );
+        log.push(
+            USERS_STREAM,
+            registered(2, "beta", "bob", "bob@x.test"),
+            None,
+        );
+        log.push(
+            USERS_STREAM,
+            registered(3, "acme", "john", "john@x.test"),
+            None,
+        );
+        log.push(
+            USERS_STREAM,
+            UserEvent::UserUpdated {
+                id: 3,
+                username: "johnny".into(),
+                email: "johnny@x.test".into(),
+                given_name: "John".into(),
+                family_name: "Doe".into(),
+                updated_at: at(10),
+            },
+            None,
+        );
+        log.push(
+            USERS_STREAM,
+            UserEvent::UserDeactivated {
+                id: 1,
+                deactivated_at: at(11),
+            },
+            None,
+        );
+        let model = CredentialsModel::new();
+        model.apply(&log.events);
+        let all = model.users("acme", &UserFilter::default(), 0, 10);
+        assert_eq!(all.count, 2);
+        let ids: Vec<u64> = all.items.iter().map(|u| u.id).collect();
+        assert_eq!(ids, [1, 3]);
+        let jane = &all.items[0];
+        assert!(!jane.active);
+        assert_eq!((jane.created, jane.updated), (at(1), at(11)));
+        let john = model.user(3).unwrap();
+        assert_eq!(
+            (
+                john.username.as_str(),
+                john.given_name.as_str(),
+                john.family_name.as_str()
+            ),
+            ("johnny", "John", "Doe")
+        );
+        assert!(john.active);
+        assert_eq!(john.updated, at(10));
+        assert!(model.user_by_username("acme", "john").is_none());
+        let by_name = |n: &str| UserFilter {
+            username: Some(n.into()),
+            ..UserFilter::default()
+        };
+        assert_eq!(model.users("acme", &by_name("JOHNNY"), 0, 10).count, 1);
+        assert_eq!(model.users("acme", &by_name("bob"), 0, 10).count, 0);
+        let by_email = UserFilter {
+            email: Some("jane@x.TEST".into()),
+            ..UserFilter::default()
+        };
+        assert_eq!(model.users("acme", &by_email, 0, 10).items[0].id, 1);
+        let second = model.users("acme", &UserFilter::default(), 1, 1);
+        assert_eq!((second.count, second.items[0].id), (2, 3));
+        assert_eq!(
+            model
+                .users("acme", &UserFilter::default(), 0, 0)
+                .items
+                .len(),
+            0
         );
     }
 }

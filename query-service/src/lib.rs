@@ -10,7 +10,9 @@ use ibl_projections::Projections;
 pub mod error;
 pub mod extract;
 pub mod paging;
+pub mod rbac;
 pub mod routes;
+pub mod scim;
 pub mod wire;
 
 pub use error::ApiError;
@@ -18,6 +20,7 @@ pub use error::ApiError;
 /// What the read side serves from: the read models and how far they are.
 pub struct ReadState {
     pub models: Arc<CredentialsModel>,
+    pub rbac: Arc<ibl_projections::rbac::RbacModel>,
     pub projections: Projections,
 }
 

@@ -447,6 +447,7 @@ fn no_route_answers_a_500_to_junk_and_junk_changes_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
+    let admin_id = app.admin_id.to_string();
     let long = "x".repeat(5000);
     // No `..`: the client resolves dot segments before sending.
     let junk_ids = ["nope", "%00", "a%2Fb", "%F0%9F%98%80", "%20", long.as_str()];
@@ -474,6 +475,7 @@ fn no_route_answers_a_500_to_junk_and_junk_changes_nothing() {
             "GET" => "GET",
             "POST" => "POST",
             "PUT" => "PUT",
+            "PATCH" => "PATCH",
             "DELETE" => "DELETE",
             other => panic!("unexpected method {other}"),
         };
@@ -484,6 +486,8 @@ fn no_route_answers_a_500_to_junk_and_junk_changes_nothing() {
                 .replace("{user}", "admin")
                 .replace("{entity_id}", entity)
                 .replace("{name}", "nope")
+                .replace("{platform_key}", ORG)
+                .replace("{id}", &admin_id)
         };
         let entity = if route.path.contains("/assertions/{entity_id}") {
             &assertion
@@ -518,7 +522,10 @@ fn no_route_answers_a_500_to_junk_and_junk_changes_nothing() {
         if route.path.contains('{') {
             let body = json!({"name": "x", "recipient": {"email": "j@x.test"}, "recipients": [{"email": "j@x.test"}], "revoked": true, "revocationReason": "r"});
             let mut paths: Vec<String> = Vec::new();
-            if route.path.contains("{entity_id}") || route.path.contains("{name}") {
+            if route.path.contains("{entity_id}")
+                || route.path.contains("{name}")
+                || route.path.contains("{id}")
+            {
                 paths.extend(junk_ids.iter().map(|id| {
                     route
                         .path
@@ -526,23 +533,22 @@ fn no_route_answers_a_500_to_junk_and_junk_changes_nothing() {
                         .replace("{user}", "admin")
                         .replace("{entity_id}", id)
                         .replace("{name}", id)
+                        .replace("{platform_key}", ORG)
+                        .replace("{id}", id)
                 }));
             }
-            if route.path.contains("{org}") {
-                paths.push(
-                    route
-                        .path
-                        .replace("{org}", "%00")
-                        .replace("{user}", "admin")
-                        .replace("{entity_id}", entity),
-                );
-                paths.push(
-                    route
-                        .path
-                        .replace("{org}", "nowhere")
-                        .replace("{user}", "admin")
-                        .replace("{entity_id}", entity),
-                );
+            if route.path.contains("{org}") || route.path.contains("{platform_key}") {
+                for org in ["%00", "nowhere"] {
+                    paths.push(
+                        route
+                            .path
+                            .replace("{org}", org)
+                            .replace("{user}", "admin")
+                            .replace("{entity_id}", entity)
+                            .replace("{platform_key}", org)
+                            .replace("{id}", &admin_id),
+                    );
+                }
             }
             for path in paths {
                 let path = if path.starts_with("/api/core/") {

@@ -7,4 +7,6 @@ mod errors;
 mod helpers;
 mod idempotency;
 mod processes;
+mod rbac;
 mod schema;
+mod scim;

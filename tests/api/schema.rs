@@ -143,6 +143,15 @@ const CLIENT_OPERATIONS: &[(&str, &str)] = &[
     ("GET", "/api/core/platform/api-tokens/"),
     ("POST", "/api/core/platform/api-tokens/"),
     ("DELETE", "/api/core/platform/api-tokens/{name}"),
+    ("POST", "/api/core/rbac/permissions/check/"),
+    // `iblai/api/scim_api.py` (Users): each `.../Users/{id}` operation also
+    // comes as a `*2` twin with a trailing slash, which the server trims.
+    ("GET", "/api/orgs/{platform_key}/scim/v2/Users"),
+    ("POST", "/api/orgs/{platform_key}/scim/v2/Users"),
+    ("GET", "/api/orgs/{platform_key}/scim/v2/Users/{id}"),
+    ("PUT", "/api/orgs/{platform_key}/scim/v2/Users/{id}"),
+    ("PATCH", "/api/orgs/{platform_key}/scim/v2/Users/{id}"),
+    ("DELETE", "/api/orgs/{platform_key}/scim/v2/Users/{id}"),
 ];
 
 /// A path with every `{parameter}` written `{}`.
@@ -270,6 +279,15 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
         .json(&json!({"name": "doomed", "platform_key": ORG}))
         .send()
         .expect(201);
+    let scim_user = app
+        .post(&format!("/api/orgs/{ORG}/scim/v2/Users"))
+        .json(&json!({"userName": "walker", "emails": [{"value": "walker@x.test"}]}))
+        .send()
+        .expect(201)
+        .body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     let mut ops: Vec<(String, String)> = operations(&spec).into_iter().collect();
     // Reads first, then writes, deletes last (they remove what others use).
@@ -277,7 +295,8 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
         "GET" => 0,
         "POST" => 1,
         "PUT" => 2,
-        _ => 3,
+        "PATCH" => 3,
+        _ => 4,
     };
     ops.sort_by_key(|(m, p)| (rank(m), p.clone()));
     assert!(ops.len() >= 20, "{ops:?}");
@@ -293,9 +312,16 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
             .replace("{org}", ORG)
             .replace("{user}", "admin")
             .replace("{entity_id}", entity)
-            .replace("{name}", "doomed");
+            .replace("{name}", "doomed")
+            .replace("{platform_key}", ORG)
+            .replace("{id}", &scim_user);
         if path.starts_with("/api/core/platform/api-tokens") && method != "POST" {
             path.push_str(&format!("?platform_key={ORG}"));
+        }
+        if path == "/api/core/rbac/access/" {
+            path.push_str(&format!(
+                "?platform_key={ORG}&resource=/platforms/1/&action=Ibl.Core/Users/read"
+            ));
         }
         let body = match (method.as_str(), template.as_str()) {
             ("POST", t) if t.ends_with("/bulk/") => {
@@ -308,7 +334,17 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
             ("POST", t) if t.starts_with("/api/core/platform/api-tokens") => {
                 json!({"name": "walked", "platform_key": ORG})
             }
+            ("POST", t) if t.contains("/scim/v2/Users") => {
+                json!({"userName": "walked", "emails": [{"value": "walked@x.test"}]})
+            }
+            ("POST", "/api/core/rbac/permissions/check/") => {
+                json!({"platform_key": ORG, "resources": ["/platforms/1/mentors/"]})
+            }
             ("POST", _) => json!({"name": "Walked"}),
+            ("PUT", t) if t.contains("/scim/v2/Users") => json!({"userName": "walker2"}),
+            ("PATCH", _) => {
+                json!({"Operations": [{"op": "replace", "path": "name.givenName", "value": "W"}]})
+            }
             ("PUT", t) if t.contains("/assertions/") => {
                 json!({"revoked": true, "revocationReason": "walk"})
             }
@@ -342,6 +378,7 @@ fn leak(method: &str) -> &'static str {
         "GET" => "GET",
         "POST" => "POST",
         "PUT" => "PUT",
+        "PATCH" => "PATCH",
         "DELETE" => "DELETE",
         other => panic!("unexpected method {other}"),
     }

@@ -1,0 +1,184 @@
+//! The permission check and "who has access", answered from the RBAC read
+//! model's per-user grant index.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use ibl_events::rbac::{
+    check, parse_check_resources, ActionKind, Decision, ResourcePath, ResourcesError, Via,
+};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use crate::extract::{JsonBody, Principal};
+use crate::paging::page_url;
+use crate::routes::{fresh, Params};
+use crate::{ApiError, ReadState};
+
+/// The action a caller needs to name another subject in a check.
+const MANAGE_USERS: &str = "Ibl.Core/Users/write";
+
+#[derive(Debug, Deserialize)]
+pub struct CheckBody {
+    platform_key: Option<String>,
+    #[serde(default)]
+    resources: Vec<String>,
+    user_id: Option<u64>,
+    username: Option<String>,
+    email: Option<String>,
+    #[serde(default)]
+    explain: bool,
+}
+
+fn resources_error(e: ResourcesError) -> ApiError {
+    match e {
+        ResourcesError::TooMany => ApiError::field("resources", "At most 100 resources per check."),
+        ResourcesError::Invalid {
+            index,
+            value,
+            error,
+        } => ApiError::field(
+            "resources",
+            format!(
+                "Item {index} ({value:?}) is not a resource path: {}",
+                error.to_string().trim_end_matches('.').to_owned()
+                    + ". Paths start and end with '/'."
+            ),
+        ),
+    }
+}
+
+/// The user a check is about: the key's owner, or (for a caller who may
+/// manage users) the one named in the body.
+fn subject(
+    read: &ReadState,
+    principal: &Principal,
+    body: &CheckBody,
+    platform: &str,
+) -> Result<u64, ApiError> {
+    let named = match (&body.user_id, &body.username, &body.email) {
+        (None, None, None) => return Ok(principal.key.user_id),
+        (Some(id), _, _) => read.rbac.user(platform, *id),
+        (None, Some(name), _) => read.rbac.user_by_username(platform, name),
+        (None, None, Some(email)) => read.rbac.user_by_email(platform, email),
+    };
+    let users = ResourcePath::parse(&format!("/platforms/{}/users/", principal.platform.id))
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let grants = read.rbac.grants(platform, principal.key.user_id);
+    if !ibl_events::rbac::authorize(&grants, &users, MANAGE_USERS, ActionKind::Action).allowed {
+        return Err(ApiError::Forbidden(format!(
+            "Checking another user's permissions needs {MANAGE_USERS} on {}.",
+            users.as_str()
+        )));
+    }
+    named
+        .map(|u| u.id)
+        .ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
+}
+
+fn explained(read: &ReadState, platform: &str, d: &Decision) -> Value {
+    let Some(b) = d.because else {
+        return json!({"allowed": false});
+    };
+    let policy = read.rbac.policy(platform, b.policy_id);
+    let role = read.rbac.role(platform, b.role_id);
+    let via = match b.via {
+        Via::Direct => json!("direct"),
+        Via::Group(id) => {
+            let group = read.rbac.group(platform, id);
+            json!({"id": id, "name": group.map(|g| g.name).unwrap_or_default()})
+        }
+    };
+    json!({
+        "allowed": true,
+        "policy": {"id": b.policy_id, "name": policy.map(|p| p.name).unwrap_or_default()},
+        "role": {"id": b.role_id, "name": role.map(|r| r.name).unwrap_or_default()},
+        "group": via,
+    })
+}
+
+/// `POST /api/core/rbac/permissions/check/`: for each resource, each
+/// operation of its type and whether the subject may do it. With
+/// `"explain": true` each operation answers `{allowed, policy, role, group}`
+/// (`group` is `"direct"` when the policy names the user).
+pub async fn check_permissions(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    body: JsonBody<CheckBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body
+        .platform_key
+        .clone()
+        .ok_or_else(|| ApiError::field("platform_key", "This field is required."))?;
+    principal.require_platform(&platform)?;
+    fresh(&req, &read).await?;
+    let paths = parse_check_resources(&body.resources).map_err(resources_error)?;
+    let user = subject(&read, &principal, &body, &platform)?;
+    let grants = read.rbac.grants(&platform, user);
+    let mut answer = Map::new();
+    for path in &paths {
+        let mut ops = Map::new();
+        for (op, decision) in check(&grants, path) {
+            let value = if body.explain {
+                explained(&read, &platform, &decision)
+            } else {
+                json!(decision.allowed)
+            };
+            ops.insert(op.to_owned(), value);
+        }
+        answer.insert(path.as_str().to_owned(), Value::Object(ops));
+    }
+    Ok(HttpResponse::Ok().json(Value::Object(answer)))
+}
+
+/// `GET /api/core/rbac/access/?platform_key=&resource=&action=`: the users
+/// who hold `action` on `resource`, and through which policy and group,
+/// by user id, paginated like the other RBAC lists.
+pub async fn who_has_access(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+) -> Result<HttpResponse, ApiError> {
+    let params = Params::of(&req)?;
+    let required = |name: &str| {
+        params
+            .get(name)
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::field(name, "This field is required."))
+    };
+    let platform = required("platform_key")?;
+    principal.require_platform(&platform)?;
+    fresh(&req, &read).await?;
+    let resource = ResourcePath::parse(&required("resource")?)
+        .map_err(|e| ApiError::field("resource", format!("{e}. Paths start and end with '/'.")))?;
+    let action = required("action")?;
+    let p = params.page()?;
+    let page = read
+        .rbac
+        .who_has_access(&platform, &resource, &action, p.offset(), p.size);
+    p.check_in_range(page.count)?;
+    let results: Vec<Value> = page
+        .items
+        .iter()
+        .map(|e| {
+            let via = match e.via {
+                Via::Direct => json!("direct"),
+                Via::Group(id) => json!({"id": id, "name": read.rbac.group(&platform, id).map(|g| g.name).unwrap_or_default()}),
+            };
+            json!({
+                "user": {"id": e.user.id, "username": e.user.username, "email": e.user.email},
+                "policy_id": e.policy_id,
+                "role_id": e.role_id,
+                "group": via,
+            })
+        })
+        .collect();
+    let next = (p.page < p.num_pages(page.count)).then(|| page_url(&req, p.page + 1));
+    let previous = (p.page > 1).then(|| page_url(&req, p.page - 1));
+    Ok(HttpResponse::Ok().json(json!({
+        "count": page.count,
+        "next": next,
+        "previous": previous,
+        "results": results,
+    })))
+}

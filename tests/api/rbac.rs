@@ -1,0 +1,342 @@
+//! The permission check and who-has-access, end to end: RBAC state is
+//! written through the domain's commands (the RBAC write routes come next)
+//! and read back through HTTP.
+
+use chrono::Utc;
+use ibl_command_service::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
+use ibl_command_service::domain::rbac::policy::{PolicyAggregate, PolicyCommand};
+use ibl_command_service::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
+use ibl_command_service::domain::user::{UserCommand, UsersAggregate};
+use ibl_command_service::handler::{execute, CommandContext};
+use ibl_command_service::platforms::allocate_ids;
+use ibl_events::platform::USERS_STREAM;
+use ibl_events::rbac::{group_stream, policy_stream, role_stream};
+use serde_json::{json, Value};
+
+use crate::helpers::{spawn_app, TestApp, ORG, OTHER};
+
+const CHECK: &str = "/api/core/rbac/permissions/check/";
+
+/// Runs one command against the app's store; returns the position written.
+fn run<A>(app: &TestApp, stream: &str, command: A::Command) -> u64
+where
+    A: ibl_command_service::domain::Aggregate,
+    A::Command: Clone,
+{
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(execute::<A>(
+        &app.store,
+        stream,
+        &CommandContext::default(),
+        command,
+    ))
+    .expect("the command is accepted")
+    .position()
+}
+
+fn ids(app: &TestApp, kind: &str) -> u64 {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    rt.block_on(allocate_ids(
+        &app.store,
+        &CommandContext::default(),
+        kind,
+        1,
+    ))
+    .expect("an id")
+}
+
+/// The check as the admin, about `subject` (a username), fresh at `position`.
+fn check_of(
+    app: &TestApp,
+    subject: &str,
+    position: u64,
+    resources: &[&str],
+    explain: bool,
+) -> Value {
+    app.post(CHECK)
+        .header("X-Min-Position", &position.to_string())
+        .json(&json!({"platform_key": ORG, "username": subject, "resources": resources, "explain": explain}))
+        .send()
+        .expect(200)
+        .body
+}
+
+const MENTOR: &str = "/platforms/1/mentors/5/";
+const DOCUMENTS: &str = "/platforms/1/mentors/5/documents/";
+const OTHER_MENTOR: &str = "/platforms/1/mentors/50/";
+const MENTORS: &str = "/platforms/1/mentors/";
+
+#[test]
+fn a_tenant_admin_may_do_everything_on_its_platform_and_nothing_on_another() {
+    let app = spawn_app();
+    let body = app
+        .post(CHECK)
+        .json(
+            &json!({"platform_key": ORG, "resources": [MENTORS, MENTOR, "/platforms/2/mentors/"]}),
+        )
+        .send()
+        .expect(200)
+        .body;
+    assert_eq!(
+        body[MENTORS],
+        json!({"list": true, "create": true, "chat": true})
+    );
+    assert_eq!(body[MENTOR]["delete"], json!(true));
+    assert!(body["/platforms/2/mentors/"]
+        .as_object()
+        .expect("an object")
+        .values()
+        .all(|v| v == &json!(false)));
+}
+
+#[test]
+fn explain_names_the_policy_role_and_group_that_granted() {
+    let app = spawn_app();
+    let body = app
+        .post(CHECK)
+        .json(&json!({"platform_key": ORG, "resources": [MENTOR], "explain": true}))
+        .send()
+        .expect(200)
+        .body;
+    let read = &body[MENTOR]["read"];
+    assert_eq!(read["allowed"], json!(true));
+    assert_eq!(read["role"]["name"], json!("Tenant Admin"));
+    assert_eq!(
+        read["group"],
+        json!("direct"),
+        "the admin policy names the admin directly"
+    );
+    assert!(read["policy"]["id"].as_u64().is_some());
+}
+
+#[test]
+fn bad_resources_are_rejected_and_change_nothing() {
+    let app = spawn_app();
+    let head = app.head();
+    for bad in [
+        "platforms/1/",
+        "/platforms/1",
+        "/platforms/1/../",
+        "/platforms//1/",
+        "/platforms/\u{7}/",
+        "",
+    ] {
+        let resp = app
+            .post(CHECK)
+            .json(&json!({"platform_key": ORG, "resources": [bad]}))
+            .send();
+        resp.expect_client_error(400);
+    }
+    let many: Vec<String> = (0..101)
+        .map(|i| format!("/platforms/1/mentors/{i}/"))
+        .collect();
+    app.post(CHECK)
+        .json(&json!({"platform_key": ORG, "resources": many}))
+        .send()
+        .expect_client_error(400);
+    app.post(CHECK)
+        .json(&json!({"resources": [MENTOR]}))
+        .send()
+        .expect_client_error(400);
+    assert_eq!(app.head(), head);
+}
+
+#[test]
+fn another_platforms_key_cannot_check_or_list_access() {
+    let app = spawn_app();
+    app.post(CHECK)
+        .key(&app.other_key)
+        .json(&json!({"platform_key": ORG, "resources": [MENTOR]}))
+        .send()
+        .expect_client_error(403);
+    app.get(&format!("/api/core/rbac/access/?platform_key={ORG}&resource={MENTOR}&action=Ibl.Mentor/Mentors/read"))
+        .key(&app.other_key)
+        .send()
+        .expect_client_error(403);
+    app.post(CHECK)
+        .key(&app.other_key)
+        .json(&json!({"platform_key": OTHER, "resources": ["/platforms/2/"], "username": "nobody"}))
+        .send()
+        .expect_client_error(404);
+}
+
+#[test]
+fn each_change_to_groups_roles_and_users_shows_on_the_next_check() {
+    let app = spawn_app();
+    let now = Utc::now();
+    // bob, in a group that holds a reviewer role on one mentor.
+    run::<UsersAggregate>(
+        &app,
+        USERS_STREAM,
+        UserCommand::Register {
+            platform: ORG.into(),
+            username: "bob".into(),
+            email: "bob@acme.test".into(),
+            now,
+        },
+    );
+    let bob = app
+        .get(&format!("/api/core/rbac/access/?platform_key={ORG}&resource=/platforms/1/&action=Ibl.Core/Users/read"))
+        .send()
+        .expect(200);
+    assert_eq!(
+        bob.body["count"],
+        json!(1),
+        "only the admin has access before: {}",
+        bob.text
+    );
+    let role = ids(&app, "role");
+    run::<RoleAggregate>(
+        &app,
+        &role_stream(role),
+        RoleCommand::Create {
+            id: role,
+            platform: ORG.into(),
+            name: "Reviewer".into(),
+            actions: vec!["Ibl.Mentor/Mentors/read".into()],
+            data_actions: vec![],
+            now,
+        },
+    );
+    let bob_id = 3; // acme's admin is 1, other's admin 2.
+    let group = ids(&app, "group");
+    run::<GroupAggregate>(
+        &app,
+        &group_stream(group),
+        GroupCommand::Create {
+            id: group,
+            platform: ORG.into(),
+            unique_id: "reviewers".into(),
+            name: "Reviewers".into(),
+            description: String::new(),
+            owner_id: app.admin_id,
+            users: vec![bob_id],
+            now,
+        },
+    );
+    let policy = ids(&app, "policy");
+    let at = run::<PolicyAggregate>(
+        &app,
+        &policy_stream(policy),
+        PolicyCommand::Create {
+            id: policy,
+            platform: ORG.into(),
+            platform_pk: 1,
+            name: "review mentor 5".into(),
+            role_id: role,
+            resources: vec![MENTOR.into()],
+            users: vec![],
+            groups: vec![group],
+            now,
+        },
+    );
+
+    let body = check_of(
+        &app,
+        "bob",
+        at,
+        &[MENTOR, DOCUMENTS, OTHER_MENTOR, MENTORS],
+        true,
+    );
+    assert_eq!(body[MENTOR]["read"]["allowed"], json!(true));
+    assert_eq!(
+        body[MENTOR]["read"]["policy"]["name"],
+        json!("review mentor 5")
+    );
+    assert_eq!(body[MENTOR]["read"]["group"]["name"], json!("Reviewers"));
+    assert_eq!(body[MENTOR]["write"]["allowed"], json!(false));
+    assert_eq!(
+        body[OTHER_MENTOR]["read"]["allowed"],
+        json!(false),
+        "mentor 50 is not under mentor 5"
+    );
+    assert_eq!(
+        body[MENTORS]["list"]["allowed"],
+        json!(false),
+        "the collection is above the grant"
+    );
+    let access = app
+        .get(&format!("/api/core/rbac/access/?platform_key={ORG}&resource={DOCUMENTS}&action=Ibl.Mentor/Mentors/read"))
+        .send()
+        .expect(200)
+        .body;
+    let users: Vec<&str> = access["results"]
+        .as_array()
+        .expect("results")
+        .iter()
+        .filter_map(|r| r["user"]["username"].as_str())
+        .collect();
+    assert_eq!(users, ["admin", "bob"]);
+
+    // The role gains write.
+    let at = run::<RoleAggregate>(
+        &app,
+        &role_stream(role),
+        RoleCommand::Update {
+            platform: ORG.into(),
+            changes: UpdateRole {
+                actions: Some(vec![
+                    "Ibl.Mentor/Mentors/read".into(),
+                    "Ibl.Mentor/Mentors/write".into(),
+                ]),
+                ..UpdateRole::default()
+            },
+            now,
+        },
+    );
+    assert_eq!(
+        check_of(&app, "bob", at, &[MENTOR], false)[MENTOR]["write"],
+        json!(true)
+    );
+
+    // bob leaves the group.
+    let at = run::<GroupAggregate>(
+        &app,
+        &group_stream(group),
+        GroupCommand::Update {
+            platform: ORG.into(),
+            changes: UpdateGroup {
+                users_to_remove: vec![bob_id],
+                ..UpdateGroup::default()
+            },
+            now,
+        },
+    );
+    assert_eq!(
+        check_of(&app, "bob", at, &[MENTOR], false)[MENTOR]["read"],
+        json!(false)
+    );
+
+    // Back in the group, then deactivated.
+    run::<GroupAggregate>(
+        &app,
+        &group_stream(group),
+        GroupCommand::Update {
+            platform: ORG.into(),
+            changes: UpdateGroup {
+                users_to_add: vec![bob_id],
+                ..UpdateGroup::default()
+            },
+            now,
+        },
+    );
+    let at = run::<UsersAggregate>(
+        &app,
+        USERS_STREAM,
+        UserCommand::Deactivate {
+            id: bob_id,
+            platform: ORG.into(),
+            now,
+        },
+    );
+    assert_eq!(
+        check_of(&app, "bob", at, &[MENTOR], false)[MENTOR]["read"],
+        json!(false)
+    );
+}
