@@ -4,6 +4,7 @@
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use ibl_command_service::routes as w;
+use ibl_query_service::guard::{Guard, RouteGuards};
 use ibl_query_service::rbac as q;
 use ibl_query_service::routes as r;
 use ibl_query_service::scim as rs;
@@ -30,6 +31,19 @@ pub struct Route {
     pub handler: fn() -> actix_web::Route,
     /// The success status, when it is not the method's usual one.
     pub status: Option<&'static str>,
+    /// What the caller must be allowed (see `query-service/src/guard.rs`).
+    pub guard: Option<Guard>,
+}
+
+impl Route {
+    /// Requires `operation` of the operation table on `resource`.
+    fn guarded(mut self, operation: &'static str, resource: &'static str) -> Self {
+        self.guard = Some(Guard {
+            operation,
+            resource,
+        });
+        self
+    }
 }
 
 const CRED: &str = "credentials";
@@ -50,6 +64,7 @@ macro_rules! route {
             auth: Auth::$auth,
             handler: || web::route().method(Method::$method).to($handler),
             status: $status,
+            guard: None,
         }
     };
 }
@@ -60,33 +75,33 @@ pub fn table() -> Vec<Route> {
         route!(GET "/healthz", "healthz", CORE, Public, "Liveness: 200 once the read models are current", healthz),
         route!(GET "/api/schema/", "schema", CORE, Public, "This OpenAPI description", schema),
         route!(GET "/api/credentials/public/assertions/{entity_id}/", "credentials_public_assertions_retrieve", CRED, Public, "Verify an assertion publicly", r::verify_assertion),
-        route!(GET "/api/credentials/orgs/{org}/users/{user}/", "credentials_orgs_users_retrieve", CRED, ApiKey, "List the platform's credentials", r::list_credentials),
-        route!(POST "/api/credentials/orgs/{org}/users/{user}/", "credentials_orgs_users_create", CRED, ApiKey, "Create a credential", w::create_credential),
-        route!(GET "/api/credentials/orgs/{org}/users/{user}/assertions/", "credentials_orgs_users_assertions_retrieve", CRED, ApiKey, "List the platform's assertions", r::list_assertions),
-        route!(GET "/api/credentials/orgs/{org}/users/{user}/assertions/{entity_id}", "credentials_orgs_users_assertions_retrieve3", CRED, ApiKey, "Get an assertion", r::get_assertion),
-        route!(PUT "/api/credentials/orgs/{org}/users/{user}/assertions/{entity_id}", "credentials_orgs_users_assertions_update", CRED, ApiKey, "Revoke an assertion", w::update_assertion),
-        route!(GET "/api/credentials/orgs/{org}/users/{user}/issuers/", "credentials_orgs_users_issuers_retrieve", CRED, ApiKey, "List issuers (q: search)", r::list_issuers),
-        route!(POST "/api/credentials/orgs/{org}/users/{user}/issuers/", "credentials_orgs_users_issuers_create", CRED, ApiKey, "Create an issuer", w::create_issuer),
-        route!(GET "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_retrieve2", CRED, ApiKey, "Get an issuer", r::get_issuer),
-        route!(PUT "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_update", CRED, ApiKey, "Update an issuer", w::update_issuer),
-        route!(DELETE "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_destroy", CRED, ApiKey, "Delete an issuer", w::delete_issuer),
-        route!(GET "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_retrieve2", CRED, ApiKey, "Get a credential", r::get_credential),
-        route!(PUT "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_update", CRED, ApiKey, "Update a credential", w::update_credential),
-        route!(DELETE "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_destroy", CRED, ApiKey, "Delete a credential", w::delete_credential),
-        route!(GET "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_retrieve2", CRED, ApiKey, "List a credential's assertions", r::list_credential_assertions),
-        route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_create", CRED, ApiKey, "Issue a credential to a recipient", w::issue_assertion),
-        route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/bulk/", "credentials_orgs_users_assertions_bulk_create", CRED, ApiKey, "Issue a credential to many recipients", w::bulk_issue),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/", "credentials_orgs_users_retrieve", CRED, ApiKey, "List the platform's credentials", r::list_credentials).guarded("list", "/platforms/{pk}/credentials/"),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/", "credentials_orgs_users_create", CRED, ApiKey, "Create a credential", w::create_credential).guarded("create", "/platforms/{pk}/credentials/"),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/assertions/", "credentials_orgs_users_assertions_retrieve", CRED, ApiKey, "List the platform's assertions", r::list_assertions).guarded("list", "/platforms/{pk}/assertions/"),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/assertions/{entity_id}", "credentials_orgs_users_assertions_retrieve3", CRED, ApiKey, "Get an assertion", r::get_assertion).guarded("read", "/platforms/{pk}/assertions/{entity_id}/"),
+        route!(PUT "/api/credentials/orgs/{org}/users/{user}/assertions/{entity_id}", "credentials_orgs_users_assertions_update", CRED, ApiKey, "Revoke an assertion", w::update_assertion).guarded("write", "/platforms/{pk}/assertions/{entity_id}/"),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/issuers/", "credentials_orgs_users_issuers_retrieve", CRED, ApiKey, "List issuers (q: search)", r::list_issuers).guarded("list", "/platforms/{pk}/issuers/"),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/issuers/", "credentials_orgs_users_issuers_create", CRED, ApiKey, "Create an issuer", w::create_issuer).guarded("create", "/platforms/{pk}/issuers/"),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_retrieve2", CRED, ApiKey, "Get an issuer", r::get_issuer).guarded("read", "/platforms/{pk}/issuers/{entity_id}/"),
+        route!(PUT "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_update", CRED, ApiKey, "Update an issuer", w::update_issuer).guarded("write", "/platforms/{pk}/issuers/{entity_id}/"),
+        route!(DELETE "/api/credentials/orgs/{org}/users/{user}/issuers/{entity_id}", "credentials_orgs_users_issuers_destroy", CRED, ApiKey, "Delete an issuer", w::delete_issuer).guarded("delete", "/platforms/{pk}/issuers/{entity_id}/"),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_retrieve2", CRED, ApiKey, "Get a credential", r::get_credential).guarded("read", "/platforms/{pk}/credentials/{entity_id}/"),
+        route!(PUT "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_update", CRED, ApiKey, "Update a credential", w::update_credential).guarded("write", "/platforms/{pk}/credentials/{entity_id}/"),
+        route!(DELETE "/api/credentials/orgs/{org}/users/{user}/{entity_id}", "credentials_orgs_users_destroy", CRED, ApiKey, "Delete a credential", w::delete_credential).guarded("delete", "/platforms/{pk}/credentials/{entity_id}/"),
+        route!(GET "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_retrieve2", CRED, ApiKey, "List a credential's assertions", r::list_credential_assertions).guarded("list", "/platforms/{pk}/credentials/{entity_id}/assertions/"),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/", "credentials_orgs_users_assertions_create", CRED, ApiKey, "Issue a credential to a recipient", w::issue_assertion).guarded("create", "/platforms/{pk}/credentials/{entity_id}/assertions/"),
+        route!(POST "/api/credentials/orgs/{org}/users/{user}/{entity_id}/assertions/bulk/", "credentials_orgs_users_assertions_bulk_create", CRED, ApiKey, "Issue a credential to many recipients", w::bulk_issue).guarded("create", "/platforms/{pk}/credentials/{entity_id}/assertions/"),
         route!(POST "/api/core/rbac/permissions/check/", "core_rbac_permissions_check_create", CORE, ApiKey, "What the caller (or a named user) may do on each resource; explain: why", q::check_permissions; Some("200")),
-        route!(GET "/api/core/rbac/access/", "core_rbac_access_list", CORE, ApiKey, "Who holds an action on a resource, and through which policy and group", q::who_has_access),
-        route!(GET "/api/core/platform/api-tokens/", "core_platform_api_tokens_list", CORE, ApiKey, "List the platform's API keys (prefix only)", r::list_api_keys),
-        route!(POST "/api/core/platform/api-tokens/", "core_platform_api_tokens_create", CORE, ApiKey, "Create an API key (the secret is shown once)", w::create_api_key),
-        route!(DELETE "/api/core/platform/api-tokens/{name}", "core_platform_api_tokens_destroy", CORE, ApiKey, "Delete an API key by name", w::delete_api_key),
-        route!(GET "/api/orgs/{platform_key}/scim/v2/Users", "orgs_scim_v2_users_list", SCIM, ApiKey, "List the platform's users (SCIM filter, startIndex, count)", rs::list_users),
-        route!(POST "/api/orgs/{platform_key}/scim/v2/Users", "orgs_scim_v2_users_create", SCIM, ApiKey, "Create a user (SCIM)", w::scim::create_user),
-        route!(GET "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_retrieve", SCIM, ApiKey, "Get a user (SCIM)", rs::get_user),
-        route!(PUT "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_update", SCIM, ApiKey, "Replace a user (SCIM)", w::scim::replace_user),
-        route!(PATCH "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_partial_update", SCIM, ApiKey, "Change a user: SCIM PatchOp or a partial user", w::scim::patch_user),
-        route!(DELETE "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_destroy", SCIM, ApiKey, "Deactivate a user (SCIM); it stays with active false", w::scim::delete_user),
+        route!(GET "/api/core/rbac/access/", "core_rbac_access_list", CORE, ApiKey, "Who holds an action on a resource, and through which policy and group", q::who_has_access).guarded("list", "/platforms/{pk}/policies/"),
+        route!(GET "/api/core/platform/api-tokens/", "core_platform_api_tokens_list", CORE, ApiKey, "List the platform's API keys (prefix only)", r::list_api_keys).guarded("list", "/platforms/{pk}/api-keys/"),
+        route!(POST "/api/core/platform/api-tokens/", "core_platform_api_tokens_create", CORE, ApiKey, "Create an API key (the secret is shown once)", w::create_api_key).guarded("create", "/platforms/{pk}/api-keys/"),
+        route!(DELETE "/api/core/platform/api-tokens/{name}", "core_platform_api_tokens_destroy", CORE, ApiKey, "Delete an API key by name", w::delete_api_key).guarded("delete", "/platforms/{pk}/api-keys/{name}/"),
+        route!(GET "/api/orgs/{platform_key}/scim/v2/Users", "orgs_scim_v2_users_list", SCIM, ApiKey, "List the platform's users (SCIM filter, startIndex, count)", rs::list_users).guarded("list", "/platforms/{pk}/users/"),
+        route!(POST "/api/orgs/{platform_key}/scim/v2/Users", "orgs_scim_v2_users_create", SCIM, ApiKey, "Create a user (SCIM)", w::scim::create_user).guarded("create", "/platforms/{pk}/users/"),
+        route!(GET "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_retrieve", SCIM, ApiKey, "Get a user (SCIM)", rs::get_user).guarded("read", "/platforms/{pk}/users/{id}/"),
+        route!(PUT "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_update", SCIM, ApiKey, "Replace a user (SCIM)", w::scim::replace_user).guarded("write", "/platforms/{pk}/users/{id}/"),
+        route!(PATCH "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_partial_update", SCIM, ApiKey, "Change a user: SCIM PatchOp or a partial user", w::scim::patch_user).guarded("write", "/platforms/{pk}/users/{id}/"),
+        route!(DELETE "/api/orgs/{platform_key}/scim/v2/Users/{id}", "orgs_scim_v2_users_destroy", SCIM, ApiKey, "Deactivate a user (SCIM); it stays with active false", w::scim::delete_user).guarded("delete", "/platforms/{pk}/users/{id}/"),
     ]
 }
 
@@ -111,9 +126,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         }
         seen.push(p);
         let mut resource = web::resource(p).default_service(web::to(method_not_allowed));
+        let mut guards = RouteGuards::default();
         for same in table.iter().filter(|r| pattern(r.path) == p) {
             resource = resource.route((same.handler)());
+            if let Some(guard) = same.guard {
+                guards.0.push((same.method.clone(), guard));
+            }
         }
+        resource = resource.app_data(guards);
         cfg.service(resource);
     }
 }

@@ -167,7 +167,10 @@ impl FromRequest for Principal {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let result = match req.app_data::<web::Data<ReadState>>() {
-            Some(read) => authenticate(req, read),
+            Some(read) => authenticate(req, read).and_then(|principal| {
+                crate::guard::enforce(req, read, &principal)?;
+                Ok(principal)
+            }),
             None => Err(ApiError::Internal("read state not configured".into())),
         };
         std::future::ready(result)

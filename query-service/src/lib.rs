@@ -9,6 +9,7 @@ use ibl_projections::Projections;
 
 pub mod error;
 pub mod extract;
+pub mod guard;
 pub mod paging;
 pub mod rbac;
 pub mod routes;

@@ -340,3 +340,133 @@ fn each_change_to_groups_roles_and_users_shows_on_the_next_check() {
         json!(false)
     );
 }
+
+/// An API key for `user_id` on acme, made through the domain.
+fn key_for(app: &TestApp, user_id: u64, username: &str) -> String {
+    use ibl_command_service::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
+    use ibl_command_service::secrets::NewSecret;
+    let secret = NewSecret::generate();
+    run::<ApiKeysAggregate>(
+        app,
+        &ibl_events::platform::api_keys_stream(ORG),
+        ApiKeyCommand::Create {
+            name: format!("{username}-key"),
+            prefix: secret.prefix(),
+            hash: secret.hash(),
+            user_id,
+            username: username.into(),
+            expires: None,
+            now: Utc::now(),
+        },
+    );
+    secret.expose().to_owned()
+}
+
+/// Waits until the server's read models have applied `position`.
+fn settle(app: &TestApp, position: u64) {
+    app.post(CHECK)
+        .header("X-Min-Position", &position.to_string())
+        .json(&json!({"platform_key": ORG, "resources": ["/platforms/1/"]}))
+        .send()
+        .expect(200);
+}
+
+#[test]
+fn every_route_with_a_key_is_guarded_by_an_operation_of_the_table() {
+    for route in ibl_data_manager::routes::table() {
+        if route.auth != ibl_data_manager::routes::Auth::ApiKey
+            || route.operation_id == "core_rbac_permissions_check_create"
+        {
+            continue;
+        }
+        let guard = route
+            .guard
+            .unwrap_or_else(|| panic!("{} {} has no guard", route.method, route.path));
+        assert!(
+            guard.action().is_some(),
+            "{} {}: {guard:?} names no operation",
+            route.method,
+            route.path
+        );
+    }
+}
+
+#[test]
+fn a_key_can_do_what_its_user_may_do_and_nothing_once_the_user_is_deactivated() {
+    let app = spawn_app();
+    let now = Utc::now();
+    run::<UsersAggregate>(
+        &app,
+        USERS_STREAM,
+        UserCommand::Register {
+            platform: ORG.into(),
+            username: "carol".into(),
+            email: "carol@acme.test".into(),
+            now,
+        },
+    );
+    let carol = 3;
+    let key = key_for(&app, carol, "carol");
+    let list = crate::helpers::creds("");
+    // Known key, no permission.
+    let at = app.head();
+    settle(&app, at);
+    let denied = app.get(&list).key(&key).send().expect_client_error(403);
+    assert!(
+        denied.text.contains("Ibl.Credentials/Credentials/list"),
+        "{}",
+        denied.text
+    );
+    // A role that may list credentials, on the platform.
+    let role = ids(&app, "role");
+    run::<RoleAggregate>(
+        &app,
+        &role_stream(role),
+        RoleCommand::Create {
+            id: role,
+            platform: ORG.into(),
+            name: "Credential reader".into(),
+            actions: vec![
+                "Ibl.Credentials/Credentials/list".into(),
+                "Ibl.Credentials/Credentials/read".into(),
+            ],
+            data_actions: vec![],
+            now,
+        },
+    );
+    let policy = ids(&app, "policy");
+    let at = run::<PolicyAggregate>(
+        &app,
+        &policy_stream(policy),
+        PolicyCommand::Create {
+            id: policy,
+            platform: ORG.into(),
+            platform_pk: 1,
+            name: "carol reads credentials".into(),
+            role_id: role,
+            resources: vec!["/platforms/1/credentials/".into()],
+            users: vec![carol],
+            groups: vec![],
+            now,
+        },
+    );
+    settle(&app, at);
+    app.get(&list).key(&key).send().expect(200);
+    app.post(&list)
+        .key(&key)
+        .json(&json!({"name": "Not allowed"}))
+        .send()
+        .expect_client_error(403);
+    // Deactivated: the same key is refused on its next request.
+    let at = run::<UsersAggregate>(
+        &app,
+        USERS_STREAM,
+        UserCommand::Deactivate {
+            id: carol,
+            platform: ORG.into(),
+            now,
+        },
+    );
+    settle(&app, at);
+    app.get(&list).key(&key).send().expect_client_error(403);
+}
