@@ -27,6 +27,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API (the default).
     Serve,
+    /// Print the routes and the permission each needs, as Markdown.
+    Routes,
     /// Manage platforms (tenants).
     Platform {
         #[command(subcommand)]
@@ -53,6 +55,10 @@ pub enum PlatformCommand {
 pub async fn run(cli: Cli) -> i32 {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(&cli.settings).await,
+        Command::Routes => {
+            print!("{}", crate::routes::markdown());
+            0
+        }
         Command::Platform {
             command:
                 PlatformCommand::Create {

@@ -214,3 +214,24 @@ pub fn openapi() -> Value {
         }
     })
 }
+
+/// The route table as Markdown, with what each route needs of its caller:
+/// the README's "Routes and permissions" section is this text
+/// (`ibl routes` prints it; a test keeps the README in step).
+pub fn markdown() -> String {
+    let mut out = String::from("| method | path | needs |\n|---|---|---|\n");
+    for route in table() {
+        let needs = match (route.auth, route.guard) {
+            (Auth::Public, _) => "public".to_owned(),
+            (Auth::ApiKey, None) => "any valid key (about its own user)".to_owned(),
+            (Auth::ApiKey, Some(g)) => {
+                format!("`{}` on `{}`", g.action().unwrap_or("?"), g.resource)
+            }
+        };
+        out.push_str(&format!(
+            "| {} | `{}` | {} |\n",
+            route.method, route.path, needs
+        ));
+    }
+    out
+}

@@ -383,3 +383,21 @@ fn leak(method: &str) -> &'static str {
         other => panic!("unexpected method {other}"),
     }
 }
+
+#[test]
+fn the_readme_lists_every_route_and_the_permission_it_needs() {
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let start = readme
+        .find("<!-- routes:start -->\n")
+        .expect("the routes section starts")
+        + "<!-- routes:start -->\n".len();
+    let end = readme
+        .find("<!-- routes:end -->")
+        .expect("the routes section ends");
+    assert_eq!(
+        &readme[start..end],
+        ibl_data_manager::routes::markdown(),
+        "README.md is out of date: paste the output of `cargo run -- routes` between the markers"
+    );
+}
