@@ -74,6 +74,13 @@ pub async fn build_with(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "read models rebuilt from the log"
     );
+    tracing::info!(
+        grants = rbac.grant_count(),
+        bytes = rbac.memory_bytes_estimate(),
+        "check index: {} grants, {:.1} MiB",
+        rbac.grant_count(),
+        rbac.memory_bytes_estimate() as f64 / (1024.0 * 1024.0)
+    );
     let read = web::Data::new(ReadState {
         models,
         rbac,

@@ -7,7 +7,8 @@
 //!   --rate 5000 --seconds 10 [--connections 64] [--method POST]
 //!   [--header 'Authorization: Api-Token ...'] [--body '{"n": "{n}"}']`
 //!
-//! `{n}` in the path or body becomes a number unique to each request.
+//! `{n}` in the path or body becomes a number unique to each request, `{r}` a
+//! pseudo-random number in `--random-min ..= --random-max` (default 1..=1000).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,6 +26,8 @@ struct Args {
     rate: f64,
     seconds: f64,
     connections: usize,
+    random_min: u64,
+    random_max: u64,
 }
 
 fn parse() -> Result<Args, String> {
@@ -38,6 +41,8 @@ fn parse() -> Result<Args, String> {
         rate: 1000.0,
         seconds: 10.0,
         connections: 64,
+        random_min: 1,
+        random_max: 1000,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -50,6 +55,8 @@ fn parse() -> Result<Args, String> {
             "--rate" => a.rate = value()?.parse().map_err(|_| "bad --rate")?,
             "--seconds" => a.seconds = value()?.parse().map_err(|_| "bad --seconds")?,
             "--connections" => a.connections = value()?.parse().map_err(|_| "bad --connections")?,
+            "--random-min" => a.random_min = value()?.parse().map_err(|_| "bad --random-min")?,
+            "--random-max" => a.random_max = value()?.parse().map_err(|_| "bad --random-max")?,
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -62,7 +69,7 @@ fn parse() -> Result<Args, String> {
     } else {
         path.to_owned()
     };
-    if a.rate <= 0.0 || a.seconds <= 0.0 || a.connections == 0 {
+    if a.rate <= 0.0 || a.seconds <= 0.0 || a.connections == 0 || a.random_max < a.random_min {
         return Err("rate, seconds and connections must be positive".into());
     }
     Ok(a)
@@ -133,9 +140,17 @@ async fn main() {
                 } else {
                     scheduled
                 };
-                let n = counter.fetch_add(1, Ordering::Relaxed).to_string();
-                let path = args.path.replace("{n}", &n);
-                let body = args.body.as_deref().map(|b| b.replace("{n}", &n));
+                let n = counter.fetch_add(1, Ordering::Relaxed);
+                // A multiplicative hash of the counter: spread, repeatable.
+                let r = args.random_min
+                    + n.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+                        % (args.random_max - args.random_min + 1);
+                let fill = |s: &str| {
+                    s.replace("{n}", &n.to_string())
+                        .replace("{r}", &r.to_string())
+                };
+                let path = fill(&args.path);
+                let body = args.body.as_deref().map(fill);
                 let mut req = format!(
                     "{} {} HTTP/1.1\r\nHost: {}\r\n",
                     args.method, path, args.host

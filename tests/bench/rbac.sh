@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# The permission-check benchmark: a platform with USERS users, GROUPS groups
+# and POLICIES policies; checks of 10 resources each about random users.
+#   (a) 32 connections, closed loop (wrk): checks/s, p50/p99, beside /healthz;
+#   (b) a fixed offered load of RATE checks/s, open loop (tests/bench/loadgen.rs,
+#       latency from the schedule): p50/p99, beside /healthz at the same rate;
+#   and the memory of the check index (logged by the server at start).
+# Usage: tests/bench/rbac.sh [SECONDS] [USERS] [GROUPS] [POLICIES] [RATE]
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SECS=${1:-10}; USERS=${2:-10000}; NGROUPS=${3:-1000}; POLICIES=${4:-2000}; RATE=${5:-5000}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
+cargo build --release --bin ibl --example fill_rbac --example loadgen
+BIN=target/release/ibl
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+BASE=http://127.0.0.1:$PORT
+KEY=$($BIN platform create --data-dir "$WORK/data" --key bench --name Bench --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
+target/release/examples/fill_rbac "$WORK/data" bench "$USERS" "$NGROUPS" "$POLICIES"
+RUST_LOG=warn,ibl_data_manager=info $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" 2> "$WORK/server.log" &
+for _ in $(seq 1 3000); do curl -fs "$BASE/healthz" >/dev/null 2>&1 && break; sleep 0.01; done
+echo "== machine: $(nproc) cores; $(date -u +%FT%TZ); $USERS users, $NGROUPS groups, $POLICIES policies"
+grep -o 'check index.*' "$WORK/server.log" || true
+echo "== (a) closed loop, 32 connections, ${SECS}s"
+wrk -t2 -c32 -d${SECS}s --latency "$BASE/healthz" | grep -E "Requests/sec|50%|99%" | sed 's/^/healthz: /'
+IBL_KEY=$KEY IBL_USERS=$USERS wrk -t2 -c32 -d${SECS}s --latency -s tests/bench/check.lua "$BASE" | grep -E "Requests/sec|50%|99%|Non-2xx" | sed 's/^/check: /'
+echo "== (b) open loop at $RATE/s, ${SECS}s"
+target/release/examples/loadgen --url "$BASE/healthz" --rate "$RATE" --seconds "$SECS" | sed 's/^/healthz: /'
+BODY='{"platform_key": "bench", "user_id": {r}, "resources": ["/platforms/1/", "/platforms/1/mentors/", "/platforms/1/mentors/{n}/", "/platforms/1/mentors/7/documents/", "/platforms/1/mentors/{r}/", "/platforms/1/mentors/3/settings/", "/platforms/1/users/", "/platforms/1/groups/", "/platforms/1/policies/", "/platforms/1/credentials/"]}'
+target/release/examples/loadgen --url "$BASE/api/core/rbac/permissions/check/" --method POST \
+  --header "Authorization: Api-Token $KEY" --body "$BODY" --random-min 2 --random-max $((USERS + 1)) \
+  --rate "$RATE" --seconds "$SECS" | sed 's/^/check: /'
