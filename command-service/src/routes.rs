@@ -21,6 +21,7 @@ use crate::http::{begin, context, nullable, settle, written, Begun, WriteState};
 
 mod api_keys;
 mod assertions;
+pub mod rbac;
 pub mod scim;
 
 pub use api_keys::{create_api_key, delete_api_key};

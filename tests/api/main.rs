@@ -8,5 +8,6 @@ mod helpers;
 mod idempotency;
 mod processes;
 mod rbac;
+mod rbac_routes;
 mod schema;
 mod scim;

@@ -144,6 +144,26 @@ const CLIENT_OPERATIONS: &[(&str, &str)] = &[
     ("POST", "/api/core/platform/api-tokens/"),
     ("DELETE", "/api/core/platform/api-tokens/{name}"),
     ("POST", "/api/core/rbac/permissions/check/"),
+    ("GET", "/api/core/rbac/roles/"),
+    ("POST", "/api/core/rbac/roles/"),
+    ("GET", "/api/core/rbac/roles/{id}/"),
+    ("PUT", "/api/core/rbac/roles/{id}/"),
+    ("PATCH", "/api/core/rbac/roles/{id}/"),
+    ("DELETE", "/api/core/rbac/roles/{id}/"),
+    ("GET", "/api/core/rbac/groups/"),
+    ("POST", "/api/core/rbac/groups/"),
+    ("GET", "/api/core/rbac/groups/{id}/"),
+    ("PUT", "/api/core/rbac/groups/{id}/"),
+    ("PATCH", "/api/core/rbac/groups/{id}/"),
+    ("DELETE", "/api/core/rbac/groups/{id}/"),
+    ("GET", "/api/core/rbac/policies/"),
+    ("POST", "/api/core/rbac/policies/"),
+    ("GET", "/api/core/rbac/policies/{id}/"),
+    ("PUT", "/api/core/rbac/policies/{id}/"),
+    ("PATCH", "/api/core/rbac/policies/{id}/"),
+    ("DELETE", "/api/core/rbac/policies/{id}/"),
+    ("GET", "/api/core/rbac/mentor-access/"),
+    ("POST", "/api/core/rbac/mentor-access/"),
     // `iblai/api/scim_api.py` (Users): each `.../Users/{id}` operation also
     // comes as a `*2` twin with a trailing slash, which the server trims.
     ("GET", "/api/orgs/{platform_key}/scim/v2/Users"),
@@ -289,6 +309,25 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
         .unwrap()
         .to_owned();
 
+    let rbac_id = |path: &str, body: Value| {
+        app.post(path).json(&body).send().expect(201).body["id"]
+            .as_u64()
+            .unwrap()
+            .to_string()
+    };
+    let role = rbac_id(
+        "/api/core/rbac/roles/",
+        json!({"platform_key": ORG, "name": "Walker", "actions": ["Ibl.Mentor/*"]}),
+    );
+    let group = rbac_id(
+        "/api/core/rbac/groups/",
+        json!({"platform_key": ORG, "name": "Walkers"}),
+    );
+    let policy = rbac_id(
+        "/api/core/rbac/policies/",
+        json!({"platform_key": ORG, "role_id": role.parse::<u64>().unwrap()}),
+    );
+
     let mut ops: Vec<(String, String)> = operations(&spec).into_iter().collect();
     // Reads first, then writes, deletes last (they remove what others use).
     let rank = |m: &str| match m {
@@ -308,15 +347,33 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
         } else {
             &credential
         };
+        let id = if template.starts_with("/api/core/rbac/roles/") {
+            &role
+        } else if template.starts_with("/api/core/rbac/groups/") {
+            &group
+        } else if template.starts_with("/api/core/rbac/policies/") {
+            &policy
+        } else {
+            &scim_user
+        };
         let mut path = template
             .replace("{org}", ORG)
             .replace("{user}", "admin")
             .replace("{entity_id}", entity)
             .replace("{name}", "doomed")
             .replace("{platform_key}", ORG)
-            .replace("{id}", &scim_user);
+            .replace("{id}", id);
         if path.starts_with("/api/core/platform/api-tokens") && method != "POST" {
             path.push_str(&format!("?platform_key={ORG}"));
+        }
+        let rbac = ["roles", "groups", "policies"]
+            .iter()
+            .any(|k| template.starts_with(&format!("/api/core/rbac/{k}/")));
+        if rbac && (method == "GET" || method == "DELETE") {
+            path.push_str(&format!("?platform_key={ORG}"));
+        }
+        if path == "/api/core/rbac/mentor-access/" && method == "GET" {
+            path.push_str(&format!("?platform_key={ORG}&mentor_id=7"));
         }
         if path == "/api/core/rbac/access/" {
             path.push_str(&format!(
@@ -339,6 +396,17 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
             }
             ("POST", "/api/core/rbac/permissions/check/") => {
                 json!({"platform_key": ORG, "resources": ["/platforms/1/mentors/"]})
+            }
+            ("POST", "/api/core/rbac/roles/") => json!({"platform_key": ORG, "name": "Walked"}),
+            ("POST", "/api/core/rbac/groups/") => json!({"platform_key": ORG, "name": "Walked"}),
+            ("POST", "/api/core/rbac/policies/") => {
+                json!({"platform_key": ORG, "role_id": role.parse::<u64>().unwrap()})
+            }
+            ("POST", "/api/core/rbac/mentor-access/") => {
+                json!({"platform_key": ORG, "mentor_id": 7, "role": "viewer"})
+            }
+            ("PUT" | "PATCH", t) if t.starts_with("/api/core/rbac/") => {
+                json!({"platform_key": ORG, "name": "Renamed"})
             }
             ("POST", _) => json!({"name": "Walked"}),
             ("PUT", t) if t.contains("/scim/v2/Users") => json!({"userName": "walker2"}),

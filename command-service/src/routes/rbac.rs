@@ -1,0 +1,671 @@
+//! The write routes of RBAC: roles, groups, policies and mentor access.
+//!
+//! Every route checks what the domain cannot see (that ids in the body name
+//! users, groups and roles of the caller's platform, uniqueness of a group's
+//! `unique_id`) against the read models, then runs the command and answers
+//! once the read models show it.
+
+use actix_web::http::StatusCode;
+use actix_web::{web, HttpRequest, HttpResponse};
+use chrono::Utc;
+use ibl_events::rbac::{group_stream, policy_stream, role_stream};
+use ibl_query_service::extract::{JsonBody, Principal};
+use ibl_query_service::rbac_routes::{
+    self as wire, path_id, platform_or_own, platform_param, visible_group, visible_policy,
+    visible_role,
+};
+use ibl_query_service::routes::Params;
+use ibl_query_service::{ApiError, ReadState};
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::domain::rbac::builtins::BuiltinRole;
+use crate::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
+use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
+use crate::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
+use crate::handler::{execute, execute_new, CommandContext};
+use crate::http::{context, settle, written, WriteState};
+use crate::platforms::allocate_ids;
+
+/// A list of ids; `null` is an empty list.
+fn ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
+    Ok(Option::<Vec<u64>>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A list of strings; `null` is an empty list.
+fn strings<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    Ok(Option::<Vec<String>>::deserialize(d)?.unwrap_or_default())
+}
+
+fn required<T>(value: Option<T>, field: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::field(field, "This field is required."))
+}
+
+/// The platform of a write: `platform_key` of the body, else of the query,
+/// else the caller's own; the caller's key must belong to it.
+fn body_platform(
+    req: &HttpRequest,
+    principal: &Principal,
+    body: Option<&String>,
+) -> Result<String, ApiError> {
+    let params = Params::of(req)?;
+    match body.filter(|k| !k.is_empty()) {
+        Some(k) => {
+            principal.require_platform(k)?;
+            Ok(k.clone())
+        }
+        None => platform_or_own(principal, &params),
+    }
+}
+
+fn ctx(req: &HttpRequest, principal: &Principal) -> CommandContext {
+    context(req, principal, &principal.key.username, None)
+}
+
+/// Every id must name a user of `platform`: 400 on `field` otherwise.
+fn check_users(read: &ReadState, platform: &str, field: &str, ids: &[u64]) -> Result<(), ApiError> {
+    for id in ids {
+        if read.rbac.user(platform, *id).is_none() {
+            return Err(ApiError::field(
+                field,
+                format!("Invalid pk \"{id}\" - object does not exist."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Every id must name a group of `platform` a tenant may see.
+fn check_groups(
+    read: &ReadState,
+    platform: &str,
+    field: &str,
+    ids: &[u64],
+) -> Result<(), ApiError> {
+    for id in ids {
+        if visible_group(read, platform, *id).is_err() {
+            return Err(ApiError::field(
+                field,
+                format!("Invalid pk \"{id}\" - object does not exist."),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn check_role(read: &ReadState, platform: &str, id: u64) -> Result<(), ApiError> {
+    visible_role(read, platform, id).map(|_| ()).map_err(|_| {
+        ApiError::field(
+            "role_id",
+            format!("Invalid pk \"{id}\" - object does not exist."),
+        )
+    })
+}
+
+fn no_content(position: u64) -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header(("X-Position", position.to_string()))
+        .finish()
+}
+
+/// The platform of a delete: the required `?platform_key=`.
+fn query_platform(req: &HttpRequest, principal: &Principal) -> Result<String, ApiError> {
+    platform_param(principal, &Params::of(req)?)
+}
+
+// ---------------------------------------------------------------------------
+// Roles
+// ---------------------------------------------------------------------------
+
+/// The body of role writes (`RbacRole`; read-only fields are ignored).
+#[derive(Debug, Default, Deserialize)]
+pub struct RoleBody {
+    platform_key: Option<String>,
+    name: Option<String>,
+    actions: Option<Vec<String>>,
+    data_actions: Option<Vec<String>>,
+}
+
+pub async fn create_role(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    body: JsonBody<RoleBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
+    let name = required(body.name, "name")?;
+    let ctx = ctx(&req, &principal);
+    let id = allocate_ids(&write.store, &ctx, "role", 1).await?;
+    let command = RoleCommand::Create {
+        id,
+        platform: platform.clone(),
+        name,
+        actions: body.actions.unwrap_or_default(),
+        data_actions: body.data_actions.unwrap_or_default(),
+        now: Utc::now(),
+    };
+    let outcome =
+        execute_new::<RoleAggregate>(&write.store, &role_stream(id), &ctx, command).await?;
+    settle(&read, outcome.position()).await;
+    let role = visible_role(&read, &platform, id)?;
+    Ok(written(
+        StatusCode::CREATED,
+        outcome.position(),
+        wire::role(&role),
+    ))
+}
+
+pub async fn update_role(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: JsonBody<RoleBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
+    let id = path_id(&id)?;
+    visible_role(&read, &platform, id)?;
+    let ctx = ctx(&req, &principal);
+    let command = RoleCommand::Update {
+        platform: platform.clone(),
+        changes: UpdateRole {
+            name: body.name,
+            actions: body.actions,
+            data_actions: body.data_actions,
+        },
+        now: Utc::now(),
+    };
+    let outcome = execute::<RoleAggregate>(&write.store, &role_stream(id), &ctx, command).await?;
+    settle(&read, outcome.position()).await;
+    let role = visible_role(&read, &platform, id)?;
+    Ok(written(
+        StatusCode::OK,
+        outcome.position(),
+        wire::role(&role),
+    ))
+}
+
+pub async fn delete_role(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let platform = query_platform(&req, &principal)?;
+    let id = path_id(&id)?;
+    visible_role(&read, &platform, id)?;
+    let command = RoleCommand::Delete {
+        platform,
+        now: Utc::now(),
+    };
+    let outcome = execute::<RoleAggregate>(
+        &write.store,
+        &role_stream(id),
+        &ctx(&req, &principal),
+        command,
+    )
+    .await?;
+    settle(&read, outcome.position()).await;
+    Ok(no_content(outcome.position()))
+}
+
+// ---------------------------------------------------------------------------
+// Groups
+// ---------------------------------------------------------------------------
+
+/// The body of group writes (`RbacGroup`; `owner`, `users` and the other
+/// read-only fields are ignored, but an integer `owner` names the owner).
+#[derive(Debug, Default, Deserialize)]
+pub struct GroupBody {
+    platform_key: Option<String>,
+    unique_id: Option<String>,
+    name: Option<String>,
+    description: Option<String>,
+    owner: Option<Value>,
+    #[serde(default, deserialize_with = "ids")]
+    users_to_add: Vec<u64>,
+    #[serde(default, deserialize_with = "ids")]
+    users_to_remove: Vec<u64>,
+}
+
+/// Serialises the `unique_id` check and the write of group creates and
+/// renames in this process, so two of them cannot take the same id.
+static GROUP_IDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn unique_id_free(
+    read: &ReadState,
+    platform: &str,
+    unique_id: &str,
+    except: Option<u64>,
+) -> Result<(), ApiError> {
+    match read.rbac.group_by_unique_id(platform, unique_id.trim()) {
+        Some(g) if Some(g.id) != except => Err(ApiError::Conflict(format!(
+            "A group with unique_id {:?} already exists on this platform.",
+            unique_id.trim()
+        ))),
+        _ => Ok(()),
+    }
+}
+
+pub async fn create_group(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    body: JsonBody<GroupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
+    let unique_id = body
+        .unique_id
+        .filter(|u| !u.trim().is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let _serial = GROUP_IDS.lock().await;
+    unique_id_free(&read, &platform, &unique_id, None)?;
+    let owner_id = match body.owner.as_ref().and_then(Value::as_u64) {
+        Some(id) => {
+            check_users(&read, &platform, "owner", &[id])?;
+            id
+        }
+        None => principal.key.user_id,
+    };
+    if !body.users_to_remove.is_empty() {
+        check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
+    }
+    check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
+    let users: Vec<u64> = body
+        .users_to_add
+        .iter()
+        .copied()
+        .filter(|u| !body.users_to_remove.contains(u))
+        .collect();
+    let ctx = ctx(&req, &principal);
+    let id = allocate_ids(&write.store, &ctx, "group", 1).await?;
+    let command = GroupCommand::Create {
+        id,
+        platform: platform.clone(),
+        unique_id,
+        name: body.name.unwrap_or_default(),
+        description: body.description.unwrap_or_default(),
+        owner_id,
+        users,
+        now: Utc::now(),
+    };
+    let outcome =
+        execute_new::<GroupAggregate>(&write.store, &group_stream(id), &ctx, command).await?;
+    settle(&read, outcome.position()).await;
+    let group = visible_group(&read, &platform, id)?;
+    Ok(written(
+        StatusCode::CREATED,
+        outcome.position(),
+        wire::group(&group, true),
+    ))
+}
+
+pub async fn update_group(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: JsonBody<GroupBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
+    let id = path_id(&id)?;
+    visible_group(&read, &platform, id)?;
+    let _serial = match &body.unique_id {
+        Some(unique_id) => {
+            let guard = GROUP_IDS.lock().await;
+            unique_id_free(&read, &platform, unique_id, Some(id))?;
+            Some(guard)
+        }
+        None => None,
+    };
+    check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
+    check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
+    let ctx = ctx(&req, &principal);
+    let command = GroupCommand::Update {
+        platform: platform.clone(),
+        changes: UpdateGroup {
+            unique_id: body.unique_id,
+            name: body.name,
+            description: body.description,
+            users_to_add: body.users_to_add,
+            users_to_remove: body.users_to_remove,
+        },
+        now: Utc::now(),
+    };
+    let outcome = execute::<GroupAggregate>(&write.store, &group_stream(id), &ctx, command).await?;
+    settle(&read, outcome.position()).await;
+    let group = visible_group(&read, &platform, id)?;
+    Ok(written(
+        StatusCode::OK,
+        outcome.position(),
+        wire::group(&group, true),
+    ))
+}
+
+pub async fn delete_group(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let platform = query_platform(&req, &principal)?;
+    let id = path_id(&id)?;
+    visible_group(&read, &platform, id)?;
+    let command = GroupCommand::Delete {
+        platform,
+        now: Utc::now(),
+    };
+    let outcome = execute::<GroupAggregate>(
+        &write.store,
+        &group_stream(id),
+        &ctx(&req, &principal),
+        command,
+    )
+    .await?;
+    settle(&read, outcome.position()).await;
+    Ok(no_content(outcome.position()))
+}
+
+// ---------------------------------------------------------------------------
+// Policies
+// ---------------------------------------------------------------------------
+
+/// The body of policy writes (`RbacPolicy`; read-only fields are ignored).
+#[derive(Debug, Default, Deserialize)]
+pub struct PolicyBody {
+    platform_key: Option<String>,
+    name: Option<String>,
+    role_id: Option<u64>,
+    resources: Option<Vec<String>>,
+    #[serde(default, deserialize_with = "ids")]
+    users_to_add: Vec<u64>,
+    #[serde(default, deserialize_with = "ids")]
+    users_to_remove: Vec<u64>,
+    #[serde(default, deserialize_with = "ids")]
+    groups_to_add: Vec<u64>,
+    #[serde(default, deserialize_with = "ids")]
+    groups_to_remove: Vec<u64>,
+}
+
+fn check_members(read: &ReadState, platform: &str, b: &PolicyBody) -> Result<(), ApiError> {
+    check_users(read, platform, "users_to_add", &b.users_to_add)?;
+    check_users(read, platform, "users_to_remove", &b.users_to_remove)?;
+    check_groups(read, platform, "groups_to_add", &b.groups_to_add)?;
+    check_groups(read, platform, "groups_to_remove", &b.groups_to_remove)
+}
+
+fn platform_pk(read: &ReadState, principal: &Principal, platform: &str) -> u64 {
+    read.rbac
+        .platform(platform)
+        .map_or(principal.platform.id, |p| p.id)
+}
+
+pub async fn create_policy(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    body: JsonBody<PolicyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
+    let role_id = required(body.role_id, "role_id")?;
+    check_role(&read, &platform, role_id)?;
+    check_members(&read, &platform, &body)?;
+    let users = body
+        .users_to_add
+        .iter()
+        .copied()
+        .filter(|u| !body.users_to_remove.contains(u))
+        .collect();
+    let groups = body
+        .groups_to_add
+        .iter()
+        .copied()
+        .filter(|g| !body.groups_to_remove.contains(g))
+        .collect();
+    let ctx = ctx(&req, &principal);
+    let id = allocate_ids(&write.store, &ctx, "policy", 1).await?;
+    let command = PolicyCommand::Create {
+        id,
+        platform: platform.clone(),
+        platform_pk: platform_pk(&read, &principal, &platform),
+        name: body
+            .name
+            .filter(|n| !n.trim().is_empty())
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        role_id,
+        resources: body.resources.unwrap_or_default(),
+        users,
+        groups,
+        now: Utc::now(),
+    };
+    let outcome =
+        execute_new::<PolicyAggregate>(&write.store, &policy_stream(id), &ctx, command).await?;
+    settle(&read, outcome.position()).await;
+    let policy = visible_policy(&read, &platform, id)?;
+    Ok(written(
+        StatusCode::CREATED,
+        outcome.position(),
+        wire::policy(&policy, true, true),
+    ))
+}
+
+pub async fn update_policy(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    id: web::Path<String>,
+    body: JsonBody<PolicyBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
+    let id = path_id(&id)?;
+    visible_policy(&read, &platform, id)?;
+    if let Some(role_id) = body.role_id {
+        check_role(&read, &platform, role_id)?;
+    }
+    check_members(&read, &platform, &body)?;
+    let ctx = ctx(&req, &principal);
+    let command = PolicyCommand::Update {
+        platform: platform.clone(),
+        changes: UpdatePolicy {
+            name: body.name,
+            role_id: body.role_id,
+            resources: body.resources,
+            users_to_add: body.users_to_add,
+            users_to_remove: body.users_to_remove,
+            groups_to_add: body.groups_to_add,
+            groups_to_remove: body.groups_to_remove,
+        },
+        now: Utc::now(),
+    };
+    let outcome =
+        execute::<PolicyAggregate>(&write.store, &policy_stream(id), &ctx, command).await?;
+    settle(&read, outcome.position()).await;
+    let policy = visible_policy(&read, &platform, id)?;
+    Ok(written(
+        StatusCode::OK,
+        outcome.position(),
+        wire::policy(&policy, true, true),
+    ))
+}
+
+pub async fn delete_policy(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    id: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let platform = query_platform(&req, &principal)?;
+    let id = path_id(&id)?;
+    visible_policy(&read, &platform, id)?;
+    let command = PolicyCommand::Delete {
+        platform,
+        now: Utc::now(),
+    };
+    let outcome = execute::<PolicyAggregate>(
+        &write.store,
+        &policy_stream(id),
+        &ctx(&req, &principal),
+        command,
+    )
+    .await?;
+    settle(&read, outcome.position()).await;
+    Ok(no_content(outcome.position()))
+}
+
+// ---------------------------------------------------------------------------
+// Mentor access
+// ---------------------------------------------------------------------------
+
+/// Serialises mentor-access writes of this process (see [`mentor_access`]).
+static MENTOR_ACCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// The body of `POST /api/core/rbac/mentor-access/` (seed 003).
+#[derive(Debug, Default, Deserialize)]
+pub struct MentorAccessBody {
+    platform_key: Option<String>,
+    mentor_id: Option<u64>,
+    role: Option<String>,
+    #[serde(default, deserialize_with = "ids")]
+    users_to_add: Vec<u64>,
+    #[serde(default, deserialize_with = "ids")]
+    users_to_remove: Vec<u64>,
+    #[serde(default, deserialize_with = "ids")]
+    groups_to_add: Vec<u64>,
+    #[serde(default, deserialize_with = "ids")]
+    groups_to_remove: Vec<u64>,
+    #[serde(default, deserialize_with = "strings")]
+    usernames_to_add: Vec<String>,
+    #[serde(default, deserialize_with = "strings")]
+    emails_to_add: Vec<String>,
+}
+
+pub async fn mentor_access(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    write: web::Data<WriteState>,
+    principal: Principal,
+    body: JsonBody<MentorAccessBody>,
+) -> Result<HttpResponse, ApiError> {
+    let body = body.value;
+    let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
+    let mentor_id = required(body.mentor_id, "mentor_id")?;
+    if mentor_id == 0 || mentor_id > ibl_events::rbac::MAX_ID {
+        return Err(ApiError::field(
+            "mentor_id",
+            "A valid mentor id is required.",
+        ));
+    }
+    let short = required(body.role, "role")?;
+    let builtin = BuiltinRole::for_mentor_access(&short)
+        .ok_or_else(|| ApiError::field("role", "Must be one of viewer, editor, chat."))?;
+    let role_id = read
+        .rbac
+        .roles(&platform, Some(builtin.name()), false, 0, 1000)
+        .items
+        .into_iter()
+        .find(|r| r.name == builtin.name() && r.is_builtin)
+        .map(|r| r.id)
+        .ok_or_else(|| ApiError::Internal(format!("built-in role {} missing", builtin.name())))?;
+    let mut users_to_add = body.users_to_add.clone();
+    check_users(&read, &platform, "users_to_add", &users_to_add)?;
+    check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
+    check_groups(&read, &platform, "groups_to_add", &body.groups_to_add)?;
+    check_groups(&read, &platform, "groups_to_remove", &body.groups_to_remove)?;
+    for name in &body.usernames_to_add {
+        let user = read.rbac.user_by_username(&platform, name).ok_or_else(|| {
+            ApiError::field(
+                "usernames_to_add",
+                format!("No user {name:?} on this platform."),
+            )
+        })?;
+        users_to_add.push(user.id);
+    }
+    for email in &body.emails_to_add {
+        let user = read.rbac.user_by_email(&platform, email).ok_or_else(|| {
+            ApiError::field(
+                "emails_to_add",
+                format!("No user {email:?} on this platform."),
+            )
+        })?;
+        users_to_add.push(user.id);
+    }
+    let ctx = ctx(&req, &principal);
+    // One find-or-create at a time, so that two first grants for the same
+    // mentor and role cannot both create a policy.
+    let _serial = MENTOR_ACCESS.lock().await;
+    let (id, status, position) = match read.rbac.mentor_policy(&platform, mentor_id, &short) {
+        Some(existing) => {
+            let command = PolicyCommand::Update {
+                platform: platform.clone(),
+                changes: UpdatePolicy {
+                    users_to_add,
+                    users_to_remove: body.users_to_remove,
+                    groups_to_add: body.groups_to_add,
+                    groups_to_remove: body.groups_to_remove,
+                    ..UpdatePolicy::default()
+                },
+                now: Utc::now(),
+            };
+            let outcome = execute::<PolicyAggregate>(
+                &write.store,
+                &policy_stream(existing.id),
+                &ctx,
+                command,
+            )
+            .await?;
+            (existing.id, StatusCode::OK, outcome.position())
+        }
+        None => {
+            let pk = platform_pk(&read, &principal, &platform);
+            let users = users_to_add
+                .iter()
+                .copied()
+                .filter(|u| !body.users_to_remove.contains(u))
+                .collect();
+            let groups = body
+                .groups_to_add
+                .iter()
+                .copied()
+                .filter(|g| !body.groups_to_remove.contains(g))
+                .collect();
+            let id = allocate_ids(&write.store, &ctx, "policy", 1).await?;
+            let command = PolicyCommand::Create {
+                id,
+                platform: platform.clone(),
+                platform_pk: pk,
+                name: format!("mentor-{mentor_id}-{short}"),
+                role_id,
+                resources: vec![format!("/platforms/{pk}/mentors/{mentor_id}/")],
+                users,
+                groups,
+                now: Utc::now(),
+            };
+            let outcome =
+                execute_new::<PolicyAggregate>(&write.store, &policy_stream(id), &ctx, command)
+                    .await?;
+            (id, StatusCode::CREATED, outcome.position())
+        }
+    };
+    settle(&read, position).await;
+    let policy = visible_policy(&read, &platform, id)?;
+    Ok(written(
+        status,
+        position,
+        wire::mentor_policy(&policy, mentor_id),
+    ))
+}
