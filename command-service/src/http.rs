@@ -164,3 +164,23 @@ where
 {
     Option::<T>::deserialize(d).map(Some)
 }
+
+/// Runs a command that removes something, waits for the read models and
+/// answers 204 with `X-Position`.
+pub async fn removed<A>(
+    read: &ReadState,
+    write: &WriteState,
+    stream: &str,
+    ctx: &CommandContext,
+    command: A::Command,
+) -> Result<HttpResponse, ApiError>
+where
+    A: crate::domain::Aggregate,
+    A::Command: Clone,
+{
+    let outcome = crate::handler::execute::<A>(&write.store, stream, ctx, command).await?;
+    settle(read, outcome.position()).await;
+    Ok(HttpResponse::NoContent()
+        .insert_header(("X-Position", outcome.position().to_string()))
+        .finish())
+}

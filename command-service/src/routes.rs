@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::domain::credential::{CredentialAggregate, CredentialCommand, UpdateCredential};
 use crate::domain::issuer::{IssuerAggregate, IssuerCommand, UpdateIssuer};
 use crate::handler::{derived_id, execute, execute_new};
-use crate::http::{begin, context, nullable, settle, written, Begun, WriteState};
+use crate::http::{begin, context, nullable, removed, settle, written, Begun, WriteState};
 
 mod api_keys;
 mod assertions;
@@ -239,17 +239,14 @@ pub async fn delete_credential(
         .credential(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
     let ctx = context(&req, &principal, &path.user, None);
-    let outcome = execute::<CredentialAggregate>(
-        &write.store,
+    removed::<CredentialAggregate>(
+        &read,
+        &write,
         &credential_stream(&path.entity_id),
         &ctx,
         CredentialCommand::Delete { now: Utc::now() },
     )
-    .await?;
-    settle(&read, outcome.position()).await;
-    Ok(HttpResponse::NoContent()
-        .insert_header(("X-Position", outcome.position().to_string()))
-        .finish())
+    .await
 }
 
 /// The issuer body (the `iblai` `Issuer` model; `org` and `entityId` are
@@ -390,15 +387,12 @@ pub async fn delete_issuer(
         .issuer(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
     let ctx = context(&req, &principal, &path.user, None);
-    let outcome = execute::<IssuerAggregate>(
-        &write.store,
+    removed::<IssuerAggregate>(
+        &read,
+        &write,
         &issuer_stream(&path.entity_id),
         &ctx,
         IssuerCommand::Delete { now: Utc::now() },
     )
-    .await?;
-    settle(&read, outcome.position()).await;
-    Ok(HttpResponse::NoContent()
-        .insert_header(("X-Position", outcome.position().to_string()))
-        .finish())
+    .await
 }

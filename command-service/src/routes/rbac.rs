@@ -24,7 +24,7 @@ use crate::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
 use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
 use crate::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
 use crate::handler::{execute, execute_new, CommandContext};
-use crate::http::{context, settle, written, WriteState};
+use crate::http::{context, removed, settle, written, WriteState};
 use crate::platforms::allocate_ids;
 
 /// A list of ids; `null` is an empty list.
@@ -100,12 +100,6 @@ fn check_role(read: &ReadState, platform: &str, id: u64) -> Result<(), ApiError>
             format!("Invalid pk \"{id}\" - object does not exist."),
         )
     })
-}
-
-fn no_content(position: u64) -> HttpResponse {
-    HttpResponse::NoContent()
-        .insert_header(("X-Position", position.to_string()))
-        .finish()
 }
 
 /// The platform of a delete: the required `?platform_key=`.
@@ -203,15 +197,14 @@ pub async fn delete_role(
         platform,
         now: Utc::now(),
     };
-    let outcome = execute::<RoleAggregate>(
-        &write.store,
+    removed::<RoleAggregate>(
+        &read,
+        &write,
         &role_stream(id),
         &ctx(&req, &principal),
         command,
     )
-    .await?;
-    settle(&read, outcome.position()).await;
-    Ok(no_content(outcome.position()))
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -365,15 +358,14 @@ pub async fn delete_group(
         platform,
         now: Utc::now(),
     };
-    let outcome = execute::<GroupAggregate>(
-        &write.store,
+    removed::<GroupAggregate>(
+        &read,
+        &write,
         &group_stream(id),
         &ctx(&req, &principal),
         command,
     )
-    .await?;
-    settle(&read, outcome.position()).await;
-    Ok(no_content(outcome.position()))
+    .await
 }
 
 // ---------------------------------------------------------------------------
@@ -516,15 +508,14 @@ pub async fn delete_policy(
         platform,
         now: Utc::now(),
     };
-    let outcome = execute::<PolicyAggregate>(
-        &write.store,
+    removed::<PolicyAggregate>(
+        &read,
+        &write,
         &policy_stream(id),
         &ctx(&req, &principal),
         command,
     )
-    .await?;
-    settle(&read, outcome.position()).await;
-    Ok(no_content(outcome.position()))
+    .await
 }
 
 // ---------------------------------------------------------------------------
