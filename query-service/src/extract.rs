@@ -11,7 +11,6 @@ use chrono::Utc;
 use futures_util::StreamExt;
 use ibl_projections::credentials::{ApiKeyView, PlatformView};
 use serde::de::DeserializeOwned;
-use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -43,31 +42,91 @@ fn content_type_ok(req: &HttpRequest) -> bool {
     }
 }
 
-fn has_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(a) => a.iter().any(has_nul),
-        Value::Object(o) => o.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
+/// Whether JSON text holds a NUL character in a string. Raw control
+/// characters are not valid JSON, so a NUL can only come as the escape
+/// `\u0000` (a `\u` preceded by an odd run of backslashes).
+fn has_nul(text: &[u8]) -> bool {
+    let mut backslashes = 0usize;
+    for (i, b) in text.iter().enumerate() {
+        if *b == b'\\' {
+            backslashes += 1;
+            continue;
+        }
+        if *b == b'u' && backslashes % 2 == 1 && text.get(i + 1..i + 5) == Some(b"0000") {
+            return true;
+        }
+        backslashes = 0;
     }
+    false
 }
 
 /// Parses a body already read: the checks of [`JsonBody`] but the size.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::BadRequest("The body is not valid UTF-8.".into()))?;
-    let value: Value = if text.trim().is_empty() {
-        Value::Object(Default::default())
-    } else {
-        serde_json::from_str(text)
-            .map_err(|e| ApiError::BadRequest(format!("JSON parse error: {e}")))?
-    };
-    if has_nul(&value) {
+    if has_nul(text.as_bytes()) {
         return Err(ApiError::BadRequest(
             "Strings may not contain NUL characters.".into(),
         ));
     }
+    // Parsed to a `Value` first: that validates every string, even those of
+    // fields `T` ignores (a lone surrogate anywhere is a 400).
+    let value: serde_json::Value = if text.trim().is_empty() {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_json::from_str(text)
+            .map_err(|e| ApiError::BadRequest(format!("JSON parse error: {e}")))?
+    };
     serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("Invalid body: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nul_escapes_are_found_but_an_escaped_backslash_is_not_one() {
+        assert!(has_nul(br#"{"a": "x\u0000y"}"#));
+        assert!(has_nul(br#"{"\u0000": 1}"#));
+        assert!(
+            has_nul(br#"["\\\u0000"]"#),
+            "an escaped backslash, then a NUL"
+        );
+        assert!(
+            !has_nul(br#"{"a": "\\u0000"}"#),
+            "a backslash, then the text u0000"
+        );
+        assert!(has_nul(br#"{"a": "\u00001"}"#), "a NUL, then the digit 1");
+        assert!(!has_nul(br#"{"a": "\u0001"}"#));
+    }
+
+    #[test]
+    fn bodies_parse_into_their_type_or_fail_with_a_400() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            name: String,
+        }
+        assert_eq!(
+            parse_json::<Body>(br#"{"name": "x"}"#).map(|b| b.name).ok(),
+            Some("x".into())
+        );
+        assert!(matches!(
+            parse_json::<Body>(br#"{"name": 1}"#),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(br#"{"name": "a\u0000"}"#),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(matches!(
+            parse_json::<Body>(&[0xff, 0xfe]),
+            Err(ApiError::BadRequest(_))
+        ));
+        assert!(
+            matches!(parse_json::<Body>(b""), Err(ApiError::BadRequest(_))),
+            "{{}} lacks name"
+        );
+    }
 }
 
 impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
