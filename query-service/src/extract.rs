@@ -122,6 +122,11 @@ mod tests {
             parse_json::<Body>(&[0xff, 0xfe]),
             Err(ApiError::BadRequest(_))
         ));
+        let surrogate = br#"{"name": "x", "ignored": "\ud800"}"#;
+        assert!(
+            matches!(parse_json::<Body>(surrogate), Err(ApiError::BadRequest(_))),
+            "even in an ignored field"
+        );
         assert!(
             matches!(parse_json::<Body>(b""), Err(ApiError::BadRequest(_))),
             "{{}} lacks name"
