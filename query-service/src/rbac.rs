@@ -5,7 +5,10 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use ibl_events::rbac::{
     check, parse_check_resources, ActionKind, Decision, ResourcePath, ResourcesError, Via,
 };
-use serde::Deserialize;
+use std::collections::BTreeMap;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::extract::{JsonBody, Principal};
@@ -115,20 +118,47 @@ pub async fn check_permissions(
     let paths = parse_check_resources(&body.resources).map_err(resources_error)?;
     let user = subject(&read, &principal, &body, &platform)?;
     let grants = read.rbac.grants(&platform, user);
+    // By path: sorted, a path asked twice answered once.
+    let decisions: BTreeMap<&str, _> = paths
+        .iter()
+        .map(|p| (p.as_str(), check(&grants, p)))
+        .collect();
+    if !body.explain {
+        // The common answer, written straight out: `{path: {op: bool}}`.
+        return Ok(HttpResponse::Ok().json(Allowed(&decisions)));
+    }
     let mut answer = Map::new();
-    for path in &paths {
-        let mut ops = Map::new();
-        for (op, decision) in check(&grants, path) {
-            let value = if body.explain {
-                explained(&read, &platform, &decision)
-            } else {
-                json!(decision.allowed)
-            };
-            ops.insert(op.to_owned(), value);
-        }
-        answer.insert(path.as_str().to_owned(), Value::Object(ops));
+    for (path, ops) in &decisions {
+        let ops: Map<String, Value> = ops
+            .iter()
+            .map(|(op, d)| ((*op).to_owned(), explained(&read, &platform, d)))
+            .collect();
+        answer.insert((*path).to_owned(), Value::Object(ops));
     }
     Ok(HttpResponse::Ok().json(Value::Object(answer)))
+}
+
+/// `{path: {operation: allowed}}`, serialised without building a tree.
+struct Allowed<'a>(&'a BTreeMap<&'a str, BTreeMap<&'static str, Decision>>);
+
+impl Serialize for Allowed<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        struct Ops<'a>(&'a BTreeMap<&'static str, Decision>);
+        impl Serialize for Ops<'_> {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                let mut map = serializer.serialize_map(Some(self.0.len()))?;
+                for (op, decision) in self.0 {
+                    map.serialize_entry(op, &decision.allowed)?;
+                }
+                map.end()
+            }
+        }
+        let mut map = serializer.serialize_map(Some(self.0.len()))?;
+        for (path, ops) in self.0 {
+            map.serialize_entry(path, &Ops(ops))?;
+        }
+        map.end()
+    }
 }
 
 /// `GET /api/core/rbac/access/?platform_key=&resource=&action=`: the users
