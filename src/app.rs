@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
-use actix_web::middleware::{from_fn, Next, NormalizePath, TrailingSlash};
+use actix_web::http::uri::{PathAndQuery, Uri};
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_command_service::WriteState;
 use ibl_events::sqlite::SqliteStore;
@@ -98,7 +99,6 @@ pub async fn build_with(
                 }))
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
-                .wrap(NormalizePath::new(TrailingSlash::Trim))
                 .wrap(from_fn(request_context))
         })
         .listen(listener)?;
@@ -116,12 +116,47 @@ async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found())
 }
 
+/// Serves `/a/b/` and `/a//b` as `/a/b` (routes are registered without
+/// their trailing slash); the query is kept. Most paths need no change and
+/// cost one scan.
+fn normalize_path(req: &mut ServiceRequest) {
+    let path = req.path();
+    let trailing = path.len() > 1 && path.ends_with('/');
+    if !trailing && !path.contains("//") {
+        return;
+    }
+    let mut normal = String::with_capacity(path.len() + 1);
+    for segment in path.split('/').filter(|s| !s.is_empty()) {
+        normal.push('/');
+        normal.push_str(segment);
+    }
+    if normal.is_empty() {
+        normal.push('/');
+    }
+    let head = req.head_mut();
+    if let Some(query) = head.uri.query() {
+        normal.push('?');
+        normal.push_str(query);
+    }
+    let mut parts = head.uri.clone().into_parts();
+    let Ok(path_and_query) = PathAndQuery::from_maybe_shared(normal) else {
+        return;
+    };
+    parts.path_and_query = Some(path_and_query);
+    if let Ok(uri) = Uri::from_parts(parts) {
+        req.match_info_mut().get_mut().update(&uri);
+        req.head_mut().uri = uri;
+    }
+}
+
 /// Gives every request an id (its `X-Request-Id` or a new one), a tracing
-/// span carrying it, and one log line when it is answered.
+/// span carrying it, and one log line when it is answered; normalises its
+/// path first.
 async fn request_context(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    normalize_path(&mut req);
     let id = req
         .headers()
         .get("X-Request-Id")

@@ -135,11 +135,15 @@ fn pattern(path: &str) -> &str {
     }
 }
 
-/// Registers the table, one resource per path, in table order.
+/// Registers the table, one resource per path: paths without parameters
+/// first (actix tries resources in order, and a literal path is one string
+/// comparison where a pattern is a regex match), then the table's order.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     let mut seen: Vec<&'static str> = Vec::new();
     let table = table();
-    for route in &table {
+    let (literal, patterned): (Vec<&Route>, Vec<&Route>) =
+        table.iter().partition(|r| !r.path.contains('{'));
+    for route in literal.into_iter().chain(patterned) {
         let p = pattern(route.path);
         if seen.contains(&p) {
             continue;

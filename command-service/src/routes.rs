@@ -128,7 +128,7 @@ pub async fn create_credential(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     if let Some(record) = replay {
         let id = record.created("credential-");
         return Ok(written(
@@ -176,7 +176,7 @@ pub async fn update_credential(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     read.models
         .credential(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
@@ -301,7 +301,7 @@ pub async fn create_issuer(
         platform,
         tag,
         replay,
-    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     if let Some(record) = replay {
         let id = record.created("issuer-");
         return Ok(written(
@@ -348,7 +348,7 @@ pub async fn update_issuer(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     read.models
         .issuer(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;

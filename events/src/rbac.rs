@@ -18,7 +18,6 @@
 //! Everything here is pure: no I/O, no clock, no id generation.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
 use std::fmt;
 
 use chrono::{DateTime, Utc};
@@ -213,10 +212,30 @@ pub enum ResourcePathError {
 impl ResourcePath {
     /// Parses a path exactly as given.
     pub fn parse(s: &str) -> Result<Self, ResourcePathError> {
-        if s.len() > MAX_RESOURCE_CHARS && s.chars().count() > MAX_RESOURCE_CHARS {
+        Self::validate(s)?;
+        Ok(Self(s.to_owned()))
+    }
+
+    /// [`parse`](Self::parse), keeping the string it is given.
+    pub fn parse_owned(s: String) -> Result<Self, (String, ResourcePathError)> {
+        match Self::validate(&s) {
+            Ok(()) => Ok(Self(s)),
+            Err(e) => Err((s, e)),
+        }
+    }
+
+    fn validate(s: &str) -> Result<(), ResourcePathError> {
+        let ascii = s.is_ascii();
+        if s.len() > MAX_RESOURCE_CHARS && (ascii || s.chars().count() > MAX_RESOURCE_CHARS) {
             return Err(ResourcePathError::TooLong);
         }
-        if s.chars().any(|c| c.is_control() || c.is_whitespace()) {
+        let bad = if ascii {
+            // The ASCII control and whitespace characters, byte by byte.
+            s.bytes().any(|b| b <= b' ' || b == 0x7f)
+        } else {
+            s.chars().any(|c| c.is_control() || c.is_whitespace())
+        };
+        if bad {
             return Err(ResourcePathError::ControlCharacter);
         }
         if !s.starts_with('/') {
@@ -228,14 +247,17 @@ impl ResourcePath {
         if s == "/" {
             return Err(ResourcePathError::Root);
         }
-        for segment in s[1..s.len() - 1].split('/') {
-            match segment {
-                "" => return Err(ResourcePathError::EmptySegment),
-                "." | ".." => return Err(ResourcePathError::DotSegment),
-                _ => {}
+        // Each segment sits between two '/' (the path starts and ends with one).
+        let bytes = s.as_bytes();
+        let mut start = 1;
+        for end in (1..bytes.len()).filter(|&i| bytes[i] == b'/') {
+            match &bytes[start..end] {
+                b"" => return Err(ResourcePathError::EmptySegment),
+                b"." | b".." => return Err(ResourcePathError::DotSegment),
+                _ => start = end + 1,
             }
         }
-        Ok(Self(s.to_owned()))
+        Ok(())
     }
 
     /// Parses a path, adding a missing trailing `/` first (policies written
@@ -340,20 +362,22 @@ pub enum ResourcesError {
 /// Parses the resources of one permission check: at most
 /// [`MAX_CHECK_RESOURCES`], each exactly as a [`ResourcePath`] (no lenient
 /// trailing slash: a check of `/platforms/1` is a 400).
-pub fn parse_check_resources<S: AsRef<str>>(
-    resources: &[S],
+pub fn parse_check_resources<S: Into<String>>(
+    resources: Vec<S>,
 ) -> Result<Vec<ResourcePath>, ResourcesError> {
     if resources.len() > MAX_CHECK_RESOURCES {
         return Err(ResourcesError::TooMany);
     }
     resources
-        .iter()
+        .into_iter()
         .enumerate()
         .map(|(index, value)| {
-            ResourcePath::parse(value.as_ref()).map_err(|error| ResourcesError::Invalid {
-                index,
-                value: value.as_ref().to_owned(),
-                error,
+            ResourcePath::parse_owned(value.into()).map_err(|(value, error)| {
+                ResourcesError::Invalid {
+                    index,
+                    value,
+                    error,
+                }
             })
         })
         .collect()
@@ -791,31 +815,85 @@ pub fn evaluate(grants: &[Grant], resource: &ResourcePath, operation: &Operation
     authorize(grants, resource, &action, operation.kind)
 }
 
-/// The permission check: every operation of `resource`'s type (see
-/// [`operations_for`]) and whether the grants allow it. One pass over the
-/// grants; it allocates only the answer (and the action of a data operation
-/// on one field).
-pub fn check(grants: &[Grant], resource: &ResourcePath) -> BTreeMap<&'static str, Decision> {
+/// The answer of a permission check for one resource: each operation of its
+/// type (see [`operations_for`]) and its decision, by operation name. Index
+/// it by name: `answer["read"]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer(Vec<(&'static str, Decision)>);
+
+impl Answer {
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The decision for one operation, by name.
+    pub fn get(&self, operation: &str) -> Option<&Decision> {
+        self.0.iter().find(|(n, _)| *n == operation).map(|(_, d)| d)
+    }
+
+    /// `(operation, decision)`, by name.
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, &Decision)> {
+        self.0.iter().map(|(n, d)| (*n, d))
+    }
+
+    pub fn values(&self) -> impl Iterator<Item = &Decision> {
+        self.0.iter().map(|(_, d)| d)
+    }
+}
+
+impl IntoIterator for Answer {
+    type Item = (&'static str, Decision);
+    type IntoIter = std::vec::IntoIter<(&'static str, Decision)>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl std::ops::Index<&str> for Answer {
+    type Output = Decision;
+
+    fn index(&self, operation: &str) -> &Decision {
+        self.get(operation)
+            .unwrap_or_else(|| panic!("no operation {operation:?} in this answer"))
+    }
+}
+
+/// The permission check: every operation of `resource`'s type and whether
+/// the grants allow it. One pass over the grants that cover the resource;
+/// it allocates the answer, and the actions only when a grant covers the
+/// resource (a data operation on one field names the field in its action).
+pub fn check(grants: &[Grant], resource: &ResourcePath) -> Answer {
     let operations = operations_for(resource);
-    let id = resource.last_segment();
-    let actions: Vec<Cow<'static, str>> = operations.iter().map(|op| op.action_for(id)).collect();
-    let mut decisions = vec![Decision::DENIED; operations.len()];
-    let mut undecided = operations.len();
-    for grant in grants {
-        if undecided == 0 {
-            break;
-        }
-        if !grant.covers(resource) {
-            continue;
-        }
-        for ((operation, action), decision) in operations.iter().zip(&actions).zip(&mut decisions) {
-            if !decision.allowed && grant.permits(action, operation.kind) {
-                *decision = Decision::allowed_by(grant);
-                undecided -= 1;
+    let mut answer: Vec<(&'static str, Decision)> = operations
+        .iter()
+        .map(|op| (op.name, Decision::DENIED))
+        .collect();
+    let mut covering = grants.iter().filter(|g| g.covers(resource)).peekable();
+    if covering.peek().is_some() {
+        let id = resource.last_segment();
+        let actions: Vec<Cow<'static, str>> =
+            operations.iter().map(|op| op.action_for(id)).collect();
+        let mut undecided = operations.len();
+        for grant in covering {
+            if undecided == 0 {
+                break;
+            }
+            let pending = operations.iter().zip(&actions).zip(&mut answer);
+            for ((operation, action), (_, decision)) in pending {
+                if !decision.allowed && grant.permits(action, operation.kind) {
+                    *decision = Decision::allowed_by(grant);
+                    undecided -= 1;
+                }
             }
         }
     }
-    operations.iter().map(|op| op.name).zip(decisions).collect()
+    answer.sort_unstable_by_key(|(name, _)| *name);
+    Answer(answer)
 }
 
 #[cfg(test)]
@@ -974,22 +1052,24 @@ mod tests {
         let ok: Vec<String> = (0..MAX_CHECK_RESOURCES)
             .map(|i| format!("/platforms/1/mentors/{i}/"))
             .collect();
-        assert_eq!(parse_check_resources(&ok).unwrap().len(), 100);
+        assert_eq!(parse_check_resources(ok.clone()).unwrap().len(), 100);
         let mut too_many = ok.clone();
         too_many.push("/platforms/1/".into());
         assert_eq!(
-            parse_check_resources(&too_many),
+            parse_check_resources(too_many),
             Err(ResourcesError::TooMany)
         );
         assert_eq!(
-            parse_check_resources(&["/platforms/1/", "/platforms/1"]),
+            parse_check_resources(vec!["/platforms/1/", "/platforms/1"]),
             Err(ResourcesError::Invalid {
                 index: 1,
                 value: "/platforms/1".into(),
                 error: ResourcePathError::NoTrailingSlash,
             })
         );
-        assert!(parse_check_resources::<&str>(&[]).unwrap().is_empty());
+        assert!(parse_check_resources(Vec::<&str>::new())
+            .unwrap()
+            .is_empty());
     }
 
     // --- action patterns

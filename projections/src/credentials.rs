@@ -2,7 +2,7 @@
 //! in-memory adapter.
 
 use std::collections::HashMap;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{
@@ -154,12 +154,13 @@ pub struct Page<T> {
 #[derive(Default)]
 struct State {
     checkpoint: Position,
-    platforms: HashMap<String, PlatformView>,
+    platforms: HashMap<String, Arc<PlatformView>>,
     users: HashMap<u64, UserView>,
     usernames: HashMap<(String, String), u64>,
     /// Per platform, user ids in registration (= id) order.
     user_order: HashMap<String, Vec<u64>>,
-    keys_by_hash: HashMap<String, ApiKeyView>,
+    /// Shared with the requests that present them (no copy per request).
+    keys_by_hash: HashMap<String, Arc<ApiKeyView>>,
     /// (platform, name) -> hash of the active key.
     keys_by_name: HashMap<(String, String), String>,
     credentials: HashMap<String, CredentialView>,
@@ -203,12 +204,8 @@ impl CredentialsModel {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn platform(&self, key: &str) -> Option<PlatformView> {
+    pub fn platform(&self, key: &str) -> Option<Arc<PlatformView>> {
         self.read().platforms.get(key).cloned()
-    }
-
-    pub fn platform_by_id(&self, id: u64) -> Option<PlatformView> {
-        self.read().platforms.values().find(|p| p.id == id).cloned()
     }
 
     pub fn platform_count(&self) -> usize {
@@ -256,7 +253,7 @@ impl CredentialsModel {
         }
     }
 
-    pub fn api_key_by_hash(&self, hash: &str) -> Option<ApiKeyView> {
+    pub fn api_key_by_hash(&self, hash: &str) -> Option<Arc<ApiKeyView>> {
         self.read().keys_by_hash.get(hash).cloned()
     }
 
@@ -267,13 +264,13 @@ impl CredentialsModel {
             .keys_by_hash
             .values()
             .filter(|k| k.platform == platform)
-            .cloned()
+            .map(|k| ApiKeyView::clone(k))
             .collect();
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
         keys
     }
 
-    pub fn api_key_by_name(&self, platform: &str, name: &str) -> Option<ApiKeyView> {
+    pub fn api_key_by_name(&self, platform: &str, name: &str) -> Option<Arc<ApiKeyView>> {
         let s = self.read();
         let hash = s
             .keys_by_name
@@ -478,7 +475,7 @@ impl State {
             match PlatformEvent::from_recorded(event)? {
                 PlatformEvent::PlatformCreated { id, key, name, .. } => {
                     self.platforms
-                        .insert(key.clone(), PlatformView { id, key, name });
+                        .insert(key.clone(), Arc::new(PlatformView { id, key, name }));
                 }
             }
         } else if stream == USERS_STREAM {
@@ -588,7 +585,7 @@ impl State {
                     .insert((platform.to_owned(), name.clone()), hash.clone());
                 self.keys_by_hash.insert(
                     hash.clone(),
-                    ApiKeyView {
+                    Arc::new(ApiKeyView {
                         platform: platform.to_owned(),
                         name,
                         prefix,
@@ -597,7 +594,7 @@ impl State {
                         username,
                         expires,
                         created: created_at,
-                    },
+                    }),
                 );
             }
             ApiKeyEvent::ApiKeyRevoked { name, .. } => {

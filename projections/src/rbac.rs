@@ -1090,6 +1090,14 @@ impl RbacModel {
             .filter(|u| u.platform_key == platform)
     }
 
+    /// Whether user `id` is registered on `platform` (active or not).
+    pub fn has_user(&self, platform: &str, id: u64) -> bool {
+        self.read()
+            .users
+            .get(&id)
+            .is_some_and(|u| u.platform == platform)
+    }
+
     /// The user of `platform` with this username: the exact spelling if
     /// there is one, else one equal ignoring case (the lowest id).
     pub fn user_by_username(&self, platform: &str, username: &str) -> Option<RbacUser> {

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -10,7 +11,8 @@ use actix_web::{web, FromRequest, HttpRequest};
 use chrono::Utc;
 use futures_util::StreamExt;
 use ibl_projections::credentials::{ApiKeyView, PlatformView};
-use serde::de::DeserializeOwned;
+use serde::de::{self, DeserializeOwned, Deserializer, Visitor};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
@@ -23,8 +25,15 @@ pub const MAX_BODY: usize = 256 * 1024;
 /// no NUL character in any string, and the shape of `T`.
 pub struct JsonBody<T> {
     pub value: T,
-    /// SHA-256 of the raw body, for `Idempotency-Key` checks.
-    pub hash: String,
+    raw: web::Bytes,
+}
+
+impl<T> JsonBody<T> {
+    /// SHA-256 of the raw body, for `Idempotency-Key` checks (computed on
+    /// demand: reads never need it).
+    pub fn hash(&self) -> String {
+        hex::encode(Sha256::digest(&self.raw))
+    }
 }
 
 fn content_type_ok(req: &HttpRequest) -> bool {
@@ -42,42 +51,82 @@ fn content_type_ok(req: &HttpRequest) -> bool {
     }
 }
 
-/// Whether JSON text holds a NUL character in a string. Raw control
-/// characters are not valid JSON, so a NUL can only come as the escape
-/// `\u0000` (a `\u` preceded by an odd run of backslashes).
-fn has_nul(text: &[u8]) -> bool {
-    let mut backslashes = 0usize;
-    for (i, b) in text.iter().enumerate() {
-        if *b == b'\\' {
-            backslashes += 1;
-            continue;
-        }
-        if *b == b'u' && backslashes % 2 == 1 && text.get(i + 1..i + 5) == Some(b"0000") {
-            return true;
-        }
-        backslashes = 0;
+const NUL_IN_STRING: &str = "Strings may not contain NUL characters.";
+
+/// Any JSON value, walked and dropped: on the way serde_json checks every
+/// number's range and every string's escapes (no lone UTF-16 surrogate),
+/// and strings holding NUL are refused, in every field, even those a body
+/// type ignores (which serde skips without looking). Allocates nothing for
+/// strings without escapes.
+struct Strict;
+
+impl<'de> Deserialize<'de> for Strict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(Strict)
     }
-    false
+}
+
+impl<'de> Visitor<'de> for Strict {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Strict, E> {
+        if v.contains('\0') {
+            return Err(E::custom(NUL_IN_STRING));
+        }
+        Ok(Strict)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+
+    fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(Strict)
+    }
 }
 
 /// Parses a body already read: the checks of [`JsonBody`] but the size.
+/// One pass checks the whole text ([`Strict`]), a second reads it into `T`;
+/// no intermediate tree.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let text = std::str::from_utf8(bytes)
         .map_err(|_| ApiError::BadRequest("The body is not valid UTF-8.".into()))?;
-    if has_nul(text.as_bytes()) {
-        return Err(ApiError::BadRequest(
-            "Strings may not contain NUL characters.".into(),
-        ));
-    }
-    // Parsed to a `Value` first: that validates every string, even those of
-    // fields `T` ignores (a lone surrogate anywhere is a 400).
-    let value: serde_json::Value = if text.trim().is_empty() {
-        serde_json::Value::Object(Default::default())
-    } else {
-        serde_json::from_str(text)
-            .map_err(|e| ApiError::BadRequest(format!("JSON parse error: {e}")))?
+    let text = if text.trim().is_empty() { "{}" } else { text };
+    let refused = |e: serde_json::Error, what: &str| {
+        if e.to_string().starts_with(NUL_IN_STRING) {
+            ApiError::BadRequest(NUL_IN_STRING.into())
+        } else {
+            ApiError::BadRequest(format!("{what}: {e}"))
+        }
     };
-    serde_json::from_value(value).map_err(|e| ApiError::BadRequest(format!("Invalid body: {e}")))
+    serde_json::from_str::<Strict>(text).map_err(|e| refused(e, "JSON parse error"))?;
+    serde_json::from_str(text).map_err(|e| refused(e, "Invalid body"))
 }
 
 #[cfg(test)]
@@ -86,18 +135,31 @@ mod tests {
 
     #[test]
     fn nul_escapes_are_found_but_an_escaped_backslash_is_not_one() {
-        assert!(has_nul(br#"{"a": "x\u0000y"}"#));
-        assert!(has_nul(br#"{"\u0000": 1}"#));
+        let nul = |t: &[u8]| parse_json::<serde_json::Value>(t).is_err();
+        assert!(nul(br#"{"a": "x\u0000y"}"#));
+        assert!(nul(br#"{"\u0000": 1}"#));
+        assert!(nul(br#"["\\\u0000"]"#), "an escaped backslash, then a NUL");
         assert!(
-            has_nul(br#"["\\\u0000"]"#),
-            "an escaped backslash, then a NUL"
-        );
-        assert!(
-            !has_nul(br#"{"a": "\\u0000"}"#),
+            !nul(br#"{"a": "\\u0000"}"#),
             "a backslash, then the text u0000"
         );
-        assert!(has_nul(br#"{"a": "\u00001"}"#), "a NUL, then the digit 1");
-        assert!(!has_nul(br#"{"a": "\u0001"}"#));
+        assert!(nul(br#"{"a": "\u00001"}"#), "a NUL, then the digit 1");
+        assert!(!nul(br#"{"a": "\u0001"}"#));
+    }
+
+    #[test]
+    fn ignored_fields_are_checked_too() {
+        #[derive(serde::Deserialize, Debug)]
+        struct Body {
+            #[allow(dead_code)]
+            name: Option<String>,
+        }
+        let ok = |t: &[u8]| parse_json::<Body>(t).is_ok();
+        assert!(ok(br#"{"x": ["\ud83d\ude00", 1e300, {"y": null}]}"#));
+        assert!(!ok(br#"{"x": "\ud83d"}"#), "a lone high surrogate");
+        assert!(!ok(br#"{"x": "\ude00"}"#), "a lone low surrogate");
+        assert!(!ok(br#"{"x": 1e400}"#), "a number out of range");
+        assert!(!ok(br#"{"x": {"\u0000": 1}}"#), "NUL in a nested key");
     }
 
     #[test]
@@ -167,7 +229,7 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             let value = parse_json(&body)?;
             Ok(JsonBody {
                 value,
-                hash: hex::encode(Sha256::digest(&body)),
+                raw: body.freeze(),
             })
         })
     }
@@ -181,8 +243,8 @@ pub fn hash_secret(secret: &str) -> String {
 /// The caller: the platform and user that own the API key it presented.
 #[derive(Debug, Clone)]
 pub struct Principal {
-    pub platform: PlatformView,
-    pub key: ApiKeyView,
+    pub platform: Arc<PlatformView>,
+    pub key: Arc<ApiKeyView>,
 }
 
 impl Principal {

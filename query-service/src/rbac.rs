@@ -3,10 +3,8 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use ibl_events::rbac::{
-    check, parse_check_resources, ActionKind, Decision, ResourcePath, ResourcesError, Via,
+    check, parse_check_resources, ActionKind, Answer, Decision, ResourcePath, ResourcesError, Via,
 };
-use std::collections::BTreeMap;
-
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -57,12 +55,9 @@ fn subject(
     body: &CheckBody,
     platform: &str,
 ) -> Result<u64, ApiError> {
-    let named = match (&body.user_id, &body.username, &body.email) {
-        (None, None, None) => return Ok(principal.key.user_id),
-        (Some(id), _, _) => read.rbac.user(platform, *id),
-        (None, Some(name), _) => read.rbac.user_by_username(platform, name),
-        (None, None, Some(email)) => read.rbac.user_by_email(platform, email),
-    };
+    if body.user_id.is_none() && body.username.is_none() && body.email.is_none() {
+        return Ok(principal.key.user_id);
+    }
     let users = ResourcePath::parse(&format!("/platforms/{}/users/", principal.platform.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     let grants = read.rbac.grants(platform, principal.key.user_id);
@@ -72,9 +67,15 @@ fn subject(
             users.as_str()
         )));
     }
-    named
-        .map(|u| u.id)
-        .ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
+    let named = match (&body.user_id, &body.username, &body.email) {
+        (Some(id), _, _) => read.rbac.has_user(platform, *id).then_some(*id),
+        (None, Some(name), _) => read.rbac.user_by_username(platform, name).map(|u| u.id),
+        (None, None, email) => email
+            .as_deref()
+            .and_then(|e| read.rbac.user_by_email(platform, e))
+            .map(|u| u.id),
+    };
+    named.ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
 }
 
 fn explained(read: &ReadState, platform: &str, d: &Decision) -> Value {
@@ -108,30 +109,39 @@ pub async fn check_permissions(
     principal: Principal,
     body: JsonBody<CheckBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.value;
+    let mut body = body.value;
     let platform = body
         .platform_key
         .clone()
         .ok_or_else(|| ApiError::field("platform_key", "This field is required."))?;
     principal.require_platform(&platform)?;
     fresh(&req, &read).await?;
-    let paths = parse_check_resources(&body.resources).map_err(resources_error)?;
+    let paths =
+        parse_check_resources(std::mem::take(&mut body.resources)).map_err(resources_error)?;
     let user = subject(&read, &principal, &body, &platform)?;
     let grants = read.rbac.grants(&platform, user);
     // By path: sorted, a path asked twice answered once.
-    let decisions: BTreeMap<&str, _> = paths
+    let mut decisions: Vec<(&str, Answer)> = paths
         .iter()
         .map(|p| (p.as_str(), check(&grants, p)))
         .collect();
+    decisions.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    decisions.dedup_by(|a, b| a.0 == b.0);
     if !body.explain {
-        // The common answer, written straight out: `{path: {op: bool}}`.
-        return Ok(HttpResponse::Ok().json(Allowed(&decisions)));
+        // The common answer, written straight out: `{path: {op: bool}}`,
+        // into a buffer sized for it.
+        let mut out = Vec::with_capacity(16 + 80 * decisions.len());
+        serde_json::to_writer(&mut out, &Allowed(&decisions))
+            .map_err(|e| ApiError::Internal(e.to_string()))?;
+        return Ok(HttpResponse::Ok()
+            .content_type(actix_web::http::header::ContentType::json())
+            .body(out));
     }
     let mut answer = Map::new();
     for (path, ops) in &decisions {
         let ops: Map<String, Value> = ops
             .iter()
-            .map(|(op, d)| ((*op).to_owned(), explained(&read, &platform, d)))
+            .map(|(op, d)| (op.to_owned(), explained(&read, &platform, d)))
             .collect();
         answer.insert((*path).to_owned(), Value::Object(ops));
     }
@@ -139,15 +149,15 @@ pub async fn check_permissions(
 }
 
 /// `{path: {operation: allowed}}`, serialised without building a tree.
-struct Allowed<'a>(&'a BTreeMap<&'a str, BTreeMap<&'static str, Decision>>);
+struct Allowed<'a>(&'a [(&'a str, Answer)]);
 
 impl Serialize for Allowed<'_> {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        struct Ops<'a>(&'a BTreeMap<&'static str, Decision>);
+        struct Ops<'a>(&'a Answer);
         impl Serialize for Ops<'_> {
             fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
                 let mut map = serializer.serialize_map(Some(self.0.len()))?;
-                for (op, decision) in self.0 {
+                for (op, decision) in self.0.iter() {
                     map.serialize_entry(op, &decision.allowed)?;
                 }
                 map.end()

@@ -189,7 +189,7 @@ pub async fn issue_assertion(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     if let Some(record) = replay {
         let id = record.created("assertion-");
         return Ok(written(
@@ -251,7 +251,8 @@ pub async fn bulk_issue(
 ) -> Result<HttpResponse, ApiError> {
     // A retry runs the same plan again: its own earlier assertions do not
     // count as duplicates and their appends are no-ops.
-    let Begun { platform, tag, .. } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    let Begun { platform, tag, .. } =
+        begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     let now = Utc::now();
     let mut body = body.value;
     if body.recipients.is_empty() {
@@ -375,7 +376,7 @@ pub async fn update_assertion(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.org, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     let current = read
         .models
         .assertion(&path.entity_id)

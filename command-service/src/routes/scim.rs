@@ -412,7 +412,7 @@ pub async fn create_user(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.platform_key, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.platform_key, &body.hash()).await?;
     let obj = object(&body.value, "The body")?;
     let mut changes = Changes::default();
     changes.set_all(obj)?;
@@ -480,7 +480,7 @@ pub async fn replace_user(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.platform_key, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.platform_key, &body.hash()).await?;
     let existing = find_user(&read, &platform, &path.id)?;
     if let Some(record) = replay {
         return Ok(answer(&req, StatusCode::OK, record.position, &existing));
@@ -513,7 +513,7 @@ pub async fn patch_user(
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.platform_key, &body.hash).await?;
+    } = begin(&req, &read, &principal, &path.platform_key, &body.hash()).await?;
     let existing = find_user(&read, &platform, &path.id)?;
     if let Some(record) = replay {
         return Ok(answer(&req, StatusCode::OK, record.position, &existing));
