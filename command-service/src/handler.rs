@@ -62,12 +62,17 @@ pub struct Outcome<S> {
     pub state: S,
     /// `None` when the command appended nothing.
     pub appended: Option<AppendResult>,
+    /// The global position of the last event the decision was made on (0:
+    /// none), for a command that appended nothing.
+    pub seen: u64,
 }
 
 impl<S> Outcome<S> {
-    /// The position a reader must reach to see this command's effect.
+    /// The position a reader must reach to see this command's effect, or,
+    /// when it changed nothing, the state it was judged on (which another
+    /// process may have written).
     pub fn position(&self) -> u64 {
-        self.appended.map_or(0, |a| a.position)
+        self.appended.map_or(self.seen, |a| a.position)
     }
 }
 
@@ -91,14 +96,34 @@ pub fn rejected<E: Rejection>(e: E) -> ApiError {
     }
 }
 
-const MAX_ATTEMPTS: usize = 5;
+/// Attempts of one command against a stream that other writers (of this
+/// process or others) keep changing; from the second conflict on, each
+/// retry waits a random moment, growing, so that racing writers spread out.
+const MAX_ATTEMPTS: usize = 16;
+
+async fn back_off(attempt: usize) {
+    if attempt >= 2 {
+        let ceiling = 1 + 2 * attempt as u64;
+        let micros = rand::random_range(0..ceiling * 500);
+        tokio::time::sleep(std::time::Duration::from_micros(micros)).await;
+    }
+}
 
 /// Loads `stream` as aggregate `A` and its last revision.
 pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
     stream: &str,
 ) -> Result<(A::State, Option<u64>), ApiError> {
-    load_after::<A>(store, stream, A::State::default(), None).await
+    let loaded = load_after::<A>(store, stream, A::State::default(), None).await?;
+    Ok((loaded.state, loaded.revision))
+}
+
+/// A stream as read: its state, last revision and the global position of
+/// its last event (0: none).
+struct Loaded<S> {
+    state: S,
+    revision: Option<u64>,
+    position: u64,
 }
 
 /// Folds the events of `stream` after `revision` onto `state` (the stream's
@@ -108,8 +133,9 @@ async fn load_after<A: Aggregate>(
     stream: &str,
     mut state: A::State,
     mut revision: Option<u64>,
-) -> Result<(A::State, Option<u64>), ApiError> {
+) -> Result<Loaded<A::State>, ApiError> {
     const PAGE: usize = 1024;
+    let mut position = 0;
     loop {
         let from = revision.map_or(0, |r| r + 1);
         let batch = store.read_stream(stream, from, PAGE).await?;
@@ -122,9 +148,14 @@ async fn load_after<A: Aggregate>(
             })?;
             state = A::evolve(state, &event);
             revision = Some(r.revision);
+            position = r.position;
         }
         if batch.len() < PAGE {
-            return Ok((state, revision));
+            return Ok(Loaded {
+                state,
+                revision,
+                position,
+            });
         }
     }
 }
@@ -175,16 +206,25 @@ where
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let (state, revision) = if assume_new && attempt == 1 {
-            (A::State::default(), None)
+        let Loaded {
+            state,
+            revision,
+            position,
+        } = if assume_new && attempt == 1 {
+            Loaded {
+                state: A::State::default(),
+                revision: None,
+                position: 0,
+            }
         } else {
-            load::<A>(store.as_ref(), stream).await?
+            load_after::<A>(store.as_ref(), stream, A::State::default(), None).await?
         };
         let events = A::decide(&state, command.clone()).map_err(rejected)?;
         if events.is_empty() {
             return Ok(Outcome {
                 state,
                 appended: None,
+                seen: position,
             });
         }
         let metadata = ctx.metadata();
@@ -200,9 +240,10 @@ where
                 return Ok(Outcome {
                     state,
                     appended: Some(appended),
+                    seen: appended.position,
                 });
             }
-            Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => continue,
+            Err(StoreError::Conflict { .. }) if attempt < MAX_ATTEMPTS => back_off(attempt).await,
             Err(e) => return Err(e.into()),
         }
     }
@@ -247,7 +288,7 @@ impl<S: Clone> Default for StateCache<S> {
     }
 }
 
-impl<S: Clone> StateCache<S> {
+impl<S: Clone + Default> StateCache<S> {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (S, u64)>> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -270,11 +311,12 @@ impl<S: Clone> StateCache<S> {
             }
         }
         let (state, revision) = match cached {
-            Some((state, revision)) => {
-                load_after::<A>(store, stream, state, Some(revision)).await?
-            }
-            None => load::<A>(store, stream).await?,
+            Some((state, revision)) => (state, Some(revision)),
+            None => (<A::State as Default>::default(), None),
         };
+        let Loaded {
+            state, revision, ..
+        } = load_after::<A>(store, stream, state, revision).await?;
         if let Some(revision) = revision {
             let mut map = self.lock();
             if map.len() >= CACHE_ENTRIES {

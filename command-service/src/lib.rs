@@ -5,6 +5,7 @@ pub mod domain;
 pub mod handler;
 pub mod http;
 pub mod platforms;
+pub mod reservations;
 pub mod routes;
 pub mod secrets;
 

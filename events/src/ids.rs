@@ -20,3 +20,26 @@ pub enum IdEvent {
         allocated_at: DateTime<Utc>,
     },
 }
+
+/// Stream of one name that at most one entity of a platform may hold at a
+/// time (`kind` says which: a group's `unique_id`, the access policy of one
+/// mentor and role). The name can be any text, so the stream is named by
+/// a v5 uuid of the platform and the name.
+pub fn reservation_stream(kind: &str, platform: &str, name: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x1b5e_7f0c_2d34_4a8b_9c61_0e2f_3a4b_5c6d);
+    let key = uuid::Uuid::new_v5(&NAMESPACE, format!("{platform}\n{name}").as_bytes());
+    format!("reservation-{kind}-{key}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum ReservationEvent {
+    /// From now on `holder` (an id of the reserved kind) holds the name.
+    /// `name` is kept for auditors: the stream is named by its hash.
+    Reserved {
+        platform: String,
+        name: String,
+        holder: u64,
+        reserved_at: DateTime<Utc>,
+    },
+}

@@ -362,3 +362,71 @@ fn every_acknowledged_assertion_survives_a_sigkill_mid_load() {
         acked.len()
     );
 }
+
+/// Two `serve` processes on one store: "one policy per mentor and role" and
+/// "one group per unique_id" hold across them (reservation streams), not
+/// only inside one process.
+#[test]
+fn two_servers_on_one_store_agree_on_unique_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let servers = [Server::start(dir.path()), Server::start(dir.path())];
+    let auth = format!("Api-Token {key}");
+    let post = |base: &str, path: &str, body: &Value| {
+        status(
+            agent()
+                .post(&format!("{base}{path}"))
+                .set("Authorization", &auth)
+                .send_json(body.clone()),
+        )
+    };
+    for round in 0..3 {
+        let grant = json!({"platform_key": "acme", "mentor_id": 100 + round, "role": "viewer"});
+        let group =
+            json!({"platform_key": "acme", "name": "Race", "unique_id": format!("race-{round}")});
+        let (grants, groups): (Vec<_>, Vec<_>) = thread::scope(|s| {
+            let handles: Vec<_> = (0..8)
+                .map(|i| {
+                    let base = servers[i % 2].base.clone();
+                    let (grant, group) = (&grant, &group);
+                    let post = &post;
+                    s.spawn(move || {
+                        (
+                            post(&base, "/api/core/rbac/mentor-access/", grant),
+                            post(&base, "/api/core/rbac/groups/", group),
+                        )
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).unzip()
+        });
+        let count = |v: &[Option<u16>], code| v.iter().filter(|s| **s == Some(code)).count();
+        assert_eq!(count(&grants, 201), 1, "round {round}: grants {grants:?}");
+        assert_eq!(count(&grants, 200), 7, "round {round}: grants {grants:?}");
+        assert_eq!(count(&groups, 201), 1, "round {round}: groups {groups:?}");
+        assert_eq!(count(&groups, 409), 7, "round {round}: groups {groups:?}");
+        // Both servers list one policy for the mentor.
+        for server in &servers {
+            let deadline = Instant::now() + Duration::from_secs(2);
+            let listed = loop {
+                let list: Value = agent()
+                    .get(&format!(
+                        "{}/api/core/rbac/mentor-access/?platform_key=acme&mentor_id={}",
+                        server.base,
+                        100 + round
+                    ))
+                    .set("Authorization", &auth)
+                    .call()
+                    .expect("mentor access list")
+                    .into_json()
+                    .unwrap();
+                let n = list.as_array().map_or(0, Vec::len);
+                if n == 1 || Instant::now() > deadline {
+                    break n;
+                }
+                thread::sleep(Duration::from_millis(20));
+            };
+            assert_eq!(listed, 1, "round {round} on {}", server.base);
+        }
+    }
+}

@@ -16,6 +16,7 @@ pub mod ids;
 pub mod issuer;
 pub mod platform;
 pub mod rbac;
+pub mod reservation;
 pub mod user;
 pub mod validate;
 

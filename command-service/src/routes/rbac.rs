@@ -7,8 +7,9 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use ibl_events::rbac::{group_stream, policy_stream, role_stream};
+use ibl_events::EventStore;
 use ibl_query_service::extract::{JsonBody, Principal};
 use ibl_query_service::rbac_routes::{
     self as wire, path_id, platform_or_own, platform_param, visible_group, visible_policy,
@@ -18,14 +19,17 @@ use ibl_query_service::routes::Params;
 use ibl_query_service::{ApiError, ReadState};
 use serde::Deserialize;
 use serde_json::Value;
+use std::sync::Arc;
 
 use crate::domain::rbac::builtins::BuiltinRole;
-use crate::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
+use crate::domain::rbac::group::{GroupAggregate, GroupCommand, GroupState, UpdateGroup};
 use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
 use crate::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
-use crate::handler::{execute, execute_new, CommandContext};
+use crate::domain::Aggregate;
+use crate::handler::{execute, execute_new, load, rejected, CommandContext};
 use crate::http::{context, removed, settle, written, WriteState};
 use crate::platforms::allocate_ids;
+use crate::reservations::{reserve, IN_FLIGHT};
 
 /// A list of ids; `null` is an empty list.
 fn ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
@@ -226,10 +230,6 @@ pub struct GroupBody {
     users_to_remove: Vec<u64>,
 }
 
-/// Serialises the `unique_id` check and the write of group creates and
-/// renames in this process, so two of them cannot take the same id.
-static GROUP_IDS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 fn unique_id_free(
     read: &ReadState,
     platform: &str,
@@ -237,11 +237,53 @@ fn unique_id_free(
     except: Option<u64>,
 ) -> Result<(), ApiError> {
     match read.rbac.group_by_unique_id(platform, unique_id.trim()) {
-        Some(g) if Some(g.id) != except => Err(ApiError::Conflict(format!(
-            "A group with unique_id {:?} already exists on this platform.",
-            unique_id.trim()
-        ))),
+        Some(g) if Some(g.id) != except => Err(unique_id_taken(unique_id)),
         _ => Ok(()),
+    }
+}
+
+fn unique_id_taken(unique_id: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "A group with unique_id {:?} already exists on this platform.",
+        unique_id.trim()
+    ))
+}
+
+/// Reserves `unique_id` on `platform` for group `id` (see
+/// [`crate::reservations`]): 409 if another group holds it. The read
+/// model answers first (and for groups older than reservations); the
+/// reservation decides races, even between processes.
+async fn reserve_unique_id(
+    read: &ReadState,
+    store: &Arc<dyn EventStore>,
+    ctx: &CommandContext,
+    platform: &str,
+    unique_id: &str,
+    id: u64,
+) -> Result<(), ApiError> {
+    unique_id_free(read, platform, unique_id, Some(id))?;
+    let name = unique_id.trim();
+    let holds = async |holder: u64, at: DateTime<Utc>| {
+        let (state, _) = load::<GroupAggregate>(store.as_ref(), &group_stream(holder)).await?;
+        Ok(match state.get() {
+            None => Utc::now() - at < IN_FLIGHT,
+            Some(g) => g.deleted_at.is_none() && g.unique_id.trim() == name,
+        })
+    };
+    let holder = reserve(
+        store,
+        ctx,
+        "group-unique-id",
+        platform,
+        name,
+        holds,
+        async || Ok(id),
+    )
+    .await?;
+    if holder == id {
+        Ok(())
+    } else {
+        Err(unique_id_taken(unique_id))
     }
 }
 
@@ -258,7 +300,6 @@ pub async fn create_group(
         .unique_id
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let _serial = GROUP_IDS.lock().await;
     unique_id_free(&read, &platform, &unique_id, None)?;
     let owner_id = match body.owner.as_ref().and_then(Value::as_u64) {
         Some(id) => {
@@ -282,13 +323,16 @@ pub async fn create_group(
     let command = GroupCommand::Create {
         id,
         platform: platform.clone(),
-        unique_id,
+        unique_id: unique_id.clone(),
         name: body.name.unwrap_or_default(),
         description: body.description.unwrap_or_default(),
         owner_id,
         users,
         now: Utc::now(),
     };
+    // Rejected before reserving, so that a bad body holds no name.
+    GroupAggregate::decide(&GroupState::default(), command.clone()).map_err(rejected)?;
+    reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await?;
     let outcome =
         execute_new::<GroupAggregate>(&write.store, &group_stream(id), &ctx, command).await?;
     settle(&read, outcome.position()).await;
@@ -312,17 +356,12 @@ pub async fn update_group(
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     visible_group(&read, &platform, id)?;
-    let _serial = match &body.unique_id {
-        Some(unique_id) => {
-            let guard = GROUP_IDS.lock().await;
-            unique_id_free(&read, &platform, unique_id, Some(id))?;
-            Some(guard)
-        }
-        None => None,
-    };
     check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
     check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
     let ctx = ctx(&req, &principal);
+    if let Some(unique_id) = &body.unique_id {
+        reserve_unique_id(&read, &write.store, &ctx, &platform, unique_id, id).await?;
+    }
     let command = GroupCommand::Update {
         platform: platform.clone(),
         changes: UpdateGroup {
@@ -522,9 +561,6 @@ pub async fn delete_policy(
 // Mentor access
 // ---------------------------------------------------------------------------
 
-/// Serialises mentor-access writes of this process (see [`mentor_access`]).
-static MENTOR_ACCESS: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
 /// The body of `POST /api/core/rbac/mentor-access/` (seed 003).
 #[derive(Debug, Default, Deserialize)]
 pub struct MentorAccessBody {
@@ -596,62 +632,75 @@ pub async fn mentor_access(
         users_to_add.push(user.id);
     }
     let ctx = ctx(&req, &principal);
-    // One find-or-create at a time, so that two first grants for the same
-    // mentor and role cannot both create a policy.
-    let _serial = MENTOR_ACCESS.lock().await;
-    let (id, status, position) = match read.rbac.mentor_policy(&platform, mentor_id, &short) {
-        Some(existing) => {
-            let command = PolicyCommand::Update {
-                platform: platform.clone(),
-                changes: UpdatePolicy {
-                    users_to_add,
-                    users_to_remove: body.users_to_remove,
-                    groups_to_add: body.groups_to_add,
-                    groups_to_remove: body.groups_to_remove,
-                    ..UpdatePolicy::default()
-                },
-                now: Utc::now(),
-            };
-            let outcome = execute::<PolicyAggregate>(
-                &write.store,
-                &policy_stream(existing.id),
-                &ctx,
-                command,
-            )
-            .await?;
-            (existing.id, StatusCode::OK, outcome.position())
-        }
-        None => {
-            let pk = platform_pk(&read, &principal, &platform);
-            let users = users_to_add
-                .iter()
-                .copied()
-                .filter(|u| !body.users_to_remove.contains(u))
-                .collect();
-            let groups = body
-                .groups_to_add
-                .iter()
-                .copied()
-                .filter(|g| !body.groups_to_remove.contains(g))
-                .collect();
-            let id = allocate_ids(&write.store, &ctx, "policy", 1).await?;
-            let command = PolicyCommand::Create {
-                id,
-                platform: platform.clone(),
-                platform_pk: pk,
-                name: format!("mentor-{mentor_id}-{short}"),
-                role_id,
-                resources: vec![format!("/platforms/{pk}/mentors/{mentor_id}/")],
-                users,
-                groups,
-                now: Utc::now(),
-            };
-            let outcome =
-                execute_new::<PolicyAggregate>(&write.store, &policy_stream(id), &ctx, command)
-                    .await?;
-            (id, StatusCode::CREATED, outcome.position())
-        }
+    // The one policy of this mentor and role: reserved, so that two first
+    // grants (in any processes) agree on its id; whoever finds it missing
+    // creates it, the others update it.
+    let store = &write.store;
+    let pk = platform_pk(&read, &principal, &platform);
+    let lives = async |holder: u64, _| {
+        let (state, _) = load::<PolicyAggregate>(store.as_ref(), &policy_stream(holder)).await?;
+        Ok(state.get().is_none_or(|p| p.deleted_at.is_none()))
     };
+    let existing = read
+        .rbac
+        .mentor_policy(&platform, mentor_id, &short)
+        .map(|p| p.id);
+    let claimant = async || match existing {
+        Some(id) => Ok(id),
+        None => allocate_ids(store, &ctx, "policy", 1).await,
+    };
+    let name = format!("{mentor_id}/{short}");
+    let id = reserve(
+        store,
+        &ctx,
+        "mentor-access",
+        &platform,
+        &name,
+        lives,
+        claimant,
+    )
+    .await?;
+    let create = PolicyCommand::Create {
+        id,
+        platform: platform.clone(),
+        platform_pk: pk,
+        name: format!("mentor-{mentor_id}-{short}"),
+        role_id,
+        resources: vec![format!("/platforms/{pk}/mentors/{mentor_id}/")],
+        users: users_to_add
+            .iter()
+            .copied()
+            .filter(|u| !body.users_to_remove.contains(u))
+            .collect(),
+        groups: body
+            .groups_to_add
+            .iter()
+            .copied()
+            .filter(|g| !body.groups_to_remove.contains(g))
+            .collect(),
+        now: Utc::now(),
+    };
+    let (status, position) =
+        match execute_new::<PolicyAggregate>(store, &policy_stream(id), &ctx, create).await {
+            Ok(outcome) => (StatusCode::CREATED, outcome.position()),
+            Err(ApiError::Conflict(_)) => {
+                let update = PolicyCommand::Update {
+                    platform: platform.clone(),
+                    changes: UpdatePolicy {
+                        users_to_add,
+                        users_to_remove: body.users_to_remove,
+                        groups_to_add: body.groups_to_add,
+                        groups_to_remove: body.groups_to_remove,
+                        ..UpdatePolicy::default()
+                    },
+                    now: Utc::now(),
+                };
+                let outcome =
+                    execute::<PolicyAggregate>(store, &policy_stream(id), &ctx, update).await?;
+                (StatusCode::OK, outcome.position())
+            }
+            Err(e) => return Err(e),
+        };
     settle(&read, position).await;
     let policy = visible_policy(&read, &platform, id)?;
     Ok(written(
