@@ -667,3 +667,59 @@ fn internal_policies_are_never_shown_or_changed() {
             .expect(404);
     }
 }
+
+#[test]
+fn deleting_a_role_deletes_its_policies() {
+    let app = spawn_app();
+    let role = create(
+        &app,
+        ROLES,
+        json!({"platform_key": ORG, "name": "Doomed", "actions": ["Ibl.Mentor/Mentors/read"]}),
+    );
+    let keep = create(
+        &app,
+        ROLES,
+        json!({"platform_key": ORG, "name": "Kept", "actions": ["Ibl.Mentor/Mentors/read"]}),
+    );
+    let policies: Vec<u64> = ["One", "Two"]
+        .iter()
+        .map(|name| {
+            id(&create(
+                &app,
+                POLICIES,
+                json!({"platform_key": ORG, "name": name, "role_id": id(&role), "resources": ["/platforms/1/mentors/5/"]}),
+            ))
+        })
+        .collect();
+    let other = id(&create(
+        &app,
+        POLICIES,
+        json!({"platform_key": ORG, "name": "Other", "role_id": id(&keep), "resources": ["/platforms/1/mentors/5/"]}),
+    ));
+    let before = app.events().len();
+    app.delete(&format!("{ROLES}{}/?platform_key={ORG}", id(&role)))
+        .send()
+        .expect(204);
+    assert_eq!(
+        app.events().len(),
+        before + 3,
+        "the role and its two policies"
+    );
+    for policy in policies {
+        app.get(&format!("{POLICIES}{policy}/?platform_key={ORG}"))
+            .send()
+            .expect(404);
+    }
+    app.get(&format!("{POLICIES}{other}/?platform_key={ORG}"))
+        .send()
+        .expect(200);
+    let listed = app
+        .get(&format!(
+            "{POLICIES}?platform_key={ORG}&role_id={}",
+            id(&role)
+        ))
+        .send()
+        .expect(200)
+        .body;
+    assert_eq!(listed["count"], 0);
+}

@@ -10,6 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use ibl_events::rbac::{group_stream, policy_stream, role_stream};
 use ibl_events::EventStore;
+use ibl_projections::rbac::PolicyFilter;
 use ibl_query_service::extract::{JsonBody, Principal};
 use ibl_query_service::rbac_routes::{
     self as wire, path_id, platform_or_own, platform_param, visible_group, visible_policy,
@@ -198,17 +199,33 @@ pub async fn delete_role(
     let id = path_id(&id)?;
     visible_role(&read, &platform, id)?;
     let command = RoleCommand::Delete {
-        platform,
+        platform: platform.clone(),
         now: Utc::now(),
     };
-    removed::<RoleAggregate>(
-        &read,
-        &write,
-        &role_stream(id),
-        &ctx(&req, &principal),
-        command,
-    )
-    .await
+    let ctx = ctx(&req, &principal);
+    let mut answer =
+        removed::<RoleAggregate>(&read, &write, &role_stream(id), &ctx, command).await?;
+    // As on ibl.ai, the role's policies go with it. Each is its own stream:
+    // were this interrupted, the policies left grant nothing (their role is
+    // deleted) and can be deleted one by one.
+    let filter = PolicyFilter {
+        platform_key: platform.clone(),
+        role_id: Some(id),
+        ..PolicyFilter::default()
+    };
+    for policy in read.rbac.policies(&filter, 0, usize::MAX).items {
+        let command = PolicyCommand::Delete {
+            platform: platform.clone(),
+            now: Utc::now(),
+        };
+        let stream = policy_stream(policy.id);
+        match removed::<PolicyAggregate>(&read, &write, &stream, &ctx, command).await {
+            Ok(later) => answer = later,
+            Err(ApiError::NotFound(_) | ApiError::Gone(_)) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(answer)
 }
 
 // ---------------------------------------------------------------------------
