@@ -87,6 +87,19 @@ fn idempotency_tag(req: &HttpRequest, body_hash: &str) -> Result<Option<Idempote
     }))
 }
 
+/// The `Idempotency-Key` of a write on `platform`: 422 when the key was
+/// already used there for another request.
+pub fn idempotency(
+    req: &HttpRequest,
+    read: &ReadState,
+    platform: &str,
+    body_hash: &str,
+) -> Result<Option<IdempotencyTag>, ApiError> {
+    let tag = idempotency_tag(req, body_hash)?;
+    earlier(read, platform, tag.as_ref())?;
+    Ok(tag)
+}
+
 /// The earlier request under the same key, if any: `Ok(Some)` when it had the
 /// same hash (answer as then), an error when the key was used for another
 /// request.

@@ -12,6 +12,7 @@ use ibl_query_service::ApiError;
 
 use crate::domain::reservation::{ReservationAggregate, Reserve};
 use crate::handler::{execute, load, CommandContext};
+use crate::platforms::allocate_ids;
 
 /// Rounds of judge-then-append before giving up (each lost only to another
 /// writer that changed the same reservation).
@@ -36,6 +37,13 @@ pub async fn reserve(
     mut claimant: impl AsyncFnMut() -> Result<u64, ApiError>,
 ) -> Result<u64, ApiError> {
     let stream = reservation_stream(kind, platform, name);
+    // Random event ids even under an Idempotency-Key: two racing retries
+    // claim with different ids, and the store must tell them apart (the
+    // same event id twice is taken for one retried append).
+    let ctx = &CommandContext {
+        idempotency: None,
+        ..ctx.clone()
+    };
     let mut mine: Option<u64> = None;
     for _ in 0..ROUNDS {
         let (state, _) = load::<ReservationAggregate>(store.as_ref(), &stream).await?;
@@ -66,4 +74,24 @@ pub async fn reserve(
     Err(ApiError::Conflict(format!(
         "{name:?} is being reserved by other requests; retry."
     )))
+}
+
+/// The id of the entity a create makes (`kind`: `role`, `group`, `policy`):
+/// allocated; under an `Idempotency-Key`, reserved for the key, so that
+/// every retry of the request, even one racing the first, makes the same
+/// entity, whose first events (ids derived from the key) the store then
+/// holds once.
+pub async fn new_id(
+    store: &Arc<dyn EventStore>,
+    ctx: &CommandContext,
+    platform: &str,
+    kind: &str,
+) -> Result<u64, ApiError> {
+    let Some(tag) = &ctx.idempotency else {
+        return allocate_ids(store, ctx, kind, 1).await;
+    };
+    let kept = async |_, _| Ok(true);
+    let allocate = async || allocate_ids(store, ctx, kind, 1).await;
+    let reservation = format!("idempotency-{kind}");
+    reserve(store, ctx, &reservation, platform, &tag.key, kept, allocate).await
 }

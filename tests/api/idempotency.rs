@@ -1,7 +1,7 @@
 //! `Idempotency-Key`: a retry answers as the first request did and appends
 //! nothing; the same key with another request is a 422.
 
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::helpers::{creds, entity_ids, spawn_app, OTHER};
 
@@ -174,4 +174,102 @@ fn a_blank_idempotency_key_is_a_400() {
         .send()
         .expect_client_error(400);
     assert_eq!(app.head(), head);
+}
+
+/// RBAC creates under an `Idempotency-Key`: a retry, even one racing the
+/// first request, answers the same entity (same integer id) and the store
+/// holds it once.
+#[test]
+fn retrying_rbac_creates_with_the_same_key_makes_one_entity() {
+    let app = spawn_app();
+    let role = app
+        .post("/api/core/rbac/roles/")
+        .json(&json!({"platform_key": crate::helpers::ORG, "name": "Base", "actions": ["Ibl.Mentor/Mentors/read"]}))
+        .send()
+        .expect(201)
+        .body["id"]
+        .as_u64()
+        .unwrap();
+    let creates = [
+        (
+            "/api/core/rbac/roles/",
+            json!({"platform_key": crate::helpers::ORG, "name": "Once", "actions": []}),
+        ),
+        (
+            "/api/core/rbac/groups/",
+            json!({"platform_key": crate::helpers::ORG, "name": "Once", "unique_id": "once"}),
+        ),
+        (
+            "/api/core/rbac/policies/",
+            json!({"platform_key": crate::helpers::ORG, "name": "Once", "role_id": role, "resources": ["/platforms/1/"]}),
+        ),
+    ];
+    for (n, (path, body)) in creates.iter().enumerate() {
+        // Sequential: the retry appends nothing.
+        let key = format!("seq-{n}");
+        let first = app
+            .post(path)
+            .idempotency_key(&key)
+            .json(body)
+            .send()
+            .expect(201);
+        let head = app.head();
+        let again = app
+            .post(path)
+            .idempotency_key(&key)
+            .json(body)
+            .send()
+            .expect(201);
+        assert_eq!(again.body["id"], first.body["id"], "{path}");
+        assert_eq!(app.head(), head, "{path}: the retry appended events");
+        let mut other = body.clone();
+        other["name"] = json!("Other");
+        app.post(path)
+            .idempotency_key(&key)
+            .json(&other)
+            .send()
+            .expect_client_error(422);
+        // Racing: four at once under a new key.
+        let key = format!("race-{n}");
+        let mut body = body.clone();
+        body["name"] = json!("Raced");
+        body["unique_id"] = json!("raced");
+        let ids: Vec<Value> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|_| {
+                    let (key, body) = (&key, &body);
+                    let app = &app;
+                    s.spawn(move || {
+                        app.post(path)
+                            .idempotency_key(key)
+                            .json(body)
+                            .send()
+                            .expect(201)
+                            .body["id"]
+                            .clone()
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        assert!(
+            ids.iter().all(|id| *id == ids[0] && id.is_u64()),
+            "{path}: {ids:?}"
+        );
+        let listed = app
+            .get(&format!(
+                "{path}?platform_key={}&name=Raced",
+                crate::helpers::ORG
+            ))
+            .send()
+            .expect(200)
+            .body;
+        let raced = listed["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|r| r["name"] == "Raced")
+            .count();
+        assert_eq!(raced, 1, "{path}: {listed}");
+    }
 }

@@ -28,9 +28,9 @@ use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
 use crate::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
 use crate::domain::Aggregate;
 use crate::handler::{execute, execute_new, load, rejected, CommandContext};
-use crate::http::{context, removed, settle, written, WriteState};
+use crate::http::{context, idempotency, removed, settle, written, WriteState};
 use crate::platforms::allocate_ids;
-use crate::reservations::{reserve, IN_FLIGHT};
+use crate::reservations::{new_id, reserve, IN_FLIGHT};
 
 /// A list of ids; `null` is an empty list.
 fn ids<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<u64>, D::Error> {
@@ -63,7 +63,22 @@ fn body_platform(
     }
 }
 
-fn ctx(req: &HttpRequest, principal: &Principal) -> CommandContext {
+/// The context of a write with a body: its `Idempotency-Key`, if any, makes
+/// every retry of a create make the same entity (422 when the key was used
+/// for another request).
+fn ctx(
+    req: &HttpRequest,
+    read: &ReadState,
+    principal: &Principal,
+    platform: &str,
+    body_hash: &str,
+) -> Result<CommandContext, ApiError> {
+    let tag = idempotency(req, read, platform, body_hash)?;
+    Ok(context(req, principal, &principal.key.username, tag))
+}
+
+/// The context of a removal (no body; deleting twice answers 404).
+fn removal_ctx(req: &HttpRequest, principal: &Principal) -> CommandContext {
     context(req, principal, &principal.key.username, None)
 }
 
@@ -132,11 +147,12 @@ pub async fn create_role(
     principal: Principal,
     body: JsonBody<RoleBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let hash = body.hash();
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let name = required(body.name, "name")?;
-    let ctx = ctx(&req, &principal);
-    let id = allocate_ids(&write.store, &ctx, "role", 1).await?;
+    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let id = new_id(&write.store, &ctx, &platform, "role").await?;
     let command = RoleCommand::Create {
         id,
         platform: platform.clone(),
@@ -164,11 +180,12 @@ pub async fn update_role(
     id: web::Path<String>,
     body: JsonBody<RoleBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let hash = body.hash();
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     visible_role(&read, &platform, id)?;
-    let ctx = ctx(&req, &principal);
+    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     let command = RoleCommand::Update {
         platform: platform.clone(),
         changes: UpdateRole {
@@ -202,7 +219,7 @@ pub async fn delete_role(
         platform: platform.clone(),
         now: Utc::now(),
     };
-    let ctx = ctx(&req, &principal);
+    let ctx = removal_ctx(&req, &principal);
     let mut answer =
         removed::<RoleAggregate>(&read, &write, &role_stream(id), &ctx, command).await?;
     // As on ibl.ai, the role's policies go with it. Each is its own stream:
@@ -311,13 +328,13 @@ pub async fn create_group(
     principal: Principal,
     body: JsonBody<GroupBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let hash = body.hash();
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let unique_id = body
         .unique_id
         .filter(|u| !u.trim().is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    unique_id_free(&read, &platform, &unique_id, None)?;
     let owner_id = match body.owner.as_ref().and_then(Value::as_u64) {
         Some(id) => {
             check_users(&read, &platform, "owner", &[id])?;
@@ -335,8 +352,8 @@ pub async fn create_group(
         .copied()
         .filter(|u| !body.users_to_remove.contains(u))
         .collect();
-    let ctx = ctx(&req, &principal);
-    let id = allocate_ids(&write.store, &ctx, "group", 1).await?;
+    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let id = new_id(&write.store, &ctx, &platform, "group").await?;
     let command = GroupCommand::Create {
         id,
         platform: platform.clone(),
@@ -369,13 +386,14 @@ pub async fn update_group(
     id: web::Path<String>,
     body: JsonBody<GroupBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let hash = body.hash();
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     visible_group(&read, &platform, id)?;
     check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
     check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
-    let ctx = ctx(&req, &principal);
+    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     if let Some(unique_id) = &body.unique_id {
         reserve_unique_id(&read, &write.store, &ctx, &platform, unique_id, id).await?;
     }
@@ -418,7 +436,7 @@ pub async fn delete_group(
         &read,
         &write,
         &group_stream(id),
-        &ctx(&req, &principal),
+        &removal_ctx(&req, &principal),
         command,
     )
     .await
@@ -465,6 +483,7 @@ pub async fn create_policy(
     principal: Principal,
     body: JsonBody<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let hash = body.hash();
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let role_id = required(body.role_id, "role_id")?;
@@ -482,8 +501,8 @@ pub async fn create_policy(
         .copied()
         .filter(|g| !body.groups_to_remove.contains(g))
         .collect();
-    let ctx = ctx(&req, &principal);
-    let id = allocate_ids(&write.store, &ctx, "policy", 1).await?;
+    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let id = new_id(&write.store, &ctx, &platform, "policy").await?;
     let command = PolicyCommand::Create {
         id,
         platform: platform.clone(),
@@ -517,6 +536,7 @@ pub async fn update_policy(
     id: web::Path<String>,
     body: JsonBody<PolicyBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let hash = body.hash();
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
@@ -525,7 +545,7 @@ pub async fn update_policy(
         check_role(&read, &platform, role_id)?;
     }
     check_members(&read, &platform, &body)?;
-    let ctx = ctx(&req, &principal);
+    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     let command = PolicyCommand::Update {
         platform: platform.clone(),
         changes: UpdatePolicy {
@@ -568,7 +588,7 @@ pub async fn delete_policy(
         &read,
         &write,
         &policy_stream(id),
-        &ctx(&req, &principal),
+        &removal_ctx(&req, &principal),
         command,
     )
     .await
@@ -605,6 +625,7 @@ pub async fn mentor_access(
     principal: Principal,
     body: JsonBody<MentorAccessBody>,
 ) -> Result<HttpResponse, ApiError> {
+    let hash = body.hash();
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let mentor_id = required(body.mentor_id, "mentor_id")?;
@@ -648,7 +669,7 @@ pub async fn mentor_access(
         })?;
         users_to_add.push(user.id);
     }
-    let ctx = ctx(&req, &principal);
+    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     // The one policy of this mentor and role: reserved, so that two first
     // grants (in any processes) agree on its id; whoever finds it missing
     // creates it, the others update it.
