@@ -293,6 +293,10 @@ impl TestApp {
         self.request("PUT", path)
     }
 
+    pub fn patch(&self, path: &str) -> Req<'_> {
+        self.request("PATCH", path)
+    }
+
     pub fn delete(&self, path: &str) -> Req<'_> {
         self.request("DELETE", path)
     }

@@ -282,7 +282,7 @@ fn groups_have_an_owner_members_and_a_unique_id() {
     assert!(bad["users_to_add"].is_array(), "{bad}");
 
     let changed = app
-        .put(&format!("{GROUPS}{gid}/"))
+        .patch(&format!("{GROUPS}{gid}/"))
         .json(&json!({"platform_key": ORG, "users_to_add": [bob], "users_to_remove": [ann]}))
         .send()
         .expect(200)
@@ -440,7 +440,7 @@ fn policies_bind_a_role_to_resources_for_users_and_groups_with_the_seed_filters(
     assert_eq!(changed["groups"], json!([]));
     for field in ["users_to_add", "groups_to_add", "role_id"] {
         let bad = app
-            .put(&format!("{POLICIES}{pid}/"))
+            .patch(&format!("{POLICIES}{pid}/"))
             .json(&json!({"platform_key": ORG, field: if field == "role_id" { json!(424242) } else { json!([424242]) }}))
             .send()
             .expect(400)
@@ -722,4 +722,43 @@ fn deleting_a_role_deletes_its_policies() {
         .expect(200)
         .body;
     assert_eq!(listed["count"], 0);
+}
+
+#[test]
+fn put_replaces_and_needs_what_a_create_needs_while_patch_changes_what_it_names() {
+    let app = spawn_app();
+    let role = create(
+        &app,
+        ROLES,
+        json!({"platform_key": ORG, "name": "Putter", "actions": ["Ibl.Mentor/Mentors/read"]}),
+    );
+    let group = create(
+        &app,
+        GROUPS,
+        json!({"platform_key": ORG, "name": "Putters"}),
+    );
+    let policy = create(
+        &app,
+        POLICIES,
+        json!({"platform_key": ORG, "role_id": id(&role), "resources": ["/platforms/1/"]}),
+    );
+    let head = app.head();
+    for (path, field) in [
+        (format!("{ROLES}{}/", id(&role)), "name"),
+        (format!("{GROUPS}{}/", id(&group)), "name"),
+        (format!("{POLICIES}{}/", id(&policy)), "role_id"),
+    ] {
+        let bad = app
+            .put(&path)
+            .json(&json!({"platform_key": ORG, "description": "x"}))
+            .send()
+            .expect(400)
+            .body;
+        assert_eq!(bad[field], json!(["This field is required."]), "{path}");
+        app.patch(&path)
+            .json(&json!({"platform_key": ORG}))
+            .send()
+            .expect(200);
+    }
+    assert_eq!(app.head(), head, "nothing changed");
 }

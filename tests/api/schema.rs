@@ -406,7 +406,7 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
                 json!({"platform_key": ORG, "mentor_id": 7, "role": "viewer"})
             }
             ("PUT" | "PATCH", t) if t.starts_with("/api/core/rbac/") => {
-                json!({"platform_key": ORG, "name": "Renamed"})
+                json!({"platform_key": ORG, "name": "Renamed", "role_id": role.parse::<u64>().unwrap()})
             }
             ("POST", _) => json!({"name": "Walked"}),
             ("PUT", t) if t.contains("/scim/v2/Users") => json!({"userName": "walker2"}),

@@ -10,7 +10,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use ibl_events::rbac::{group_stream, policy_stream, role_stream};
 use ibl_events::EventStore;
-use ibl_projections::rbac::PolicyFilter;
+use ibl_projections::rbac::{GroupView, PolicyFilter, PolicyView, RoleView};
 use ibl_query_service::extract::{JsonBody, Principal};
 use ibl_query_service::rbac_routes::{
     self as wire, path_id, platform_or_own, platform_param, visible_group, visible_policy,
@@ -127,6 +127,139 @@ fn query_platform(req: &HttpRequest, principal: &Principal) -> Result<String, Ap
     platform_param(principal, &Params::of(req)?)
 }
 
+/// What the write routes of roles, groups and policies share: the stream of
+/// an id, what a tenant may see of it, its wire shape, its delete command.
+trait Entity {
+    type Aggregate: Aggregate<Command: Clone>;
+    type View;
+    fn stream(id: u64) -> String;
+    fn visible(read: &ReadState, platform: &str, id: u64) -> Result<Self::View, ApiError>;
+    fn wire(view: &Self::View) -> Value;
+    fn delete(platform: String) -> <Self::Aggregate as Aggregate>::Command;
+}
+
+struct Roles;
+struct Groups;
+struct Policies;
+
+impl Entity for Roles {
+    type Aggregate = RoleAggregate;
+    type View = RoleView;
+    fn stream(id: u64) -> String {
+        role_stream(id)
+    }
+    fn visible(read: &ReadState, platform: &str, id: u64) -> Result<RoleView, ApiError> {
+        visible_role(read, platform, id)
+    }
+    fn wire(view: &RoleView) -> Value {
+        wire::role(view)
+    }
+    fn delete(platform: String) -> RoleCommand {
+        RoleCommand::Delete {
+            platform,
+            now: Utc::now(),
+        }
+    }
+}
+
+impl Entity for Groups {
+    type Aggregate = GroupAggregate;
+    type View = GroupView;
+    fn stream(id: u64) -> String {
+        group_stream(id)
+    }
+    fn visible(read: &ReadState, platform: &str, id: u64) -> Result<GroupView, ApiError> {
+        visible_group(read, platform, id)
+    }
+    fn wire(view: &GroupView) -> Value {
+        wire::group(view, true)
+    }
+    fn delete(platform: String) -> GroupCommand {
+        GroupCommand::Delete {
+            platform,
+            now: Utc::now(),
+        }
+    }
+}
+
+impl Entity for Policies {
+    type Aggregate = PolicyAggregate;
+    type View = PolicyView;
+    fn stream(id: u64) -> String {
+        policy_stream(id)
+    }
+    fn visible(read: &ReadState, platform: &str, id: u64) -> Result<PolicyView, ApiError> {
+        visible_policy(read, platform, id)
+    }
+    fn wire(view: &PolicyView) -> Value {
+        wire::policy(view, true, true)
+    }
+    fn delete(platform: String) -> PolicyCommand {
+        PolicyCommand::Delete {
+            platform,
+            now: Utc::now(),
+        }
+    }
+}
+
+/// Whether a write makes its entity or changes it.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Write {
+    Create,
+    Update,
+}
+
+/// Runs a create or an update of entity `id`, waits for the read models and
+/// answers the entity as they show it (201 or 200, with `X-Position`).
+async fn apply<E: Entity>(
+    read: &ReadState,
+    write: &WriteState,
+    ctx: &CommandContext,
+    platform: &str,
+    id: u64,
+    kind: Write,
+    command: <E::Aggregate as Aggregate>::Command,
+) -> Result<HttpResponse, ApiError> {
+    let stream = E::stream(id);
+    let (outcome, status) = match kind {
+        Write::Create => (
+            execute_new::<E::Aggregate>(&write.store, &stream, ctx, command).await?,
+            StatusCode::CREATED,
+        ),
+        Write::Update => (
+            execute::<E::Aggregate>(&write.store, &stream, ctx, command).await?,
+            StatusCode::OK,
+        ),
+    };
+    settle(read, outcome.position()).await;
+    let view = E::visible(read, platform, id)?;
+    Ok(written(status, outcome.position(), E::wire(&view)))
+}
+
+/// `DELETE .../{id}/?platform_key=`: 204 once the read models show it.
+async fn delete<E: Entity>(
+    req: &HttpRequest,
+    read: &ReadState,
+    write: &WriteState,
+    principal: &Principal,
+    id: &str,
+) -> Result<HttpResponse, ApiError> {
+    let platform = query_platform(req, principal)?;
+    let id = path_id(id)?;
+    E::visible(read, &platform, id)?;
+    let ctx = removal_ctx(req, principal);
+    removed::<E::Aggregate>(read, write, &E::stream(id), &ctx, E::delete(platform)).await
+}
+
+/// PUT replaces: the fields a create requires are required (PATCH changes
+/// what it names).
+fn require_on_put<T>(req: &HttpRequest, value: Option<&T>, field: &str) -> Result<(), ApiError> {
+    if req.method() == actix_web::http::Method::PUT {
+        required(value, field)?;
+    }
+    Ok(())
+}
+
 // ---------------------------------------------------------------------------
 // Roles
 // ---------------------------------------------------------------------------
@@ -161,15 +294,7 @@ pub async fn create_role(
         data_actions: body.data_actions.unwrap_or_default(),
         now: Utc::now(),
     };
-    let outcome =
-        execute_new::<RoleAggregate>(&write.store, &role_stream(id), &ctx, command).await?;
-    settle(&read, outcome.position()).await;
-    let role = visible_role(&read, &platform, id)?;
-    Ok(written(
-        StatusCode::CREATED,
-        outcome.position(),
-        wire::role(&role),
-    ))
+    apply::<Roles>(&read, &write, &ctx, &platform, id, Write::Create, command).await
 }
 
 pub async fn update_role(
@@ -184,6 +309,7 @@ pub async fn update_role(
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
+    require_on_put(&req, body.name.as_ref(), "name")?;
     visible_role(&read, &platform, id)?;
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     let command = RoleCommand::Update {
@@ -195,14 +321,7 @@ pub async fn update_role(
         },
         now: Utc::now(),
     };
-    let outcome = execute::<RoleAggregate>(&write.store, &role_stream(id), &ctx, command).await?;
-    settle(&read, outcome.position()).await;
-    let role = visible_role(&read, &platform, id)?;
-    Ok(written(
-        StatusCode::OK,
-        outcome.position(),
-        wire::role(&role),
-    ))
+    apply::<Roles>(&read, &write, &ctx, &platform, id, Write::Update, command).await
 }
 
 pub async fn delete_role(
@@ -212,16 +331,10 @@ pub async fn delete_role(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
+    let mut answer = delete::<Roles>(&req, &read, &write, &principal, &id).await?;
     let platform = query_platform(&req, &principal)?;
     let id = path_id(&id)?;
-    visible_role(&read, &platform, id)?;
-    let command = RoleCommand::Delete {
-        platform: platform.clone(),
-        now: Utc::now(),
-    };
     let ctx = removal_ctx(&req, &principal);
-    let mut answer =
-        removed::<RoleAggregate>(&read, &write, &role_stream(id), &ctx, command).await?;
     // As on ibl.ai, the role's policies go with it. Each is its own stream:
     // were this interrupted, the policies left grant nothing (their role is
     // deleted) and can be deleted one by one.
@@ -231,10 +344,7 @@ pub async fn delete_role(
         ..PolicyFilter::default()
     };
     for policy in read.rbac.policies(&filter, 0, usize::MAX).items {
-        let command = PolicyCommand::Delete {
-            platform: platform.clone(),
-            now: Utc::now(),
-        };
+        let command = Policies::delete(platform.clone());
         let stream = policy_stream(policy.id);
         match removed::<PolicyAggregate>(&read, &write, &stream, &ctx, command).await {
             Ok(later) => answer = later,
@@ -367,15 +477,7 @@ pub async fn create_group(
     // Rejected before reserving, so that a bad body holds no name.
     GroupAggregate::decide(&GroupState::default(), command.clone()).map_err(rejected)?;
     reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await?;
-    let outcome =
-        execute_new::<GroupAggregate>(&write.store, &group_stream(id), &ctx, command).await?;
-    settle(&read, outcome.position()).await;
-    let group = visible_group(&read, &platform, id)?;
-    Ok(written(
-        StatusCode::CREATED,
-        outcome.position(),
-        wire::group(&group, true),
-    ))
+    apply::<Groups>(&read, &write, &ctx, &platform, id, Write::Create, command).await
 }
 
 pub async fn update_group(
@@ -390,6 +492,7 @@ pub async fn update_group(
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
+    require_on_put(&req, body.name.as_ref(), "name")?;
     visible_group(&read, &platform, id)?;
     check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
     check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
@@ -408,14 +511,7 @@ pub async fn update_group(
         },
         now: Utc::now(),
     };
-    let outcome = execute::<GroupAggregate>(&write.store, &group_stream(id), &ctx, command).await?;
-    settle(&read, outcome.position()).await;
-    let group = visible_group(&read, &platform, id)?;
-    Ok(written(
-        StatusCode::OK,
-        outcome.position(),
-        wire::group(&group, true),
-    ))
+    apply::<Groups>(&read, &write, &ctx, &platform, id, Write::Update, command).await
 }
 
 pub async fn delete_group(
@@ -425,21 +521,7 @@ pub async fn delete_group(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let platform = query_platform(&req, &principal)?;
-    let id = path_id(&id)?;
-    visible_group(&read, &platform, id)?;
-    let command = GroupCommand::Delete {
-        platform,
-        now: Utc::now(),
-    };
-    removed::<GroupAggregate>(
-        &read,
-        &write,
-        &group_stream(id),
-        &removal_ctx(&req, &principal),
-        command,
-    )
-    .await
+    delete::<Groups>(&req, &read, &write, &principal, &id).await
 }
 
 // ---------------------------------------------------------------------------
@@ -517,15 +599,7 @@ pub async fn create_policy(
         groups,
         now: Utc::now(),
     };
-    let outcome =
-        execute_new::<PolicyAggregate>(&write.store, &policy_stream(id), &ctx, command).await?;
-    settle(&read, outcome.position()).await;
-    let policy = visible_policy(&read, &platform, id)?;
-    Ok(written(
-        StatusCode::CREATED,
-        outcome.position(),
-        wire::policy(&policy, true, true),
-    ))
+    apply::<Policies>(&read, &write, &ctx, &platform, id, Write::Create, command).await
 }
 
 pub async fn update_policy(
@@ -540,6 +614,7 @@ pub async fn update_policy(
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
+    require_on_put(&req, body.role_id.as_ref(), "role_id")?;
     visible_policy(&read, &platform, id)?;
     if let Some(role_id) = body.role_id {
         check_role(&read, &platform, role_id)?;
@@ -559,15 +634,7 @@ pub async fn update_policy(
         },
         now: Utc::now(),
     };
-    let outcome =
-        execute::<PolicyAggregate>(&write.store, &policy_stream(id), &ctx, command).await?;
-    settle(&read, outcome.position()).await;
-    let policy = visible_policy(&read, &platform, id)?;
-    Ok(written(
-        StatusCode::OK,
-        outcome.position(),
-        wire::policy(&policy, true, true),
-    ))
+    apply::<Policies>(&read, &write, &ctx, &platform, id, Write::Update, command).await
 }
 
 pub async fn delete_policy(
@@ -577,21 +644,7 @@ pub async fn delete_policy(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let platform = query_platform(&req, &principal)?;
-    let id = path_id(&id)?;
-    visible_policy(&read, &platform, id)?;
-    let command = PolicyCommand::Delete {
-        platform,
-        now: Utc::now(),
-    };
-    removed::<PolicyAggregate>(
-        &read,
-        &write,
-        &policy_stream(id),
-        &removal_ctx(&req, &principal),
-        command,
-    )
-    .await
+    delete::<Policies>(&req, &read, &write, &principal, &id).await
 }
 
 // ---------------------------------------------------------------------------
