@@ -19,6 +19,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -729,15 +730,17 @@ pub enum Via {
 
 /// One policy as it applies to one subject: its resources and its role's
 /// patterns, parsed. The query side builds these from its read models (one
-/// per policy and path to the subject) and may keep them cached.
+/// per policy and path to the subject) and may keep them cached; the
+/// resources are shared by every grant of the policy and the patterns by
+/// every grant of the role.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Grant {
     pub policy_id: u64,
     pub role_id: u64,
     pub via: Via,
-    pub resources: Vec<ResourcePath>,
-    pub actions: Vec<ActionPattern>,
-    pub data_actions: Vec<ActionPattern>,
+    pub resources: Arc<[ResourcePath]>,
+    pub actions: Arc<[ActionPattern]>,
+    pub data_actions: Arc<[ActionPattern]>,
 }
 
 impl Grant {
@@ -918,8 +921,8 @@ mod tests {
             role_id: policy_id * 10,
             via,
             resources: resources.iter().map(|s| path(s)).collect(),
-            actions: patterns(actions),
-            data_actions: vec![],
+            actions: patterns(actions).into(),
+            data_actions: Arc::new([]),
         }
     }
 
@@ -1390,8 +1393,8 @@ mod tests {
         assert!(check(&control_only, &path("/platforms/1/mentors/5/settings/"))["read"].allowed);
 
         let data_only = [Grant {
-            actions: vec![],
-            data_actions: patterns(&["Ibl.Mentor/Settings/*/read"]),
+            actions: Arc::new([]),
+            data_actions: patterns(&["Ibl.Mentor/Settings/*/read"]).into(),
             ..grant(2, Via::Direct, &["/platforms/1/"], &[])
         }];
         let answer = check(&data_only, &field);

@@ -213,8 +213,8 @@ struct RoleRec {
     data_actions: Vec<String>,
     /// `actions` and `data_actions` parsed (entries that do not parse grant
     /// nothing and are left out).
-    patterns: Vec<ActionPattern>,
-    data_patterns: Vec<ActionPattern>,
+    patterns: Arc<[ActionPattern]>,
+    data_patterns: Arc<[ActionPattern]>,
     is_internal: bool,
     is_builtin: bool,
     deleted: bool,
@@ -239,7 +239,7 @@ struct PolicyRec {
     role_id: u64,
     resources: Vec<String>,
     /// `resources` parsed (entries that do not parse are left out).
-    paths: Vec<ResourcePath>,
+    paths: Arc<[ResourcePath]>,
     users: BTreeSet<u64>,
     groups: BTreeSet<u64>,
     is_internal: bool,
@@ -313,13 +313,13 @@ fn page<I: Iterator, T>(
     Page { count, items: out }
 }
 
-fn parse_patterns(list: &[String]) -> Vec<ActionPattern> {
+fn parse_patterns(list: &[String]) -> Arc<[ActionPattern]> {
     list.iter()
         .filter_map(|a| ActionPattern::parse(a).ok())
         .collect()
 }
 
-fn parse_paths(list: &[String]) -> Vec<ResourcePath> {
+fn parse_paths(list: &[String]) -> Arc<[ResourcePath]> {
     let mut paths: Vec<ResourcePath> = Vec::with_capacity(list.len());
     for r in list {
         if let Ok(p) = ResourcePath::parse_lenient(r) {
@@ -328,7 +328,7 @@ fn parse_paths(list: &[String]) -> Vec<ResourcePath> {
             }
         }
     }
-    paths
+    paths.into()
 }
 
 /// Every ancestor of a path and the path itself, shortest first:
@@ -1407,21 +1407,25 @@ impl RbacModel {
         let s = self.read();
         // A hashbrown entry: key, value and one control byte.
         let mut bytes = s.grants.capacity() * (size_of::<u64>() + size_of::<Arc<Vec<Grant>>>() + 1);
+        // Slices shared by many grants (a policy's resources, a role's
+        // patterns) are counted once, by address.
+        let mut shared: HashSet<usize> = HashSet::new();
+        let counters = 2 * size_of::<usize>();
         for grants in s.grants.values() {
             // The Arc's two counters and the Vec header, then the elements.
-            bytes += 2 * size_of::<usize>() + size_of::<Vec<Grant>>();
+            bytes += counters + size_of::<Vec<Grant>>();
             bytes += grants.capacity() * size_of::<Grant>();
             for g in grants.iter() {
-                bytes += g.resources.capacity() * size_of::<ResourcePath>();
-                bytes += g.resources.iter().map(|r| r.as_str().len()).sum::<usize>();
-                bytes +=
-                    (g.actions.capacity() + g.data_actions.capacity()) * size_of::<ActionPattern>();
-                bytes += g
-                    .actions
-                    .iter()
-                    .chain(&g.data_actions)
-                    .map(|a| a.as_str().len())
-                    .sum::<usize>();
+                if shared.insert(g.resources.as_ptr() as usize) {
+                    bytes += counters + std::mem::size_of_val(&*g.resources);
+                    bytes += g.resources.iter().map(|r| r.as_str().len()).sum::<usize>();
+                }
+                for patterns in [&g.actions, &g.data_actions] {
+                    if !patterns.is_empty() && shared.insert(patterns.as_ptr() as usize) {
+                        bytes += counters + std::mem::size_of_val(&**patterns);
+                        bytes += patterns.iter().map(|a| a.as_str().len()).sum::<usize>();
+                    }
+                }
             }
         }
         bytes

@@ -434,9 +434,9 @@ mod tests {
             policy_id: p.id,
             role_id: p.role_id,
             via,
-            resources: p.resource_paths(),
-            actions: patterns(BuiltinRole::TenantAdmin.actions()),
-            data_actions: patterns(BuiltinRole::TenantAdmin.data_actions()),
+            resources: p.resource_paths().into(),
+            actions: patterns(BuiltinRole::TenantAdmin.actions()).into(),
+            data_actions: patterns(BuiltinRole::TenantAdmin.data_actions()).into(),
         };
         for resource in [
             "/platforms/1/",
@@ -464,9 +464,9 @@ mod tests {
                 policy_id: 1,
                 role_id: 1,
                 via: Via::Direct,
-                resources: vec!["/platforms/1/mentors/5/".parse().unwrap()],
-                actions: patterns(role.actions()),
-                data_actions: patterns(role.data_actions()),
+                resources: vec!["/platforms/1/mentors/5/".parse().unwrap()].into(),
+                actions: patterns(role.actions()).into(),
+                data_actions: patterns(role.data_actions()).into(),
             };
             check(&[grant], resource)
                 .into_iter()
