@@ -70,12 +70,16 @@ pub async fn build_with(
     let started = std::time::Instant::now();
     let (projections, _tasks) = Projections::start(store.clone(), read_models);
     projections.catch_up(store.as_ref()).await;
+    // Start-up facts under their own target, so that they can be logged
+    // without the per-request lines (`RUST_LOG=warn,ibl::startup=info`).
     tracing::info!(
+        target: "ibl::startup",
         position = projections.position(),
         elapsed_ms = started.elapsed().as_millis() as u64,
         "read models rebuilt from the log"
     );
     tracing::info!(
+        target: "ibl::startup",
         grants = rbac.grant_count(),
         bytes = rbac.memory_bytes_estimate(),
         "check index: {} grants, {:.1} MiB",
