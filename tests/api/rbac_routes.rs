@@ -237,6 +237,43 @@ fn another_platform_never_sees_or_changes_our_rbac_entities() {
         .expect(400)
         .body;
     assert!(bad["groups_to_add"].is_array(), "{bad}");
+    // Our entities in their filters find nothing of ours.
+    let ann = user(&app, &app.key, ORG, "ann-iso");
+    app.post(GROUPS)
+        .json(&json!({"platform_key": ORG, "name": "Annies", "users_to_add": [ann]}))
+        .send()
+        .expect(201);
+    app.request("PATCH", &format!("{POLICIES}{policy}/"))
+        .json(&json!({"platform_key": ORG, "users_to_add": [ann], "groups_to_add": [group]}))
+        .send()
+        .expect(200);
+    for query in [
+        format!("{POLICIES}?platform_key={OTHER}&role_id={role}"),
+        format!("{POLICIES}?platform_key={OTHER}&username=ann-iso"),
+        format!("{POLICIES}?platform_key={OTHER}&email=ann-iso@x.test"),
+        format!("{POLICIES}?platform_key={OTHER}&group=Ours"),
+        format!("{GROUPS}?platform_key={OTHER}&username=ann-iso"),
+        format!("{GROUPS}?platform_key={OTHER}&owner={}", app.admin_id),
+        format!("{GROUPS}?platform_key={OTHER}&name=Annies"),
+    ] {
+        let page = app.get(&query).key(&app.other_key).send().expect(200).body;
+        assert_eq!(page["count"], 0, "{query}: {page}");
+    }
+    // Nor in the permission check or who-has-access.
+    app.post("/api/core/rbac/permissions/check/")
+        .key(&app.other_key)
+        .json(&json!({"platform_key": OTHER, "user_id": ann, "resources": ["/platforms/1/"]}))
+        .send()
+        .expect(404);
+    let access = app
+        .get(&format!(
+            "/api/core/rbac/access/?platform_key={OTHER}&resource=/platforms/1/&action=Ibl.Core/Roles/read"
+        ))
+        .key(&app.other_key)
+        .send()
+        .expect(200)
+        .body;
+    assert!(!access.to_string().contains("ann-iso"), "{access}");
     // Still ours, unchanged.
     let ours = app
         .get(&format!("{ROLES}{role}/?platform_key={ORG}"))
