@@ -799,3 +799,57 @@ fn put_replaces_and_needs_what_a_create_needs_while_patch_changes_what_it_names(
     }
     assert_eq!(app.head(), head, "nothing changed");
 }
+
+#[test]
+fn a_reserved_name_passes_on_once_its_holder_lets_it_go() {
+    let app = spawn_app();
+    // A group's unique_id: free again after a rename and after a delete.
+    let first = id(&create(
+        &app,
+        GROUPS,
+        json!({"platform_key": ORG, "name": "First", "unique_id": "shared"}),
+    ));
+    app.post(GROUPS)
+        .json(&json!({"platform_key": ORG, "name": "Second", "unique_id": "shared"}))
+        .send()
+        .expect(409);
+    app.patch(&format!("{GROUPS}{first}/"))
+        .json(&json!({"platform_key": ORG, "unique_id": "renamed"}))
+        .send()
+        .expect(200);
+    let second = id(&create(
+        &app,
+        GROUPS,
+        json!({"platform_key": ORG, "name": "Second", "unique_id": "shared"}),
+    ));
+    app.patch(&format!("{GROUPS}{first}/"))
+        .json(&json!({"platform_key": ORG, "unique_id": "shared"}))
+        .send()
+        .expect(409);
+    app.delete(&format!("{GROUPS}{second}/?platform_key={ORG}"))
+        .send()
+        .expect(204);
+    app.patch(&format!("{GROUPS}{first}/"))
+        .json(&json!({"platform_key": ORG, "unique_id": "shared"}))
+        .send()
+        .expect(200);
+
+    // A mentor's access policy: a new one after the old one is deleted.
+    let grant = json!({"platform_key": ORG, "mentor_id": 9, "role": "chat"});
+    let old = id(&app.post(MENTOR_ACCESS).json(&grant).send().expect(201).body);
+    assert_eq!(
+        id(&app.post(MENTOR_ACCESS).json(&grant).send().expect(200).body),
+        old
+    );
+    app.delete(&format!("{POLICIES}{old}/?platform_key={ORG}"))
+        .send()
+        .expect(204);
+    let new = id(&app.post(MENTOR_ACCESS).json(&grant).send().expect(201).body);
+    assert_ne!(new, old);
+    let listed = app
+        .get(&format!("{MENTOR_ACCESS}?platform_key={ORG}&mentor_id=9"))
+        .send()
+        .expect(200)
+        .body;
+    assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
+}
