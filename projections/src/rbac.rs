@@ -1145,6 +1145,14 @@ impl RbacModel {
         Some(s.role_view(id, r))
     }
 
+    /// Whether role `id` of `platform` existed and was deleted.
+    pub fn role_deleted(&self, platform: &str, id: u64) -> bool {
+        self.read()
+            .roles
+            .get(&id)
+            .is_some_and(|r| r.deleted && r.platform == platform)
+    }
+
     /// The platform's live groups, by id, internal ones left out.
     pub fn groups(
         &self,

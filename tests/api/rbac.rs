@@ -470,3 +470,48 @@ fn a_key_can_do_what_its_user_may_do_and_nothing_once_the_user_is_deactivated() 
     settle(&app, at);
     app.get(&list).key(&key).send().expect_client_error(403);
 }
+
+#[test]
+fn deleting_a_role_again_finishes_an_interrupted_cascade() {
+    let app = spawn_app();
+    let role = app
+        .post("/api/core/rbac/roles/")
+        .json(&json!({"platform_key": ORG, "name": "Half gone", "actions": ["Ibl.Mentor/*"]}))
+        .send()
+        .expect(201)
+        .body["id"]
+        .as_u64()
+        .unwrap();
+    let policy = app
+        .post("/api/core/rbac/policies/")
+        .json(&json!({"platform_key": ORG, "role_id": role, "resources": ["/platforms/1/mentors/5/"]}))
+        .send()
+        .expect(201)
+        .body["id"]
+        .as_u64()
+        .unwrap();
+    let policy_path = format!("/api/core/rbac/policies/{policy}/?platform_key={ORG}");
+    // The role deleted without its cascade, as if the server stopped between.
+    let position = run::<RoleAggregate>(
+        &app,
+        &role_stream(role),
+        RoleCommand::Delete {
+            platform: ORG.into(),
+            now: Utc::now(),
+        },
+    );
+    app.get(&policy_path)
+        .header("X-Min-Position", &position.to_string())
+        .send()
+        .expect(200);
+    app.delete(&format!("/api/core/rbac/roles/{role}/?platform_key={ORG}"))
+        .send()
+        .expect(404);
+    app.get(&policy_path).send().expect(404);
+    // A role that never existed deletes nothing.
+    let before = app.head();
+    app.delete(&format!("/api/core/rbac/roles/987654/?platform_key={ORG}"))
+        .send()
+        .expect(404);
+    assert_eq!(app.head(), before);
+}

@@ -331,28 +331,40 @@ pub async fn delete_role(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let mut answer = delete::<Roles>(&req, &read, &write, &principal, &id).await?;
+    let deleted = delete::<Roles>(&req, &read, &write, &principal, &id).await;
     let platform = query_platform(&req, &principal)?;
     let id = path_id(&id)?;
-    let ctx = removal_ctx(&req, &principal);
+    match &deleted {
+        Ok(_) => {}
+        // Deleted before: finish what that delete may have left (a 404 all
+        // the same).
+        Err(ApiError::NotFound(_)) if read.rbac.role_deleted(&platform, id) => {}
+        Err(_) => return deleted,
+    }
     // As on ibl.ai, the role's policies go with it. Each is its own stream:
     // were this interrupted, the policies left grant nothing (their role is
-    // deleted) and can be deleted one by one.
+    // deleted) until a second DELETE of the role deletes them.
+    let ctx = removal_ctx(&req, &principal);
     let filter = PolicyFilter {
         platform_key: platform.clone(),
         role_id: Some(id),
         ..PolicyFilter::default()
     };
+    let mut last = None;
     for policy in read.rbac.policies(&filter, 0, usize::MAX).items {
         let command = Policies::delete(platform.clone());
         let stream = policy_stream(policy.id);
         match removed::<PolicyAggregate>(&read, &write, &stream, &ctx, command).await {
-            Ok(later) => answer = later,
+            Ok(later) => last = Some(later),
             Err(ApiError::NotFound(_) | ApiError::Gone(_)) => {}
             Err(e) => return Err(e),
         }
     }
-    Ok(answer)
+    match (deleted, last) {
+        // The answer of the last write, whose X-Position covers them all.
+        (Ok(_), Some(later)) => Ok(later),
+        (deleted, _) => deleted,
+    }
 }
 
 // ---------------------------------------------------------------------------
