@@ -2724,6 +2724,443 @@ mod tests {
         assert_eq!(snapshot(&model), snapshot(&model_of(&sample())));
     }
 
+    // --- model-based: random histories against a naive reference
+
+    /// The rules of the check index, written the slow and obvious way: a
+    /// fold of the same events into plain records, and a scan of every
+    /// policy for each question.
+    #[derive(Default)]
+    struct Naive {
+        users: HashMap<u64, (String, bool)>,
+        roles: HashMap<u64, (String, Vec<String>, Vec<String>, bool)>,
+        groups: HashMap<u64, (String, BTreeSet<u64>, bool)>,
+        policies: HashMap<u64, NaivePolicy>,
+    }
+
+    struct NaivePolicy {
+        platform: String,
+        role_id: u64,
+        resources: Vec<String>,
+        users: BTreeSet<u64>,
+        groups: BTreeSet<u64>,
+        deleted: bool,
+    }
+
+    impl Naive {
+        fn apply(&mut self, e: &RecordedEvent) {
+            let id = |prefix: &str| e.stream.strip_prefix(prefix)?.parse::<u64>().ok();
+            if e.stream == USERS_STREAM {
+                match UserEvent::from_recorded(e).unwrap() {
+                    UserEvent::UserRegistered { id, platform, .. } => {
+                        self.users.insert(id, (platform, true));
+                    }
+                    UserEvent::UserDeactivated { id, .. } => {
+                        if let Some(u) = self.users.get_mut(&id) {
+                            u.1 = false;
+                        }
+                    }
+                    UserEvent::UserReactivated { id, .. } => {
+                        if let Some(u) = self.users.get_mut(&id) {
+                            u.1 = true;
+                        }
+                    }
+                    UserEvent::UserUpdated { .. } => {}
+                }
+            } else if let Some(rid) = id("role-") {
+                let live = self.roles.get_mut(&rid).filter(|r| !r.3);
+                match (RoleEvent::from_recorded(e).unwrap(), live) {
+                    (
+                        RoleEvent::RoleCreated {
+                            platform,
+                            actions,
+                            data_actions,
+                            ..
+                        },
+                        _,
+                    ) => {
+                        self.roles
+                            .entry(rid)
+                            .or_insert((platform, actions, data_actions, false));
+                    }
+                    (
+                        RoleEvent::RoleUpdated {
+                            actions,
+                            data_actions,
+                            ..
+                        },
+                        Some(r),
+                    ) => {
+                        r.1 = actions;
+                        r.2 = data_actions;
+                    }
+                    (RoleEvent::RoleDeleted { .. }, Some(r)) => r.3 = true,
+                    _ => {}
+                }
+            } else if let Some(gid) = id("group-") {
+                let live = self.groups.get_mut(&gid).filter(|g| !g.2);
+                match (GroupEvent::from_recorded(e).unwrap(), live) {
+                    (GroupEvent::GroupCreated { platform, .. }, _) => {
+                        self.groups
+                            .entry(gid)
+                            .or_insert((platform, BTreeSet::new(), false));
+                    }
+                    (GroupEvent::GroupMembersAdded { user_ids, .. }, Some(g)) => {
+                        g.1.extend(user_ids);
+                    }
+                    (GroupEvent::GroupMembersRemoved { user_ids, .. }, Some(g)) => {
+                        g.1.retain(|u| !user_ids.contains(u));
+                    }
+                    (GroupEvent::GroupDeleted { .. }, Some(g)) => {
+                        g.1.clear();
+                        g.2 = true;
+                    }
+                    _ => {}
+                }
+            } else if let Some(pid) = id("policy-") {
+                let live = self.policies.get_mut(&pid).filter(|p| !p.deleted);
+                match (PolicyEvent::from_recorded(e).unwrap(), live) {
+                    (
+                        PolicyEvent::PolicyCreated {
+                            platform,
+                            role_id,
+                            resources,
+                            user_ids,
+                            group_ids,
+                            ..
+                        },
+                        _,
+                    ) => {
+                        self.policies.entry(pid).or_insert(NaivePolicy {
+                            platform,
+                            role_id,
+                            resources,
+                            users: user_ids.into_iter().collect(),
+                            groups: group_ids.into_iter().collect(),
+                            deleted: false,
+                        });
+                    }
+                    (
+                        PolicyEvent::PolicyUpdated {
+                            role_id, resources, ..
+                        },
+                        Some(p),
+                    ) => {
+                        p.role_id = role_id;
+                        p.resources = resources;
+                    }
+                    (PolicyEvent::PolicyUsersAdded { user_ids, .. }, Some(p)) => {
+                        p.users.extend(user_ids)
+                    }
+                    (PolicyEvent::PolicyUsersRemoved { user_ids, .. }, Some(p)) => {
+                        p.users.retain(|u| !user_ids.contains(u));
+                    }
+                    (PolicyEvent::PolicyGroupsAdded { group_ids, .. }, Some(p)) => {
+                        p.groups.extend(group_ids)
+                    }
+                    (PolicyEvent::PolicyGroupsRemoved { group_ids, .. }, Some(p)) => {
+                        p.groups.retain(|g| !group_ids.contains(g));
+                    }
+                    (PolicyEvent::PolicyDeleted { .. }, Some(p)) => p.deleted = true,
+                    _ => {}
+                }
+            }
+        }
+
+        fn allows(
+            &self,
+            user: u64,
+            resource: &ResourcePath,
+            action: &str,
+            kind: ActionKind,
+        ) -> bool {
+            let Some((platform, true)) = self.users.get(&user) else {
+                return false;
+            };
+            self.policies.values().any(|p| {
+                let named = p.users.contains(&user)
+                    || p.groups.iter().any(|g| {
+                        self.groups.get(g).is_some_and(|(gp, members, deleted)| {
+                            !deleted && *gp == p.platform && members.contains(&user)
+                        })
+                    });
+                let role_allows =
+                    self.roles
+                        .get(&p.role_id)
+                        .is_some_and(|(rp, actions, data, deleted)| {
+                            let patterns = if kind == ActionKind::Action {
+                                actions
+                            } else {
+                                data
+                            };
+                            !deleted
+                                && *rp == p.platform
+                                && patterns
+                                    .iter()
+                                    .filter_map(|a| ActionPattern::parse(a).ok())
+                                    .any(|pat| pat.matches(action))
+                        });
+                let covers = p
+                    .resources
+                    .iter()
+                    .filter_map(|r| ResourcePath::parse_lenient(r).ok())
+                    .any(|r| resource.is_within(&r));
+                !p.deleted && p.platform == *platform && named && role_allows && covers
+            })
+        }
+    }
+
+    /// A random history of RBAC writes: roles, groups and policies created,
+    /// changed and deleted, members and subjects added and removed, users
+    /// deactivated and reactivated, on two platforms, ids sometimes naming
+    /// what does not exist (yet), is deleted or is of the other platform.
+    fn random_history(rng: &mut Rng, steps: usize) -> Log {
+        const PATTERNS: [&str; 7] = [
+            "Ibl.*",
+            "Ibl.Mentor/*",
+            "Ibl.Mentor/Mentors/read",
+            "Ibl.Core/*",
+            "*",
+            "Ibl.Mentor/Settings/*/read",
+            "not a pattern!",
+        ];
+        const RESOURCES: [&str; 7] = [
+            "/platforms/1/",
+            "/platforms/1/mentors/",
+            "/platforms/1/mentors/5/",
+            "/platforms/1/mentors/6/",
+            "/platforms/2/",
+            "/platforms/1/mentors",
+            "not a path",
+        ];
+        let pick = |rng: &mut Rng, pool: &[&str]| -> Vec<String> {
+            pool.iter()
+                .filter(|_| rng.below(3) == 0)
+                .map(|s| (*s).to_owned())
+                .collect()
+        };
+        let some_ids = |rng: &mut Rng, upto: u64| -> Vec<u64> {
+            (1..=upto).filter(|_| rng.below(3) == 0).collect()
+        };
+        let platform = |rng: &mut Rng| if rng.below(5) == 0 { "other" } else { "acme" };
+        let mut log = Log::default();
+        log.platform(1, "acme").platform(2, "other");
+        for u in 1..=8 {
+            log.user(
+                u,
+                if u <= 6 { "acme" } else { "other" },
+                &format!("user{u}"),
+            );
+        }
+        let (mut roles, mut groups, mut policies) = (0u64, 100u64, 200u64);
+        for _ in 0..steps {
+            match rng.below(14) {
+                0 | 1 => {
+                    roles += 1;
+                    let (actions, data) = (pick(rng, &PATTERNS), pick(rng, &PATTERNS));
+                    log.role_event(
+                        roles,
+                        RoleEvent::RoleCreated {
+                            id: roles,
+                            platform: platform(rng).into(),
+                            name: format!("r{roles}"),
+                            actions,
+                            data_actions: data,
+                            is_internal: false,
+                            is_builtin: false,
+                            created_at: at(0),
+                        },
+                    );
+                }
+                2 => {
+                    let (actions, data) = (pick(rng, &PATTERNS), pick(rng, &PATTERNS));
+                    log.role_event(
+                        1 + rng.below(roles + 1),
+                        RoleEvent::RoleUpdated {
+                            name: "renamed".into(),
+                            actions,
+                            data_actions: data,
+                            updated_at: at(1),
+                        },
+                    );
+                }
+                3 if rng.below(3) == 0 => {
+                    log.role_event(
+                        1 + rng.below(roles + 1),
+                        RoleEvent::RoleDeleted { deleted_at: at(2) },
+                    );
+                }
+                4 => {
+                    groups += 1;
+                    let members = some_ids(rng, 8);
+                    let p = platform(rng);
+                    log.group(groups, p, &format!("g{groups}"), 1, &members);
+                }
+                5 | 6 => {
+                    let members = some_ids(rng, 8);
+                    let add = rng.below(2) == 0;
+                    log.members(101 + rng.below(groups - 99), &members, add);
+                }
+                7 if rng.below(3) == 0 => {
+                    log.group_event(
+                        101 + rng.below(groups - 99),
+                        GroupEvent::GroupDeleted { deleted_at: at(2) },
+                    );
+                }
+                8 | 9 => {
+                    policies += 1;
+                    let users = some_ids(rng, 8);
+                    let gs: Vec<u64> = (101..=groups + 1).filter(|_| rng.below(4) == 0).collect();
+                    let resources = pick(rng, &RESOURCES);
+                    log.policy_event(
+                        policies,
+                        PolicyEvent::PolicyCreated {
+                            id: policies,
+                            platform: platform(rng).into(),
+                            platform_pk: 1,
+                            name: format!("p{policies}"),
+                            role_id: 1 + rng.below(roles + 1),
+                            resources,
+                            user_ids: users,
+                            group_ids: gs,
+                            is_internal: false,
+                            created_at: at(0),
+                        },
+                    );
+                }
+                10 => {
+                    let resources = pick(rng, &RESOURCES);
+                    log.policy_event(
+                        201 + rng.below(policies - 199),
+                        PolicyEvent::PolicyUpdated {
+                            name: "changed".into(),
+                            role_id: 1 + rng.below(roles + 1),
+                            resources,
+                            updated_at: at(1),
+                        },
+                    );
+                }
+                11 => {
+                    let pid = 201 + rng.below(policies - 199);
+                    let (user_ids, group_ids) = (
+                        some_ids(rng, 8),
+                        (101..=groups).filter(|_| rng.below(4) == 0).collect(),
+                    );
+                    let event = match rng.below(5) {
+                        0 => PolicyEvent::PolicyUsersAdded {
+                            user_ids,
+                            added_at: at(1),
+                        },
+                        1 => PolicyEvent::PolicyUsersRemoved {
+                            user_ids,
+                            removed_at: at(1),
+                        },
+                        2 => PolicyEvent::PolicyGroupsAdded {
+                            group_ids,
+                            added_at: at(1),
+                        },
+                        3 => PolicyEvent::PolicyGroupsRemoved {
+                            group_ids,
+                            removed_at: at(1),
+                        },
+                        _ => PolicyEvent::PolicyDeleted { deleted_at: at(2) },
+                    };
+                    log.policy_event(pid, event);
+                }
+                12 => {
+                    let id = 1 + rng.below(8);
+                    log.user_event(if rng.below(2) == 0 {
+                        UserEvent::UserDeactivated {
+                            id,
+                            deactivated_at: at(1),
+                        }
+                    } else {
+                        UserEvent::UserReactivated {
+                            id,
+                            reactivated_at: at(1),
+                        }
+                    });
+                }
+                _ => {}
+            }
+        }
+        log
+    }
+
+    #[test]
+    fn random_histories_give_the_naive_answer_after_every_batch() {
+        const QUESTIONS: [(&str, &str, ActionKind); 7] = [
+            ("/platforms/1/", "Ibl.Core/Roles/list", ActionKind::Action),
+            (
+                "/platforms/1/mentors/",
+                "Ibl.Mentor/Mentors/list",
+                ActionKind::Action,
+            ),
+            (
+                "/platforms/1/mentors/5/",
+                "Ibl.Mentor/Mentors/read",
+                ActionKind::Action,
+            ),
+            (
+                "/platforms/1/mentors/5/",
+                "Ibl.Mentor/Mentors/write",
+                ActionKind::Action,
+            ),
+            (
+                "/platforms/1/mentors/6/settings/x/",
+                "Ibl.Mentor/Settings/x/read",
+                ActionKind::DataAction,
+            ),
+            (
+                "/platforms/1/mentors/7/",
+                "Ibl.Mentor/Mentors/read",
+                ActionKind::Action,
+            ),
+            (
+                "/platforms/2/mentors/5/",
+                "Ibl.Mentor/Mentors/read",
+                ActionKind::Action,
+            ),
+        ];
+        let (mut granted, mut denied) = (0, 0);
+        for seed in 1..=12u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let log = random_history(&mut rng, 300);
+            let model = RbacModel::new();
+            let mut naive = Naive::default();
+            let mut done = 0;
+            while done < log.events.len() {
+                let batch = (1 + rng.below(8) as usize).min(log.events.len() - done);
+                model.apply(&log.events[done..done + batch]);
+                for e in &log.events[done..done + batch] {
+                    naive.apply(e);
+                }
+                done += batch;
+                for user in 1..=8u64 {
+                    let platform = if user <= 6 { "acme" } else { "other" };
+                    let grants = model.grants(platform, user);
+                    for (resource, action, kind) in QUESTIONS {
+                        let resource = path(resource);
+                        let expected = naive.allows(user, &resource, action, kind);
+                        let got = authorize(&grants, &resource, action, kind).allowed;
+                        assert_eq!(
+                            got, expected,
+                            "seed {seed}, after event {done}: user {user}, {action} on {resource}"
+                        );
+                        granted += usize::from(got);
+                        denied += usize::from(!got);
+                    }
+                }
+            }
+            // The same history in one batch: the same model.
+            assert_eq!(snapshot(&model_of(&log)), snapshot(&model), "seed {seed}");
+            assert_agrees_with_the_check_index(&model, &[1, 2, 3, 4, 5, 6, 7, 8]);
+        }
+        assert!(
+            granted > 1000 && denied > 1000,
+            "the histories must both grant and deny: {granted} granted, {denied} denied"
+        );
+    }
+
     // --- scale
 
     /// A small deterministic generator (xorshift64*).
