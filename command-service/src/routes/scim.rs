@@ -473,28 +473,15 @@ pub async fn replace_user(
     path: web::Path<ScimUserPath>,
     body: Result<JsonBody<Value>, ApiError>,
 ) -> Result<HttpResponse, ScimError> {
-    let principal = principal?;
-    let body = body?;
-    let Begun {
-        platform,
-        tag,
-        replay,
-        ..
-    } = begin(&req, &read, &principal, &path.platform_key, &body.hash()).await?;
-    let existing = find_user(&read, &platform, &path.id)?;
-    if let Some(record) = replay {
-        return Ok(answer(&req, StatusCode::OK, record.position, &existing));
-    }
-    let mut changes = Changes::default();
-    changes.set_all(object(&body.value, "The body")?)?;
-    required_user_name(&changes)?;
-    changes.given_name.get_or_insert_with(String::new);
-    changes.family_name.get_or_insert_with(String::new);
-    let ctx = context(&req, &principal, &principal.key.username, tag);
-    let (state, position) = apply(&write, &ctx, &platform, existing.id, &changes).await?;
-    settle(&read, position).await;
-    let u = current(&read, &platform, state.as_ref(), existing.id)?;
-    Ok(answer(&req, StatusCode::OK, position, &u))
+    change_user(&req, &read, &write, principal?, &path, body?, |body| {
+        let mut changes = Changes::default();
+        changes.set_all(object(body, "The body")?)?;
+        required_user_name(&changes)?;
+        changes.given_name.get_or_insert_with(String::new);
+        changes.family_name.get_or_insert_with(String::new);
+        Ok(changes)
+    })
+    .await
 }
 
 /// `PATCH /api/orgs/{platform_key}/scim/v2/Users/{id}`: see [`patch_changes`].
@@ -506,24 +493,36 @@ pub async fn patch_user(
     path: web::Path<ScimUserPath>,
     body: Result<JsonBody<Value>, ApiError>,
 ) -> Result<HttpResponse, ScimError> {
-    let principal = principal?;
-    let body = body?;
+    change_user(&req, &read, &write, principal?, &path, body?, patch_changes).await
+}
+
+/// A change of one existing user, read from the body by `changes_of`; a
+/// retry under the same `Idempotency-Key` answers the user as it is.
+async fn change_user(
+    req: &HttpRequest,
+    read: &ReadState,
+    write: &WriteState,
+    principal: Principal,
+    path: &ScimUserPath,
+    body: JsonBody<Value>,
+    changes_of: impl FnOnce(&Value) -> Result<Changes, ScimError>,
+) -> Result<HttpResponse, ScimError> {
     let Begun {
         platform,
         tag,
         replay,
         ..
-    } = begin(&req, &read, &principal, &path.platform_key, &body.hash()).await?;
-    let existing = find_user(&read, &platform, &path.id)?;
+    } = begin(req, read, &principal, &path.platform_key, &body.hash()).await?;
+    let existing = find_user(read, &platform, &path.id)?;
     if let Some(record) = replay {
-        return Ok(answer(&req, StatusCode::OK, record.position, &existing));
+        return Ok(answer(req, StatusCode::OK, record.position, &existing));
     }
-    let changes = patch_changes(&body.value)?;
-    let ctx = context(&req, &principal, &principal.key.username, tag);
-    let (state, position) = apply(&write, &ctx, &platform, existing.id, &changes).await?;
-    settle(&read, position).await;
-    let u = current(&read, &platform, state.as_ref(), existing.id)?;
-    Ok(answer(&req, StatusCode::OK, position, &u))
+    let changes = changes_of(&body.value)?;
+    let ctx = context(req, &principal, &principal.key.username, tag);
+    let (state, position) = apply(write, &ctx, &platform, existing.id, &changes).await?;
+    settle(read, position).await;
+    let u = current(read, &platform, state.as_ref(), existing.id)?;
+    Ok(answer(req, StatusCode::OK, position, &u))
 }
 
 /// `DELETE /api/orgs/{platform_key}/scim/v2/Users/{id}`: deactivates the
