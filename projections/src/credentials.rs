@@ -253,8 +253,13 @@ impl CredentialsModel {
         }
     }
 
-    pub fn api_key_by_hash(&self, hash: &str) -> Option<Arc<ApiKeyView>> {
-        self.read().keys_by_hash.get(hash).cloned()
+    /// The key with this hash and its platform, under one lock (every
+    /// authenticated request asks).
+    pub fn api_key_by_hash(&self, hash: &str) -> Option<(Arc<ApiKeyView>, Arc<PlatformView>)> {
+        let s = self.read();
+        let key = s.keys_by_hash.get(hash)?;
+        let platform = s.platforms.get(&key.platform)?;
+        Some((key.clone(), platform.clone()))
     }
 
     /// The active keys of a platform, oldest first.

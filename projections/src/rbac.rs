@@ -388,6 +388,18 @@ impl State {
         })
     }
 
+    /// The grants of an active user of `platform`; empty otherwise.
+    fn grants_of(&self, platform: &str, user_id: u64) -> Arc<Vec<Grant>> {
+        let on_platform = self
+            .users
+            .get(&user_id)
+            .is_some_and(|u| u.active && u.platform == platform);
+        match self.grants.get(&user_id) {
+            Some(grants) if on_platform => grants.clone(),
+            _ => self.empty.clone(),
+        }
+    }
+
     /// Users of `platform` whose username (or email) is `value`, any case.
     fn users_named(&self, platform: &str, value: &str, by_email: bool) -> Option<&BTreeSet<u64>> {
         let index = if by_email {
@@ -1090,14 +1102,6 @@ impl RbacModel {
             .filter(|u| u.platform_key == platform)
     }
 
-    /// Whether user `id` is registered on `platform` (active or not).
-    pub fn has_user(&self, platform: &str, id: u64) -> bool {
-        self.read()
-            .users
-            .get(&id)
-            .is_some_and(|u| u.platform == platform)
-    }
-
     /// The user of `platform` with this username: the exact spelling if
     /// there is one, else one equal ignoring case (the lowest id).
     pub fn user_by_username(&self, platform: &str, username: &str) -> Option<RbacUser> {
@@ -1294,15 +1298,27 @@ impl RbacModel {
     /// [`check`](ibl_events::rbac::check), outside any lock. Empty for an
     /// unknown user, a user of another platform or a deactivated user.
     pub fn grants(&self, platform: &str, user_id: u64) -> Arc<Vec<Grant>> {
+        self.read().grants_of(platform, user_id)
+    }
+
+    /// A check by `caller` about another user, read under one lock: the
+    /// caller's grants, and the subject's if it is registered on `platform`
+    /// (`None` otherwise; empty if it is deactivated).
+    pub fn grants_of_both(
+        &self,
+        platform: &str,
+        caller: u64,
+        subject: u64,
+    ) -> (Arc<Vec<Grant>>, Option<Arc<Vec<Grant>>>) {
         let s = self.read();
-        let on_platform = s
+        let registered = s
             .users
-            .get(&user_id)
-            .is_some_and(|u| u.active && u.platform == platform);
-        match s.grants.get(&user_id) {
-            Some(grants) if on_platform => grants.clone(),
-            _ => s.empty.clone(),
-        }
+            .get(&subject)
+            .is_some_and(|u| u.platform == platform);
+        (
+            s.grants_of(platform, caller),
+            registered.then(|| s.grants_of(platform, subject)),
+        )
     }
 
     /// Whether the user is registered on `platform` and active.

@@ -322,14 +322,10 @@ pub fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, Ap
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("Use 'Authorization: Api-Token <key>'.".into()))?;
-    let key = read
+    let (key, platform) = read
         .models
         .api_key_by_hash(&hash_secret(secret))
-        .filter(|k| k.expires.is_none_or(|e| e > Utc::now()))
-        .ok_or_else(|| ApiError::Unauthorized("Invalid API key.".into()))?;
-    let platform = read
-        .models
-        .platform(&key.platform)
+        .filter(|(k, _)| k.expires.is_none_or(|e| e > Utc::now()))
         .ok_or_else(|| ApiError::Unauthorized("Invalid API key.".into()))?;
     Ok(Principal { platform, key })
 }

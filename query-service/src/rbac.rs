@@ -3,8 +3,11 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use ibl_events::rbac::{
-    check, parse_check_resources, ActionKind, Answer, Decision, ResourcePath, ResourcesError, Via,
+    check, parse_check_resources, ActionKind, Answer, Decision, Grant, ResourcePath,
+    ResourcesError, Via,
 };
+use std::sync::Arc;
+
 use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -47,35 +50,35 @@ fn resources_error(e: ResourcesError) -> ApiError {
     }
 }
 
-/// The user a check is about: the key's owner, or (for a caller who may
-/// manage users) the one named in the body.
-fn subject(
+/// The grants of the user a check is about: the key's owner, or (for a
+/// caller who may manage users) the one named in the body. One read of the
+/// model for the owner or a user named by id.
+fn subject_grants(
     read: &ReadState,
     principal: &Principal,
     body: &CheckBody,
     platform: &str,
-) -> Result<u64, ApiError> {
-    if body.user_id.is_none() && body.username.is_none() && body.email.is_none() {
-        return Ok(principal.key.user_id);
-    }
+) -> Result<Arc<Vec<Grant>>, ApiError> {
+    let caller = principal.key.user_id;
+    let named = match (&body.user_id, &body.username, &body.email) {
+        (None, None, None) => return Ok(read.rbac.grants(platform, caller)),
+        (Some(id), _, _) => Some(*id),
+        (None, Some(name), _) => read.rbac.user_by_username(platform, name).map(|u| u.id),
+        (None, None, Some(email)) => read.rbac.user_by_email(platform, email).map(|u| u.id),
+    };
+    // An unknown name is looked up as no one: 404 only once allowed to ask.
+    let (callers, subjects) = read
+        .rbac
+        .grants_of_both(platform, caller, named.unwrap_or(0));
     let users = ResourcePath::parse(&format!("/platforms/{}/users/", principal.platform.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let grants = read.rbac.grants(platform, principal.key.user_id);
-    if !ibl_events::rbac::authorize(&grants, &users, MANAGE_USERS, ActionKind::Action).allowed {
+    if !ibl_events::rbac::authorize(&callers, &users, MANAGE_USERS, ActionKind::Action).allowed {
         return Err(ApiError::Forbidden(format!(
             "Checking another user's permissions needs {MANAGE_USERS} on {}.",
             users.as_str()
         )));
     }
-    let named = match (&body.user_id, &body.username, &body.email) {
-        (Some(id), _, _) => read.rbac.has_user(platform, *id).then_some(*id),
-        (None, Some(name), _) => read.rbac.user_by_username(platform, name).map(|u| u.id),
-        (None, None, email) => email
-            .as_deref()
-            .and_then(|e| read.rbac.user_by_email(platform, e))
-            .map(|u| u.id),
-    };
-    named.ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
+    subjects.ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
 }
 
 fn explained(read: &ReadState, platform: &str, d: &Decision) -> Value {
@@ -118,8 +121,7 @@ pub async fn check_permissions(
     fresh(&req, &read).await?;
     let paths =
         parse_check_resources(std::mem::take(&mut body.resources)).map_err(resources_error)?;
-    let user = subject(&read, &principal, &body, &platform)?;
-    let grants = read.rbac.grants(&platform, user);
+    let grants = subject_grants(&read, &principal, &body, &platform)?;
     // By path: sorted, a path asked twice answered once.
     let mut decisions: Vec<(&str, Answer)> = paths
         .iter()
