@@ -1,6 +1,8 @@
 //! Page parameters and the links between pages.
 
-use actix_web::HttpRequest;
+use actix_web::{HttpRequest, HttpResponse};
+use ibl_projections::credentials::Page;
+use serde_json::{json, Value};
 
 use crate::error::ApiError;
 
@@ -83,6 +85,25 @@ pub fn links(req: &HttpRequest, p: PageRequest, count: usize) -> (Option<String>
     let next = (p.page < p.num_pages(count) && count > 0).then(|| page_url(req, p.page + 1));
     let previous = (p.page > 1).then(|| page_url(req, p.page - 1));
     (next, previous)
+}
+
+/// A page answered as DRF does (the RBAC lists): `{count, next, previous,
+/// results}`, each item in its wire shape; 404 past the last page.
+pub fn drf_page<T>(
+    req: &HttpRequest,
+    p: PageRequest,
+    page: &Page<T>,
+    wire: impl Fn(&T) -> Value,
+) -> Result<HttpResponse, ApiError> {
+    p.check_in_range(page.count)?;
+    let (next, previous) = links(req, p, page.count);
+    let results: Vec<Value> = page.items.iter().map(wire).collect();
+    Ok(HttpResponse::Ok().json(json!({
+        "count": page.count,
+        "next": next,
+        "previous": previous,
+        "results": results,
+    })))
 }
 
 fn url_pairs(query: &str) -> Vec<(String, String)> {

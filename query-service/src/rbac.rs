@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
 use crate::extract::{JsonBody, Principal};
-use crate::paging::page_url;
+use crate::paging::drf_page;
 use crate::routes::{fresh, Params};
 use crate::{ApiError, ReadState};
 
@@ -81,19 +81,24 @@ fn subject_grants(
     subjects.ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
 }
 
+/// How a grant reaches its user: `"direct"`, or the group `{id, name}`.
+fn via(read: &ReadState, platform: &str, via: Via) -> Value {
+    match via {
+        Via::Direct => json!("direct"),
+        Via::Group(id) => {
+            let group = read.rbac.group(platform, id);
+            json!({"id": id, "name": group.map(|g| g.name).unwrap_or_default()})
+        }
+    }
+}
+
 fn explained(read: &ReadState, platform: &str, d: &Decision) -> Value {
     let Some(b) = d.because else {
         return json!({"allowed": false});
     };
     let policy = read.rbac.policy(platform, b.policy_id);
     let role = read.rbac.role(platform, b.role_id);
-    let via = match b.via {
-        Via::Direct => json!("direct"),
-        Via::Group(id) => {
-            let group = read.rbac.group(platform, id);
-            json!({"id": id, "name": group.map(|g| g.name).unwrap_or_default()})
-        }
-    };
+    let via = via(read, platform, b.via);
     json!({
         "allowed": true,
         "policy": {"id": b.policy_id, "name": policy.map(|p| p.name).unwrap_or_default()},
@@ -198,29 +203,12 @@ pub async fn who_has_access(
     let page = read
         .rbac
         .who_has_access(&platform, &resource, &action, p.offset(), p.size);
-    p.check_in_range(page.count)?;
-    let results: Vec<Value> = page
-        .items
-        .iter()
-        .map(|e| {
-            let via = match e.via {
-                Via::Direct => json!("direct"),
-                Via::Group(id) => json!({"id": id, "name": read.rbac.group(&platform, id).map(|g| g.name).unwrap_or_default()}),
-            };
-            json!({
-                "user": {"id": e.user.id, "username": e.user.username, "email": e.user.email},
-                "policy_id": e.policy_id,
-                "role_id": e.role_id,
-                "group": via,
-            })
+    drf_page(&req, p, &page, |e| {
+        json!({
+            "user": {"id": e.user.id, "username": e.user.username, "email": e.user.email},
+            "policy_id": e.policy_id,
+            "role_id": e.role_id,
+            "group": via(&read, &platform, e.via),
         })
-        .collect();
-    let next = (p.page < p.num_pages(page.count)).then(|| page_url(&req, p.page + 1));
-    let previous = (p.page > 1).then(|| page_url(&req, p.page - 1));
-    Ok(HttpResponse::Ok().json(json!({
-        "count": page.count,
-        "next": next,
-        "previous": previous,
-        "results": results,
-    })))
+    })
 }

@@ -9,7 +9,7 @@ use ibl_projections::rbac::{
 use serde_json::{json, Value};
 
 use crate::extract::Principal;
-use crate::paging::{links, PageRequest};
+use crate::paging::drf_page;
 use crate::routes::{fresh, Params};
 use crate::{ApiError, ReadState};
 
@@ -113,12 +113,6 @@ pub fn mentor_policy(p: &PolicyView, mentor_id: u64) -> Value {
     })
 }
 
-/// DRF pagination: `{count, next, previous, results}`.
-fn paginated(req: &HttpRequest, p: PageRequest, count: usize, results: Vec<Value>) -> Value {
-    let (next, previous) = links(req, p, count);
-    json!({"count": count, "next": next, "previous": previous, "results": results})
-}
-
 /// The required `platform_key` query parameter; the key must belong to it.
 pub fn platform_param(principal: &Principal, params: &Params) -> Result<String, ApiError> {
     let key = params
@@ -216,9 +210,7 @@ pub async fn list_roles(
         page.offset(),
         page.size,
     );
-    page.check_in_range(found.count)?;
-    let results = found.items.iter().map(role).collect();
-    Ok(HttpResponse::Ok().json(paginated(&req, page, found.count, results)))
+    drf_page(&req, page, &found, role)
 }
 
 pub async fn get_role(
@@ -249,13 +241,7 @@ pub async fn list_groups(
     let found = read
         .rbac
         .groups(&platform, &filter, page.offset(), page.size);
-    page.check_in_range(found.count)?;
-    let results = found
-        .items
-        .iter()
-        .map(|g| group(g, include_users))
-        .collect();
-    Ok(HttpResponse::Ok().json(paginated(&req, page, found.count, results)))
+    drf_page(&req, page, &found, |g| group(g, include_users))
 }
 
 pub async fn get_group(
@@ -287,13 +273,9 @@ pub async fn list_policies(
         group: params.get("group").map(str::to_owned),
     };
     let found = read.rbac.policies(&filter, page.offset(), page.size);
-    page.check_in_range(found.count)?;
-    let results = found
-        .items
-        .iter()
-        .map(|p| policy(p, include_users, include_groups))
-        .collect();
-    Ok(HttpResponse::Ok().json(paginated(&req, page, found.count, results)))
+    drf_page(&req, page, &found, |p| {
+        policy(p, include_users, include_groups)
+    })
 }
 
 pub async fn get_policy(
