@@ -32,8 +32,8 @@ use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use ibl_events::platform::{PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM};
 use ibl_events::rbac::{
-    operations_for, ActionKind, ActionPattern, Grant, GroupEvent, PolicyEvent, ResourcePath,
-    RoleEvent, Via,
+    operations_for, ActionKind, ActionPattern, Because, Grant, GroupEvent, PolicyEvent,
+    ResourcePath, RoleEvent, Via,
 };
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 
@@ -157,6 +157,17 @@ pub struct AccessEntry {
     pub policy_id: u64,
     pub role_id: u64,
     pub via: Via,
+}
+
+impl AccessEntry {
+    /// Why the user holds the action, as a check explains it.
+    pub fn because(&self) -> Because {
+        Because {
+            policy_id: self.policy_id,
+            role_id: self.role_id,
+            via: self.via,
+        }
+    }
 }
 
 /// Filters of the groups list; each `None` matches everything.
@@ -1205,6 +1216,28 @@ impl RbacModel {
         let s = self.read();
         let g = s.live_group(id, platform)?;
         Some(s.group_view(id, g))
+    }
+
+    /// The names an explained check shows for one reason: its policy's, its
+    /// role's and, through a group, the group's; read without building their
+    /// views (a policy may name thousands of users). `""` for what is gone.
+    pub fn because_names(&self, platform: &str, because: &Because) -> (String, String, String) {
+        let s = self.read();
+        let policy = s
+            .policies
+            .get(&because.policy_id)
+            .filter(|p| p.platform == platform)
+            .map(|p| p.name.clone());
+        let role = s.roles.get(&because.role_id).map(|r| r.name.clone());
+        let group = match because.via {
+            Via::Direct => None,
+            Via::Group(id) => s.live_group(id, platform).map(|g| g.name.clone()),
+        };
+        (
+            policy.unwrap_or_default(),
+            role.unwrap_or_default(),
+            group.unwrap_or_default(),
+        )
     }
 
     /// The live group of `platform` with this `unique_id` (exact), for the

@@ -82,13 +82,10 @@ fn subject_grants(
 }
 
 /// How a grant reaches its user: `"direct"`, or the group `{id, name}`.
-fn via(read: &ReadState, platform: &str, via: Via) -> Value {
+fn via(via: Via, group_name: String) -> Value {
     match via {
         Via::Direct => json!("direct"),
-        Via::Group(id) => {
-            let group = read.rbac.group(platform, id);
-            json!({"id": id, "name": group.map(|g| g.name).unwrap_or_default()})
-        }
+        Via::Group(id) => json!({"id": id, "name": group_name}),
     }
 }
 
@@ -96,14 +93,12 @@ fn explained(read: &ReadState, platform: &str, d: &Decision) -> Value {
     let Some(b) = d.because else {
         return json!({"allowed": false});
     };
-    let policy = read.rbac.policy(platform, b.policy_id);
-    let role = read.rbac.role(platform, b.role_id);
-    let via = via(read, platform, b.via);
+    let (policy, role, group) = read.rbac.because_names(platform, &b);
     json!({
         "allowed": true,
-        "policy": {"id": b.policy_id, "name": policy.map(|p| p.name).unwrap_or_default()},
-        "role": {"id": b.role_id, "name": role.map(|r| r.name).unwrap_or_default()},
-        "group": via,
+        "policy": {"id": b.policy_id, "name": policy},
+        "role": {"id": b.role_id, "name": role},
+        "group": via(b.via, group),
     })
 }
 
@@ -208,7 +203,7 @@ pub async fn who_has_access(
             "user": {"id": e.user.id, "username": e.user.username, "email": e.user.email},
             "policy_id": e.policy_id,
             "role_id": e.role_id,
-            "group": via(&read, &platform, e.via),
+            "group": via(e.via, read.rbac.because_names(&platform, &e.because()).2),
         })
     })
 }
