@@ -813,6 +813,14 @@ fn a_reserved_name_passes_on_once_its_holder_lets_it_go() {
         .json(&json!({"platform_key": ORG, "name": "Second", "unique_id": "shared"}))
         .send()
         .expect(409);
+    let head = app.head();
+    for bad in [json!("   "), json!("x".repeat(300))] {
+        app.patch(&format!("{GROUPS}{first}/"))
+            .json(&json!({"platform_key": ORG, "unique_id": bad}))
+            .send()
+            .expect(400);
+    }
+    assert_eq!(app.head(), head, "a refused unique_id reserves nothing");
     app.patch(&format!("{GROUPS}{first}/"))
         .json(&json!({"platform_key": ORG, "unique_id": "renamed"}))
         .send()

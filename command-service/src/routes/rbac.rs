@@ -509,9 +509,7 @@ pub async fn update_group(
     check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
     check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
-    if let Some(unique_id) = &body.unique_id {
-        reserve_unique_id(&read, &write.store, &ctx, &platform, unique_id, id).await?;
-    }
+    let unique_id = body.unique_id.clone();
     let command = GroupCommand::Update {
         platform: platform.clone(),
         changes: UpdateGroup {
@@ -523,6 +521,12 @@ pub async fn update_group(
         },
         now: Utc::now(),
     };
+    if let Some(unique_id) = unique_id {
+        // Rejected before reserving, so that a bad body holds no name.
+        let (state, _) = load::<GroupAggregate>(write.store.as_ref(), &group_stream(id)).await?;
+        GroupAggregate::decide(&state, command.clone()).map_err(rejected)?;
+        reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await?;
+    }
     apply::<Groups>(&read, &write, &ctx, &platform, id, Write::Update, command).await
 }
 
