@@ -861,3 +861,26 @@ fn a_reserved_name_passes_on_once_its_holder_lets_it_go() {
         .body;
     assert_eq!(listed.as_array().map(Vec::len), Some(1), "{listed}");
 }
+
+#[test]
+fn a_create_the_domain_refuses_appends_nothing_not_even_an_id() {
+    let app = spawn_app();
+    let head = app.head();
+    let bad = app
+        .post(ROLES)
+        .json(&json!({"platform_key": ORG, "name": "Bad", "actions": ["Ibl.Mentor/Men*"]}))
+        .send()
+        .expect(400)
+        .body;
+    assert!(bad["actions"].is_array(), "{bad}");
+    app.post(ROLES)
+        .idempotency_key("bad-role")
+        .json(&json!({"platform_key": ORG, "name": "Bad", "actions": ["Ibl.Mentor/Men*"]}))
+        .send()
+        .expect(400);
+    app.post(GROUPS)
+        .json(&json!({"platform_key": ORG, "name": "x".repeat(300), "unique_id": "long"}))
+        .send()
+        .expect(400);
+    assert_eq!(app.head(), head, "refused creates appended events");
+}

@@ -23,7 +23,7 @@ use serde_json::Value;
 use std::sync::Arc;
 
 use crate::domain::rbac::builtins::BuiltinRole;
-use crate::domain::rbac::group::{GroupAggregate, GroupCommand, GroupState, UpdateGroup};
+use crate::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
 use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
 use crate::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
 use crate::domain::Aggregate;
@@ -236,6 +236,26 @@ async fn apply<E: Entity>(
     Ok(written(status, outcome.position(), E::wire(&view)))
 }
 
+/// Creates an entity of `kind` made by `make(id)`: the body is judged
+/// before an id is taken (a refused body appends nothing), then the id is
+/// taken (reserved under an `Idempotency-Key`) and `then(id)` runs before
+/// the create (a group reserves its `unique_id` there).
+async fn create<E: Entity>(
+    read: &ReadState,
+    write: &WriteState,
+    ctx: &CommandContext,
+    platform: &str,
+    kind: &str,
+    make: impl Fn(u64) -> <E::Aggregate as Aggregate>::Command,
+    then: impl AsyncFnOnce(u64) -> Result<(), ApiError>,
+) -> Result<HttpResponse, ApiError> {
+    let empty = <<E::Aggregate as Aggregate>::State as Default>::default();
+    <E::Aggregate as Aggregate>::decide(&empty, make(1)).map_err(rejected)?;
+    let id = new_id(&write.store, ctx, platform, kind).await?;
+    then(id).await?;
+    apply::<E>(read, write, ctx, platform, id, Write::Create, make(id)).await
+}
+
 /// `DELETE .../{id}/?platform_key=`: 204 once the read models show it.
 async fn delete<E: Entity>(
     req: &HttpRequest,
@@ -285,16 +305,23 @@ pub async fn create_role(
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let name = required(body.name, "name")?;
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
-    let id = new_id(&write.store, &ctx, &platform, "role").await?;
-    let command = RoleCommand::Create {
+    let (actions, data_actions) = (
+        body.actions.unwrap_or_default(),
+        body.data_actions.unwrap_or_default(),
+    );
+    let now = Utc::now();
+    let make = |id| RoleCommand::Create {
         id,
         platform: platform.clone(),
-        name,
-        actions: body.actions.unwrap_or_default(),
-        data_actions: body.data_actions.unwrap_or_default(),
-        now: Utc::now(),
+        name: name.clone(),
+        actions: actions.clone(),
+        data_actions: data_actions.clone(),
+        now,
     };
-    apply::<Roles>(&read, &write, &ctx, &platform, id, Write::Create, command).await
+    create::<Roles>(&read, &write, &ctx, &platform, "role", make, async |_| {
+        Ok(())
+    })
+    .await
 }
 
 pub async fn update_role(
@@ -475,21 +502,24 @@ pub async fn create_group(
         .filter(|u| !body.users_to_remove.contains(u))
         .collect();
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
-    let id = new_id(&write.store, &ctx, &platform, "group").await?;
-    let command = GroupCommand::Create {
+    let (name, description) = (
+        body.name.unwrap_or_default(),
+        body.description.unwrap_or_default(),
+    );
+    let now = Utc::now();
+    let make = |id| GroupCommand::Create {
         id,
         platform: platform.clone(),
         unique_id: unique_id.clone(),
-        name: body.name.unwrap_or_default(),
-        description: body.description.unwrap_or_default(),
+        name: name.clone(),
+        description: description.clone(),
         owner_id,
-        users,
-        now: Utc::now(),
+        users: users.clone(),
+        now,
     };
-    // Rejected before reserving, so that a bad body holds no name.
-    GroupAggregate::decide(&GroupState::default(), command.clone()).map_err(rejected)?;
-    reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await?;
-    apply::<Groups>(&read, &write, &ctx, &platform, id, Write::Create, command).await
+    let reserve =
+        async |id| reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await;
+    create::<Groups>(&read, &write, &ctx, &platform, "group", make, reserve).await
 }
 
 pub async fn update_group(
@@ -587,35 +617,41 @@ pub async fn create_policy(
     let role_id = required(body.role_id, "role_id")?;
     check_role(&read, &platform, role_id)?;
     check_members(&read, &platform, &body)?;
-    let users = body
+    let users: Vec<u64> = body
         .users_to_add
         .iter()
         .copied()
         .filter(|u| !body.users_to_remove.contains(u))
         .collect();
-    let groups = body
+    let groups: Vec<u64> = body
         .groups_to_add
         .iter()
         .copied()
         .filter(|g| !body.groups_to_remove.contains(g))
         .collect();
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
-    let id = new_id(&write.store, &ctx, &platform, "policy").await?;
-    let command = PolicyCommand::Create {
+    let pk = platform_pk(&read, &principal, &platform);
+    let name = body
+        .name
+        .filter(|n| !n.trim().is_empty())
+        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    let resources = body.resources.unwrap_or_default();
+    let now = Utc::now();
+    let make = |id| PolicyCommand::Create {
         id,
         platform: platform.clone(),
-        platform_pk: platform_pk(&read, &principal, &platform),
-        name: body
-            .name
-            .filter(|n| !n.trim().is_empty())
-            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+        platform_pk: pk,
+        name: name.clone(),
         role_id,
-        resources: body.resources.unwrap_or_default(),
-        users,
-        groups,
-        now: Utc::now(),
+        resources: resources.clone(),
+        users: users.clone(),
+        groups: groups.clone(),
+        now,
     };
-    apply::<Policies>(&read, &write, &ctx, &platform, id, Write::Create, command).await
+    create::<Policies>(&read, &write, &ctx, &platform, "policy", make, async |_| {
+        Ok(())
+    })
+    .await
 }
 
 pub async fn update_policy(
