@@ -16,7 +16,7 @@ use ibl_events::EventStore;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
-use ibl_query_service::{ApiError, ReadState, RequestId};
+use ibl_query_service::{ApiError, ClientRequestId, ReadState, RequestId};
 use tracing::Instrument;
 
 use crate::routes;
@@ -153,23 +153,28 @@ fn normalize_path(req: &mut ServiceRequest) {
     }
 }
 
-/// Gives every request an id (its `X-Request-Id` or a new one), a tracing
-/// span carrying it, and one log line when it is answered; normalises its
-/// path first.
+/// Gives every request the server's own id (answered in `X-Request-Id`;
+/// a client's `X-Request-Id` is kept beside it, never instead of it), a
+/// tracing span carrying both, and one log line when it is answered;
+/// normalises its path first.
 async fn request_context(
     mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     normalize_path(&mut req);
-    let id = req
+    let client = req
         .headers()
         .get("X-Request-Id")
         .and_then(|v| v.to_str().ok())
         .filter(|v| !v.is_empty() && v.len() <= 128 && v.bytes().all(|b| b.is_ascii_graphic()))
-        .map(str::to_owned)
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        .map(str::to_owned);
+    let id = uuid::Uuid::new_v4().to_string();
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.path());
+    if let Some(client) = &client {
+        req.extensions_mut().insert(ClientRequestId(client.clone()));
+    }
+    let client = client.unwrap_or_default();
+    let span = tracing::info_span!("request", request_id = %id, client_request_id = %client, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();

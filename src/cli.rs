@@ -4,7 +4,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
-use ibl_command_service::platforms::{create_platform, NewPlatform};
+use ibl_command_service::platforms::{create_platform, mint_key, NewPlatform};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 
@@ -49,6 +49,18 @@ pub enum PlatformCommand {
         #[arg(long)]
         admin_email: String,
     },
+    /// Mint a new API key for an existing user of a platform (the way back
+    /// in for a tenant that lost its keys); prints JSON with `api_key`.
+    Key {
+        /// The platform's key.
+        #[arg(long)]
+        key: String,
+        #[arg(long)]
+        username: String,
+        /// The key's name (default: `operator-{time}`).
+        #[arg(long)]
+        name: Option<String>,
+    },
 }
 
 /// Runs the command line; returns the process exit code.
@@ -74,7 +86,22 @@ pub async fn run(cli: Cli) -> i32 {
                 admin_username,
                 admin_email,
             };
-            platform_create(&cli.settings.data_dir, new).await
+            let data_dir = &cli.settings.data_dir;
+            operator(data_dir, async |store| create_platform(&store, new).await).await
+        }
+        Command::Platform {
+            command:
+                PlatformCommand::Key {
+                    key,
+                    username,
+                    name,
+                },
+        } => {
+            let data_dir = &cli.settings.data_dir;
+            operator(data_dir, async |store| {
+                mint_key(&store, &key, &username, name).await
+            })
+            .await
         }
     }
 }
@@ -101,7 +128,12 @@ async fn serve(settings: &Settings) -> i32 {
     }
 }
 
-async fn platform_create(data_dir: &Path, new: NewPlatform) -> i32 {
+/// Runs an operator command against the store in `data_dir` and prints its
+/// result as one JSON object; exit code 2 when the command is refused.
+async fn operator<T: serde::Serialize>(
+    data_dir: &Path,
+    command: impl AsyncFnOnce(Arc<dyn EventStore>) -> Result<T, ibl_query_service::ApiError>,
+) -> i32 {
     let store: Arc<dyn EventStore> = match SqliteStore::open(data_dir) {
         Ok(s) => Arc::new(s),
         Err(e) => {
@@ -112,7 +144,7 @@ async fn platform_create(data_dir: &Path, new: NewPlatform) -> i32 {
             return 1;
         }
     };
-    match create_platform(&store, new).await {
+    match command(store).await {
         Ok(created) => match serde_json::to_string(&created) {
             Ok(json) => {
                 println!("{json}");

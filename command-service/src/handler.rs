@@ -18,6 +18,7 @@ use crate::domain::{Aggregate, Rejection, RejectionKind};
 pub struct CommandContext {
     pub actor: Actor,
     pub correlation_id: String,
+    pub client_request_id: Option<String>,
     pub causation_id: Option<String>,
     pub idempotency: Option<IdempotencyTag>,
 }
@@ -27,6 +28,7 @@ impl CommandContext {
         Metadata {
             actor: self.actor.clone(),
             correlation_id: self.correlation_id.clone(),
+            client_request_id: self.client_request_id.clone(),
             causation_id: self.causation_id.clone(),
             idempotency: self.idempotency.clone(),
         }

@@ -10,7 +10,7 @@ use ibl_events::{Actor, EventStore, IdempotencyTag};
 use ibl_projections::credentials::IdempotencyRecord;
 use ibl_query_service::extract::Principal;
 use ibl_query_service::routes::{platform_of, Params};
-use ibl_query_service::{ApiError, ReadState, RequestId};
+use ibl_query_service::{ApiError, ClientRequestId, ReadState, RequestId};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
@@ -36,27 +36,55 @@ impl WriteState {
 /// How long a write waits for the read models before it answers anyway.
 const SETTLE: Duration = Duration::from_secs(5);
 
-/// The context of a command sent by `principal` acting as `user`.
+/// The context of a command sent with `principal`'s key: the actor is the
+/// key's owner and the key; the correlation id is the server's request id.
 pub fn context(
     req: &HttpRequest,
     principal: &Principal,
-    user: &str,
     idempotency: Option<IdempotencyTag>,
 ) -> CommandContext {
+    let extensions = req.extensions();
     CommandContext {
         actor: Actor {
             platform: Some(principal.platform.key.clone()),
-            user: Some(user.to_owned()),
+            user: Some(principal.key.username.clone()),
             key_name: Some(principal.key.name.clone()),
+            on_behalf_of: None,
         },
-        correlation_id: req
-            .extensions()
+        correlation_id: extensions
             .get::<RequestId>()
             .map(|r| r.0.clone())
             .unwrap_or_default(),
+        client_request_id: extensions.get::<ClientRequestId>().map(|c| c.0.clone()),
         causation_id: None,
         idempotency,
     }
+}
+
+/// The context of a command whose path names `user` (an integer id or a
+/// username) as the one it acts for: recorded as `on_behalf_of` when it is
+/// a real user of `platform` other than the key's owner, never as the
+/// actor.
+pub fn context_for(
+    req: &HttpRequest,
+    read: &ReadState,
+    principal: &Principal,
+    platform: &str,
+    user: &str,
+    idempotency: Option<IdempotencyTag>,
+) -> CommandContext {
+    let mut ctx = context(req, principal, idempotency);
+    let named = match user.parse::<u64>() {
+        Ok(id) => read.rbac.user(platform, id),
+        Err(_) => read
+            .rbac
+            .user_by_username(platform, user)
+            .filter(|u| u.username == user),
+    };
+    ctx.actor.on_behalf_of = named
+        .filter(|u| u.id != principal.key.user_id)
+        .map(|u| u.username);
+    ctx
 }
 
 /// Reads the `Idempotency-Key` header. The request hash covers the method,

@@ -1,6 +1,7 @@
 //! Aggregates as pure functions, command handlers and the write routes.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod domain;
 pub mod handler;
 pub mod http;

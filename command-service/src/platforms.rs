@@ -15,7 +15,7 @@ use crate::domain::ids::{Allocate, IdsAggregate};
 use crate::domain::platform::{PlatformCommand, PlatformsAggregate};
 use crate::domain::rbac::builtins::{builtins, BuiltinGroup, BuiltinIds, BuiltinRole};
 use crate::domain::user::{UserCommand, UsersAggregate};
-use crate::handler::{append_new, execute, CommandContext};
+use crate::handler::{append_new, execute, load, CommandContext};
 use crate::secrets::NewSecret;
 
 #[derive(Debug, Clone)]
@@ -63,6 +63,7 @@ pub async fn create_platform(
             platform: None,
             user: Some("operator".into()),
             key_name: None,
+            on_behalf_of: None,
         },
         correlation_id: uuid::Uuid::new_v4().to_string(),
         ..CommandContext::default()
@@ -122,6 +123,83 @@ pub async fn create_platform(
     Ok(CreatedPlatform {
         platform,
         admin,
+        api_key: secret.expose().to_owned(),
+        position: outcome.position(),
+    })
+}
+
+/// A key minted by the operator for an existing user: what `ibl platform
+/// key` prints.
+#[derive(Debug, Clone, Serialize)]
+pub struct MintedKey {
+    pub platform: PlatformInfo,
+    pub user: AdminInfo,
+    pub name: String,
+    pub api_key: String,
+    #[serde(skip)]
+    pub position: u64,
+}
+
+/// Mints a new API key for user `username` of platform `platform_key`, from
+/// the server's own machine (the operator's way back in when a tenant has
+/// lost every key). The key is named `name`, or `operator-{time}`.
+pub async fn mint_key(
+    store: &Arc<dyn EventStore>,
+    platform_key: &str,
+    username: &str,
+    name: Option<String>,
+) -> Result<MintedKey, ApiError> {
+    let (platforms, _) = load::<PlatformsAggregate>(store.as_ref(), PLATFORMS_STREAM).await?;
+    let platform = platforms
+        .get(platform_key)
+        .ok_or_else(|| ApiError::NotFound(format!("No platform {platform_key:?}.")))?;
+    let platform = PlatformInfo {
+        id: platform.id,
+        key: platform.key.clone(),
+        name: platform.name.clone(),
+    };
+    let (users, _) = load::<UsersAggregate>(store.as_ref(), USERS_STREAM).await?;
+    let user = users
+        .find(platform_key, username)
+        .ok_or_else(|| ApiError::NotFound(format!("No user {username:?} on {platform_key:?}.")))?;
+    if !user.active {
+        return Err(ApiError::Conflict(format!(
+            "User {username:?} is deactivated: a key of theirs would be refused."
+        )));
+    }
+    let user = AdminInfo {
+        id: user.id,
+        username: user.username.clone(),
+        email: user.email.clone(),
+    };
+    let now = Utc::now();
+    let name = name.unwrap_or_else(|| format!("operator-{}", now.format("%Y%m%d%H%M%S")));
+    let ctx = CommandContext {
+        actor: Actor {
+            platform: Some(platform.key.clone()),
+            user: Some("operator".into()),
+            key_name: None,
+            on_behalf_of: Some(user.username.clone()),
+        },
+        correlation_id: uuid::Uuid::new_v4().to_string(),
+        ..CommandContext::default()
+    };
+    let secret = NewSecret::generate();
+    let command = ApiKeyCommand::Create {
+        name: name.clone(),
+        prefix: secret.prefix(),
+        hash: secret.hash(),
+        user_id: user.id,
+        username: user.username.clone(),
+        expires: None,
+        now,
+    };
+    let outcome =
+        execute::<ApiKeysAggregate>(store, &api_keys_stream(&platform.key), &ctx, command).await?;
+    Ok(MintedKey {
+        platform,
+        user,
+        name,
         api_key: secret.expose().to_owned(),
         position: outcome.position(),
     })

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::domain::credential::{CredentialAggregate, CredentialCommand, UpdateCredential};
 use crate::domain::issuer::{IssuerAggregate, IssuerCommand, UpdateIssuer};
 use crate::handler::{derived_id, execute, execute_new};
-use crate::http::{begin, context, nullable, removed, settle, written, Begun, WriteState};
+use crate::http::{begin, context_for, nullable, removed, settle, written, Begun, WriteState};
 
 mod api_keys;
 mod assertions;
@@ -141,7 +141,7 @@ pub async fn create_credential(
     let fields = changes.merge(&CredentialFields::default());
     check_issuer(&read, &platform, fields.issuer.as_deref())?;
     let entity_id = new_entity_id(&platform, tag.as_ref(), "credential");
-    let ctx = context(&req, &principal, &path.user, tag);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let command = CredentialCommand::Create {
         platform: platform.clone(),
         entity_id: entity_id.clone(),
@@ -194,7 +194,7 @@ pub async fn update_credential(
     if let Some(Some(issuer)) = &changes.issuer {
         check_issuer(&read, &platform, Some(issuer))?;
     }
-    let ctx = context(&req, &principal, &path.user, tag);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let stream = credential_stream(&path.entity_id);
     let now = Utc::now();
     let mut outcome = execute::<CredentialAggregate>(
@@ -238,7 +238,7 @@ pub async fn delete_credential(
     read.models
         .credential(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
-    let ctx = context(&req, &principal, &path.user, None);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, None);
     removed::<CredentialAggregate>(
         &read,
         &write,
@@ -318,7 +318,7 @@ pub async fn create_issuer(
     }
     let fields: IssuerFields = changes.merge(&IssuerFields::default());
     let entity_id = new_entity_id(&platform, tag.as_ref(), "issuer");
-    let ctx = context(&req, &principal, &path.user, tag);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let command = IssuerCommand::Create {
         platform: platform.clone(),
         entity_id: entity_id.clone(),
@@ -359,7 +359,7 @@ pub async fn update_issuer(
             issuer_answer(&req, &read, &platform, &path.entity_id)?,
         ));
     }
-    let ctx = context(&req, &principal, &path.user, tag);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let command = IssuerCommand::Update {
         changes: body.value.changes(),
         now: Utc::now(),
@@ -386,7 +386,7 @@ pub async fn delete_issuer(
     read.models
         .issuer(&platform, &path.entity_id)
         .ok_or_else(ApiError::not_found)?;
-    let ctx = context(&req, &principal, &path.user, None);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, None);
     removed::<IssuerAggregate>(
         &read,
         &write,

@@ -106,8 +106,10 @@ fn assertion(entity_id: &str, n: u64) -> EventData {
             platform: Some("bench".into()),
             user: Some("admin".into()),
             key_name: Some("bench-key".into()),
+            on_behalf_of: None,
         },
         correlation_id: Uuid::new_v4().to_string(),
+        client_request_id: None,
         causation_id: None,
         idempotency: Some(IdempotencyTag {
             key: Uuid::new_v4().to_string(),

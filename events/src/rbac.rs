@@ -501,6 +501,55 @@ impl ActionPattern {
     }
 }
 
+impl ActionPattern {
+    /// Whether every action `other` names is also named by this pattern
+    /// (`Ibl.*` covers `Ibl.Mentor/*`; `Ibl.Mentor/*` does not cover
+    /// `Ibl.*`). Sound, not complete across patterns: a union of several
+    /// patterns that together cover `other` is not seen here (the escalation
+    /// rule then asks for one pattern that does).
+    pub fn covers(&self, other: &ActionPattern) -> bool {
+        let mine = tokens(&self.0);
+        let theirs = tokens(&other.0);
+        for (i, (token, separator)) in mine.iter().enumerate() {
+            let last = i + 1 == mine.len();
+            if *token == "*" && last {
+                // Any non-empty rest: `other` has at least one more token.
+                return i < theirs.len();
+            }
+            let Some((their_token, their_separator)) = theirs.get(i) else {
+                return false;
+            };
+            if *token == "*" {
+                // Exactly one token: a final `*` of `other` may span several.
+                if *their_token == "*" && i + 1 == theirs.len() {
+                    return false;
+                }
+            } else if *their_token == "*" || !token.eq_ignore_ascii_case(their_token) {
+                return false;
+            }
+            if separator != their_separator {
+                return false;
+            }
+        }
+        mine.len() == theirs.len()
+    }
+}
+
+/// The tokens of a pattern, each with the separator after it (`None` for
+/// the last).
+fn tokens(s: &str) -> Vec<(&str, Option<u8>)> {
+    let mut out = Vec::with_capacity(4);
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if is_separator(b) {
+            out.push((&s[start..i], Some(b)));
+            start = i + 1;
+        }
+    }
+    out.push((&s[start..], None));
+    out
+}
+
 impl fmt::Display for ActionPattern {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
@@ -923,6 +972,90 @@ mod tests {
             resources: resources.iter().map(|s| path(s)).collect(),
             actions: patterns(actions).into(),
             data_actions: Arc::new([]),
+        }
+    }
+
+    // --- pattern coverage
+
+    #[test]
+    fn a_pattern_covers_what_it_matches_and_nothing_more() {
+        let covers = |a: &str, b: &str| pattern(a).covers(&pattern(b));
+        assert!(covers("Ibl.*", "Ibl.Mentor/*"));
+        assert!(covers("Ibl.*", "Ibl.Mentor/Mentors/read"));
+        assert!(covers("*", "Ibl.*"));
+        assert!(covers("Ibl.*", "ibl.core/roles/*"), "case is ignored");
+        assert!(covers("Ibl.Mentor/*", "Ibl.Mentor/Settings/*/read"));
+        assert!(covers(
+            "Ibl.Mentor/Settings/*/read",
+            "Ibl.Mentor/Settings/name/read"
+        ));
+        assert!(covers(
+            "Ibl.Mentor/Settings/*/read",
+            "Ibl.Mentor/Settings/*/read"
+        ));
+        assert!(!covers("Ibl.Mentor/*", "Ibl.*"));
+        assert!(!covers("Ibl.Core/Roles/*", "Ibl.*"));
+        assert!(!covers("Ibl.*", "*"));
+        assert!(!covers(
+            "Ibl.Mentor/Settings/*/read",
+            "Ibl.Mentor/Settings/*"
+        ));
+        assert!(!covers("Ibl.Mentor/*/read", "Ibl.Mentor/*"));
+        assert!(!covers("Ibl.Mentor/Mentors/read", "Ibl.Mentor/Mentors/*"));
+        assert!(!covers("Ibl.Mentor/Mentors", "Ibl.Mentor/Mentors/read"));
+        assert!(!covers("Ibl.Mentor/Mentors/read", "Ibl.Mentor/Mentors"));
+        assert!(!covers("Ibl.*", "Ibl"), "a final * needs a rest");
+        assert!(!covers("Ibl/*", "Ibl.x"), "separators must agree");
+    }
+
+    /// Every pair of patterns over a small alphabet: `p.covers(q)` holds
+    /// exactly when every action of a sample that `q` matches, `p` matches
+    /// too (the sample holds every action of up to four tokens over the
+    /// same alphabet, so a wrong "covers" shows up as a counterexample).
+    #[test]
+    fn coverage_agrees_with_matching_on_every_small_pattern() {
+        let words = ["a", "b"];
+        let seps = [".", "/"];
+        let mut actions: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+        let mut frontier = actions.clone();
+        for _ in 0..3 {
+            let mut next = Vec::new();
+            for a in &frontier {
+                for s in seps {
+                    for w in words {
+                        next.push(format!("{a}{s}{w}"));
+                    }
+                }
+            }
+            actions.extend(next.iter().cloned());
+            frontier = next;
+        }
+        let mut pats: Vec<String> = Vec::new();
+        let mut frontier: Vec<String> = vec!["a".into(), "*".into()];
+        pats.extend(frontier.iter().cloned());
+        for _ in 0..2 {
+            let mut next = Vec::new();
+            for p in &frontier {
+                for s in seps {
+                    for w in ["a", "*"] {
+                        next.push(format!("{p}{s}{w}"));
+                    }
+                }
+            }
+            pats.extend(next.iter().cloned());
+            frontier = next;
+        }
+        for p in &pats {
+            for q in &pats {
+                let (pp, qq) = (pattern(p), pattern(q));
+                let counterexample = actions.iter().find(|a| qq.matches(a) && !pp.matches(a));
+                if pp.covers(&qq) {
+                    assert_eq!(counterexample, None, "{p} covers {q}");
+                } else if !q.ends_with('*') {
+                    // Without a final `*`, q's actions are all in the sample.
+                    assert!(counterexample.is_some(), "{p} should cover {q}");
+                }
+            }
         }
     }
 

@@ -25,6 +25,11 @@ pub struct Actor {
     pub user: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_name: Option<String>,
+    /// The user a request named as the one it acts for (the `{user_id}` of a
+    /// credentials path), recorded only when that is a real user of the
+    /// platform other than `user`. Never the actor: `user` owns the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_behalf_of: Option<String>,
 }
 
 /// Metadata every event carries besides what the store assigns.
@@ -32,9 +37,13 @@ pub struct Actor {
 pub struct Metadata {
     #[serde(default)]
     pub actor: Actor,
-    /// The request id of the request that caused the event.
+    /// The server's id of the request that caused the event.
     #[serde(default)]
     pub correlation_id: String,
+    /// The `X-Request-Id` the client sent with that request, if any: kept
+    /// beside the server's own, never instead of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_request_id: Option<String>,
     /// The id of the event or command that caused this one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causation_id: Option<String>,

@@ -102,8 +102,10 @@ mod cases {
                 platform: Some("acme".into()),
                 user: Some("alice".into()),
                 key_name: Some("ci-key".into()),
+                on_behalf_of: Some("bob".into()),
             },
             correlation_id: "req-42".into(),
+            client_request_id: Some("client-9".into()),
             causation_id: Some("cmd-7".into()),
             idempotency: Some(IdempotencyTag {
                 key: "idem-1".into(),

@@ -1354,6 +1354,64 @@ impl RbacModel {
         )
     }
 
+    /// The live policies of `platform` that name group `group_id`, each as
+    /// the grant it gives the group's members (policies whose role grants
+    /// nothing are left out): what adding a member to the group gives them.
+    pub fn group_bindings(&self, platform: &str, group_id: u64) -> Vec<Grant> {
+        let s = self.read();
+        if s.live_group(group_id, platform).is_none() {
+            return Vec::new();
+        }
+        s.group_policies
+            .get(&group_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|pid| {
+                let p = s.policies.get(pid).filter(|p| p.platform == platform)?;
+                let role = s.effective_role(p)?;
+                Some(Grant {
+                    policy_id: *pid,
+                    role_id: p.role_id,
+                    via: Via::Group(group_id),
+                    resources: p.paths.clone(),
+                    actions: role.patterns.clone(),
+                    data_actions: role.data_patterns.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// The active users of `platform` holding some grant through a policy on
+    /// `resource` or one of its ancestors, with all their grants, by user
+    /// id: the candidates for "who holds this on the whole of `resource`"
+    /// (tenant admins, with the platform's root).
+    pub fn holders_at(
+        &self,
+        platform: &str,
+        resource: &ResourcePath,
+    ) -> Vec<(u64, Arc<Vec<Grant>>)> {
+        let s = self.read();
+        let mut users = BTreeSet::new();
+        for prefix in ancestors(resource) {
+            for pid in s.resource_policies.get(prefix).into_iter().flatten() {
+                let Some(p) = s.policies.get(pid).filter(|p| p.platform == platform) else {
+                    continue;
+                };
+                users.extend(p.users.iter().copied());
+                for gid in &p.groups {
+                    if let Some(g) = s.live_group(*gid, platform) {
+                        users.extend(g.members.iter().copied());
+                    }
+                }
+            }
+        }
+        users
+            .into_iter()
+            .map(|uid| (uid, s.grants_of(platform, uid)))
+            .filter(|(_, grants)| !grants.is_empty())
+            .collect()
+    }
+
     /// Whether the user is registered on `platform` and active.
     pub fn is_active(&self, platform: &str, user_id: u64) -> bool {
         self.read()

@@ -51,14 +51,9 @@ impl Guard {
 }
 
 /// Checks `principal` against the guard of this request's route, if any.
+/// A key whose user is deactivated is refused on every route (403), even
+/// those that need no operation.
 pub fn enforce(req: &HttpRequest, read: &ReadState, principal: &Principal) -> Result<(), ApiError> {
-    let Some(guard) = req
-        .app_data::<RouteGuards>()
-        .and_then(|g| g.0.iter().find(|(m, _)| m == req.method()))
-        .map(|(_, g)| *g)
-    else {
-        return Ok(());
-    };
     let platform = &principal.platform;
     let user = principal.key.user_id;
     if !read.rbac.is_active(&platform.key, user) {
@@ -67,6 +62,13 @@ pub fn enforce(req: &HttpRequest, read: &ReadState, principal: &Principal) -> Re
             principal.key.username
         )));
     }
+    let Some(guard) = req
+        .app_data::<RouteGuards>()
+        .and_then(|g| g.0.iter().find(|(m, _)| m == req.method()))
+        .map(|(_, g)| *g)
+    else {
+        return Ok(());
+    };
     let path = guard
         .path(|name| match name {
             "pk" => Some(platform.id.to_string()),

@@ -26,7 +26,12 @@ pub struct ReadState {
     pub projections: Projections,
 }
 
-/// The id of the request being served (its `X-Request-Id`, or a new one);
-/// it becomes the correlation id of the events the request appends.
+/// The server's id of the request being served; it becomes the correlation
+/// id of the events the request appends.
 #[derive(Debug, Clone)]
 pub struct RequestId(pub String);
+
+/// The `X-Request-Id` the client sent, if it was a sane one: recorded beside
+/// the server's id.
+#[derive(Debug, Clone)]
+pub struct ClientRequestId(pub String);

@@ -11,3 +11,4 @@ mod rbac;
 mod rbac_routes;
 mod schema;
 mod scim;
+mod security;

@@ -57,7 +57,7 @@ async fn main() {
                 actor: Actor {
                     platform: Some(platform),
                     user: Some("fill".into()),
-                    key_name: None,
+                    ..Actor::default()
                 },
                 correlation_id: format!("fill-{i}"),
                 ..Metadata::default()

@@ -13,6 +13,10 @@
 //!   hash twice is `Conflict` too.
 //! - `Revoke` needs an active key of that name: `NotFound`. Its name can then
 //!   be used again.
+//! - No lockout: `Revoke` names the platform's active tenant admins (looked
+//!   up by the caller); the last active, unexpired key owned by one of them
+//!   cannot be revoked (`Conflict`), so the platform keeps a way in. The rule
+//!   is judged on this stream, so two racing revocations cannot both pass.
 
 use std::collections::BTreeMap;
 
@@ -85,6 +89,8 @@ pub enum ApiKeyCommand {
     },
     Revoke {
         name: String,
+        /// The platform's active tenant admins.
+        admins: Vec<u64>,
         now: DateTime<Utc>,
     },
 }
@@ -99,11 +105,18 @@ pub enum ApiKeyError {
     HashTaken,
     #[error("no API key named '{0}'")]
     NotFound(String),
+    #[error(
+        "'{0}' is the platform's last API key of an active tenant admin; \
+         create another admin key before deleting it"
+    )]
+    LastAdminKey(String),
 }
 
 rejection!(ApiKeyError, |e| match e {
     ApiKeyError::Invalid(_) => RejectionKind::Invalid,
-    ApiKeyError::NameTaken(_) | ApiKeyError::HashTaken => RejectionKind::Conflict,
+    ApiKeyError::NameTaken(_) | ApiKeyError::HashTaken | ApiKeyError::LastAdminKey(_) => {
+        RejectionKind::Conflict
+    }
     ApiKeyError::NotFound(_) => RejectionKind::NotFound,
 });
 
@@ -181,9 +194,13 @@ pub fn decide(state: &ApiKeysState, cmd: ApiKeyCommand) -> Result<Vec<ApiKeyEven
                 created_at: now,
             }])
         }
-        ApiKeyCommand::Revoke { name, now } => {
-            if state.get(&name).is_none() {
+        ApiKeyCommand::Revoke { name, admins, now } => {
+            let Some(key) = state.get(&name) else {
                 return Err(ApiKeyError::NotFound(name));
+            };
+            let admin_key = |k: &ApiKey| admins.contains(&k.user_id) && !k.is_expired(now);
+            if admin_key(key) && !state.active().any(|k| k.name != name && admin_key(k)) {
+                return Err(ApiKeyError::LastAdminKey(name));
             }
             Ok(vec![ApiKeyEvent::ApiKeyRevoked {
                 name,
@@ -387,6 +404,7 @@ mod tests {
         let state = given::<ApiKeysAggregate>(&[created("ci", 1), created("ops", 2)])
             .when(C::Revoke {
                 name: "ci".into(),
+                admins: vec![1],
                 now: t(9),
             })
             .then(&[E::ApiKeyRevoked {
@@ -407,10 +425,70 @@ mod tests {
             let e = given::<ApiKeysAggregate>(&events)
                 .when(C::Revoke {
                     name: "ci".into(),
+                    admins: vec![],
                     now: t(9),
                 })
                 .then_err(RejectionKind::NotFound);
             assert_eq!(e.to_string(), "no API key named 'ci'");
+        }
+    }
+
+    fn owned(name: &str, n: u8, user_id: u64, expires: Option<DateTime<Utc>>) -> ApiKeyEvent {
+        E::ApiKeyCreated {
+            name: name.into(),
+            prefix: format!("pre{n}"),
+            hash: hash(n),
+            user_id,
+            username: format!("user{user_id}"),
+            expires,
+            created_at: t(0),
+        }
+    }
+
+    fn revoke(name: &str, admins: &[u64]) -> ApiKeyCommand {
+        C::Revoke {
+            name: name.into(),
+            admins: admins.to_vec(),
+            now: t(9),
+        }
+    }
+
+    #[test]
+    fn the_last_key_of_an_active_admin_stays() {
+        // Admin 1 owns "root"; user 2 (no admin) owns "ci".
+        let history = [owned("root", 1, 1, None), owned("ci", 2, 2, None)];
+        let e = given::<ApiKeysAggregate>(&history)
+            .when(revoke("root", &[1]))
+            .then_err(RejectionKind::Conflict);
+        assert!(e.to_string().contains("last API key"), "{e}");
+        // Anyone else's key may go.
+        given::<ApiKeysAggregate>(&history)
+            .when(revoke("ci", &[1]))
+            .then(&[revoked_at("ci", 9)]);
+        // With a second admin key (of the same or another admin) it may go.
+        for other in [owned("root2", 3, 1, None), owned("ops", 3, 4, None)] {
+            let mut events = history.to_vec();
+            events.push(other);
+            given::<ApiKeysAggregate>(&events)
+                .when(revoke("root", &[1, 4]))
+                .then(&[revoked_at("root", 9)]);
+        }
+        // An expired admin key is no way in.
+        let mut events = history.to_vec();
+        events.push(owned("old", 3, 1, Some(t(5))));
+        given::<ApiKeysAggregate>(&events)
+            .when(revoke("root", &[1]))
+            .then_err(RejectionKind::Conflict);
+        // The owner is no admin (any more): nothing to protect.
+        given::<ApiKeysAggregate>(&history)
+            .when(revoke("root", &[7]))
+            .then(&[revoked_at("root", 9)]);
+    }
+
+    fn revoked_at(name: &str, secs: i64) -> ApiKeyEvent {
+        E::ApiKeyRevoked {
+            name: name.into(),
+            revoked_at: t(secs),
         }
     }
 }

@@ -5,7 +5,9 @@
 //! - `Register` takes a username of 1 to 100 characters of `A-Za-z0-9@.+_-`
 //!   (trimmed) and a valid email (trimmed, required).
 //! - Usernames are unique per platform, compared exactly (Django's default):
-//!   a taken one is `Conflict`. Whether the platform exists is for the caller
+//!   a taken one is `Conflict`. So are emails, compared ignoring case (a
+//!   user is found by email, so two users may not share one; histories
+//!   written before this rule may hold duplicates, which stay). Whether the platform exists is for the caller
 //!   to check against the platform registry.
 //! - The new user's id is the number of users plus one.
 //! - `Provision` (SCIM create) is `Register` with names and an initial
@@ -43,6 +45,8 @@ pub struct UsersAggregate;
 pub struct UsersState {
     by_id: BTreeMap<u64, User>,
     by_name: HashMap<(String, String), u64>,
+    /// (platform, lowercased email) → users.
+    by_email: HashMap<(String, String), std::collections::BTreeSet<u64>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,6 +78,26 @@ impl UsersState {
     /// User `id` if it belongs to `platform`.
     pub fn get_in(&self, platform: &str, id: u64) -> Option<&User> {
         self.get(id).filter(|u| u.platform == platform)
+    }
+
+    /// Whether a user of `platform` other than `except` has this email (any
+    /// case).
+    pub fn email_taken(&self, platform: &str, email: &str, except: Option<u64>) -> bool {
+        self.by_email
+            .get(&(platform.to_owned(), email.to_lowercase()))
+            .is_some_and(|ids| ids.iter().any(|id| Some(*id) != except))
+    }
+
+    fn index_email(&mut self, platform: &str, email: &str, id: u64, add: bool) {
+        let key = (platform.to_owned(), email.to_lowercase());
+        if add {
+            self.by_email.entry(key).or_default().insert(id);
+        } else if let Some(ids) = self.by_email.get_mut(&key) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_email.remove(&key);
+            }
+        }
     }
 
     /// Every user, by id.
@@ -147,13 +171,15 @@ pub enum UserError {
     Invalid(#[from] FieldError),
     #[error("the username '{username}' is already taken on platform '{platform}'")]
     UsernameTaken { platform: String, username: String },
+    #[error("the email '{email}' is already taken on platform '{platform}'")]
+    EmailTaken { platform: String, email: String },
     #[error("user not found")]
     NotFound,
 }
 
 rejection!(UserError, |e| match e {
     UserError::Invalid(_) => RejectionKind::Invalid,
-    UserError::UsernameTaken { .. } => RejectionKind::Conflict,
+    UserError::UsernameTaken { .. } | UserError::EmailTaken { .. } => RejectionKind::Conflict,
     UserError::NotFound => RejectionKind::NotFound,
 });
 
@@ -207,6 +233,9 @@ fn register(
     let family_name = validate_person_name("family_name", family_name)?;
     if state.find(&platform, &username).is_some() {
         return Err(UserError::UsernameTaken { platform, username });
+    }
+    if state.email_taken(&platform, &email, None) {
+        return Err(UserError::EmailTaken { platform, email });
     }
     Ok(UserEvent::UserRegistered {
         id: state.next_id(),
@@ -285,6 +314,11 @@ pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, Us
             {
                 return Err(UserError::UsernameTaken { platform, username });
             }
+            if !email.eq_ignore_ascii_case(&user.email)
+                && state.email_taken(&platform, &email, Some(id))
+            {
+                return Err(UserError::EmailTaken { platform, email });
+            }
             if username == user.username
                 && email == user.email
                 && given_name == user.given_name
@@ -340,6 +374,7 @@ pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
                 return state;
             }
             state.by_name.insert(name, *id);
+            state.index_email(platform, email, *id, true);
             state.by_id.insert(
                 *id,
                 User {
@@ -378,8 +413,14 @@ pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
                 .by_name
                 .remove(&(user.platform.clone(), user.username.clone()));
             state.by_name.insert(new_name, *id);
+            let (platform, old_email) = (user.platform.clone(), user.email.clone());
             user.username = username.clone();
             user.email = email.clone();
+            state.index_email(&platform, &old_email, *id, false);
+            state.index_email(&platform, email, *id, true);
+            let Some(user) = state.by_id.get_mut(id) else {
+                return state;
+            };
             user.given_name = given_name.clone();
             user.family_name = family_name.clone();
             user.updated_at = *updated_at;
@@ -487,7 +528,52 @@ mod tests {
             .when(register("beta", "jane", "jane@example.com"))
             .accepted();
         given::<UsersAggregate>(&[registered(1, "acme", "jane")])
-            .when(register("acme", "Jane", "jane@example.com"))
+            .when(register("acme", "Jane", "jane2@example.com"))
+            .accepted();
+    }
+
+    #[test]
+    fn emails_are_unique_per_platform_ignoring_case() {
+        let e = given::<UsersAggregate>(&[registered(1, "acme", "jane")])
+            .when(register("acme", "joan", "JANE@example.com"))
+            .then_err(RejectionKind::Conflict);
+        assert_eq!(
+            e.to_string(),
+            "the email 'JANE@example.com' is already taken on platform 'acme'"
+        );
+        given::<UsersAggregate>(&[registered(1, "acme", "jane")])
+            .when(register("beta", "joan", "jane@example.com"))
+            .accepted();
+        // Taking another user's email by an update is refused too; keeping
+        // one's own (in another case) is not.
+        let history = [registered(1, "acme", "jane"), registered(2, "acme", "joan")];
+        let update = |id, email: &str| UserCommand::Update {
+            id,
+            platform: "acme".into(),
+            changes: UpdateUser {
+                email: Some(email.into()),
+                ..UpdateUser::default()
+            },
+            now: t(9),
+        };
+        given::<UsersAggregate>(&history)
+            .when(update(2, "jane@example.com"))
+            .then_err(RejectionKind::Conflict);
+        given::<UsersAggregate>(&history)
+            .when(update(1, "Jane@Example.com"))
+            .accepted();
+        // Once changed, the old address is free again.
+        let mut moved = history.to_vec();
+        moved.push(E::UserUpdated {
+            id: 1,
+            username: "jane".into(),
+            email: "new@example.com".into(),
+            given_name: "".into(),
+            family_name: "".into(),
+            updated_at: t(3),
+        });
+        given::<UsersAggregate>(&moved)
+            .when(update(2, "jane@example.com"))
             .accepted();
     }
 
@@ -646,7 +732,7 @@ mod tests {
             updated_at: t(7),
         });
         given::<UsersAggregate>(&events)
-            .when(register("acme", "jane", "jane@example.com"))
+            .when(register("acme", "jane", "jane2@example.com"))
             .accepted();
     }
 

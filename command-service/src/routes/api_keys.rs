@@ -1,4 +1,10 @@
 //! Platform API keys: create (the secret is shown once) and delete by name.
+//!
+//! A key acts with its owner's permissions. The caller's own key needs only
+//! the route's guard; a key for another user (`username` in the body), or
+//! deleting another user's key, also needs `Ibl.Core/Users/write` on that
+//! user and everything that user holds. The platform's last key of an active
+//! tenant admin cannot be deleted.
 
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
@@ -9,17 +15,20 @@ use ibl_query_service::routes::Params;
 use ibl_query_service::{wire, ApiError, ReadState};
 use serde::Deserialize;
 
+use crate::authority::{may_act_for, tenant_admins};
 use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
 use crate::handler::execute;
 use crate::http::{context, settle, written, WriteState};
 use crate::secrets::NewSecret;
 
 /// The body of `POST /api/core/platform/api-tokens/` (the `iblai`
-/// `PlatformApiKey` model; `username`, `key` and `created` are read-only).
+/// `PlatformApiKey` model; `key` and `created` are read-only; `username`
+/// names the key's owner, the caller by default).
 #[derive(Debug, Default, Deserialize)]
 pub struct ApiKeyBody {
     name: Option<String>,
     platform_key: Option<String>,
+    username: Option<String>,
     expires: Option<DateTime<Utc>>,
 }
 
@@ -38,14 +47,34 @@ pub async fn create_api_key(
     let name = body
         .name
         .ok_or_else(|| ApiError::field("name", "This field is required."))?;
+    let (user_id, username) = match body.username.as_deref().map(str::trim) {
+        None | Some("") => (principal.key.user_id, principal.key.username.clone()),
+        Some(name) if name == principal.key.username => {
+            (principal.key.user_id, principal.key.username.clone())
+        }
+        Some(name) => {
+            let user = read
+                .rbac
+                .user_by_username(&platform, name)
+                .filter(|u| u.active)
+                .ok_or_else(|| {
+                    ApiError::field(
+                        "username",
+                        format!("No active user {name:?} on this platform."),
+                    )
+                })?;
+            may_act_for(&read, &principal, user.id)?;
+            (user.id, user.username)
+        }
+    };
     let secret = NewSecret::generate();
-    let ctx = context(&req, &principal, &principal.key.username, None);
+    let ctx = context(&req, &principal, None);
     let command = ApiKeyCommand::Create {
         name: name.clone(),
         prefix: secret.prefix(),
         hash: secret.hash(),
-        user_id: principal.key.user_id,
-        username: principal.key.username.clone(),
+        user_id,
+        username,
         expires: body.expires,
         now: Utc::now(),
     };
@@ -77,9 +106,17 @@ pub async fn delete_api_key(
         .ok_or_else(|| ApiError::field("platform_key", "This field is required."))?
         .to_owned();
     principal.require_platform(&platform)?;
-    let ctx = context(&req, &principal, &principal.key.username, None);
+    let name = name.into_inner();
+    if let Some(key) = read.models.api_key_by_name(&platform, &name) {
+        if key.user_id != principal.key.user_id {
+            may_act_for(&read, &principal, key.user_id)?;
+        }
+    }
+    let admins = tenant_admins(&read, &principal);
+    let ctx = context(&req, &principal, None);
     let command = ApiKeyCommand::Revoke {
-        name: name.into_inner(),
+        name,
+        admins: admins.into_iter().map(|(user, _)| user).collect(),
         now: Utc::now(),
     };
     let outcome =

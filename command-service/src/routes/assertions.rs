@@ -21,7 +21,7 @@ use crate::domain::assertion::{
 };
 use crate::domain::credential::{CredentialAggregate, IssuableCredential};
 use crate::handler::{append_new, derived_id, execute, execute_new, rejected};
-use crate::http::{begin, context, settle, written, Begun, WriteState};
+use crate::http::{begin, context_for, settle, written, Begun, WriteState};
 
 /// A recipient as sent: every field optional; validated by the domain.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -213,7 +213,7 @@ pub async fn issue_assertion(
     )?;
     let credential = issuable(&write, &read, &platform, &path.entity_id, now).await?;
     let entity_id = new_entity_id(&platform, tag.as_ref(), "assertion");
-    let ctx = context(&req, &principal, &path.user, tag);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let command = AssertionCommand::Issue(IssueAssertion {
         platform: platform.clone(),
         entity_id: entity_id.clone(),
@@ -317,7 +317,7 @@ pub async fn bulk_issue(
         || next.next().unwrap_or_default(),
     )
     .map_err(rejected)?;
-    let ctx = context(&req, &principal, &path.user, tag);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let mut position = 0;
     for chunk in plan.issue.chunks(BULK_CONCURRENCY) {
         let appends = chunk.iter().map(|(id, event)| {
@@ -413,7 +413,7 @@ pub async fn update_assertion(
             "A reason is required to revoke an assertion.",
         ));
     }
-    let ctx = context(&req, &principal, &path.user, tag);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let command = AssertionCommand::Revoke {
         reason,
         now: Utc::now(),

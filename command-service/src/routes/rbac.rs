@@ -8,7 +8,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use ibl_events::rbac::{group_stream, policy_stream, role_stream};
+use ibl_events::rbac::{group_stream, policy_stream, role_stream, Grant, Via};
 use ibl_events::EventStore;
 use ibl_projections::rbac::{GroupView, PolicyFilter, PolicyView, RoleView};
 use ibl_query_service::extract::{JsonBody, Principal};
@@ -22,6 +22,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
 
+use crate::authority::{keeps_an_admin, makes_admin, may_add_members, may_bind, may_define_role};
 use crate::domain::rbac::builtins::BuiltinRole;
 use crate::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
 use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
@@ -74,12 +75,12 @@ fn ctx(
     body_hash: &str,
 ) -> Result<CommandContext, ApiError> {
     let tag = idempotency(req, read, platform, body_hash)?;
-    Ok(context(req, principal, &principal.key.username, tag))
+    Ok(context(req, principal, tag))
 }
 
 /// The context of a removal (no body; deleting twice answers 404).
 fn removal_ctx(req: &HttpRequest, principal: &Principal) -> CommandContext {
-    context(req, principal, &principal.key.username, None)
+    context(req, principal, None)
 }
 
 /// Every id must name a user of `platform`: 400 on `field` otherwise.
@@ -113,8 +114,8 @@ fn check_groups(
     Ok(())
 }
 
-fn check_role(read: &ReadState, platform: &str, id: u64) -> Result<(), ApiError> {
-    visible_role(read, platform, id).map(|_| ()).map_err(|_| {
+fn check_role(read: &ReadState, platform: &str, id: u64) -> Result<RoleView, ApiError> {
+    visible_role(read, platform, id).map_err(|_| {
         ApiError::field(
             "role_id",
             format!("Invalid pk \"{id}\" - object does not exist."),
@@ -257,16 +258,20 @@ async fn create<E: Entity>(
 }
 
 /// `DELETE .../{id}/?platform_key=`: 204 once the read models show it.
+/// `lost(user, grant)` names the grants the delete takes away: refused
+/// (409) when no active tenant admin would be left.
 async fn delete<E: Entity>(
     req: &HttpRequest,
     read: &ReadState,
     write: &WriteState,
     principal: &Principal,
     id: &str,
+    lost: impl Fn(u64, u64, &Grant) -> bool,
 ) -> Result<HttpResponse, ApiError> {
     let platform = query_platform(req, principal)?;
     let id = path_id(id)?;
     E::visible(read, &platform, id)?;
+    keeps_an_admin(read, principal, |user, g| lost(id, user, g))?;
     let ctx = removal_ctx(req, principal);
     removed::<E::Aggregate>(read, write, &E::stream(id), &ctx, E::delete(platform)).await
 }
@@ -309,6 +314,7 @@ pub async fn create_role(
         body.actions.unwrap_or_default(),
         body.data_actions.unwrap_or_default(),
     );
+    may_define_role(&read, &principal, &actions, &data_actions)?;
     let now = Utc::now();
     let make = |id| RoleCommand::Create {
         id,
@@ -337,7 +343,14 @@ pub async fn update_role(
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     require_on_put(&req, body.name.as_ref(), "name")?;
-    visible_role(&read, &platform, id)?;
+    let current = visible_role(&read, &platform, id)?;
+    if body.actions.is_some() || body.data_actions.is_some() {
+        let actions = body.actions.as_ref().unwrap_or(&current.actions);
+        let data_actions = body.data_actions.as_ref().unwrap_or(&current.data_actions);
+        may_define_role(&read, &principal, actions, data_actions)?;
+        let still_admin = makes_admin(actions);
+        keeps_an_admin(&read, &principal, |_, g| g.role_id == id && !still_admin)?;
+    }
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     let command = RoleCommand::Update {
         platform: platform.clone(),
@@ -358,7 +371,8 @@ pub async fn delete_role(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    let deleted = delete::<Roles>(&req, &read, &write, &principal, &id).await;
+    let lost = |role, _, g: &Grant| g.role_id == role;
+    let deleted = delete::<Roles>(&req, &read, &write, &principal, &id, lost).await;
     let platform = query_platform(&req, &principal)?;
     let id = path_id(&id)?;
     match &deleted {
@@ -538,6 +552,15 @@ pub async fn update_group(
     visible_group(&read, &platform, id)?;
     check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
     check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
+    if !body.users_to_add.is_empty() {
+        may_add_members(&read, &principal, &platform, id)?;
+    }
+    if !body.users_to_remove.is_empty() {
+        let removed = &body.users_to_remove;
+        keeps_an_admin(&read, &principal, |u, g| {
+            removed.contains(&u) && g.via == Via::Group(id)
+        })?;
+    }
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     let unique_id = body.unique_id.clone();
     let command = GroupCommand::Update {
@@ -567,7 +590,8 @@ pub async fn delete_group(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    delete::<Groups>(&req, &read, &write, &principal, &id).await
+    let lost = |group, _, g: &Grant| g.via == Via::Group(group);
+    delete::<Groups>(&req, &read, &write, &principal, &id, lost).await
 }
 
 // ---------------------------------------------------------------------------
@@ -615,8 +639,16 @@ pub async fn create_policy(
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let role_id = required(body.role_id, "role_id")?;
-    check_role(&read, &platform, role_id)?;
+    let role = check_role(&read, &platform, role_id)?;
     check_members(&read, &platform, &body)?;
+    let resources = body.resources.clone().unwrap_or_default();
+    may_bind(
+        &read,
+        &principal,
+        &role.actions,
+        &role.data_actions,
+        &resources,
+    )?;
     let users: Vec<u64> = body
         .users_to_add
         .iter()
@@ -635,7 +667,6 @@ pub async fn create_policy(
         .name
         .filter(|n| !n.trim().is_empty())
         .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let resources = body.resources.unwrap_or_default();
     let now = Utc::now();
     let make = |id| PolicyCommand::Create {
         id,
@@ -667,11 +698,37 @@ pub async fn update_policy(
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     require_on_put(&req, body.role_id.as_ref(), "role_id")?;
-    visible_policy(&read, &platform, id)?;
-    if let Some(role_id) = body.role_id {
-        check_role(&read, &platform, role_id)?;
-    }
+    let current = visible_policy(&read, &platform, id)?;
+    let role = match body.role_id {
+        Some(role_id) => Some(check_role(&read, &platform, role_id)?),
+        None => read.rbac.role(&platform, current.role.id),
+    };
     check_members(&read, &platform, &body)?;
+    let rebinds = body.role_id.is_some_and(|r| r != current.role.id)
+        || body
+            .resources
+            .as_ref()
+            .is_some_and(|r| *r != current.resources);
+    let adds = !body.users_to_add.is_empty() || !body.groups_to_add.is_empty();
+    if let (Some(role), true) = (&role, rebinds || adds) {
+        let resources = body.resources.as_ref().unwrap_or(&current.resources);
+        may_bind(
+            &read,
+            &principal,
+            &role.actions,
+            &role.data_actions,
+            resources,
+        )?;
+    }
+    let (users_out, groups_out) = (&body.users_to_remove, &body.groups_to_remove);
+    if rebinds || !users_out.is_empty() || !groups_out.is_empty() {
+        keeps_an_admin(&read, &principal, |u, g| {
+            g.policy_id == id
+                && (rebinds
+                    || users_out.contains(&u)
+                    || matches!(g.via, Via::Group(gid) if groups_out.contains(&gid)))
+        })?;
+    }
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     let command = PolicyCommand::Update {
         platform: platform.clone(),
@@ -696,7 +753,8 @@ pub async fn delete_policy(
     principal: Principal,
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    delete::<Policies>(&req, &read, &write, &principal, &id).await
+    let lost = |policy, _, g: &Grant| g.policy_id == policy;
+    delete::<Policies>(&req, &read, &write, &principal, &id, lost).await
 }
 
 // ---------------------------------------------------------------------------
@@ -743,14 +801,14 @@ pub async fn mentor_access(
     let short = required(body.role, "role")?;
     let builtin = BuiltinRole::for_mentor_access(&short)
         .ok_or_else(|| ApiError::field("role", "Must be one of viewer, editor, chat."))?;
-    let role_id = read
+    let role = read
         .rbac
         .roles(&platform, Some(builtin.name()), false, 0, 1000)
         .items
         .into_iter()
         .find(|r| r.name == builtin.name() && r.is_builtin)
-        .map(|r| r.id)
         .ok_or_else(|| ApiError::Internal(format!("built-in role {} missing", builtin.name())))?;
+    let role_id = role.id;
     let mut users_to_add = body.users_to_add.clone();
     check_users(&read, &platform, "users_to_add", &users_to_add)?;
     check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
@@ -774,12 +832,22 @@ pub async fn mentor_access(
         })?;
         users_to_add.push(user.id);
     }
+    let pk = platform_pk(&read, &principal, &platform);
+    if !users_to_add.is_empty() || !body.groups_to_add.is_empty() {
+        let mentor = [format!("/platforms/{pk}/mentors/{mentor_id}/")];
+        may_bind(
+            &read,
+            &principal,
+            &role.actions,
+            &role.data_actions,
+            &mentor,
+        )?;
+    }
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
     // The one policy of this mentor and role: reserved, so that two first
     // grants (in any processes) agree on its id; whoever finds it missing
     // creates it, the others update it.
     let store = &write.store;
-    let pk = platform_pk(&read, &principal, &platform);
     let lives = async |holder: u64, _| {
         let (state, _) = load::<PolicyAggregate>(store.as_ref(), &policy_stream(holder)).await?;
         Ok(state.get().is_none_or(|p| p.deleted_at.is_none()))

@@ -25,6 +25,7 @@ use ibl_query_service::wire::base_url;
 use ibl_query_service::{ApiError, ReadState};
 use serde_json::{Map, Value};
 
+use crate::authority::keeps_an_admin;
 use crate::domain::user::{UpdateUser, User, UserCommand, UsersAggregate, UsersState};
 use crate::handler::{execute, CommandContext};
 use crate::http::{begin, context, settle, Begun, WriteState};
@@ -347,16 +348,22 @@ fn answer(req: &HttpRequest, status: StatusCode, position: u64, u: &UserView) ->
     b.json(scim::user(&base, u))
 }
 
-/// Runs the update `changes` make to user `id`, then its activation change.
+/// Runs the update `changes` make to user `id`, then its activation change
+/// (deactivating the platform's last active tenant admin is a 409).
 /// Answers the registry after the last command that ran and the position
 /// to settle at.
 async fn apply(
+    read: &ReadState,
     write: &WriteState,
+    principal: &Principal,
     ctx: &CommandContext,
-    platform: &str,
     id: u64,
     changes: &Changes,
 ) -> Result<(Option<UsersState>, u64), ScimError> {
+    let platform = principal.platform.key.as_str();
+    if changes.active == Some(false) {
+        keeps_an_admin(read, principal, |user, _| user == id)?;
+    }
     let now = Utc::now();
     let mut state = None;
     let mut position = 0;
@@ -424,10 +431,11 @@ pub async fn create_user(
             .ok_or_else(|| ApiError::Internal("a replayed user is not in the read model".into()))?;
         return Ok(answer(&req, StatusCode::CREATED, record.position, &u));
     }
-    let ctx = context(&req, &principal, &principal.key.username, tag);
+    let ctx = context(&req, &principal, tag);
     if get(obj, "update").and_then(Value::as_bool) == Some(true) {
         if let Some(existing) = read.models.user_by_username(&platform, username.trim()) {
-            let (state, position) = apply(&write, &ctx, &platform, existing.id, &changes).await?;
+            let (state, position) =
+                apply(&read, &write, &principal, &ctx, existing.id, &changes).await?;
             settle(&read, position).await;
             let u = current(&read, &platform, state.as_ref(), existing.id)?;
             return Ok(answer(&req, StatusCode::OK, position, &u));
@@ -518,8 +526,8 @@ async fn change_user(
         return Ok(answer(req, StatusCode::OK, record.position, &existing));
     }
     let changes = changes_of(&body.value)?;
-    let ctx = context(req, &principal, &principal.key.username, tag);
-    let (state, position) = apply(write, &ctx, &platform, existing.id, &changes).await?;
+    let ctx = context(req, &principal, tag);
+    let (state, position) = apply(read, write, &principal, &ctx, existing.id, &changes).await?;
     settle(read, position).await;
     let u = current(read, &platform, state.as_ref(), existing.id)?;
     Ok(answer(req, StatusCode::OK, position, &u))
@@ -538,12 +546,12 @@ pub async fn delete_user(
     let principal = principal?;
     let platform = platform_of(&principal, &path.platform_key, &Params::of(&req)?)?;
     let existing = find_user(&read, &platform, &path.id)?;
-    let ctx = context(&req, &principal, &principal.key.username, None);
+    let ctx = context(&req, &principal, None);
     let changes = Changes {
         active: Some(false),
         ..Changes::default()
     };
-    let (_, position) = apply(&write, &ctx, &platform, existing.id, &changes).await?;
+    let (_, position) = apply(&read, &write, &principal, &ctx, existing.id, &changes).await?;
     settle(&read, position).await;
     Ok(HttpResponse::NoContent()
         .insert_header(("X-Position", position.to_string()))

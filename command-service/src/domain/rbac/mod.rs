@@ -24,6 +24,7 @@
 //!   check against the read models before building the command.
 
 pub mod builtins;
+pub mod escalation;
 pub mod group;
 pub mod policy;
 pub mod role;
