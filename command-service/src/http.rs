@@ -16,6 +16,8 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::credential::CredentialState;
 use crate::handler::{CommandContext, StateCache};
+use crate::idempotency::claim;
+use uuid::Uuid;
 
 /// What the write routes need besides the read side.
 pub struct WriteState {
@@ -115,8 +117,9 @@ fn idempotency_tag(req: &HttpRequest, body_hash: &str) -> Result<Option<Idempote
     }))
 }
 
-/// The `Idempotency-Key` of a write on `platform`: 422 when the key was
-/// already used there for another request.
+/// The `Idempotency-Key` of a write on `platform`: 422 when the read models
+/// show the key used there for another request (racing requests are told
+/// apart when the key is claimed: [`claim_key`]).
 pub fn idempotency(
     req: &HttpRequest,
     read: &ReadState,
@@ -126,6 +129,76 @@ pub fn idempotency(
     let tag = idempotency_tag(req, body_hash)?;
     earlier(read, platform, tag.as_ref())?;
     Ok(tag)
+}
+
+/// Claims the request's `Idempotency-Key` (see [`crate::idempotency`]) with
+/// the random `seed` its ids derive from, once its command was judged
+/// acceptable, so that a refused request claims nothing. Answers the seed
+/// to use: this one, or that of an earlier request with the same body; 422
+/// when the key is held by a request with another body, even one racing
+/// this one. Without a key: `seed`.
+pub async fn claim_key(
+    req: &HttpRequest,
+    write: &WriteState,
+    principal: &Principal,
+    platform: &str,
+    tag: Option<&IdempotencyTag>,
+    seed: Uuid,
+) -> Result<Uuid, ApiError> {
+    match tag {
+        Some(tag) => {
+            let ctx = context(req, principal, None);
+            claim(write.store.as_ref(), &ctx, platform, tag, seed).await
+        }
+        None => Ok(seed),
+    }
+}
+
+/// For a create: judges the command `make(seed)` builds on an empty
+/// stream, then claims the key with a fresh seed; answers the seed to build
+/// the command from (an earlier request's, for a retry). A refused command
+/// claims nothing.
+pub async fn judged_create<A, F>(
+    req: &HttpRequest,
+    write: &WriteState,
+    principal: &Principal,
+    platform: &str,
+    tag: Option<&IdempotencyTag>,
+    make: F,
+) -> Result<Uuid, ApiError>
+where
+    A: crate::domain::Aggregate,
+    F: Fn(Uuid) -> A::Command,
+{
+    let seed = Uuid::new_v4();
+    A::decide(&A::State::default(), make(seed)).map_err(crate::handler::rejected)?;
+    claim_key(req, write, principal, platform, tag, seed).await
+}
+
+/// For a keyed write to an existing stream: judges `command` on the
+/// stream's current state, then claims the key (a refused command claims
+/// nothing). Without a key: nothing to do, no read.
+#[allow(clippy::too_many_arguments)]
+pub async fn judge_and_claim<A>(
+    req: &HttpRequest,
+    write: &WriteState,
+    principal: &Principal,
+    platform: &str,
+    tag: Option<&IdempotencyTag>,
+    stream: &str,
+    command: &A::Command,
+) -> Result<(), ApiError>
+where
+    A: crate::domain::Aggregate,
+    A::Command: Clone,
+{
+    if tag.is_none() {
+        return Ok(());
+    }
+    let (state, _) = crate::handler::load::<A>(write.store.as_ref(), stream).await?;
+    A::decide(&state, command.clone()).map_err(crate::handler::rejected)?;
+    claim_key(req, write, principal, platform, tag, Uuid::new_v4()).await?;
+    Ok(())
 }
 
 /// The earlier request under the same key, if any: `Ok(Some)` when it had the
@@ -156,7 +229,8 @@ pub struct Begun {
 }
 
 /// Parses the query, checks the key's platform, and looks the request's
-/// `Idempotency-Key` up (422 when it was used with another body).
+/// `Idempotency-Key` up (422 when the read models show it used with another
+/// body; a replay when they show it used with this one).
 pub async fn begin(
     req: &HttpRequest,
     read: &ReadState,

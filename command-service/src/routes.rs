@@ -12,12 +12,15 @@ use ibl_query_service::routes::{platform_of, OrgUser, OrgUserEntity, Params};
 use ibl_query_service::{wire, ApiError, ReadState};
 use serde::Deserialize;
 use serde_json::Value;
-use uuid::Uuid;
 
 use crate::domain::credential::{CredentialAggregate, CredentialCommand, UpdateCredential};
 use crate::domain::issuer::{IssuerAggregate, IssuerCommand, UpdateIssuer};
-use crate::handler::{derived_id, execute, execute_new};
-use crate::http::{begin, context_for, nullable, removed, settle, written, Begun, WriteState};
+use crate::handler::{execute, execute_new};
+use crate::http::{
+    begin, context_for, judge_and_claim, judged_create, nullable, removed, settle, written, Begun,
+    WriteState,
+};
+use crate::idempotency::entity_id;
 
 mod api_keys;
 mod assertions;
@@ -26,14 +29,6 @@ pub mod scim;
 
 pub use api_keys::{create_api_key, delete_api_key};
 pub use assertions::{bulk_issue, issue_assertion, update_assertion};
-
-/// A new entity id: random, or derived from the `Idempotency-Key`.
-fn new_entity_id(platform: &str, tag: Option<&ibl_events::IdempotencyTag>, salt: &str) -> String {
-    match tag {
-        Some(t) => derived_id(&format!("{platform}\n{}\n{salt}", t.key)).to_string(),
-        None => Uuid::new_v4().to_string(),
-    }
-}
 
 /// The credential body of POST and PUT. Read-only fields the `iblai` client
 /// sends (`credential_id`, `credential_url`, `issued_on`) are ignored.
@@ -140,14 +135,28 @@ pub async fn create_credential(
     let changes = body.value.changes();
     let fields = changes.merge(&CredentialFields::default());
     check_issuer(&read, &platform, fields.issuer.as_deref())?;
-    let entity_id = new_entity_id(&platform, tag.as_ref(), "credential");
-    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
-    let command = CredentialCommand::Create {
-        platform: platform.clone(),
-        entity_id: entity_id.clone(),
-        fields,
-        now: Utc::now(),
+    let now = Utc::now();
+    let make = |seed| {
+        let entity_id = entity_id(seed, "credential");
+        let command = CredentialCommand::Create {
+            platform: platform.clone(),
+            entity_id: entity_id.clone(),
+            fields: fields.clone(),
+            now,
+        };
+        (entity_id, command)
     };
+    let seed = judged_create::<CredentialAggregate, _>(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag.as_ref(),
+        |s| make(s).1,
+    )
+    .await?;
+    let (entity_id, command) = make(seed);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let outcome = execute_new::<CredentialAggregate>(
         &write.store,
         &credential_stream(&entity_id),
@@ -194,16 +203,21 @@ pub async fn update_credential(
     if let Some(Some(issuer)) = &changes.issuer {
         check_issuer(&read, &platform, Some(issuer))?;
     }
-    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let stream = credential_stream(&path.entity_id);
     let now = Utc::now();
-    let mut outcome = execute::<CredentialAggregate>(
-        &write.store,
+    let update = CredentialCommand::Update { changes, now };
+    judge_and_claim::<CredentialAggregate>(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag.as_ref(),
         &stream,
-        &ctx,
-        CredentialCommand::Update { changes, now },
+        &update,
     )
     .await?;
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
+    let mut outcome = execute::<CredentialAggregate>(&write.store, &stream, &ctx, update).await?;
     let already_retired = outcome.state.live().is_some_and(|c| c.retired.is_some());
     if retire && !already_retired {
         let reason = if reason.trim().is_empty() {
@@ -317,14 +331,28 @@ pub async fn create_issuer(
         changes.name = params.get("q").map(str::to_owned);
     }
     let fields: IssuerFields = changes.merge(&IssuerFields::default());
-    let entity_id = new_entity_id(&platform, tag.as_ref(), "issuer");
-    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
-    let command = IssuerCommand::Create {
-        platform: platform.clone(),
-        entity_id: entity_id.clone(),
-        fields,
-        now: Utc::now(),
+    let now = Utc::now();
+    let make = |seed| {
+        let entity_id = entity_id(seed, "issuer");
+        let command = IssuerCommand::Create {
+            platform: platform.clone(),
+            entity_id: entity_id.clone(),
+            fields: fields.clone(),
+            now,
+        };
+        (entity_id, command)
     };
+    let seed = judged_create::<IssuerAggregate, _>(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag.as_ref(),
+        |s| make(s).1,
+    )
+    .await?;
+    let (entity_id, command) = make(seed);
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let outcome =
         execute::<IssuerAggregate>(&write.store, &issuer_stream(&entity_id), &ctx, command).await?;
     settle(&read, outcome.position()).await;
@@ -359,14 +387,23 @@ pub async fn update_issuer(
             issuer_answer(&req, &read, &platform, &path.entity_id)?,
         ));
     }
-    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let command = IssuerCommand::Update {
         changes: body.value.changes(),
         now: Utc::now(),
     };
-    let outcome =
-        execute::<IssuerAggregate>(&write.store, &issuer_stream(&path.entity_id), &ctx, command)
-            .await?;
+    let stream = issuer_stream(&path.entity_id);
+    judge_and_claim::<IssuerAggregate>(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag.as_ref(),
+        &stream,
+        &command,
+    )
+    .await?;
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
+    let outcome = execute::<IssuerAggregate>(&write.store, &stream, &ctx, command).await?;
     settle(&read, outcome.position()).await;
     Ok(written(
         StatusCode::OK,

@@ -43,3 +43,28 @@ pub enum ReservationEvent {
         reserved_at: DateTime<Utc>,
     },
 }
+
+/// Stream of one `Idempotency-Key` of a platform: its first event binds the
+/// key to the first request's body and to a random seed from which the
+/// entity ids of that request come. Named by a v5 uuid of the platform and
+/// the key (the key can be any text).
+pub fn idempotency_stream(platform: &str, key: &str) -> String {
+    const NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x5d0a_41c2_98e3_4f6b_a1d7_2c3e_4f50_6172);
+    let id = uuid::Uuid::new_v5(&NAMESPACE, format!("{platform}\n{key}").as_bytes());
+    format!("idempotency-{id}")
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum IdempotencyEvent {
+    /// The key is bound to the request whose hash this is. `seed` is random:
+    /// the ids the request makes derive from it, so nobody who knows the key
+    /// can compute them.
+    IdempotencyKeyClaimed {
+        platform: String,
+        key: String,
+        request_hash: String,
+        seed: uuid::Uuid,
+        claimed_at: DateTime<Utc>,
+    },
+}

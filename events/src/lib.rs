@@ -55,6 +55,7 @@ impl DomainEvent for credentials::AssertionEvent {}
 impl DomainEvent for platform::PlatformEvent {}
 impl DomainEvent for ids::IdEvent {}
 impl DomainEvent for ids::ReservationEvent {}
+impl DomainEvent for ids::IdempotencyEvent {}
 impl DomainEvent for platform::UserEvent {}
 impl DomainEvent for platform::ApiKeyEvent {}
 impl DomainEvent for rbac::RoleEvent {}

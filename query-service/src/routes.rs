@@ -256,11 +256,16 @@ pub async fn verify_assertion(
         .assertion(&entity_id)
         .ok_or_else(ApiError::not_found)?;
     let c = read.models.credential(&a.platform, &a.credential_id);
-    let body = wire::assertion(&wire::base_url(&req), &a, c.as_ref(), Utc::now());
-    if let Some(revocation) = &a.revoked {
-        let mut body = body;
+    let issuer = c
+        .as_ref()
+        .and_then(|c| c.fields.issuer.as_deref())
+        .and_then(|id| read.models.issuer(&a.platform, id));
+    let now = Utc::now();
+    let mut body =
+        wire::public_assertion(&wire::base_url(&req), &a, c.as_ref(), issuer.as_ref(), now);
+    if body["revoked"] == true {
+        // As ibl.ai answers a revoked assertion: 404, with the status.
         body["detail"] = json!("This assertion has been revoked.");
-        body["revocation_reason"] = json!(revocation.reason);
         return Ok(HttpResponse::NotFound().json(body));
     }
     Ok(HttpResponse::Ok().json(body))

@@ -132,13 +132,7 @@ pub fn assertion(
     };
     let course = c.and_then(|c| c.fields.course.as_deref());
     let program = c.and_then(|c| c.fields.program.as_deref());
-    let status = if a.revoked.is_some() {
-        "revoked"
-    } else if a.expired(now) {
-        "expired"
-    } else {
-        "valid"
-    };
+    let status = assertion_status(a, c, now);
     json!({
         "entityId": a.entity_id,
         "issuedOn": time(a.issued_on),
@@ -161,6 +155,66 @@ pub fn assertion(
         "status": status,
         "verificationUrl": verification_url(base, &a.entity_id),
         "platform_key": a.platform,
+    })
+}
+
+/// Whether an assertion verifies: `revoked` when it was revoked or its
+/// credential was retired or deleted (`c` is `None`), else `expired` once
+/// past its expiry, else `valid`.
+pub fn assertion_status(
+    a: &AssertionView,
+    c: Option<&CredentialView>,
+    now: DateTime<Utc>,
+) -> &'static str {
+    if a.revoked.is_some() || c.is_none_or(|c| c.retired) {
+        "revoked"
+    } else if a.expired(now) {
+        "expired"
+    } else {
+        "valid"
+    }
+}
+
+/// What the public verification route shows of an assertion: what a
+/// verifier needs (the credential's name and image, the issuer, the dates,
+/// the status, the recipient's name) and nothing else: no email, username,
+/// metadata, narrative, evidence or revocation reason. Shaped as the
+/// client's `Assertion` (its required fields present, as strings).
+pub fn public_assertion(
+    base: &str,
+    a: &AssertionView,
+    c: Option<&CredentialView>,
+    issuer: Option<&IssuerView>,
+    now: DateTime<Utc>,
+) -> Value {
+    let status = assertion_status(a, c, now);
+    let (name, image) = c.map_or(("", ""), |c| {
+        let f = &c.fields;
+        let image = if f.icon_image.is_empty() {
+            &f.thumbnail_image
+        } else {
+            &f.icon_image
+        };
+        (f.name.as_str(), image.as_str())
+    });
+    let (issuer_name, issuer_url, issuer_image) = issuer.map_or(("", "", ""), |i| {
+        let f = &i.fields;
+        (f.name.as_str(), f.url.as_str(), f.icon_image.as_str())
+    });
+    json!({
+        "entityId": a.entity_id,
+        "issuedOn": time(a.issued_on),
+        "expires": a.expires.map(time).unwrap_or_default(),
+        "status": status,
+        "valid": status == "valid",
+        "revoked": status == "revoked",
+        "revocationReason": "",
+        "credentialDetails": string_map(&[("name", name), ("image", image), ("issuer", issuer_name)]),
+        "issuer": string_map(&[("name", issuer_name), ("url", issuer_url), ("image", issuer_image)]),
+        "recipient": string_map(&[("name", &a.recipient.name)]),
+        "course": {},
+        "program": {},
+        "verificationUrl": verification_url(base, &a.entity_id),
     })
 }
 

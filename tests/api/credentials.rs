@@ -491,17 +491,36 @@ fn revoking_needs_a_reason_and_a_second_revocation_conflicts() {
 }
 
 #[test]
-fn public_verification_needs_no_key_and_answers_404_with_the_reason_once_revoked() {
+fn public_verification_needs_no_key_shows_only_what_a_verifier_needs_and_404_once_revoked() {
     let app = spawn_app();
     let id = app.create_credential("Verifiable");
-    let a = app.issue(&id, "fay@x.test");
+    let a = app
+        .issue_with(
+            &id,
+            &json!({"recipient": {"email": "fay@x.test", "username": "fay", "name": "Fay"},
+                    "narrative": "private note", "metadata": {"secret": "s3"}}),
+        )
+        .expect(200)
+        .body;
     let aid = a["entityId"].as_str().unwrap();
     let public = format!("/api/credentials/public/assertions/{aid}/");
 
     let valid = app.get(&public).anonymous().send().expect(200).body;
     assert_eq!(valid["entityId"], aid);
     assert_eq!(valid["revoked"], false);
+    assert_eq!(valid["status"], "valid");
     assert_eq!(valid["credentialDetails"]["name"], "Verifiable");
+    assert_eq!(valid["recipient"], json!({"name": "Fay"}));
+    let text = valid.to_string();
+    for private in [
+        "fay@x.test",
+        "private note",
+        "s3",
+        "\"metadata\"",
+        "\"narrative\"",
+    ] {
+        assert!(!text.contains(private), "{private} shown: {text}");
+    }
     // A key of another tenant (or garbage) is irrelevant there.
     app.get(&public).key(&app.other_key).send().expect(200);
     app.get(&public)
@@ -517,8 +536,11 @@ fn public_verification_needs_no_key_and_answers_404_with_the_reason_once_revoked
         .expect_client_error(404)
         .body;
     assert_eq!(revoked["revoked"], true);
-    assert_eq!(revoked["revocationReason"], "Issued by mistake");
-    assert_eq!(revoked["revocation_reason"], "Issued by mistake");
+    assert_eq!(revoked["status"], "revoked");
+    assert!(
+        !revoked.to_string().contains("by mistake"),
+        "the internal reason is not shown: {revoked}"
+    );
 
     let unknown = app
         .get("/api/credentials/public/assertions/00000000-0000-0000-0000-000000000000/")
@@ -645,6 +667,34 @@ fn a_deleted_credential_answers_404_to_issuance() {
     app.bulk(&id, &json!({"recipients": [{"email": "g@x.test"}]}))
         .expect_client_error(404);
     assert_eq!(app.head(), head);
+}
+
+#[test]
+fn assertions_of_a_retired_or_deleted_credential_verify_as_not_valid() {
+    let app = spawn_app();
+    let public = |aid: &str| format!("/api/credentials/public/assertions/{aid}/");
+    for retire in [true, false] {
+        let id = app.create_credential("Withdrawn");
+        let a = app.issue(&id, "w@x.test");
+        let aid = a["entityId"].as_str().unwrap();
+        app.get(&public(aid)).anonymous().send().expect(200);
+        if retire {
+            app.put(&creds(&id))
+                .json(&json!({"revoked": true, "revocationReason": "Closed"}))
+                .send()
+                .expect(200);
+        } else {
+            app.delete(&creds(&id)).send().expect(204);
+        }
+        let answer = app
+            .get(&public(aid))
+            .anonymous()
+            .send()
+            .expect_client_error(404)
+            .body;
+        assert_eq!(answer["status"], "revoked", "{answer}");
+        assert_eq!(answer["valid"], false, "{answer}");
+    }
 }
 
 #[test]

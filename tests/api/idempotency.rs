@@ -273,3 +273,86 @@ fn retrying_rbac_creates_with_the_same_key_makes_one_entity() {
         assert_eq!(raced, 1, "{path}: {listed}");
     }
 }
+
+/// 16 requests at once under one key, each with its own body: the key is
+/// bound to one of them; exactly one succeeds and the other 15 are 422.
+#[test]
+fn racing_requests_with_one_key_and_different_bodies_get_one_success_and_422s() {
+    let app = spawn_app();
+    let credential = app.create_credential("Raced");
+    type Body = Box<dyn Fn(usize) -> Value + Sync>;
+    let routes: [(String, Body, u16); 3] = [
+        (
+            creds(""),
+            Box::new(|i| json!({"name": format!("Badge {i}")})),
+            200,
+        ),
+        (
+            creds(&format!("{credential}/assertions/")),
+            Box::new(|i| json!({"recipient": {"email": format!("r{i}@x.test")}})),
+            200,
+        ),
+        (
+            "/api/core/rbac/roles/".to_owned(),
+            Box::new(|i| json!({"platform_key": crate::helpers::ORG, "name": format!("Role {i}")})),
+            201,
+        ),
+    ];
+    for (n, (path, body, created)) in routes.iter().enumerate() {
+        let key = format!("contested-{n}");
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..16)
+                .map(|i| {
+                    let (app, key, path, body) = (&app, &key, path, body);
+                    s.spawn(move || {
+                        app.post(path)
+                            .idempotency_key(key)
+                            .json(&body(i))
+                            .send()
+                            .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won = statuses.iter().filter(|s| **s == *created).count();
+        let refused = statuses.iter().filter(|s| **s == 422).count();
+        assert_eq!((won, refused), (1, 15), "{path}: {statuses:?}");
+    }
+}
+
+/// Entity ids made under an `Idempotency-Key` come from a random seed the
+/// key was claimed with: computing one from the key (as a derivation in the
+/// source would) finds nothing on the public route.
+#[test]
+fn ids_made_under_a_key_cannot_be_computed_from_it() {
+    let app = spawn_app();
+    let credential = app.create_credential("Private");
+    let issued = app
+        .post(&creds(&format!("{credential}/assertions/")))
+        .idempotency_key("known-key")
+        .json(&json!({"recipient": {"email": "p@x.test"}}))
+        .send()
+        .expect(200)
+        .body;
+    let id = issued["entityId"].as_str().unwrap();
+    let computed = ibl_command_service::handler::derived_id(&format!(
+        "{}\nknown-key\nassertion",
+        crate::helpers::ORG
+    ))
+    .to_string();
+    assert_ne!(id, computed);
+    app.get(&format!("/api/credentials/public/assertions/{computed}/"))
+        .anonymous()
+        .send()
+        .expect_client_error(404);
+    // A retry still answers the same assertion.
+    let again = app
+        .post(&creds(&format!("{credential}/assertions/")))
+        .idempotency_key("known-key")
+        .json(&json!({"recipient": {"email": "p@x.test"}}))
+        .send()
+        .expect(200)
+        .body;
+    assert_eq!(again["entityId"], id);
+}

@@ -430,3 +430,59 @@ fn two_servers_on_one_store_agree_on_unique_names() {
         }
     }
 }
+
+fn platform_key(dir: &Path, key: &str, username: &str) -> Output {
+    Command::new(BIN)
+        .args(["platform", "key", "--key", key, "--username", username])
+        .arg("--data-dir")
+        .arg(dir)
+        .env("RUST_LOG", "warn")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .expect("ibl platform key runs")
+}
+
+/// A tenant that lost its keys gets back in: the operator mints a key for
+/// an existing user from the server's machine, beside the running server.
+#[test]
+fn the_operator_mints_a_key_for_an_existing_user_of_a_platform() {
+    let dir = tempfile::tempdir().unwrap();
+    created_key(dir.path(), "acme");
+    let server = Server::start(dir.path());
+    let out = platform_key(dir.path(), "acme", "admin");
+    assert!(
+        out.status.success(),
+        "platform key failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("platform key prints JSON");
+    assert_eq!(printed["platform"]["key"], "acme");
+    assert_eq!(printed["user"]["username"], "admin");
+    let key = printed["api_key"].as_str().expect("api_key").to_owned();
+    let list = format!(
+        "{}/api/core/platform/api-tokens/?platform_key=acme",
+        server.base
+    );
+    let started = Instant::now();
+    let answered = loop {
+        let s = status(
+            agent()
+                .get(&list)
+                .set("Authorization", &format!("Api-Token {key}"))
+                .call(),
+        );
+        if s == Some(200) || started.elapsed() > Duration::from_secs(2) {
+            break s;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(answered, Some(200), "server log: {}", server.log());
+    // Refused, with a message and nothing printed: an unknown user or platform.
+    for (platform, user) in [("acme", "nobody"), ("nowhere", "admin")] {
+        let out = platform_key(dir.path(), platform, user);
+        assert_eq!(out.status.code(), Some(2), "{platform}/{user}");
+        assert!(out.stdout.is_empty());
+        assert!(!out.stderr.is_empty());
+    }
+}

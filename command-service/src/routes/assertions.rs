@@ -7,21 +7,24 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
 use ibl_events::credentials::{assertion_stream, credential_stream, Evidence, Recipient};
-use ibl_events::IdempotencyTag;
 use ibl_query_service::extract::{JsonBody, Principal};
 use ibl_query_service::routes::OrgUserEntity;
 use ibl_query_service::{wire, ApiError, ReadState};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use uuid::Uuid;
 
-use super::new_entity_id;
 use crate::domain::assertion::{
     plan_bulk_issue, AssertionAggregate, AssertionCommand, AssertionTerms, BulkIssue,
     IssueAssertion, MAX_BULK_RECIPIENTS,
 };
 use crate::domain::credential::{CredentialAggregate, IssuableCredential};
-use crate::handler::{append_new, derived_id, execute, execute_new, rejected};
-use crate::http::{begin, context_for, settle, written, Begun, WriteState};
+use crate::handler::{append_new, execute, execute_new, rejected};
+use crate::http::{
+    begin, claim_key, context_for, judge_and_claim, judged_create, settle, written, Begun,
+    WriteState,
+};
+use crate::idempotency::entity_id;
 
 /// A recipient as sent: every field optional; validated by the domain.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -212,16 +215,29 @@ pub async fn issue_assertion(
         body.evidence,
     )?;
     let credential = issuable(&write, &read, &platform, &path.entity_id, now).await?;
-    let entity_id = new_entity_id(&platform, tag.as_ref(), "assertion");
+    let make = |seed| {
+        let entity_id = entity_id(seed, "assertion");
+        let command = AssertionCommand::Issue(IssueAssertion {
+            platform: platform.clone(),
+            entity_id: entity_id.clone(),
+            credential: credential.clone(),
+            recipient: recipient.clone(),
+            terms: terms.clone(),
+            now,
+        });
+        (entity_id, command)
+    };
+    let seed = judged_create::<AssertionAggregate, _>(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag.as_ref(),
+        |s| make(s).1,
+    )
+    .await?;
+    let (entity_id, command) = make(seed);
     let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
-    let command = AssertionCommand::Issue(IssueAssertion {
-        platform: platform.clone(),
-        entity_id: entity_id.clone(),
-        credential,
-        recipient,
-        terms,
-        now,
-    });
     let outcome = execute_new::<AssertionAggregate>(
         &write.store,
         &assertion_stream(&entity_id),
@@ -282,7 +298,16 @@ pub async fn bulk_issue(
         body.evidence,
     )?;
     let credential = issuable(&write, &read, &platform, &path.entity_id, now).await?;
-    let ids = bulk_ids(&platform, tag.as_ref(), body.recipients.len());
+    let seed = claim_key(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag.as_ref(),
+        Uuid::new_v4(),
+    )
+    .await?;
+    let ids = bulk_ids(seed, body.recipients.len());
     let own: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let holders = read
         .models
@@ -353,13 +378,10 @@ pub async fn bulk_issue(
 }
 
 /// The ids a bulk request may give its assertions, in order: random, or
-/// derived from the `Idempotency-Key` so that a retry reuses them.
-fn bulk_ids(platform: &str, tag: Option<&IdempotencyTag>, n: usize) -> Vec<String> {
+/// derived from the `Idempotency-Key`'s seed so that a retry reuses them.
+fn bulk_ids(seed: Uuid, n: usize) -> Vec<String> {
     (0..n)
-        .map(|i| match tag {
-            Some(t) => derived_id(&format!("{platform}\n{}\nbulk\n{i}", t.key)).to_string(),
-            None => new_entity_id(platform, None, ""),
-        })
+        .map(|i| entity_id(seed, &format!("bulk\n{i}")))
         .collect()
 }
 
@@ -413,18 +435,23 @@ pub async fn update_assertion(
             "A reason is required to revoke an assertion.",
         ));
     }
-    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let command = AssertionCommand::Revoke {
         reason,
         now: Utc::now(),
     };
-    let outcome = execute::<AssertionAggregate>(
-        &write.store,
-        &assertion_stream(&path.entity_id),
-        &ctx,
-        command,
+    let stream = assertion_stream(&path.entity_id);
+    judge_and_claim::<AssertionAggregate>(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag.as_ref(),
+        &stream,
+        &command,
     )
     .await?;
+    let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
+    let outcome = execute::<AssertionAggregate>(&write.store, &stream, &ctx, command).await?;
     settle(&read, outcome.position()).await;
     Ok(written(
         StatusCode::OK,

@@ -29,7 +29,9 @@ use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
 use crate::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
 use crate::domain::Aggregate;
 use crate::handler::{execute, execute_new, load, rejected, CommandContext};
-use crate::http::{context, idempotency, removed, settle, written, WriteState};
+use crate::http::{
+    claim_key, context, idempotency, judge_and_claim, removed, settle, written, WriteState,
+};
 use crate::platforms::allocate_ids;
 use crate::reservations::{new_id, reserve, IN_FLIGHT};
 
@@ -211,10 +213,15 @@ enum Write {
 }
 
 /// Runs a create or an update of entity `id`, waits for the read models and
-/// answers the entity as they show it (201 or 200, with `X-Position`).
+/// answers the entity as they show it (201 or 200, with `X-Position`). A
+/// keyed update is judged before its key is claimed (a create's key is
+/// claimed by [`create`]).
+#[allow(clippy::too_many_arguments)]
 async fn apply<E: Entity>(
+    req: &HttpRequest,
     read: &ReadState,
     write: &WriteState,
+    principal: &Principal,
     ctx: &CommandContext,
     platform: &str,
     id: u64,
@@ -222,6 +229,11 @@ async fn apply<E: Entity>(
     command: <E::Aggregate as Aggregate>::Command,
 ) -> Result<HttpResponse, ApiError> {
     let stream = E::stream(id);
+    if kind == Write::Update {
+        let tag = ctx.idempotency.as_ref();
+        judge_and_claim::<E::Aggregate>(req, write, principal, platform, tag, &stream, &command)
+            .await?;
+    }
     let (outcome, status) = match kind {
         Write::Create => (
             execute_new::<E::Aggregate>(&write.store, &stream, ctx, command).await?,
@@ -238,12 +250,16 @@ async fn apply<E: Entity>(
 }
 
 /// Creates an entity of `kind` made by `make(id)`: the body is judged
-/// before an id is taken (a refused body appends nothing), then the id is
-/// taken (reserved under an `Idempotency-Key`) and `then(id)` runs before
-/// the create (a group reserves its `unique_id` there).
+/// before the `Idempotency-Key` is claimed and an id taken (a refused body
+/// appends nothing), then the id is taken (reserved under the key) and
+/// `then(id)` runs before the create (a group reserves its `unique_id`
+/// there).
+#[allow(clippy::too_many_arguments)]
 async fn create<E: Entity>(
+    req: &HttpRequest,
     read: &ReadState,
     write: &WriteState,
+    principal: &Principal,
     ctx: &CommandContext,
     platform: &str,
     kind: &str,
@@ -252,9 +268,23 @@ async fn create<E: Entity>(
 ) -> Result<HttpResponse, ApiError> {
     let empty = <<E::Aggregate as Aggregate>::State as Default>::default();
     <E::Aggregate as Aggregate>::decide(&empty, make(1)).map_err(rejected)?;
+    let tag = ctx.idempotency.as_ref();
+    claim_key(req, write, principal, platform, tag, uuid::Uuid::new_v4()).await?;
     let id = new_id(&write.store, ctx, platform, kind).await?;
     then(id).await?;
-    apply::<E>(read, write, ctx, platform, id, Write::Create, make(id)).await
+    let command = make(id);
+    apply::<E>(
+        req,
+        read,
+        write,
+        principal,
+        ctx,
+        platform,
+        id,
+        Write::Create,
+        command,
+    )
+    .await
 }
 
 /// `DELETE .../{id}/?platform_key=`: 204 once the read models show it.
@@ -324,9 +354,17 @@ pub async fn create_role(
         data_actions: data_actions.clone(),
         now,
     };
-    create::<Roles>(&read, &write, &ctx, &platform, "role", make, async |_| {
-        Ok(())
-    })
+    create::<Roles>(
+        &req,
+        &read,
+        &write,
+        &principal,
+        &ctx,
+        &platform,
+        "role",
+        make,
+        async |_| Ok(()),
+    )
     .await
 }
 
@@ -361,7 +399,18 @@ pub async fn update_role(
         },
         now: Utc::now(),
     };
-    apply::<Roles>(&read, &write, &ctx, &platform, id, Write::Update, command).await
+    apply::<Roles>(
+        &req,
+        &read,
+        &write,
+        &principal,
+        &ctx,
+        &platform,
+        id,
+        Write::Update,
+        command,
+    )
+    .await
 }
 
 pub async fn delete_role(
@@ -533,7 +582,10 @@ pub async fn create_group(
     };
     let reserve =
         async |id| reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await;
-    create::<Groups>(&read, &write, &ctx, &platform, "group", make, reserve).await
+    create::<Groups>(
+        &req, &read, &write, &principal, &ctx, &platform, "group", make, reserve,
+    )
+    .await
 }
 
 pub async fn update_group(
@@ -580,7 +632,18 @@ pub async fn update_group(
         GroupAggregate::decide(&state, command.clone()).map_err(rejected)?;
         reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await?;
     }
-    apply::<Groups>(&read, &write, &ctx, &platform, id, Write::Update, command).await
+    apply::<Groups>(
+        &req,
+        &read,
+        &write,
+        &principal,
+        &ctx,
+        &platform,
+        id,
+        Write::Update,
+        command,
+    )
+    .await
 }
 
 pub async fn delete_group(
@@ -679,9 +742,17 @@ pub async fn create_policy(
         groups: groups.clone(),
         now,
     };
-    create::<Policies>(&read, &write, &ctx, &platform, "policy", make, async |_| {
-        Ok(())
-    })
+    create::<Policies>(
+        &req,
+        &read,
+        &write,
+        &principal,
+        &ctx,
+        &platform,
+        "policy",
+        make,
+        async |_| Ok(()),
+    )
     .await
 }
 
@@ -743,7 +814,18 @@ pub async fn update_policy(
         },
         now: Utc::now(),
     };
-    apply::<Policies>(&read, &write, &ctx, &platform, id, Write::Update, command).await
+    apply::<Policies>(
+        &req,
+        &read,
+        &write,
+        &principal,
+        &ctx,
+        &platform,
+        id,
+        Write::Update,
+        command,
+    )
+    .await
 }
 
 pub async fn delete_policy(
@@ -844,6 +926,16 @@ pub async fn mentor_access(
         )?;
     }
     let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let tag = ctx.idempotency.as_ref();
+    claim_key(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag,
+        uuid::Uuid::new_v4(),
+    )
+    .await?;
     // The one policy of this mentor and role: reserved, so that two first
     // grants (in any processes) agree on its id; whoever finds it missing
     // creates it, the others update it.

@@ -28,7 +28,7 @@ use serde_json::{Map, Value};
 use crate::authority::keeps_an_admin;
 use crate::domain::user::{UpdateUser, User, UserCommand, UsersAggregate, UsersState};
 use crate::handler::{execute, CommandContext};
-use crate::http::{begin, context, settle, Begun, WriteState};
+use crate::http::{begin, context, judge_and_claim, settle, Begun, WriteState};
 
 /// What a request asks of a user's kept attributes; `None` leaves one as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -353,6 +353,7 @@ fn answer(req: &HttpRequest, status: StatusCode, position: u64, u: &UserView) ->
 /// Answers the registry after the last command that ran and the position
 /// to settle at.
 async fn apply(
+    req: &HttpRequest,
     read: &ReadState,
     write: &WriteState,
     principal: &Principal,
@@ -365,6 +366,35 @@ async fn apply(
         keeps_an_admin(read, principal, |user, _| user == id)?;
     }
     let now = Utc::now();
+    if let Some(tag) = ctx.idempotency.as_ref() {
+        // The first command judged, then the key claimed: a refused change
+        // claims nothing.
+        let update = changes.update();
+        let first = if update != UpdateUser::default() {
+            Some(UserCommand::Update {
+                id,
+                platform: platform.to_owned(),
+                changes: update,
+                now,
+            })
+        } else {
+            changes
+                .active
+                .map(|active| activation(id, platform, active, now))
+        };
+        if let Some(first) = first {
+            judge_and_claim::<UsersAggregate>(
+                req,
+                write,
+                principal,
+                platform,
+                Some(tag),
+                USERS_STREAM,
+                &first,
+            )
+            .await?;
+        }
+    }
     let mut state = None;
     let mut position = 0;
     let update = changes.update();
@@ -380,17 +410,21 @@ async fn apply(
         state = Some(outcome.state);
     }
     if let Some(active) = changes.active {
-        let (id, platform) = (id, platform.to_owned());
-        let command = if active {
-            UserCommand::Reactivate { id, platform, now }
-        } else {
-            UserCommand::Deactivate { id, platform, now }
-        };
+        let command = activation(id, platform, active, now);
         let outcome = execute::<UsersAggregate>(&write.store, USERS_STREAM, ctx, command).await?;
         position = position.max(outcome.position());
         state = Some(outcome.state);
     }
     Ok((state, position))
+}
+
+fn activation(id: u64, platform: &str, active: bool, now: chrono::DateTime<Utc>) -> UserCommand {
+    let platform = platform.to_owned();
+    if active {
+        UserCommand::Reactivate { id, platform, now }
+    } else {
+        UserCommand::Deactivate { id, platform, now }
+    }
 }
 
 fn required_user_name(changes: &Changes) -> Result<String, ScimError> {
@@ -435,7 +469,7 @@ pub async fn create_user(
     if get(obj, "update").and_then(Value::as_bool) == Some(true) {
         if let Some(existing) = read.models.user_by_username(&platform, username.trim()) {
             let (state, position) =
-                apply(&read, &write, &principal, &ctx, existing.id, &changes).await?;
+                apply(&req, &read, &write, &principal, &ctx, existing.id, &changes).await?;
             settle(&read, position).await;
             let u = current(&read, &platform, state.as_ref(), existing.id)?;
             return Ok(answer(&req, StatusCode::OK, position, &u));
@@ -459,6 +493,17 @@ pub async fn create_user(
         active: changes.active.unwrap_or(true),
         now: Utc::now(),
     };
+    let tag = ctx.idempotency.as_ref();
+    judge_and_claim::<UsersAggregate>(
+        &req,
+        &write,
+        &principal,
+        &platform,
+        tag,
+        USERS_STREAM,
+        &command,
+    )
+    .await?;
     let outcome = execute::<UsersAggregate>(&write.store, USERS_STREAM, &ctx, command).await?;
     settle(&read, outcome.position()).await;
     let id = outcome
@@ -527,7 +572,8 @@ async fn change_user(
     }
     let changes = changes_of(&body.value)?;
     let ctx = context(req, &principal, tag);
-    let (state, position) = apply(read, write, &principal, &ctx, existing.id, &changes).await?;
+    let (state, position) =
+        apply(req, read, write, &principal, &ctx, existing.id, &changes).await?;
     settle(read, position).await;
     let u = current(read, &platform, state.as_ref(), existing.id)?;
     Ok(answer(req, StatusCode::OK, position, &u))
@@ -551,7 +597,7 @@ pub async fn delete_user(
         active: Some(false),
         ..Changes::default()
     };
-    let (_, position) = apply(&read, &write, &principal, &ctx, existing.id, &changes).await?;
+    let (_, position) = apply(&req, &read, &write, &principal, &ctx, existing.id, &changes).await?;
     settle(&read, position).await;
     Ok(HttpResponse::NoContent()
         .insert_header(("X-Position", position.to_string()))
