@@ -16,6 +16,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::credential::CredentialState;
 use crate::handler::{CommandContext, StateCache};
+use crate::id_blocks::IdBlocks;
 use crate::idempotency::claim;
 use uuid::Uuid;
 
@@ -24,6 +25,8 @@ pub struct WriteState {
     pub store: Arc<dyn EventStore>,
     /// Credentials consulted by every issue.
     pub credentials: StateCache<CredentialState>,
+    /// Integer ids, handed out from blocks this process holds.
+    pub ids: IdBlocks,
 }
 
 impl WriteState {
@@ -31,6 +34,7 @@ impl WriteState {
         Self {
             store,
             credentials: StateCache::default(),
+            ids: IdBlocks::default(),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod authority;
 pub mod domain;
 pub mod handler;
 pub mod http;
+pub mod id_blocks;
 pub mod idempotency;
 pub mod platforms;
 pub mod reservations;

@@ -12,7 +12,7 @@ use ibl_query_service::ApiError;
 
 use crate::domain::reservation::{ReservationAggregate, Reserve};
 use crate::handler::{execute, load, CommandContext};
-use crate::platforms::allocate_ids;
+use crate::http::WriteState;
 
 /// Rounds of judge-then-append before giving up (each lost only to another
 /// writer that changed the same reservation).
@@ -82,16 +82,17 @@ pub async fn reserve(
 /// entity, whose first events (ids derived from the key) the store then
 /// holds once.
 pub async fn new_id(
-    store: &Arc<dyn EventStore>,
+    write: &WriteState,
     ctx: &CommandContext,
     platform: &str,
     kind: &str,
 ) -> Result<u64, ApiError> {
+    let store = &write.store;
     let Some(tag) = &ctx.idempotency else {
-        return allocate_ids(store, ctx, kind, 1).await;
+        return write.ids.next(store, ctx, kind).await;
     };
     let kept = async |_, _| Ok(true);
-    let allocate = async || allocate_ids(store, ctx, kind, 1).await;
+    let allocate = async || write.ids.next(store, ctx, kind).await;
     let reservation = format!("idempotency-{kind}");
     reserve(store, ctx, &reservation, platform, &tag.key, kept, allocate).await
 }

@@ -32,7 +32,6 @@ use crate::handler::{execute, execute_new, load, rejected, CommandContext};
 use crate::http::{
     claim_key, context, idempotency, judge_and_claim, removed, settle, written, WriteState,
 };
-use crate::platforms::allocate_ids;
 use crate::reservations::{new_id, reserve, IN_FLIGHT};
 
 /// A list of ids; `null` is an empty list.
@@ -270,7 +269,7 @@ async fn create<E: Entity>(
     <E::Aggregate as Aggregate>::decide(&empty, make(1)).map_err(rejected)?;
     let tag = ctx.idempotency.as_ref();
     claim_key(req, write, principal, platform, tag, uuid::Uuid::new_v4()).await?;
-    let id = new_id(&write.store, ctx, platform, kind).await?;
+    let id = new_id(write, ctx, platform, kind).await?;
     then(id).await?;
     let command = make(id);
     apply::<E>(
@@ -950,7 +949,7 @@ pub async fn mentor_access(
         .map(|p| p.id);
     let claimant = async || match existing {
         Some(id) => Ok(id),
-        None => allocate_ids(store, &ctx, "policy", 1).await,
+        None => write.ids.next(store, &ctx, "policy").await,
     };
     let name = format!("{mentor_id}/{short}");
     let id = reserve(
