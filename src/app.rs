@@ -16,6 +16,7 @@ use ibl_events::EventStore;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
+use ibl_query_service::position::{load_or_create_key, PositionKey};
 use ibl_query_service::{ApiError, ReadState, RequestId};
 use tracing::Instrument;
 
@@ -39,13 +40,41 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, global = true, env = "IBL_WORKERS")]
     pub workers: Option<usize>,
+    /// Key of the `X-Position` tokens, 64 hex digits (default: the one in
+    /// `<data-dir>/position.key`, made on first start).
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_POSITION_KEY",
+        hide_env_values = true,
+        value_parser = PositionKey::from_hex
+    )]
+    pub position_key: Option<PositionKey>,
 }
+
+impl Settings {
+    /// The defaults, with the store in `data_dir` (what the command line
+    /// gives when it sets nothing else).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            data_dir: data_dir.into(),
+            workers: None,
+            position_key: None,
+        }
+    }
+}
+
+/// The file of the position key in a data folder.
+pub const POSITION_KEY_FILE: &str = "position.key";
 
 /// A running application.
 pub struct Application {
     pub port: u16,
     pub server: Server,
     pub store: Arc<dyn EventStore>,
+    /// The key of its `X-Position` tokens.
+    pub positions: PositionKey,
 }
 
 /// Opens the store, rebuilds the read models from the log and binds the
@@ -56,14 +85,21 @@ pub async fn build(settings: &Settings) -> std::io::Result<Application> {
             .map_err(|e| std::io::Error::other(format!("opening the event store: {e}")))?,
     );
     let listener = TcpListener::bind(&settings.addr)?;
-    build_with(store, listener, settings.workers).await
+    build_with(store, listener, settings).await
 }
 
+/// Builds the application on `store` and `listener` (`settings.addr` is
+/// not read; `settings.data_dir` only for the position key).
 pub async fn build_with(
     store: Arc<dyn EventStore>,
     listener: TcpListener,
-    workers: Option<usize>,
+    settings: &Settings,
 ) -> std::io::Result<Application> {
+    let positions = match &settings.position_key {
+        Some(key) => key.clone(),
+        None => load_or_create_key(&settings.data_dir.join(POSITION_KEY_FILE))
+            .map_err(|e| std::io::Error::other(format!("the position key: {e}")))?,
+    };
     let models = Arc::new(CredentialsModel::new());
     let rbac = Arc::new(RbacModel::new());
     let read_models: Vec<Arc<dyn ReadModel>> = vec![models.clone(), rbac.clone()];
@@ -90,6 +126,7 @@ pub async fn build_with(
         models,
         rbac,
         projections,
+        positions: positions.clone(),
     });
     let write = web::Data::new(WriteState::new(store.clone()));
     let port = listener.local_addr()?.port();
@@ -106,13 +143,14 @@ pub async fn build_with(
                 .wrap(from_fn(request_context))
         })
         .listen(listener)?;
-    if let Some(n) = workers {
+    if let Some(n) = settings.workers {
         server = server.workers(n);
     }
     Ok(Application {
         port,
         server: server.run(),
         store,
+        positions,
     })
 }
 

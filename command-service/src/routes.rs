@@ -132,6 +132,7 @@ pub async fn create_credential(
     if let Some(record) = replay {
         let id = record.created("credential-");
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             credential_answer(&req, &read, &platform, id, "Created")?,
@@ -157,6 +158,7 @@ pub async fn create_credential(
     .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         credential_answer(&req, &read, &platform, &entity_id, "Created")?,
@@ -182,6 +184,7 @@ pub async fn update_credential(
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             credential_answer(&req, &read, &platform, &path.entity_id, "Updated")?,
@@ -221,6 +224,7 @@ pub async fn update_credential(
     }
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         credential_answer(&req, &read, &platform, &path.entity_id, "Updated")?,
@@ -305,6 +309,7 @@ pub async fn create_issuer(
     if let Some(record) = replay {
         let id = record.created("issuer-");
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             issuer_answer(&req, &read, &platform, id)?,
@@ -329,6 +334,7 @@ pub async fn create_issuer(
         execute::<IssuerAggregate>(&write.store, &issuer_stream(&entity_id), &ctx, command).await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         issuer_answer(&req, &read, &platform, &entity_id)?,
@@ -354,6 +360,7 @@ pub async fn update_issuer(
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             issuer_answer(&req, &read, &platform, &path.entity_id)?,
@@ -369,6 +376,7 @@ pub async fn update_issuer(
             .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         issuer_answer(&req, &read, &platform, &path.entity_id)?,

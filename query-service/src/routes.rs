@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::extract::Principal;
 use crate::paging::PageRequest;
-use crate::{wire, ReadState};
+use crate::{position, wire, ReadState};
 
 /// The query string of a request, parsed once.
 pub struct Params(HashMap<String, String>);
@@ -78,17 +78,17 @@ pub async fn scoped(
     Ok((params, platform))
 }
 
-/// Honours `X-Min-Position`: waits until the read models have applied that
-/// position (read-your-writes for a client that got it from a write).
+/// Honours `X-Min-Position`: waits until the read models have applied the
+/// position of that token (read-your-writes for a client that got it from
+/// a write's `X-Position`). A token this server did not write is a 400.
 pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get("X-Min-Position") else {
+    let Some(value) = req.headers().get(position::MIN_HEADER) else {
         return Ok(());
     };
     let position = value
         .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| ApiError::BadRequest("X-Min-Position must be an integer.".into()))?;
+        .map_err(|_| position::InvalidToken)
+        .and_then(|token| read.positions.decode(token.trim()))?;
     if read
         .projections
         .wait_for(position, Duration::from_secs(5))

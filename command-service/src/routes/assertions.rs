@@ -193,6 +193,7 @@ pub async fn issue_assertion(
     if let Some(record) = replay {
         let id = record.created("assertion-");
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             assertion_answer(&req, &read, id)?,
@@ -231,6 +232,7 @@ pub async fn issue_assertion(
     .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         assertion_answer(&req, &read, &entity_id)?,
@@ -346,6 +348,7 @@ pub async fn bulk_issue(
         })
         .collect();
     Ok(written(
+        &read,
         StatusCode::OK,
         position,
         json!({"issued": issued, "skipped": skipped}),
@@ -384,6 +387,7 @@ pub async fn update_assertion(
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             assertion_answer(&req, &read, &path.entity_id)?,
@@ -400,6 +404,7 @@ pub async fn update_assertion(
         // Nothing to change: answer the assertion as it is.
         _ => {
             return Ok(written(
+                &read,
                 StatusCode::OK,
                 0,
                 assertion_answer(&req, &read, &path.entity_id)?,
@@ -427,6 +432,7 @@ pub async fn update_assertion(
     .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         assertion_answer(&req, &read, &path.entity_id)?,
