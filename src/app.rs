@@ -17,6 +17,7 @@ use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
 use ibl_query_service::position::{load_or_create_key, PositionKey};
+use ibl_query_service::wire::PublicUrl;
 use ibl_query_service::{ApiError, ReadState, RequestId};
 use tracing::Instrument;
 
@@ -50,6 +51,11 @@ pub struct Settings {
         value_parser = PositionKey::from_hex
     )]
     pub position_key: Option<PositionKey>,
+    /// Where clients reach the API, the base of every URL it writes
+    /// (`https://api.example.com`; default: `http://` and the listen
+    /// address). Request headers (`Host`, `X-Forwarded-Host`) never are.
+    #[arg(long, global = true, env = "IBL_PUBLIC_URL", value_parser = PublicUrl::parse)]
+    pub public_url: Option<PublicUrl>,
 }
 
 impl Settings {
@@ -61,6 +67,7 @@ impl Settings {
             data_dir: data_dir.into(),
             workers: None,
             position_key: None,
+            public_url: None,
         }
     }
 }
@@ -129,12 +136,27 @@ pub async fn build_with(
         positions: positions.clone(),
     });
     let write = web::Data::new(WriteState::new(store.clone()));
-    let port = listener.local_addr()?.port();
+    let local = listener.local_addr()?;
+    let port = local.port();
+    let public_url = match &settings.public_url {
+        Some(url) => url.clone(),
+        None => {
+            if local.ip().is_unspecified() {
+                tracing::warn!(
+                    target: "ibl::startup",
+                    "listening on {local} without --public-url: the URLs the API writes start with http://{local}"
+                );
+            }
+            PublicUrl::of_listener(local)
+        }
+    };
+    tracing::info!(target: "ibl::startup", public_url = public_url.as_str(), "public URL");
     let mut server =
         actix_web::HttpServer::new(move || {
             App::new()
                 .app_data(read.clone())
                 .app_data(write.clone())
+                .app_data(public_url.clone())
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("Invalid path: {e}")).into()
                 }))

@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use crate::helpers::{creds, spawn_app, spawn_app_with, Resp, TestApp, ORG};
-use crate::processes::{agent, created_key, Server};
+use crate::processes::{agent, created_key, Server, BIN};
 
 /// A token of the same shape as the server's, under another key.
 fn foreign_token(position: u64) -> String {
@@ -173,4 +173,218 @@ fn position_tokens_outlive_a_restart_and_follow_a_configured_key() {
     let written = written.expect("an X-Position");
     let key = ibl_query_service::position::PositionKey::from_hex(&configured).unwrap();
     assert!(key.decode(&written).is_ok(), "{written}");
+}
+
+// ---------------------------------------------------------------- raw HTTP
+
+/// An answer read off a raw connection.
+#[derive(Debug)]
+pub(crate) struct Raw {
+    pub status: u16,
+    /// The status line and the headers.
+    pub head: String,
+    pub text: String,
+    pub body: serde_json::Value,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn addr_of(base: &str) -> &str {
+    base.strip_prefix("http://").expect("an http base")
+}
+
+/// Sends `request` as it is on a new connection and reads until the server
+/// closes it (or 10 s pass). `None` when the server closed without a word.
+pub(crate) fn raw(base: &str, request: &[u8]) -> Option<Raw> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr_of(base)).expect("a connection");
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    // The server may answer and close before it has read everything.
+    let _ = stream.write_all(request);
+    let mut bytes = Vec::new();
+    let mut buf = [0u8; 8192];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => bytes.extend_from_slice(&buf[..n]),
+        }
+    }
+    parse_raw(&bytes)
+}
+
+fn parse_raw(bytes: &[u8]) -> Option<Raw> {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    let status = head.split(' ').nth(1)?.parse().ok()?;
+    Some(Raw {
+        status,
+        head: head.to_owned(),
+        text: body.to_owned(),
+        body: serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
+    })
+}
+
+/// A GET with these extra header lines, closing after the answer.
+fn get_with(app_base: &str, key: &str, path: &str, extra: &str) -> Raw {
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {}\r\nAuthorization: Api-Token {key}\r\n{extra}Connection: close\r\n\r\n",
+        addr_of(app_base)
+    );
+    raw(app_base, request.as_bytes()).expect("an answer")
+}
+
+/// Every string of a JSON value that looks like a URL.
+fn urls(value: &serde_json::Value, out: &mut Vec<String>) {
+    match value {
+        serde_json::Value::String(s) if s.starts_with("http") => out.push(s.clone()),
+        serde_json::Value::Array(items) => items.iter().for_each(|v| urls(v, out)),
+        serde_json::Value::Object(map) => map.values().for_each(|v| urls(v, out)),
+        _ => {}
+    }
+}
+
+// ---------------------------------------------------------------- public URL
+
+const SPOOF: &str = "X-Forwarded-Host: evil.example\r\nX-Forwarded-Proto: https\r\nForwarded: host=evil.example;proto=https\r\n";
+
+/// Paths whose answers hold URLs, in a store with two of everything.
+fn paths_with_links(app: &TestApp) -> Vec<String> {
+    let credential = app.create_credential("Linked");
+    app.create_credential("Linked too");
+    let assertion = app.issue(&credential, "a@x.test");
+    app.issue(&credential, "b@x.test");
+    app.post(&creds("issuers/"))
+        .json(&json!({"name": "Issuer"}))
+        .send()
+        .expect(200);
+    for name in ["links-a", "links-b"] {
+        app.post(&format!("/api/orgs/{ORG}/scim/v2/Users"))
+            .json(&json!({"userName": name, "emails": [{"value": format!("{name}@x.test")}]}))
+            .send()
+            .expect(201);
+    }
+    let aid = assertion["entityId"].as_str().unwrap();
+    vec![
+        creds("?page_size=1"),
+        creds("?page_size=1&page=2"),
+        creds(&credential),
+        creds("assertions/?page_size=1"),
+        creds(&format!("{credential}/assertions/?page_size=1")),
+        creds(&format!("assertions/{aid}")),
+        format!("/api/credentials/public/assertions/{aid}/"),
+        creds("issuers/"),
+        format!("/api/orgs/{ORG}/scim/v2/Users"),
+        format!("/api/core/rbac/roles/?platform_key={ORG}&page_size=1"),
+    ]
+}
+
+#[test]
+fn links_never_follow_the_host_the_client_names() {
+    let app = spawn_app();
+    for path in paths_with_links(&app) {
+        let host = "Host: evil.example\r\n";
+        let request = format!(
+            "GET {path} HTTP/1.1\r\n{host}{SPOOF}Authorization: Api-Token {}\r\nConnection: close\r\n\r\n",
+            app.key
+        );
+        let resp = raw(&app.base, request.as_bytes()).expect("an answer");
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text);
+        assert!(!resp.text.contains("evil"), "{path}: {}", resp.text);
+        let mut found = Vec::new();
+        urls(&resp.body, &mut found);
+        assert!(!found.is_empty(), "{path} holds no URL: {}", resp.text);
+        for url in found {
+            assert!(url.starts_with(&format!("{}/", app.base)), "{path}: {url}");
+        }
+    }
+    // A SCIM create: its Location too.
+    let body = json!({"userName": "located", "emails": [{"value": "located@x.test"}]}).to_string();
+    let request = format!(
+        "POST /api/orgs/{ORG}/scim/v2/Users HTTP/1.1\r\nHost: evil.example\r\n{SPOOF}Authorization: Api-Token {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        app.key,
+        body.len()
+    );
+    let resp = raw(&app.base, request.as_bytes()).expect("an answer");
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    let location = resp.header("Location").expect("a Location");
+    assert!(location.starts_with(&app.base), "{location}");
+    assert!(!resp.text.contains("evil"), "{}", resp.text);
+}
+
+#[test]
+fn a_configured_public_url_starts_every_link() {
+    let public = "https://api.example.com/ibl";
+    let app = spawn_app_with(|s| {
+        s.public_url =
+            Some(ibl_query_service::wire::PublicUrl::parse(&format!("{public}/")).unwrap())
+    });
+    for path in paths_with_links(&app) {
+        let resp = get_with(&app.base, &app.key, &path, SPOOF);
+        assert_eq!(resp.status, 200, "{path}: {}", resp.text);
+        let mut found = Vec::new();
+        urls(&resp.body, &mut found);
+        assert!(!found.is_empty(), "{path} holds no URL: {}", resp.text);
+        for url in found {
+            assert!(url.starts_with(&format!("{public}/api/")), "{path}: {url}");
+        }
+    }
+}
+
+#[test]
+fn the_public_url_comes_from_ibl_public_url_and_a_bad_one_stops_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let server = Server::start_with(dir.path(), &[("IBL_PUBLIC_URL", "https://api.example.com")]);
+    let list = format!("{}/api/credentials/orgs/acme/users/admin/", server.base);
+    for name in ["One", "Two"] {
+        agent()
+            .post(&list)
+            .set("Authorization", &format!("Api-Token {key}"))
+            .send_json(json!({ "name": name }))
+            .expect("a credential");
+    }
+    let resp = get_with(
+        &server.base,
+        &key,
+        "/api/credentials/orgs/acme/users/admin/?page_size=1",
+        SPOOF,
+    );
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    let next = resp.body["result"]["next"].as_str().unwrap();
+    assert_eq!(
+        next,
+        "https://api.example.com/api/credentials/orgs/acme/users/admin?page_size=1&page=2"
+    );
+    let url = resp.body["result"]["data"][0]["credential_url"]
+        .as_str()
+        .unwrap();
+    assert!(url.starts_with("https://api.example.com/api/"), "{url}");
+    drop(server);
+
+    for bad in [
+        "ftp://api.example.com",
+        "https://api.example.com/?x=1",
+        "api.example.com",
+    ] {
+        let out = std::process::Command::new(BIN)
+            .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
+            .arg(dir.path())
+            .env("IBL_PUBLIC_URL", bad)
+            .env("RUST_LOG", "warn")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ibl runs");
+        assert!(!out.status.success(), "{bad} was accepted");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("public URL"), "{bad}: {stderr}");
+    }
 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ibl");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ibl");
 
 pub(crate) fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
