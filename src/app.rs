@@ -4,6 +4,7 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
@@ -16,6 +17,7 @@ use ibl_events::EventStore;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
+use ibl_query_service::extract::BodyTimeout;
 use ibl_query_service::position::{load_or_create_key, PositionKey};
 use ibl_query_service::wire::PublicUrl;
 use ibl_query_service::{ApiError, ReadState, RequestId};
@@ -56,6 +58,16 @@ pub struct Settings {
     /// address). Request headers (`Host`, `X-Forwarded-Host`) never are.
     #[arg(long, global = true, env = "IBL_PUBLIC_URL", value_parser = PublicUrl::parse)]
     pub public_url: Option<PublicUrl>,
+    /// Seconds a request body may take to arrive in full (then 408 and the
+    /// connection is closed); request heads get at most 5 s.
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_BODY_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub body_timeout_secs: u64,
 }
 
 impl Settings {
@@ -68,6 +80,7 @@ impl Settings {
             workers: None,
             position_key: None,
             public_url: None,
+            body_timeout_secs: 30,
         }
     }
 }
@@ -151,12 +164,14 @@ pub async fn build_with(
         }
     };
     tracing::info!(target: "ibl::startup", public_url = public_url.as_str(), "public URL");
+    let body_timeout = Duration::from_secs(settings.body_timeout_secs);
     let mut server =
         actix_web::HttpServer::new(move || {
             App::new()
                 .app_data(read.clone())
                 .app_data(write.clone())
                 .app_data(public_url.clone())
+                .app_data(BodyTimeout(body_timeout))
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("Invalid path: {e}")).into()
                 }))
@@ -164,6 +179,12 @@ pub async fn build_with(
                 .default_service(web::to(not_found))
                 .wrap(from_fn(request_context))
         })
+        // A request head (line and headers) must arrive within this, or
+        // actix answers 408 and closes; bodies are timed by `BodyTimeout`.
+        .client_request_timeout(HEAD_TIMEOUT.min(body_timeout))
+        // A connection closed with a body unread lingers this long, so
+        // the client reads the answer (408, 413, 401...) rather than a reset.
+        .client_disconnect_timeout(LINGER)
         .listen(listener)?;
     if let Some(n) = settings.workers {
         server = server.workers(n);
@@ -175,6 +196,11 @@ pub async fn build_with(
         positions,
     })
 }
+
+/// The longest a request head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection closed with a body unread is drained first.
+const LINGER: Duration = Duration::from_secs(1);
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found())

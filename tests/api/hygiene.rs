@@ -388,3 +388,146 @@ fn the_public_url_comes_from_ibl_public_url_and_a_bad_one_stops_the_start() {
         assert!(stderr.contains("public URL"), "{bad}: {stderr}");
     }
 }
+
+// ---------------------------------------------------------------- body timeout
+
+/// What a slow client saw: the answer (if any), when its first byte came,
+/// and whether the server then closed the connection.
+struct Slow {
+    answer: Option<Raw>,
+    first_byte: Option<std::time::Duration>,
+    closed: bool,
+}
+
+/// Sends `start`, then one more byte every `every` (if given) until the
+/// server answers or closes, reading for at most 10 s.
+fn slow_client(base: &str, start: &[u8], every: Option<std::time::Duration>) -> Slow {
+    use std::io::{Read, Write};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let mut stream = std::net::TcpStream::connect(addr_of(base)).expect("a connection");
+    let began = std::time::Instant::now();
+    stream.write_all(start).expect("the start is sent");
+    let stop = std::sync::Arc::new(AtomicBool::new(false));
+    let writer = every.map(|every| {
+        let mut stream = stream.try_clone().unwrap();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::SeqCst) {
+                std::thread::sleep(every);
+                if stream.write_all(b" ").is_err() {
+                    break;
+                }
+            }
+        })
+    });
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_millis(100)))
+        .unwrap();
+    let (mut bytes, mut first_byte, mut closed) = (Vec::new(), None, false);
+    let mut buf = [0u8; 4096];
+    while began.elapsed() < std::time::Duration::from_secs(10) {
+        match stream.read(&mut buf) {
+            Ok(0) => {
+                closed = true;
+                break;
+            }
+            Ok(n) => {
+                first_byte.get_or_insert_with(|| began.elapsed());
+                bytes.extend_from_slice(&buf[..n]);
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => {
+                closed = true;
+                break;
+            }
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    if let Some(writer) = writer {
+        writer.join().unwrap();
+    }
+    Slow {
+        answer: parse_raw(&bytes),
+        first_byte,
+        closed,
+    }
+}
+
+/// A POST of a credential announcing `length` bytes of body.
+fn post_head(key: &str, base: &str, length: usize) -> String {
+    format!(
+        "POST /api/credentials/orgs/acme/users/admin/ HTTP/1.1\r\nHost: {}\r\nAuthorization: Api-Token {key}\r\nContent-Type: application/json\r\nContent-Length: {length}\r\n\r\n",
+        addr_of(base)
+    )
+}
+
+#[track_caller]
+fn assert_timed_out(slow: &Slow, what: &str) {
+    let answer = slow
+        .answer
+        .as_ref()
+        .unwrap_or_else(|| panic!("{what}: no answer"));
+    assert_eq!(answer.status, 408, "{what}: {answer:?}");
+    assert_eq!(answer.body["code"], "request_timeout", "{what}: {answer:?}");
+    assert!(answer.body["detail"].is_string(), "{what}: {answer:?}");
+    let at = slow.first_byte.unwrap();
+    assert!(
+        at >= std::time::Duration::from_millis(1500) && at <= std::time::Duration::from_secs(5),
+        "{what}: answered after {at:?}"
+    );
+    assert!(slow.closed, "{what}: the connection stayed open");
+}
+
+#[test]
+fn a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let server = Server::start_with(dir.path(), &[("IBL_BODY_TIMEOUT_SECS", "2")]);
+
+    // 10 bytes of 100, then nothing.
+    let mut start = post_head(&key, &server.base, 100).into_bytes();
+    start.extend_from_slice(br#"{"name": "#);
+    assert_timed_out(&slow_client(&server.base, &start, None), "a stalled body");
+
+    // A byte every 200 ms: the deadline is on the whole body, not per read.
+    let slow = slow_client(
+        &server.base,
+        &start,
+        Some(std::time::Duration::from_millis(200)),
+    );
+    assert_timed_out(&slow, "a trickled body");
+
+    // A head that never ends: actix's own 408 (no body), or a close.
+    let head = format!(
+        "GET /healthz HTTP/1.1\r\nHost: {}\r\nX-Slow: 1\r\n",
+        addr_of(&server.base)
+    );
+    let slow = slow_client(&server.base, head.as_bytes(), None);
+    assert!(slow.closed, "a head that never ends kept the connection");
+    if let Some(answer) = &slow.answer {
+        assert_eq!(answer.status, 408, "{answer:?}");
+    }
+    let at = slow.first_byte.unwrap_or_default();
+    assert!(at <= std::time::Duration::from_secs(5), "after {at:?}");
+
+    // A slow body that makes it in time is served.
+    let body = br#"{"name": "Slow but sure"}"#;
+    let mut start = post_head(&key, &server.base, body.len()).into_bytes();
+    start.extend_from_slice(&body[..10]);
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr_of(&server.base)).unwrap();
+    stream.write_all(&start).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    stream.write_all(&body[10..]).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 8192];
+    let n = stream.read(&mut buf).unwrap();
+    let answer = parse_raw(&buf[..n]).expect("an answer");
+    assert_eq!(answer.status, 200, "{answer:?}: {}", server.log());
+}
