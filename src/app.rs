@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
 use actix_web::http::uri::{PathAndQuery, Uri};
+use actix_web::http::{header, ConnectionType};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_command_service::WriteState;
@@ -17,6 +19,7 @@ use ibl_events::EventStore;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
+use ibl_query_service::error::{is_json, status_body};
 use ibl_query_service::extract::BodyTimeout;
 use ibl_query_service::position::{load_or_create_key, PositionKey};
 use ibl_query_service::wire::PublicUrl;
@@ -177,6 +180,7 @@ pub async fn build_with(
                 }))
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
+                .wrap(from_fn(json_errors))
                 .wrap(from_fn(request_context))
         })
         // A request head (line and headers) must arrive within this, or
@@ -204,6 +208,62 @@ const LINGER: Duration = Duration::from_secs(1);
 
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found())
+}
+
+/// Gives every error answer that reaches the application a JSON body in the
+/// error table's shape: one raised by actix around the routes, an error
+/// that a middleware returned instead of an answer, or a bare status.
+/// Answers already JSON pass untouched (success answers are not looked at).
+/// Errors of actix-http's connection dispatcher (a malformed request line
+/// or header, a head over 128 KiB or with more than 96 headers, a URI over
+/// 64 KiB, a head that does not arrive in time) are answered before any
+/// service runs, with an empty body: there is no hook for them.
+async fn json_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // The request cannot be kept for the error case: a clone of it would
+    // stop the router from writing the path's parameters into it. An error
+    // therefore stays an error, carrying the JSON answer to give.
+    let res = match next.call(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            let answer = e.error_response();
+            return match as_json(&answer) {
+                Some(json) => Err(InternalError::from_response(e, json).into()),
+                None => Err(e),
+            };
+        }
+    };
+    match as_json(res.response()) {
+        None => Ok(res.map_into_left_body()),
+        Some(json) => {
+            let (request, _) = res.into_parts();
+            Ok(ServiceResponse::new(request, json).map_into_right_body())
+        }
+    }
+}
+
+/// The JSON version of an error answer whose body is not JSON (its status
+/// and headers kept, its body replaced by the error table's); `None` for
+/// any other answer.
+fn as_json<B>(res: &HttpResponse<B>) -> Option<HttpResponse> {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(res.headers().get(header::CONTENT_TYPE))
+    {
+        return None;
+    }
+    let mut json = HttpResponse::build(status);
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.append_header((name.clone(), value.clone()));
+        }
+    }
+    if res.head().connection_type() == ConnectionType::Close {
+        json.force_close();
+    }
+    Some(json.json(status_body(status)))
 }
 
 /// Serves `/a/b/` and `/a//b` as `/a/b` (routes are registered without
@@ -273,4 +333,118 @@ async fn request_context(
         );
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use actix_web::{error, test};
+    use serde_json::Value;
+
+    use super::*;
+
+    /// A middleware that fails instead of answering, on one path.
+    async fn refuses(
+        req: ServiceRequest,
+        next: Next<impl MessageBody>,
+    ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+        if req.path() == "/refused" {
+            return Err(error::ErrorPayloadTooLarge("too big, in words"));
+        }
+        next.call(req).await
+    }
+
+    async fn typed(query: web::Query<HashMap<String, u32>>) -> HttpResponse {
+        HttpResponse::Ok().json(query.into_inner())
+    }
+
+    #[actix_web::test]
+    async fn every_error_answer_that_reaches_the_app_is_json() {
+        let app = test::init_service(
+            App::new()
+                .route(
+                    "/bare",
+                    web::get().to(|| async { HttpResponse::BadRequest().finish() }),
+                )
+                .route(
+                    "/text",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(error::ErrorConflict("plain words"))
+                    }),
+                )
+                .route(
+                    "/limited",
+                    web::get().to(|| async {
+                        HttpResponse::TooManyRequests()
+                            .insert_header(("Retry-After", "3"))
+                            .finish()
+                    }),
+                )
+                .route(
+                    "/ours",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(ApiError::Gone("Gone for good.".into()))
+                    }),
+                )
+                .route(
+                    "/fine",
+                    web::get().to(|| async { HttpResponse::Ok().body("plain") }),
+                )
+                .route("/typed", web::get().to(typed))
+                .route(
+                    "/unconfigured",
+                    web::get().to(|_: web::Data<u8>| async { "" }),
+                )
+                .wrap(from_fn(refuses))
+                .wrap(from_fn(json_errors)),
+        )
+        .await;
+        let cases = [
+            ("/bare", 400, "bad_request"),
+            ("/text", 409, "conflict"),
+            ("/limited", 429, "too_many_requests"),
+            ("/refused", 413, "payload_too_large"),
+            ("/typed?n=x", 400, "bad_request"),
+            ("/unconfigured", 500, "internal"),
+        ];
+        for (path, status, code) in cases {
+            // An error the app returns is answered as actix-http does it.
+            let res =
+                match test::try_call_service(&app, test::TestRequest::get().uri(path).to_request())
+                    .await
+                {
+                    Ok(res) => res.into_parts().1.map_into_boxed_body(),
+                    Err(e) => e.error_response(),
+                };
+            assert_eq!(res.status().as_u16(), status, "{path}");
+            assert!(
+                is_json(res.headers().get(header::CONTENT_TYPE)),
+                "{path}: {:?}",
+                res.headers()
+            );
+            let retry = res.headers().get("Retry-After").cloned();
+            let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["code"], code, "{path}: {body}");
+            assert!(
+                body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{path}: {body}"
+            );
+            if path == "/limited" {
+                assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("3"));
+            }
+        }
+        // Our own errors and success answers pass untouched.
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/ours").to_request()).await;
+        let body: Value = test::read_body_json(res).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"detail": "Gone for good.", "code": "gone"})
+        );
+        let res =
+            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
+        assert_eq!(test::read_body(res).await, "plain");
+    }
 }

@@ -531,3 +531,85 @@ fn a_body_that_does_not_arrive_in_time_is_a_408_and_the_connection_closes() {
     let answer = parse_raw(&buf[..n]).expect("an answer");
     assert_eq!(answer.status, 200, "{answer:?}: {}", server.log());
 }
+
+// ---------------------------------------------------------------- JSON errors
+
+#[test]
+fn raw_requests_the_app_sees_get_json_errors_and_the_rest_a_4xx() {
+    let app = spawn_app();
+    let host = addr_of(&app.base).to_owned();
+    let auth = format!("Authorization: Api-Token {}\r\n", app.key);
+    let send = |request: String| {
+        raw(&app.base, request.as_bytes()).unwrap_or_else(|| panic!("no answer to {request:.80}"))
+    };
+    let json_error = |resp: &Raw, status: u16, what: &str| {
+        assert_eq!(resp.status, status, "{what}: {resp:?}");
+        assert!(
+            resp.header("Content-Type")
+                .is_some_and(|t| t.starts_with("application/json")),
+            "{what}: {resp:?}"
+        );
+        assert!(
+            resp.body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+            "{what}: {resp:?}"
+        );
+        assert!(resp.body["code"].is_string(), "{what}: {resp:?}");
+    };
+
+    // A long URI that actix parses reaches the app: a JSON 404.
+    let long = format!("/{}", "a".repeat(60 * 1024));
+    let resp = send(format!(
+        "GET {long} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    ));
+    json_error(&resp, 404, "a 60 KiB path");
+
+    // A method no route has, and one the route does not serve, on a route.
+    for method in ["BREW", "PATCH", "OPTIONS", "TRACE"] {
+        let resp = send(format!(
+            "{method} {} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n",
+            creds("")
+        ));
+        json_error(&resp, 405, method);
+        assert_eq!(resp.body["code"], "method_not_allowed");
+    }
+
+    // A chunked body that breaks off: the body reader's 400.
+    let resp = send(format!(
+        "POST {} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\nZZ\r\nabc\r\n",
+        creds("")
+    ));
+    json_error(&resp, 400, "a broken chunked body");
+
+    // What actix-http's dispatcher refuses before any service runs: the
+    // status is right, the body is actix's (empty), there is no hook.
+    let dispatcher = [
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: {host}\r\n\r\n", "a".repeat(100 * 1024)),
+            400,
+            "a 100 KiB URI (over http's 64 KiB)",
+        ),
+        (
+            format!("GET /{} HTTP/1.1\r\nHost: {host}\r\n\r\n", "a".repeat(200 * 1024)),
+            431,
+            "a 200 KiB head",
+        ),
+        (
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: {host}\r\n{}\r\n",
+                (0..120).map(|i| format!("X-H{i}: 1\r\n")).collect::<String>()
+            ),
+            431,
+            "120 headers",
+        ),
+        ("GARBAGE\r\n\r\n".to_owned(), 400, "a malformed request line"),
+        (
+            format!("GET /healthz HTTP/1.1\r\nHost: {host}\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\nab"),
+            400,
+            "two Content-Lengths",
+        ),
+    ];
+    for (request, status, what) in dispatcher {
+        let resp = send(request);
+        assert_eq!(resp.status, status, "{what}: {resp:?}");
+    }
+}
