@@ -22,6 +22,8 @@ use ibl_projections::{Projections, ReadModel};
 use ibl_query_service::error::{is_json, status_body};
 use ibl_query_service::extract::BodyTimeout;
 use ibl_query_service::position::{load_or_create_key, PositionKey};
+use ibl_query_service::ratelimit::{Rate, RateLimiter};
+use ibl_query_service::routes::PublicLimit;
 use ibl_query_service::wire::PublicUrl;
 use ibl_query_service::{ApiError, ReadState, RequestId};
 use tracing::Instrument;
@@ -71,6 +73,27 @@ pub struct Settings {
         value_parser = clap::value_parser!(u64).range(1..=86_400)
     )]
     pub body_timeout_secs: u64,
+    /// Public verification lookups a client address may make per second,
+    /// on average (429 with `Retry-After` beyond).
+    #[arg(long, global = true, env = "IBL_PUBLIC_RATE", default_value_t = 50.0, value_parser = positive)]
+    pub public_rate: f64,
+    /// Public verification lookups a client address may make at once.
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_PUBLIC_BURST",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub public_burst: u32,
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("{text:?} is not a number above 0"))
 }
 
 impl Settings {
@@ -84,6 +107,8 @@ impl Settings {
             position_key: None,
             public_url: None,
             body_timeout_secs: 30,
+            public_rate: 50.0,
+            public_burst: 100,
         }
     }
 }
@@ -168,6 +193,12 @@ pub async fn build_with(
     };
     tracing::info!(target: "ibl::startup", public_url = public_url.as_str(), "public URL");
     let body_timeout = Duration::from_secs(settings.body_timeout_secs);
+    let rate = Rate::new(settings.public_rate, settings.public_burst)
+        .map_err(|e| std::io::Error::other(format!("the public rate limit: {e}")))?;
+    let public_limit = web::Data::new(PublicLimit(RateLimiter::new(
+        rate,
+        std::time::Instant::now(),
+    )));
     let mut server =
         actix_web::HttpServer::new(move || {
             App::new()
@@ -175,6 +206,7 @@ pub async fn build_with(
                 .app_data(write.clone())
                 .app_data(public_url.clone())
                 .app_data(BodyTimeout(body_timeout))
+                .app_data(public_limit.clone())
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("Invalid path: {e}")).into()
                 }))

@@ -32,6 +32,9 @@ pub enum ApiError {
     UnsupportedMediaType(String),
     #[error("the Idempotency-Key was already used with another request body")]
     IdempotencyKeyReused,
+    /// Too many requests from one client; the whole seconds to wait.
+    #[error("too many requests: retry in {0} s")]
+    TooManyRequests(u64),
     #[error("{0}")]
     Unavailable(String),
     /// A failure of ours, logged in full; the client sees a generic message.
@@ -65,6 +68,7 @@ impl ApiError {
             ApiError::RequestTimeout(_) => "request_timeout",
             ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
             ApiError::IdempotencyKeyReused => "idempotency_key_reused",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -84,6 +88,7 @@ impl ResponseError for ApiError {
             ApiError::RequestTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::IdempotencyKeyReused => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -118,6 +123,9 @@ impl ResponseError for ApiError {
             // carry another request.
             ApiError::RequestTimeout(_) => {
                 response.force_close();
+            }
+            ApiError::TooManyRequests(seconds) => {
+                response.insert_header(("Retry-After", (*seconds).max(1).to_string()));
             }
             _ => {}
         }
@@ -156,6 +164,7 @@ fn table_code(status: StatusCode) -> Option<&'static str> {
         StatusCode::GONE => ApiError::Gone(String::new()),
         StatusCode::PAYLOAD_TOO_LARGE => ApiError::PayloadTooLarge(0),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => ApiError::UnsupportedMediaType(String::new()),
+        StatusCode::TOO_MANY_REQUESTS => ApiError::TooManyRequests(1),
         StatusCode::SERVICE_UNAVAILABLE => ApiError::Unavailable(String::new()),
         StatusCode::INTERNAL_SERVER_ERROR => ApiError::Internal(String::new()),
         _ => return None,
@@ -239,6 +248,7 @@ mod tests {
             ApiError::Gone("x".into()),
             ApiError::PayloadTooLarge(1),
             ApiError::UnsupportedMediaType("x".into()),
+            ApiError::TooManyRequests(2),
             ApiError::Unavailable("x".into()),
             ApiError::Internal("x".into()),
         ] {

@@ -12,6 +12,7 @@ pub mod extract;
 pub mod guard;
 pub mod paging;
 pub mod position;
+pub mod ratelimit;
 pub mod rbac;
 pub mod rbac_routes;
 pub mod routes;

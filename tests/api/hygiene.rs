@@ -340,7 +340,7 @@ fn a_configured_public_url_starts_every_link() {
 }
 
 #[test]
-fn the_public_url_comes_from_ibl_public_url_and_a_bad_one_stops_the_start() {
+fn the_public_url_comes_from_ibl_public_url() {
     let dir = tempfile::tempdir().unwrap();
     let key = created_key(dir.path(), "acme");
     let server = Server::start_with(dir.path(), &[("IBL_PUBLIC_URL", "https://api.example.com")]);
@@ -368,24 +368,36 @@ fn the_public_url_comes_from_ibl_public_url_and_a_bad_one_stops_the_start() {
         .as_str()
         .unwrap();
     assert!(url.starts_with("https://api.example.com/api/"), "{url}");
-    drop(server);
+}
 
-    for bad in [
-        "ftp://api.example.com",
-        "https://api.example.com/?x=1",
-        "api.example.com",
+#[test]
+fn bad_settings_stop_the_start_with_a_message() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, bad, said) in [
+        ("IBL_PUBLIC_URL", "ftp://api.example.com", "public URL"),
+        (
+            "IBL_PUBLIC_URL",
+            "https://api.example.com/?x=1",
+            "public URL",
+        ),
+        ("IBL_PUBLIC_URL", "api.example.com", "public URL"),
+        ("IBL_PUBLIC_RATE", "0", "public-rate"),
+        ("IBL_PUBLIC_RATE", "fast", "public-rate"),
+        ("IBL_PUBLIC_BURST", "0", "public-burst"),
+        ("IBL_BODY_TIMEOUT_SECS", "0", "body-timeout-secs"),
+        ("IBL_POSITION_KEY", "abc", "position-key"),
     ] {
         let out = std::process::Command::new(BIN)
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
-            .env("IBL_PUBLIC_URL", bad)
+            .env(name, bad)
             .env("RUST_LOG", "warn")
             .stdin(std::process::Stdio::null())
             .output()
             .expect("ibl runs");
-        assert!(!out.status.success(), "{bad} was accepted");
+        assert!(!out.status.success(), "{name}={bad} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("public URL"), "{bad}: {stderr}");
+        assert!(stderr.contains(said), "{name}={bad}: {stderr}");
     }
 }
 
@@ -612,4 +624,98 @@ fn raw_requests_the_app_sees_get_json_errors_and_the_rest_a_4xx() {
         let resp = send(request);
         assert_eq!(resp.status, status, "{what}: {resp:?}");
     }
+}
+
+// ---------------------------------------------------------------- public route
+
+fn verify(app: &TestApp, id: &str) -> Resp {
+    app.get(&format!("/api/credentials/public/assertions/{id}/"))
+        .anonymous()
+        .send()
+}
+
+#[test]
+fn public_lookups_are_rate_limited_per_client_address() {
+    let app = spawn_app();
+    let credential = app.create_credential("Limited");
+    let assertion = app.issue(&credential, "r@x.test");
+    let aid = assertion["entityId"].as_str().unwrap().to_owned();
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    let answers: Vec<Resp> = (0..300)
+        .map(|i| verify(&app, if i % 2 == 0 { &aid } else { unknown }))
+        .collect();
+    for (i, resp) in answers.iter().take(100).enumerate() {
+        assert_ne!(resp.status, 429, "lookup {i} of the burst was limited");
+    }
+    let limited: Vec<&Resp> = answers.iter().filter(|r| r.status == 429).collect();
+    assert!(!limited.is_empty(), "300 lookups at once, none limited");
+    for resp in &limited {
+        let retry = resp.header("Retry-After").expect("a Retry-After");
+        assert!(
+            retry.parse::<u64>().is_ok_and(|s| s >= 1),
+            "Retry-After {retry}"
+        );
+        assert_eq!(resp.body["code"], "too_many_requests", "{}", resp.text);
+        assert!(resp.body["detail"].is_string());
+    }
+    for resp in answers.iter().filter(|r| r.status != 429) {
+        assert!(
+            matches!(resp.status, 200 | 404),
+            "{}: {}",
+            resp.status,
+            resp.text
+        );
+    }
+    // Saying to be someone else changes nothing: the TCP peer is the client.
+    let spoofed = app
+        .get(&format!("/api/credentials/public/assertions/{aid}/"))
+        .anonymous()
+        .header("X-Forwarded-For", "203.0.113.9")
+        .header("X-Real-IP", "203.0.113.9")
+        .header("Forwarded", "for=203.0.113.9")
+        .send();
+    assert_eq!(spoofed.status, 429, "{}", spoofed.text);
+    // Other routes are not limited.
+    app.get(&creds("")).send().expect(200);
+}
+
+#[test]
+fn the_public_rate_and_burst_are_settings_and_tokens_come_back() {
+    let app = spawn_app_with(|s| {
+        s.public_rate = 4.0;
+        s.public_burst = 3;
+    });
+    let unknown = "00000000-0000-0000-0000-000000000000";
+    for _ in 0..3 {
+        verify(&app, unknown).expect(404);
+    }
+    let limited = verify(&app, unknown).expect_client_error(429);
+    assert_eq!(limited.header("Retry-After"), Some("1"));
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    verify(&app, unknown).expect(404);
+}
+
+#[test]
+fn the_public_route_ignores_x_min_position() {
+    let app = spawn_app();
+    let credential = app.create_credential("Public");
+    let assertion = app.issue(&credential, "p@x.test");
+    let aid = assertion["entityId"].as_str().unwrap();
+    let far = app.token(app.head() + 1_000_000);
+    for value in ["not a token", "12", far.as_str()] {
+        let started = std::time::Instant::now();
+        let resp = app
+            .get(&format!("/api/credentials/public/assertions/{aid}/"))
+            .anonymous()
+            .header("X-Min-Position", value)
+            .send();
+        assert_eq!(resp.status, 200, "{value}: {}", resp.text);
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(2),
+            "{value}: waited {:?}",
+            started.elapsed()
+        );
+    }
+    // Routes with a key still honour it.
+    read_at(&app, "not a token").expect_client_error(400);
 }
