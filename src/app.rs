@@ -55,7 +55,7 @@ pub struct Settings {
         global = true,
         env = "IBL_POSITION_KEY",
         hide_env_values = true,
-        value_parser = PositionKey::from_hex
+        value_parser = SecretKeyParser
     )]
     pub position_key: Option<PositionKey>,
     /// Where clients reach the API, the base of every URL it writes
@@ -86,6 +86,32 @@ pub struct Settings {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub public_burst: u32,
+}
+
+/// Parses `--position-key` without echoing a refused value (clap's own
+/// message would print it, and a near miss is most of the key).
+#[derive(Clone)]
+struct SecretKeyParser;
+
+impl clap::builder::TypedValueParser for SecretKeyParser {
+    type Value = PositionKey;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PositionKey, clap::Error> {
+        value
+            .to_str()
+            .and_then(|v| PositionKey::from_hex(v).ok())
+            .ok_or_else(|| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    "--position-key / IBL_POSITION_KEY: a position key is 64 hex digits (32 bytes); the value given is not shown\n",
+                )
+            })
+    }
 }
 
 fn positive(text: &str) -> Result<f64, String> {

@@ -386,6 +386,7 @@ fn bad_settings_stop_the_start_with_a_message() {
         ("IBL_PUBLIC_BURST", "0", "public-burst"),
         ("IBL_BODY_TIMEOUT_SECS", "0", "body-timeout-secs"),
         ("IBL_POSITION_KEY", "abc", "position-key"),
+        ("IBL_POSITION_KEY", &"7e".repeat(31), "position-key"),
     ] {
         let out = std::process::Command::new(BIN)
             .args(["serve", "--addr", "127.0.0.1:0", "--data-dir"])
@@ -398,6 +399,9 @@ fn bad_settings_stop_the_start_with_a_message() {
         assert!(!out.status.success(), "{name}={bad} was accepted");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(said), "{name}={bad}: {stderr}");
+        if name == "IBL_POSITION_KEY" {
+            assert!(!stderr.contains(bad), "a refused key was echoed: {stderr}");
+        }
     }
 }
 
