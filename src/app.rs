@@ -397,10 +397,24 @@ async fn request_context(
 mod tests {
     use std::collections::HashMap;
 
-    use actix_web::{error, test};
+    use actix_web::{error, test as actix_test};
     use serde_json::Value;
 
     use super::*;
+
+    #[test]
+    fn settings_new_gives_the_command_lines_defaults() {
+        use clap::Parser;
+        let parsed = crate::cli::Cli::try_parse_from(["ibl", "--data-dir", "somewhere"])
+            .expect("parses")
+            .settings;
+        let new = Settings::new("somewhere");
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{new:?}"),
+            "Settings::new and the clap defaults differ (or IBL_* is set in the environment)"
+        );
+    }
 
     /// A middleware that fails instead of answering, on one path.
     async fn refuses(
@@ -419,7 +433,7 @@ mod tests {
 
     #[actix_web::test]
     async fn every_error_answer_that_reaches_the_app_is_json() {
-        let app = test::init_service(
+        let app = actix_test::init_service(
             App::new()
                 .route(
                     "/bare",
@@ -468,13 +482,15 @@ mod tests {
         ];
         for (path, status, code) in cases {
             // An error the app returns is answered as actix-http does it.
-            let res =
-                match test::try_call_service(&app, test::TestRequest::get().uri(path).to_request())
-                    .await
-                {
-                    Ok(res) => res.into_parts().1.map_into_boxed_body(),
-                    Err(e) => e.error_response(),
-                };
+            let res = match actix_test::try_call_service(
+                &app,
+                actix_test::TestRequest::get().uri(path).to_request(),
+            )
+            .await
+            {
+                Ok(res) => res.into_parts().1.map_into_boxed_body(),
+                Err(e) => e.error_response(),
+            };
             assert_eq!(res.status().as_u16(), status, "{path}");
             assert!(
                 is_json(res.headers().get(header::CONTENT_TYPE)),
@@ -494,15 +510,21 @@ mod tests {
             }
         }
         // Our own errors and success answers pass untouched.
-        let res =
-            test::call_service(&app, test::TestRequest::get().uri("/ours").to_request()).await;
-        let body: Value = test::read_body_json(res).await;
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/ours").to_request(),
+        )
+        .await;
+        let body: Value = actix_test::read_body_json(res).await;
         assert_eq!(
             body,
             serde_json::json!({"detail": "Gone for good.", "code": "gone"})
         );
-        let res =
-            test::call_service(&app, test::TestRequest::get().uri("/fine").to_request()).await;
-        assert_eq!(test::read_body(res).await, "plain");
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/fine").to_request(),
+        )
+        .await;
+        assert_eq!(actix_test::read_body(res).await, "plain");
     }
 }
