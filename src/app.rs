@@ -4,10 +4,13 @@
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceRequest, ServiceResponse};
+use actix_web::error::InternalError;
 use actix_web::http::uri::{PathAndQuery, Uri};
+use actix_web::http::{header, ConnectionType};
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_command_service::WriteState;
@@ -16,6 +19,12 @@ use ibl_events::EventStore;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
+use ibl_query_service::error::{is_json, status_body};
+use ibl_query_service::extract::BodyTimeout;
+use ibl_query_service::position::{load_or_create_key, PositionKey};
+use ibl_query_service::ratelimit::{Rate, RateLimiter};
+use ibl_query_service::routes::PublicLimit;
+use ibl_query_service::wire::PublicUrl;
 use ibl_query_service::{ApiError, ClientRequestId, ReadState, RequestId};
 use tracing::Instrument;
 
@@ -39,13 +48,107 @@ pub struct Settings {
     /// HTTP worker threads (default: one per core).
     #[arg(long, global = true, env = "IBL_WORKERS")]
     pub workers: Option<usize>,
+    /// Key of the `X-Position` tokens, 64 hex digits (default: the one in
+    /// `<data-dir>/position.key`, made on first start).
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_POSITION_KEY",
+        hide_env_values = true,
+        value_parser = SecretKeyParser
+    )]
+    pub position_key: Option<PositionKey>,
+    /// Where clients reach the API, the base of every URL it writes
+    /// (`https://api.example.com`; default: `http://` and the listen
+    /// address). Request headers (`Host`, `X-Forwarded-Host`) never are.
+    #[arg(long, global = true, env = "IBL_PUBLIC_URL", value_parser = PublicUrl::parse)]
+    pub public_url: Option<PublicUrl>,
+    /// Seconds a request body may take to arrive in full (then 408 and the
+    /// connection is closed); request heads get at most 5 s.
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_BODY_TIMEOUT_SECS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=86_400)
+    )]
+    pub body_timeout_secs: u64,
+    /// Public verification lookups a client address may make per second,
+    /// on average (429 with `Retry-After` beyond).
+    #[arg(long, global = true, env = "IBL_PUBLIC_RATE", default_value_t = 50.0, value_parser = positive)]
+    pub public_rate: f64,
+    /// Public verification lookups a client address may make at once.
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_PUBLIC_BURST",
+        default_value_t = 100,
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    pub public_burst: u32,
 }
+
+/// Parses `--position-key` without echoing a refused value (clap's own
+/// message would print it, and a near miss is most of the key).
+#[derive(Clone)]
+struct SecretKeyParser;
+
+impl clap::builder::TypedValueParser for SecretKeyParser {
+    type Value = PositionKey;
+
+    fn parse_ref(
+        &self,
+        _: &clap::Command,
+        _: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<PositionKey, clap::Error> {
+        value
+            .to_str()
+            .and_then(|v| PositionKey::from_hex(v).ok())
+            .ok_or_else(|| {
+                clap::Error::raw(
+                    clap::error::ErrorKind::InvalidValue,
+                    "--position-key / IBL_POSITION_KEY: a position key is 64 hex digits (32 bytes); the value given is not shown\n",
+                )
+            })
+    }
+}
+
+fn positive(text: &str) -> Result<f64, String> {
+    text.trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .ok_or_else(|| format!("{text:?} is not a number above 0"))
+}
+
+impl Settings {
+    /// The defaults, with the store in `data_dir` (what the command line
+    /// gives when it sets nothing else).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        Self {
+            addr: "127.0.0.1:8080".into(),
+            data_dir: data_dir.into(),
+            workers: None,
+            position_key: None,
+            public_url: None,
+            body_timeout_secs: 30,
+            public_rate: 50.0,
+            public_burst: 100,
+        }
+    }
+}
+
+/// The file of the position key in a data folder.
+pub const POSITION_KEY_FILE: &str = "position.key";
 
 /// A running application.
 pub struct Application {
     pub port: u16,
     pub server: Server,
     pub store: Arc<dyn EventStore>,
+    /// The key of its `X-Position` tokens.
+    pub positions: PositionKey,
 }
 
 /// Opens the store, rebuilds the read models from the log and binds the
@@ -56,14 +159,21 @@ pub async fn build(settings: &Settings) -> std::io::Result<Application> {
             .map_err(|e| std::io::Error::other(format!("opening the event store: {e}")))?,
     );
     let listener = TcpListener::bind(&settings.addr)?;
-    build_with(store, listener, settings.workers).await
+    build_with(store, listener, settings).await
 }
 
+/// Builds the application on `store` and `listener` (`settings.addr` is
+/// not read; `settings.data_dir` only for the position key).
 pub async fn build_with(
     store: Arc<dyn EventStore>,
     listener: TcpListener,
-    workers: Option<usize>,
+    settings: &Settings,
 ) -> std::io::Result<Application> {
+    let positions = match &settings.position_key {
+        Some(key) => key.clone(),
+        None => load_or_create_key(&settings.data_dir.join(POSITION_KEY_FILE))
+            .map_err(|e| std::io::Error::other(format!("the position key: {e}")))?,
+    };
     let models = Arc::new(CredentialsModel::new());
     let rbac = Arc::new(RbacModel::new());
     let read_models: Vec<Arc<dyn ReadModel>> = vec![models.clone(), rbac.clone()];
@@ -90,34 +200,128 @@ pub async fn build_with(
         models,
         rbac,
         projections,
+        positions: positions.clone(),
     });
     let write = web::Data::new(WriteState::new(store.clone()));
-    let port = listener.local_addr()?.port();
+    let local = listener.local_addr()?;
+    let port = local.port();
+    let public_url = match &settings.public_url {
+        Some(url) => url.clone(),
+        None => {
+            if local.ip().is_unspecified() {
+                tracing::warn!(
+                    target: "ibl::startup",
+                    "listening on {local} without --public-url: the URLs the API writes start with http://{local}"
+                );
+            }
+            PublicUrl::of_listener(local)
+        }
+    };
+    tracing::info!(target: "ibl::startup", public_url = public_url.as_str(), "public URL");
+    let body_timeout = Duration::from_secs(settings.body_timeout_secs);
+    let rate = Rate::new(settings.public_rate, settings.public_burst)
+        .map_err(|e| std::io::Error::other(format!("the public rate limit: {e}")))?;
+    let public_limit = web::Data::new(PublicLimit(RateLimiter::new(
+        rate,
+        std::time::Instant::now(),
+    )));
     let mut server =
         actix_web::HttpServer::new(move || {
             App::new()
                 .app_data(read.clone())
                 .app_data(write.clone())
+                .app_data(public_url.clone())
+                .app_data(BodyTimeout(body_timeout))
+                .app_data(public_limit.clone())
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("Invalid path: {e}")).into()
                 }))
                 .configure(routes::configure)
                 .default_service(web::to(not_found))
+                .wrap(from_fn(json_errors))
                 .wrap(from_fn(request_context))
         })
+        // A request head (line and headers) must arrive within this, or
+        // actix answers 408 and closes; bodies are timed by `BodyTimeout`.
+        .client_request_timeout(HEAD_TIMEOUT.min(body_timeout))
+        // A connection closed with a body unread lingers this long, so
+        // the client reads the answer (408, 413, 401...) rather than a reset.
+        .client_disconnect_timeout(LINGER)
         .listen(listener)?;
-    if let Some(n) = workers {
+    if let Some(n) = settings.workers {
         server = server.workers(n);
     }
     Ok(Application {
         port,
         server: server.run(),
         store,
+        positions,
     })
 }
 
+/// The longest a request head may take to arrive.
+const HEAD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a connection closed with a body unread is drained first.
+const LINGER: Duration = Duration::from_secs(1);
+
 async fn not_found() -> Result<HttpResponse, ApiError> {
     Err(ApiError::not_found())
+}
+
+/// Gives every error answer that reaches the application a JSON body in the
+/// error table's shape: one raised by actix around the routes, an error
+/// that a middleware returned instead of an answer, or a bare status.
+/// Answers already JSON pass untouched (success answers are not looked at).
+/// Errors of actix-http's connection dispatcher (a malformed request line
+/// or header, a head over 128 KiB or with more than 96 headers, a URI over
+/// 64 KiB, a head that does not arrive in time) are answered before any
+/// service runs, with an empty body: there is no hook for them.
+async fn json_errors(
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    // The request cannot be kept for the error case: a clone of it would
+    // stop the router from writing the path's parameters into it. An error
+    // therefore stays an error, carrying the JSON answer to give.
+    let res = match next.call(req).await {
+        Ok(res) => res,
+        Err(e) => {
+            let answer = e.error_response();
+            return match as_json(&answer) {
+                Some(json) => Err(InternalError::from_response(e, json).into()),
+                None => Err(e),
+            };
+        }
+    };
+    match as_json(res.response()) {
+        None => Ok(res.map_into_left_body()),
+        Some(json) => {
+            let (request, _) = res.into_parts();
+            Ok(ServiceResponse::new(request, json).map_into_right_body())
+        }
+    }
+}
+
+/// The JSON version of an error answer whose body is not JSON (its status
+/// and headers kept, its body replaced by the error table's); `None` for
+/// any other answer.
+fn as_json<B>(res: &HttpResponse<B>) -> Option<HttpResponse> {
+    let status = res.status();
+    if !(status.is_client_error() || status.is_server_error())
+        || is_json(res.headers().get(header::CONTENT_TYPE))
+    {
+        return None;
+    }
+    let mut json = HttpResponse::build(status);
+    for (name, value) in res.headers() {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            json.append_header((name.clone(), value.clone()));
+        }
+    }
+    if res.head().connection_type() == ConnectionType::Close {
+        json.force_close();
+    }
+    Some(json.json(status_body(status)))
 }
 
 /// Serves `/a/b/` and `/a//b` as `/a/b` (routes are registered without
@@ -192,4 +396,140 @@ async fn request_context(
         );
     }
     Ok(res)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use actix_web::{error, test as actix_test};
+    use serde_json::Value;
+
+    use super::*;
+
+    #[test]
+    fn settings_new_gives_the_command_lines_defaults() {
+        use clap::Parser;
+        let parsed = crate::cli::Cli::try_parse_from(["ibl", "--data-dir", "somewhere"])
+            .expect("parses")
+            .settings;
+        let new = Settings::new("somewhere");
+        assert_eq!(
+            format!("{parsed:?}"),
+            format!("{new:?}"),
+            "Settings::new and the clap defaults differ (or IBL_* is set in the environment)"
+        );
+    }
+
+    /// A middleware that fails instead of answering, on one path.
+    async fn refuses(
+        req: ServiceRequest,
+        next: Next<impl MessageBody>,
+    ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+        if req.path() == "/refused" {
+            return Err(error::ErrorPayloadTooLarge("too big, in words"));
+        }
+        next.call(req).await
+    }
+
+    async fn typed(query: web::Query<HashMap<String, u32>>) -> HttpResponse {
+        HttpResponse::Ok().json(query.into_inner())
+    }
+
+    #[actix_web::test]
+    async fn every_error_answer_that_reaches_the_app_is_json() {
+        let app = actix_test::init_service(
+            App::new()
+                .route(
+                    "/bare",
+                    web::get().to(|| async { HttpResponse::BadRequest().finish() }),
+                )
+                .route(
+                    "/text",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(error::ErrorConflict("plain words"))
+                    }),
+                )
+                .route(
+                    "/limited",
+                    web::get().to(|| async {
+                        HttpResponse::TooManyRequests()
+                            .insert_header(("Retry-After", "3"))
+                            .finish()
+                    }),
+                )
+                .route(
+                    "/ours",
+                    web::get().to(|| async {
+                        Err::<HttpResponse, _>(ApiError::Gone("Gone for good.".into()))
+                    }),
+                )
+                .route(
+                    "/fine",
+                    web::get().to(|| async { HttpResponse::Ok().body("plain") }),
+                )
+                .route("/typed", web::get().to(typed))
+                .route(
+                    "/unconfigured",
+                    web::get().to(|_: web::Data<u8>| async { "" }),
+                )
+                .wrap(from_fn(refuses))
+                .wrap(from_fn(json_errors)),
+        )
+        .await;
+        let cases = [
+            ("/bare", 400, "bad_request"),
+            ("/text", 409, "conflict"),
+            ("/limited", 429, "too_many_requests"),
+            ("/refused", 413, "payload_too_large"),
+            ("/typed?n=x", 400, "bad_request"),
+            ("/unconfigured", 500, "internal"),
+        ];
+        for (path, status, code) in cases {
+            // An error the app returns is answered as actix-http does it.
+            let res = match actix_test::try_call_service(
+                &app,
+                actix_test::TestRequest::get().uri(path).to_request(),
+            )
+            .await
+            {
+                Ok(res) => res.into_parts().1.map_into_boxed_body(),
+                Err(e) => e.error_response(),
+            };
+            assert_eq!(res.status().as_u16(), status, "{path}");
+            assert!(
+                is_json(res.headers().get(header::CONTENT_TYPE)),
+                "{path}: {:?}",
+                res.headers()
+            );
+            let retry = res.headers().get("Retry-After").cloned();
+            let bytes = actix_web::body::to_bytes(res.into_body()).await.unwrap();
+            let body: Value = serde_json::from_slice(&bytes).unwrap();
+            assert_eq!(body["code"], code, "{path}: {body}");
+            assert!(
+                body["detail"].as_str().is_some_and(|d| !d.is_empty()),
+                "{path}: {body}"
+            );
+            if path == "/limited" {
+                assert_eq!(retry.as_ref().map(|v| v.to_str().unwrap()), Some("3"));
+            }
+        }
+        // Our own errors and success answers pass untouched.
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/ours").to_request(),
+        )
+        .await;
+        let body: Value = actix_test::read_body_json(res).await;
+        assert_eq!(
+            body,
+            serde_json::json!({"detail": "Gone for good.", "code": "gone"})
+        );
+        let res = actix_test::call_service(
+            &app,
+            actix_test::TestRequest::get().uri("/fine").to_request(),
+        )
+        .await;
+        assert_eq!(actix_test::read_body(res).await, "plain");
+    }
 }

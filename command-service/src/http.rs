@@ -268,10 +268,16 @@ pub async fn settle(read: &ReadState, position: u64) {
     }
 }
 
-/// A write's answer: the status, the body and `X-Position`.
-pub fn written(status: StatusCode, position: u64, body: serde_json::Value) -> HttpResponse {
+/// A write's answer: the status, the body and `X-Position` (a token, see
+/// `ibl_query_service::position`).
+pub fn written(
+    read: &ReadState,
+    status: StatusCode,
+    position: u64,
+    body: serde_json::Value,
+) -> HttpResponse {
     HttpResponse::build(status)
-        .insert_header(("X-Position", position.to_string()))
+        .insert_header(read.positions.header(position))
         .json(body)
 }
 
@@ -300,6 +306,6 @@ where
     let outcome = crate::handler::execute::<A>(&write.store, stream, ctx, command).await?;
     settle(read, outcome.position()).await;
     Ok(HttpResponse::NoContent()
-        .insert_header(("X-Position", outcome.position().to_string()))
+        .insert_header(read.positions.header(outcome.position()))
         .finish())
 }

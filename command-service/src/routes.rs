@@ -127,6 +127,7 @@ pub async fn create_credential(
     if let Some(record) = replay {
         let id = record.created("credential-");
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             credential_answer(&req, &read, &platform, id, "Created")?,
@@ -166,6 +167,7 @@ pub async fn create_credential(
     .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         credential_answer(&req, &read, &platform, &entity_id, "Created")?,
@@ -191,6 +193,7 @@ pub async fn update_credential(
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             credential_answer(&req, &read, &platform, &path.entity_id, "Updated")?,
@@ -235,6 +238,7 @@ pub async fn update_credential(
     }
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         credential_answer(&req, &read, &platform, &path.entity_id, "Updated")?,
@@ -319,6 +323,7 @@ pub async fn create_issuer(
     if let Some(record) = replay {
         let id = record.created("issuer-");
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             issuer_answer(&req, &read, &platform, id)?,
@@ -357,6 +362,7 @@ pub async fn create_issuer(
         execute::<IssuerAggregate>(&write.store, &issuer_stream(&entity_id), &ctx, command).await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         issuer_answer(&req, &read, &platform, &entity_id)?,
@@ -382,6 +388,7 @@ pub async fn update_issuer(
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             issuer_answer(&req, &read, &platform, &path.entity_id)?,
@@ -406,6 +413,7 @@ pub async fn update_issuer(
     let outcome = execute::<IssuerAggregate>(&write.store, &stream, &ctx, command).await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         issuer_answer(&req, &read, &platform, &path.entity_id)?,

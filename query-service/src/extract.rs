@@ -4,6 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Payload;
 use actix_web::http::header;
@@ -20,6 +21,17 @@ use crate::ReadState;
 
 /// Largest request body accepted.
 pub const MAX_BODY: usize = 256 * 1024;
+
+/// How long a request body may take to arrive in full, from the moment the
+/// route starts reading it (app data; [`BodyTimeout::DEFAULT`] without it).
+/// A client that announces a body and sends it slowly, or never, holds a
+/// connection and a buffer no longer than this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BodyTimeout(pub Duration);
+
+impl BodyTimeout {
+    pub const DEFAULT: BodyTimeout = BodyTimeout(Duration::from_secs(30));
+}
 
 /// A JSON body: at most [`MAX_BODY`] bytes, a JSON content type, valid UTF-8,
 /// no NUL character in any string, and the shape of `T`.
@@ -254,6 +266,11 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
+        let timeout = req
+            .app_data::<BodyTimeout>()
+            .copied()
+            .unwrap_or(BodyTimeout::DEFAULT)
+            .0;
         let mut payload = payload.take();
         Box::pin(async move {
             if !ok_type {
@@ -264,15 +281,23 @@ impl<T: DeserializeOwned + 'static> FromRequest for JsonBody<T> {
             if declared.is_some_and(|n| n > MAX_BODY) {
                 return Err(ApiError::PayloadTooLarge(MAX_BODY));
             }
-            let mut body = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk =
-                    chunk.map_err(|e| ApiError::BadRequest(format!("Bad request body: {e}")))?;
-                if body.len() + chunk.len() > MAX_BODY {
-                    return Err(ApiError::PayloadTooLarge(MAX_BODY));
+            // One deadline for the whole body, not one per chunk: a byte a
+            // second would renew a per-chunk timer forever.
+            let read = async {
+                let mut body = web::BytesMut::new();
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk
+                        .map_err(|e| ApiError::BadRequest(format!("Bad request body: {e}")))?;
+                    if body.len() + chunk.len() > MAX_BODY {
+                        return Err(ApiError::PayloadTooLarge(MAX_BODY));
+                    }
+                    body.extend_from_slice(&chunk);
                 }
-                body.extend_from_slice(&chunk);
-            }
+                Ok(body)
+            };
+            let body = tokio::time::timeout(timeout, read)
+                .await
+                .map_err(|_| ApiError::RequestTimeout(timeout.as_secs()))??;
             let value = parse_json(&body)?;
             Ok(JsonBody {
                 value,

@@ -11,6 +11,8 @@ pub mod error;
 pub mod extract;
 pub mod guard;
 pub mod paging;
+pub mod position;
+pub mod ratelimit;
 pub mod rbac;
 pub mod rbac_routes;
 pub mod routes;
@@ -24,6 +26,8 @@ pub struct ReadState {
     pub models: Arc<CredentialsModel>,
     pub rbac: Arc<ibl_projections::rbac::RbacModel>,
     pub projections: Projections,
+    /// Turns positions into the tokens of `X-Position` and back.
+    pub positions: position::PositionKey,
 }
 
 /// The server's id of the request being served; it becomes the correlation

@@ -5,6 +5,7 @@ use ibl_projections::credentials::Page;
 use serde_json::{json, Value};
 
 use crate::error::ApiError;
+use crate::wire::base_url;
 
 pub const DEFAULT_PAGE_SIZE: usize = 10;
 pub const MAX_PAGE_SIZE: usize = 100;
@@ -62,22 +63,16 @@ impl PageRequest {
     }
 }
 
-/// Absolute URL of this request with `page` set to `page`.
+/// Absolute URL of this request with `page` set to `page`, under the
+/// public URL (see [`base_url`]).
 pub fn page_url(req: &HttpRequest, page: usize) -> String {
-    let info = req.connection_info();
     let mut pairs: Vec<(String, String)> = url_pairs(req.query_string())
         .into_iter()
         .filter(|(k, _)| k != "page")
         .collect();
     pairs.push(("page".into(), page.to_string()));
     let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
-    format!(
-        "{}://{}{}?{}",
-        info.scheme(),
-        info.host(),
-        req.path(),
-        query
-    )
+    format!("{}{}?{}", base_url(req), req.path(), query)
 }
 
 /// The `next` and `previous` links, `None` where there is no such page.

@@ -1,7 +1,8 @@
 //! The read routes of the credentials API and of API keys.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
@@ -11,7 +12,8 @@ use serde_json::json;
 use crate::error::ApiError;
 use crate::extract::Principal;
 use crate::paging::PageRequest;
-use crate::{wire, ReadState};
+use crate::ratelimit::{retry_after_secs, RateLimiter};
+use crate::{position, wire, ReadState};
 
 /// The query string of a request, parsed once.
 pub struct Params(HashMap<String, String>);
@@ -78,17 +80,17 @@ pub async fn scoped(
     Ok((params, platform))
 }
 
-/// Honours `X-Min-Position`: waits until the read models have applied that
-/// position (read-your-writes for a client that got it from a write).
+/// Honours `X-Min-Position`: waits until the read models have applied the
+/// position of that token (read-your-writes for a client that got it from
+/// a write's `X-Position`). A token this server did not write is a 400.
 pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get("X-Min-Position") else {
+    let Some(value) = req.headers().get(position::MIN_HEADER) else {
         return Ok(());
     };
     let position = value
         .to_str()
-        .ok()
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .ok_or_else(|| ApiError::BadRequest("X-Min-Position must be an integer.".into()))?;
+        .map_err(|_| position::InvalidToken)
+        .and_then(|token| read.positions.decode(token.trim()))?;
     if read
         .projections
         .wait_for(position, Duration::from_secs(5))
@@ -242,15 +244,31 @@ pub async fn get_assertion(
     )))
 }
 
+/// The rate of public verification lookups per client address (app data).
+pub struct PublicLimit(pub RateLimiter);
+
 /// Public verification: no key needed. A revoked assertion answers 404 with
 /// its revocation (as ibl.ai does) and `"status": "revoked"`; an unknown one
 /// a plain 404; an expired one 200 with `"status": "expired"`.
+///
+/// Lookups are rate limited per TCP peer address (headers such as
+/// `X-Forwarded-For` are the client's to write): 429 with `Retry-After`
+/// when the client's bucket is empty. `X-Min-Position` is ignored here: an
+/// anonymous caller gets no way to make the server wait or to probe how
+/// far the store has come.
 pub async fn verify_assertion(
     req: HttpRequest,
     read: web::Data<ReadState>,
+    limit: web::Data<PublicLimit>,
     entity_id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    fresh(&req, &read).await?;
+    let peer = req
+        .peer_addr()
+        .map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |a| a.ip());
+    limit
+        .0
+        .check(peer, Instant::now())
+        .map_err(|wait| ApiError::TooManyRequests(retry_after_secs(wait)))?;
     let a = read
         .models
         .assertion(&entity_id)

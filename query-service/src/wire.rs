@@ -12,10 +12,67 @@ pub fn time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(SecondsFormat::Secs, true)
 }
 
-/// The base URL of the server as the client reached it.
+/// Where clients reach the API: the base of every URL it writes (`scheme://
+/// host[:port][/prefix]`, no trailing `/`). Configured, never taken from a
+/// request: `Host` and `X-Forwarded-Host` are the client's to choose, and a
+/// link built from them would point wherever the client said (a cache could
+/// then serve that link to others).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PublicUrl(String);
+
+impl PublicUrl {
+    /// Checks a configured URL: `http` or `https`, a host, an optional port
+    /// and path, no user, query or fragment. A trailing `/` is dropped.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let refuse = |why: &str| Err(format!("{text:?} is not a public URL: {why}"));
+        let text = text.trim();
+        if text.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return refuse("it contains white space");
+        }
+        if text.contains('#') || text.contains('?') {
+            return refuse("a query or a fragment is not allowed");
+        }
+        let Ok(uri) = text.parse::<actix_web::http::Uri>() else {
+            return refuse("it does not parse as a URL");
+        };
+        let scheme = match uri.scheme_str().map(str::to_ascii_lowercase).as_deref() {
+            Some("http") => "http",
+            Some("https") => "https",
+            _ => return refuse("the scheme must be http or https"),
+        };
+        let Some(authority) = uri.authority() else {
+            return refuse("it has no host");
+        };
+        if authority.as_str().contains('@') {
+            return refuse("a user name or password is not allowed");
+        }
+        if authority.host().is_empty() {
+            return refuse("it has no host");
+        }
+        let path = uri.path().trim_end_matches('/');
+        Ok(PublicUrl(format!(
+            "{scheme}://{}{path}",
+            authority.as_str().to_ascii_lowercase()
+        )))
+    }
+
+    /// `http://` and the address the server listens on (its real port).
+    pub fn of_listener(addr: std::net::SocketAddr) -> Self {
+        PublicUrl(format!("http://{addr}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// The base URL of the API: the configured [`PublicUrl`] (in app data), else
+/// the address the request came in on. Never a request header.
 pub fn base_url(req: &HttpRequest) -> String {
-    let info = req.connection_info();
-    format!("{}://{}", info.scheme(), info.host())
+    match req.app_data::<PublicUrl>() {
+        Some(url) => url.0.clone(),
+        None => format!("http://{}", req.app_config().local_addr()),
+    }
 }
 
 /// `{"status": {"success": true, "description": ...}, "result": ...}`
@@ -252,4 +309,53 @@ pub fn far_future() -> DateTime<Utc> {
     DateTime::parse_from_rfc3339("9999-12-31T23:59:59Z")
         .map(|t| t.with_timezone(&Utc))
         .unwrap_or_else(|_| Utc::now())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn public_urls_are_http_or_https_with_a_host_and_no_query() {
+        let ok = |text: &str| PublicUrl::parse(text).map(|u| u.as_str().to_owned());
+        assert_eq!(
+            ok("https://api.example.com").as_deref(),
+            Ok("https://api.example.com")
+        );
+        assert_eq!(
+            ok("https://api.example.com/").as_deref(),
+            Ok("https://api.example.com")
+        );
+        assert_eq!(
+            ok(" HTTP://API.Example.com:8443/ibl/ ").as_deref(),
+            Ok("http://api.example.com:8443/ibl")
+        );
+        assert_eq!(ok("http://[::1]:8080").as_deref(), Ok("http://[::1]:8080"));
+        for bad in [
+            "",
+            "api.example.com",
+            "ftp://api.example.com",
+            "https://",
+            "https:///path",
+            "https://api.example.com/?a=1",
+            "https://api.example.com/#top",
+            "https://user:pw@api.example.com",
+            "https://api.example.com/a b",
+            "https://api.exa\u{7f}mple.com",
+            "javascript:alert(1)",
+        ] {
+            assert!(PublicUrl::parse(bad).is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn the_default_is_the_listen_address() {
+        let addr: std::net::SocketAddr = "127.0.0.1:4321".parse().unwrap();
+        assert_eq!(
+            PublicUrl::of_listener(addr).as_str(),
+            "http://127.0.0.1:4321"
+        );
+        let addr: std::net::SocketAddr = "[::1]:80".parse().unwrap();
+        assert_eq!(PublicUrl::of_listener(addr).as_str(), "http://[::1]:80");
+    }
 }

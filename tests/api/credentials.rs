@@ -5,7 +5,7 @@ use std::collections::HashSet;
 
 use serde_json::{json, Value};
 
-use crate::helpers::{creds, emails, entity_ids, spawn_app, ADMIN, ADMIN_EMAIL, ORG};
+use crate::helpers::{creds, emails, entity_ids, spawn_app, TestApp, ADMIN, ADMIN_EMAIL, ORG};
 
 fn is_rfc3339_utc(v: &Value) -> bool {
     v.as_str()
@@ -725,10 +725,11 @@ fn a_retired_credential_answers_410_to_issuance_but_keeps_its_assertions() {
 
 // ---------------------------------------------------------------- read your writes
 
-/// Panics unless the write answered an integer `X-Position` above `after`.
+/// Panics unless the write answered an `X-Position` token of a position
+/// above `after`.
 #[track_caller]
-fn position_after(resp: &crate::helpers::Resp, after: u64) -> u64 {
-    let p = resp.position();
+fn position_after(app: &TestApp, resp: &crate::helpers::Resp, after: u64) -> u64 {
+    let p = app.position_of(resp);
     assert!(p > 0 && p > after, "X-Position {p} after {after}");
     p
 }
@@ -739,7 +740,7 @@ fn every_write_answers_its_position_and_an_immediate_read_sees_it() {
     let mut last = 0;
 
     let created = app.post_credential(&json!({"name": "RYW"}));
-    last = position_after(&created, last);
+    last = position_after(&app, &created, last);
     let id = created.body["result"]["credential_id"]
         .as_str()
         .unwrap()
@@ -752,13 +753,13 @@ fn every_write_answers_its_position_and_an_immediate_read_sees_it() {
         .json(&json!({"name": "RYW 2"}))
         .send()
         .expect(200);
-    last = position_after(&updated, last);
+    last = position_after(&app, &updated, last);
     assert_eq!(app.credential(&id).expect(200).body["name"], "RYW 2");
 
     let issued = app
         .issue_with(&id, &json!({"recipient": {"email": "j@x.test"}}))
         .expect(200);
-    last = position_after(&issued, last);
+    last = position_after(&app, &issued, last);
     let aid = issued.body["entityId"].as_str().unwrap().to_owned();
     assert_eq!(
         app.assertion(&aid).expect(200).body["entityId"],
@@ -775,11 +776,11 @@ fn every_write_answers_its_position_and_an_immediate_read_sees_it() {
             &json!({"recipients": [{"email": "k@x.test"}, {"email": "l@x.test"}]}),
         )
         .expect(200);
-    last = position_after(&bulk, last);
+    last = position_after(&app, &bulk, last);
     assert_eq!(app.assertions("")["count"], 3);
 
     let revoked = app.revoke(&aid, "ryw").expect(200);
-    last = position_after(&revoked, last);
+    last = position_after(&app, &revoked, last);
     assert_eq!(app.assertion(&aid).expect(200).body["revoked"], true);
 
     let issuer = app
@@ -787,7 +788,7 @@ fn every_write_answers_its_position_and_an_immediate_read_sees_it() {
         .json(&json!({"name": "Acme Academy"}))
         .send()
         .expect(200);
-    last = position_after(&issuer, last);
+    last = position_after(&app, &issuer, last);
     let issuer_id = issuer.body["entityId"].as_str().unwrap().to_owned();
     assert_eq!(
         app.get(&creds(&format!("issuers/{issuer_id}")))
@@ -799,7 +800,7 @@ fn every_write_answers_its_position_and_an_immediate_read_sees_it() {
 
     let other = app.create_credential("Other");
     let deleted = app.delete(&creds(&other)).send().expect(204);
-    last = position_after(&deleted, last);
+    last = position_after(&app, &deleted, last);
     app.credential(&other).expect_client_error(404);
 
     let key = app
@@ -807,7 +808,7 @@ fn every_write_answers_its_position_and_an_immediate_read_sees_it() {
         .json(&json!({"name": "ci", "platform_key": ORG}))
         .send()
         .expect(201);
-    position_after(&key, last);
+    position_after(&app, &key, last);
     let secret = key.body["key"].as_str().unwrap().to_owned();
     app.get(&creds("")).key(&secret).send().expect(200);
 }

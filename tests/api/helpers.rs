@@ -8,8 +8,10 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ibl_command_service::platforms::{create_platform, NewPlatform};
+use ibl_data_manager::Settings;
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
+use ibl_query_service::position::PositionKey;
 use serde_json::{json, Value};
 
 /// The platform every test works on, and its admin.
@@ -30,6 +32,8 @@ pub struct TestApp {
     pub admin_id: u64,
     /// The store the server writes to (the same instance).
     pub store: Arc<dyn EventStore>,
+    /// The key of the server's `X-Position` tokens.
+    pub positions: PositionKey,
     agent: ureq::Agent,
     stop: Option<tokio::sync::oneshot::Sender<()>>,
     thread: Option<JoinHandle<()>>,
@@ -41,6 +45,7 @@ pub struct TestApp {
 struct Ready {
     port: u16,
     store: Arc<dyn EventStore>,
+    positions: PositionKey,
     key: String,
     other_key: String,
     admin_id: u64,
@@ -57,8 +62,17 @@ fn new_platform(key: &str, name: &str, email: &str) -> NewPlatform {
 
 /// Starts the application on a free port with platforms `acme` and `other`.
 pub fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {})
+}
+
+/// [`spawn_app`] with settings changed by `configure` (they start as the
+/// defaults, two workers, the store in a temporary folder).
+pub fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("a temporary folder");
     let data = dir.path().to_owned();
+    let mut settings = Settings::new(&data);
+    settings.workers = Some(2);
+    configure(&mut settings);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let thread = std::thread::Builder::new()
@@ -75,7 +89,7 @@ pub fn spawn_app() -> TestApp {
                         .await
                         .expect("platform other");
                 let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
-                let app = ibl_data_manager::build_with(store, listener, Some(2))
+                let app = ibl_data_manager::build_with(store, listener, &settings)
                     .await
                     .expect("the application builds");
                 let handle = app.server.handle();
@@ -84,6 +98,7 @@ pub fn spawn_app() -> TestApp {
                     .send(Ready {
                         port: app.port,
                         store: app.store.clone(),
+                        positions: app.positions.clone(),
                         key: acme.api_key,
                         other_key: other.api_key,
                         admin_id: acme.admin.id,
@@ -107,6 +122,7 @@ pub fn spawn_app() -> TestApp {
         other_key: ready.other_key,
         admin_id: ready.admin_id,
         store: ready.store,
+        positions: ready.positions,
         agent,
         stop: Some(stop_tx),
         thread: Some(thread),
@@ -143,12 +159,21 @@ impl Resp {
             .map(|(_, v)| v.as_str())
     }
 
-    /// `X-Position` as an integer; panics when absent or not an integer.
-    pub fn position(&self) -> u64 {
-        self.header("X-Position")
-            .unwrap_or_else(|| panic!("no X-Position on {self:?}"))
-            .parse()
-            .unwrap_or_else(|_| panic!("X-Position is not an integer on {self:?}"))
+    /// `X-Position`, an opaque token (`p1.` and 24 hex digits); panics
+    /// when absent or of another shape. [`TestApp::position_of`] reads it.
+    pub fn position(&self) -> &str {
+        let token = self
+            .header("X-Position")
+            .unwrap_or_else(|| panic!("no X-Position on {self:?}"));
+        assert!(
+            token.len() == 27
+                && token.starts_with("p1.")
+                && token[3..]
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)),
+            "X-Position is not a token: {token:?}"
+        );
+        token
     }
 
     /// Panics unless the status is `status`.
@@ -299,6 +324,21 @@ impl TestApp {
 
     pub fn delete(&self, path: &str) -> Req<'_> {
         self.request("DELETE", path)
+    }
+
+    /// The position behind a write's `X-Position` token (decoded with the
+    /// server's key, as a client cannot).
+    #[track_caller]
+    pub fn position_of(&self, resp: &Resp) -> u64 {
+        let token = resp.position();
+        self.positions
+            .decode(token)
+            .unwrap_or_else(|_| panic!("X-Position {token} is not this server's"))
+    }
+
+    /// The token the server writes for `position`, for `X-Min-Position`.
+    pub fn token(&self, position: u64) -> String {
+        self.positions.encode(position)
     }
 
     /// The store's last committed position.

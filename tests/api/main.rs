@@ -5,6 +5,7 @@
 mod credentials;
 mod errors;
 mod helpers;
+mod hygiene;
 mod idempotency;
 mod processes;
 mod rbac;

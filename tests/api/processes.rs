@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
-const BIN: &str = env!("CARGO_BIN_EXE_ibl");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_ibl");
 
-fn agent() -> ureq::Agent {
+pub(crate) fn agent() -> ureq::Agent {
     ureq::AgentBuilder::new()
         .timeout_connect(Duration::from_secs(1))
         .timeout(Duration::from_secs(10))
@@ -50,20 +50,26 @@ fn served_port(line: &str) -> Option<u16> {
 }
 
 /// A `serve` process on a folder; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    base: String,
+    pub(crate) base: String,
     log: Arc<Mutex<String>>,
 }
 
 impl Server {
     fn start(dir: &Path) -> Server {
+        Server::start_with(dir, &[])
+    }
+
+    /// A server with these environment variables set (`IBL_*` settings).
+    pub(crate) fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
         let mut child = Command::new(BIN)
             .arg("serve")
             .arg("--addr")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir)
+            .envs(env.iter().copied())
             .env("RUST_LOG", "warn,ibl_data_manager::cli=info")
             .env("NO_COLOR", "1")
             .stdin(Stdio::null())
@@ -117,7 +123,7 @@ impl Server {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         self.log.lock().unwrap().clone()
     }
 
@@ -163,7 +169,7 @@ fn platform_create(dir: &Path, key: &str) -> Output {
 }
 
 /// Creates a platform with the CLI; answers its admin key.
-fn created_key(dir: &Path, key: &str) -> String {
+pub(crate) fn created_key(dir: &Path, key: &str) -> String {
     let out = platform_create(dir, key);
     assert!(
         out.status.success(),

@@ -60,7 +60,7 @@ fn check_of(
     explain: bool,
 ) -> Value {
     app.post(CHECK)
-        .header("X-Min-Position", &position.to_string())
+        .header("X-Min-Position", &app.token(position))
         .json(&json!({"platform_key": ORG, "username": subject, "resources": resources, "explain": explain}))
         .send()
         .expect(200)
@@ -365,7 +365,7 @@ fn key_for(app: &TestApp, user_id: u64, username: &str) -> String {
 /// Waits until the server's read models have applied `position`.
 fn settle(app: &TestApp, position: u64) {
     app.post(CHECK)
-        .header("X-Min-Position", &position.to_string())
+        .header("X-Min-Position", &app.token(position))
         .json(&json!({"platform_key": ORG, "resources": ["/platforms/1/"]}))
         .send()
         .expect(200);
@@ -501,7 +501,7 @@ fn deleting_a_role_again_finishes_an_interrupted_cascade() {
         },
     );
     app.get(&policy_path)
-        .header("X-Min-Position", &position.to_string())
+        .header("X-Min-Position", &app.token(position))
         .send()
         .expect(200);
     app.delete(&format!("/api/core/rbac/roles/{role}/?platform_key={ORG}"))

@@ -91,7 +91,7 @@ fn names(list: &Value) -> Vec<String> {
 fn a_created_user_answers_201_with_every_field_the_client_requires() {
     let app = spawn_app();
     let resp = post(&app, &body_of("jane")).expect(201);
-    assert!(resp.position() > 0);
+    assert!(app.position_of(&resp) > 0);
     assert_eq!(resp.header("Content-Type"), Some("application/scim+json"));
     let u = &resp.body;
     let id = u["id"].as_str().expect("id is a string");
@@ -358,7 +358,7 @@ fn put_replaces_the_user() {
         }))
         .send()
         .expect(200);
-    assert!(resp.position() > 0);
+    assert!(app.position_of(&resp) > 0);
     let u = &resp.body;
     assert_eq!(u["id"], json!(id));
     assert_eq!(u["userName"], "jane.doe");
@@ -541,7 +541,7 @@ fn delete_deactivates_and_the_user_stays() {
     let app = spawn_app();
     let id = create(&app, "jane");
     let resp = app.delete(&user(&id)).send().expect(204);
-    assert!(resp.position() > 0);
+    assert!(app.position_of(&resp) > 0);
     assert!(resp.text.is_empty());
     let u = app.get(&user(&id)).send().expect(200).body;
     assert_eq!(u["active"], false);

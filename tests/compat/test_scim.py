@@ -12,6 +12,7 @@ client with a raw request.
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from typing import Any
 
@@ -30,6 +31,8 @@ USER_SCHEMA = "urn:ietf:params:scim:schemas:core:2.0:User"
 LIST_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:ListResponse"
 ERROR_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:Error"
 PATCH_SCHEMA = "urn:ietf:params:scim:api:messages:2.0:PatchOp"
+# X-Position is an opaque token; clients pass it back as X-Min-Position unread.
+POSITION_TOKEN = re.compile(r"p1\.[0-9a-f]{24}")
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -147,7 +150,7 @@ def test_create_answers_201_and_a_user_the_model_reads(server, scim):
     assert user.meta.location == f"{server.base}/api/orgs/acme/scim/v2/Users/{user.id}"
     assert user.meta.created.endswith("Z") and user.meta.last_modified.endswith("Z")
     assert resp.headers["Location"] == user.meta.location
-    assert int(resp.headers["X-Position"]) > 0
+    assert POSITION_TOKEN.fullmatch(resp.headers["X-Position"])
     assert resp.headers["content-type"].startswith("application/scim+json")
 
 
@@ -267,7 +270,7 @@ def test_delete_deactivates_and_the_user_stays(scim, twin):
     made = create(scim, f"del-{uid()}")
     resp = twin("delete_user")(id=made.id, platform_key="acme")
     assert resp.status == 204, resp.data
-    assert int(resp.headers["X-Position"]) > 0
+    assert POSITION_TOKEN.fullmatch(resp.headers["X-Position"])
     got = user_of(scim.retrieve_user(id=made.id, platform_key="acme"))
     assert got.active is False
     assert got.user_name == made.user_name

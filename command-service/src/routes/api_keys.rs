@@ -87,6 +87,7 @@ pub async fn create_api_key(
         .api_key_by_name(&platform, &name)
         .ok_or_else(|| ApiError::Internal("created key not in the read model".into()))?;
     Ok(written(
+        &read,
         StatusCode::CREATED,
         outcome.position(),
         wire::api_key(&key, secret.expose()),
@@ -124,6 +125,6 @@ pub async fn delete_api_key(
             .await?;
     settle(&read, outcome.position()).await;
     Ok(HttpResponse::NoContent()
-        .insert_header(("X-Position", outcome.position().to_string()))
+        .insert_header(read.positions.header(outcome.position()))
         .finish())
 }

@@ -196,6 +196,7 @@ pub async fn issue_assertion(
     if let Some(record) = replay {
         let id = record.created("assertion-");
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             assertion_answer(&req, &read, id)?,
@@ -247,6 +248,7 @@ pub async fn issue_assertion(
     .await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         assertion_answer(&req, &read, &entity_id)?,
@@ -371,6 +373,7 @@ pub async fn bulk_issue(
         })
         .collect();
     Ok(written(
+        &read,
         StatusCode::OK,
         position,
         json!({"issued": issued, "skipped": skipped}),
@@ -406,6 +409,7 @@ pub async fn update_assertion(
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
         return Ok(written(
+            &read,
             StatusCode::OK,
             record.position,
             assertion_answer(&req, &read, &path.entity_id)?,
@@ -422,6 +426,7 @@ pub async fn update_assertion(
         // Nothing to change: answer the assertion as it is.
         _ => {
             return Ok(written(
+                &read,
                 StatusCode::OK,
                 0,
                 assertion_answer(&req, &read, &path.entity_id)?,
@@ -454,6 +459,7 @@ pub async fn update_assertion(
     let outcome = execute::<AssertionAggregate>(&write.store, &stream, &ctx, command).await?;
     settle(&read, outcome.position()).await;
     Ok(written(
+        &read,
         StatusCode::OK,
         outcome.position(),
         assertion_answer(&req, &read, &path.entity_id)?,

@@ -245,7 +245,7 @@ async fn apply<E: Entity>(
     };
     settle(read, outcome.position()).await;
     let view = E::visible(read, platform, id)?;
-    Ok(written(status, outcome.position(), E::wire(&view)))
+    Ok(written(read, status, outcome.position(), E::wire(&view)))
 }
 
 /// Creates an entity of `kind` made by `make(id)`: the body is judged
@@ -1006,6 +1006,7 @@ pub async fn mentor_access(
     settle(&read, position).await;
     let policy = visible_policy(&read, &platform, id)?;
     Ok(written(
+        &read,
         status,
         position,
         wire::mentor_policy(&policy, mentor_id),

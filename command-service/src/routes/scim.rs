@@ -335,10 +335,16 @@ fn current(
 }
 
 /// A user answer with `X-Position` (and `Location` when created).
-fn answer(req: &HttpRequest, status: StatusCode, position: u64, u: &UserView) -> HttpResponse {
+fn answer(
+    req: &HttpRequest,
+    read: &ReadState,
+    status: StatusCode,
+    position: u64,
+    u: &UserView,
+) -> HttpResponse {
     let base = base_url(req);
     let mut b = respond(status);
-    b.insert_header(("X-Position", position.to_string()));
+    b.insert_header(read.positions.header(position));
     if status == StatusCode::CREATED {
         b.insert_header((
             header::LOCATION,
@@ -463,7 +469,13 @@ pub async fn create_user(
             .models
             .user_by_username(&platform, username.trim())
             .ok_or_else(|| ApiError::Internal("a replayed user is not in the read model".into()))?;
-        return Ok(answer(&req, StatusCode::CREATED, record.position, &u));
+        return Ok(answer(
+            &req,
+            &read,
+            StatusCode::CREATED,
+            record.position,
+            &u,
+        ));
     }
     let ctx = context(&req, &principal, tag);
     if get(obj, "update").and_then(Value::as_bool) == Some(true) {
@@ -472,7 +484,7 @@ pub async fn create_user(
                 apply(&req, &read, &write, &principal, &ctx, existing.id, &changes).await?;
             settle(&read, position).await;
             let u = current(&read, &platform, state.as_ref(), existing.id)?;
-            return Ok(answer(&req, StatusCode::OK, position, &u));
+            return Ok(answer(&req, &read, StatusCode::OK, position, &u));
         }
     }
     let email = match changes.email {
@@ -512,7 +524,13 @@ pub async fn create_user(
         .map(|u| u.id)
         .ok_or_else(|| ApiError::Internal("a provisioned user is not in the registry".into()))?;
     let u = current(&read, &platform, Some(&outcome.state), id)?;
-    Ok(answer(&req, StatusCode::CREATED, outcome.position(), &u))
+    Ok(answer(
+        &req,
+        &read,
+        StatusCode::CREATED,
+        outcome.position(),
+        &u,
+    ))
 }
 
 /// `PUT /api/orgs/{platform_key}/scim/v2/Users/{id}`: replaces the user.
@@ -568,7 +586,13 @@ async fn change_user(
     } = begin(req, read, &principal, &path.platform_key, &body.hash()).await?;
     let existing = find_user(read, &platform, &path.id)?;
     if let Some(record) = replay {
-        return Ok(answer(req, StatusCode::OK, record.position, &existing));
+        return Ok(answer(
+            req,
+            read,
+            StatusCode::OK,
+            record.position,
+            &existing,
+        ));
     }
     let changes = changes_of(&body.value)?;
     let ctx = context(req, &principal, tag);
@@ -576,7 +600,7 @@ async fn change_user(
         apply(req, read, write, &principal, &ctx, existing.id, &changes).await?;
     settle(read, position).await;
     let u = current(read, &platform, state.as_ref(), existing.id)?;
-    Ok(answer(req, StatusCode::OK, position, &u))
+    Ok(answer(req, read, StatusCode::OK, position, &u))
 }
 
 /// `DELETE /api/orgs/{platform_key}/scim/v2/Users/{id}`: deactivates the
@@ -600,7 +624,7 @@ pub async fn delete_user(
     let (_, position) = apply(&req, &read, &write, &principal, &ctx, existing.id, &changes).await?;
     settle(&read, position).await;
     Ok(HttpResponse::NoContent()
-        .insert_header(("X-Position", position.to_string()))
+        .insert_header(read.positions.header(position))
         .finish())
 }
 
