@@ -7,6 +7,7 @@ mod errors;
 mod helpers;
 mod hygiene;
 mod idempotency;
+mod legacy;
 mod processes;
 mod rbac;
 mod rbac_routes;
