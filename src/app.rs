@@ -174,6 +174,16 @@ pub async fn build_with(
         None => load_or_create_key(&settings.data_dir.join(POSITION_KEY_FILE))
             .map_err(|e| std::io::Error::other(format!("the position key: {e}")))?,
     };
+    let imported = ibl_command_service::users::import_legacy_users(&store)
+        .await
+        .map_err(|e| std::io::Error::other(format!("importing legacy users: {e}")))?;
+    if imported > 0 {
+        tracing::info!(
+            target: "ibl::startup",
+            imported,
+            "users of the legacy registry moved into streams of their own"
+        );
+    }
     let models = Arc::new(CredentialsModel::new());
     let rbac = Arc::new(RbacModel::new());
     let read_models: Vec<Arc<dyn ReadModel>> = vec![models.clone(), rbac.clone()];

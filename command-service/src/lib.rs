@@ -11,5 +11,6 @@ pub mod platforms;
 pub mod reservations;
 pub mod routes;
 pub mod secrets;
+pub mod users;
 
 pub use http::WriteState;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ibl_events::ids::ids_stream;
-use ibl_events::platform::{api_keys_stream, PLATFORMS_STREAM, USERS_STREAM};
+use ibl_events::platform::{api_keys_stream, PLATFORMS_STREAM};
 use ibl_events::{Actor, EventStore};
 use ibl_query_service::ApiError;
 use serde::Serialize;
@@ -14,9 +14,9 @@ use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
 use crate::domain::ids::{Allocate, IdsAggregate};
 use crate::domain::platform::{PlatformCommand, PlatformsAggregate};
 use crate::domain::rbac::builtins::{builtins, BuiltinGroup, BuiltinIds, BuiltinRole};
-use crate::domain::user::{UserCommand, UsersAggregate};
 use crate::handler::{append_new, execute, load, CommandContext};
 use crate::secrets::NewSecret;
+use crate::users::{find_by_username, import_legacy_users, register, NewUser};
 
 #[derive(Debug, Clone)]
 pub struct NewPlatform {
@@ -58,6 +58,7 @@ pub async fn create_platform(
     store: &Arc<dyn EventStore>,
     new: NewPlatform,
 ) -> Result<CreatedPlatform, ApiError> {
+    import_legacy_users(store).await?;
     let ctx = CommandContext {
         actor: Actor {
             platform: None,
@@ -91,16 +92,20 @@ pub async fn create_platform(
         },
         ..ctx
     };
-    let command = UserCommand::Register {
+    let admin = NewUser {
         platform: platform.key.clone(),
         username: new.admin_username.clone(),
         email: new.admin_email.clone(),
-        now,
+        given_name: String::new(),
+        family_name: String::new(),
+        active: true,
     };
-    let outcome = execute::<UsersAggregate>(store, USERS_STREAM, &ctx, command).await?;
+    admin.judge()?;
+    let id = allocate_ids(store, &ctx, "user", 1).await?;
+    let outcome = register(store, &ctx, id, &admin).await?;
     let user = outcome
         .state
-        .find(&platform.key, &new.admin_username)
+        .get()
         .ok_or_else(|| ApiError::Internal("registered admin missing".into()))?;
     let admin = AdminInfo {
         id: user.id,
@@ -158,9 +163,9 @@ pub async fn mint_key(
         key: platform.key.clone(),
         name: platform.name.clone(),
     };
-    let (users, _) = load::<UsersAggregate>(store.as_ref(), USERS_STREAM).await?;
-    let user = users
-        .find(platform_key, username)
+    import_legacy_users(store).await?;
+    let user = find_by_username(store, platform_key, username)
+        .await?
         .ok_or_else(|| ApiError::NotFound(format!("No user {username:?} on {platform_key:?}.")))?;
     if !user.active {
         return Err(ApiError::Conflict(format!(

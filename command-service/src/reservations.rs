@@ -76,7 +76,8 @@ pub async fn reserve(
     )))
 }
 
-/// The id of the entity a create makes (`kind`: `role`, `group`, `policy`):
+/// The id of the entity a create makes (`kind`: `role`, `group`, `policy`,
+/// `user`):
 /// allocated; under an `Idempotency-Key`, reserved for the key, so that
 /// every retry of the request, even one racing the first, makes the same
 /// entity, whose first events (ids derived from the key) the store then

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 /// The registry of every platform: one stream, so that keys and ids are
 /// allocated under one expected revision.
 pub const PLATFORMS_STREAM: &str = "platforms";
-/// The registry of every user id (ids are global, below 2^53).
+/// The legacy registry of every user (one stream for all: read only to
+/// import its users into their own streams, see [`user_stream`]).
 pub const USERS_STREAM: &str = "users";
 
 /// Stream of the API keys of one platform.
@@ -59,6 +60,82 @@ pub enum UserEvent {
         id: u64,
         reactivated_at: DateTime<Utc>,
     },
+    /// The whole state of user `id` as the legacy registry stream
+    /// ([`USERS_STREAM`]) left it, written once into the user's own stream
+    /// when a data folder of that layout is first opened.
+    UserImported {
+        id: u64,
+        platform: String,
+        username: String,
+        email: String,
+        given_name: String,
+        family_name: String,
+        active: bool,
+        registered_at: DateTime<Utc>,
+        updated_at: DateTime<Utc>,
+    },
+}
+
+impl UserEvent {
+    /// An import as the events that build the same user state: registered
+    /// (ignored by a reader that knows the user), updated to its fields, and
+    /// its activation. Other events as they are.
+    pub fn expanded(self) -> Vec<UserEvent> {
+        match self {
+            UserEvent::UserImported {
+                id,
+                platform,
+                username,
+                email,
+                given_name,
+                family_name,
+                active,
+                registered_at,
+                updated_at,
+            } => vec![
+                UserEvent::UserRegistered {
+                    id,
+                    platform,
+                    username: username.clone(),
+                    email: email.clone(),
+                    given_name: given_name.clone(),
+                    family_name: family_name.clone(),
+                    registered_at,
+                },
+                UserEvent::UserUpdated {
+                    id,
+                    username,
+                    email,
+                    given_name,
+                    family_name,
+                    updated_at,
+                },
+                if active {
+                    UserEvent::UserReactivated {
+                        id,
+                        reactivated_at: updated_at,
+                    }
+                } else {
+                    UserEvent::UserDeactivated {
+                        id,
+                        deactivated_at: updated_at,
+                    }
+                },
+            ],
+            other => vec![other],
+        }
+    }
+}
+
+/// Stream of one user. (Users registered before per-user streams live in
+/// [`USERS_STREAM`] and are imported into their own stream at start.)
+pub fn user_stream(id: u64) -> String {
+    format!("user-{id}")
+}
+
+/// The id of the user whose stream this is, if it is one.
+pub fn user_of_stream(stream: &str) -> Option<u64> {
+    stream.strip_prefix("user-")?.parse().ok()
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -9,7 +9,9 @@ use ibl_events::credentials::{
     AssertionEvent, CredentialEvent, CredentialFields, Evidence, IssuerEvent, IssuerFields,
     Recipient,
 };
-use ibl_events::platform::{ApiKeyEvent, PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM};
+use ibl_events::platform::{
+    user_of_stream, ApiKeyEvent, PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM,
+};
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 
 use crate::ReadModel;
@@ -483,7 +485,7 @@ impl State {
                         .insert(key.clone(), Arc::new(PlatformView { id, key, name }));
                 }
             }
-        } else if stream == USERS_STREAM {
+        } else if stream == USERS_STREAM || user_of_stream(stream).is_some() {
             self.apply_user(UserEvent::from_recorded(event)?);
         } else if let Some(platform) = stream.strip_prefix("apikeys-") {
             self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
@@ -570,6 +572,11 @@ impl State {
                 if let Some(user) = self.users.get_mut(&id) {
                     user.active = true;
                     user.updated = reactivated_at;
+                }
+            }
+            imported @ UserEvent::UserImported { .. } => {
+                for event in imported.expanded() {
+                    self.apply_user(event);
                 }
             }
         }

@@ -30,7 +30,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
-use ibl_events::platform::{PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM};
+use ibl_events::platform::{
+    user_of_stream, PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM,
+};
 use ibl_events::rbac::{
     operations_for, ActionKind, ActionPattern, Because, Grant, GroupEvent, PolicyEvent,
     ResourcePath, RoleEvent, Via,
@@ -665,7 +667,7 @@ impl State {
                     self.platforms.insert(key, PlatformRec { id, name });
                 }
             }
-        } else if stream == USERS_STREAM {
+        } else if stream == USERS_STREAM || user_of_stream(stream).is_some() {
             self.apply_user(UserEvent::from_recorded(event)?);
         } else if let Some(id) = id_of("role-") {
             self.apply_role(id, RoleEvent::from_recorded(event)?);
@@ -749,6 +751,11 @@ impl State {
                         u.active = active;
                         self.dirty.insert(id);
                     }
+                }
+            }
+            imported @ UserEvent::UserImported { .. } => {
+                for event in imported.expanded() {
+                    self.apply_user(event);
                 }
             }
         }
@@ -2870,6 +2877,14 @@ mod tests {
                         if let Some(u) = self.users.get_mut(&id) {
                             u.1 = true;
                         }
+                    }
+                    UserEvent::UserImported {
+                        id,
+                        platform,
+                        active,
+                        ..
+                    } => {
+                        self.users.insert(id, (platform, active));
                     }
                     UserEvent::UserUpdated { .. } => {}
                 }

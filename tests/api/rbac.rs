@@ -6,10 +6,10 @@ use chrono::Utc;
 use ibl_command_service::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
 use ibl_command_service::domain::rbac::policy::{PolicyAggregate, PolicyCommand};
 use ibl_command_service::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
-use ibl_command_service::domain::user::{UserCommand, UsersAggregate};
+use ibl_command_service::domain::user::UpdateUser;
 use ibl_command_service::handler::{execute, CommandContext};
 use ibl_command_service::platforms::allocate_ids;
-use ibl_events::platform::USERS_STREAM;
+use ibl_command_service::users::{self, NewUser};
 use ibl_events::rbac::{group_stream, policy_stream, role_stream};
 use serde_json::{json, Value};
 
@@ -35,6 +35,49 @@ where
     ))
     .expect("the command is accepted")
     .position()
+}
+
+/// Registers user `name` of acme through the users module; answers its id.
+fn register_user(app: &TestApp, name: &str) -> u64 {
+    let id = ids(app, "user");
+    let new = NewUser {
+        platform: ORG.into(),
+        username: name.into(),
+        email: format!("{name}@acme.test"),
+        given_name: String::new(),
+        family_name: String::new(),
+        active: true,
+    };
+    block_on(users::register(
+        &app.store,
+        &CommandContext::default(),
+        id,
+        &new,
+    ))
+    .expect("the user registers");
+    id
+}
+
+/// Deactivates user `id` of acme; answers the position written.
+fn deactivate_user(app: &TestApp, id: u64) -> u64 {
+    let ctx = CommandContext::default();
+    let change = users::change(
+        &app.store,
+        &ctx,
+        ORG,
+        id,
+        UpdateUser::default(),
+        Some(false),
+    );
+    block_on(change).expect("the user is deactivated").1
+}
+
+fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime")
+        .block_on(future)
 }
 
 fn ids(app: &TestApp, kind: &str) -> u64 {
@@ -171,16 +214,7 @@ fn each_change_to_groups_roles_and_users_shows_on_the_next_check() {
     let app = spawn_app();
     let now = Utc::now();
     // bob, in a group that holds a reviewer role on one mentor.
-    run::<UsersAggregate>(
-        &app,
-        USERS_STREAM,
-        UserCommand::Register {
-            platform: ORG.into(),
-            username: "bob".into(),
-            email: "bob@acme.test".into(),
-            now,
-        },
-    );
+    let bob_id = register_user(&app, "bob");
     let bob = app
         .get(&format!("/api/core/rbac/access/?platform_key={ORG}&resource=/platforms/1/&action=Ibl.Core/Users/read"))
         .send()
@@ -204,7 +238,6 @@ fn each_change_to_groups_roles_and_users_shows_on_the_next_check() {
             now,
         },
     );
-    let bob_id = 3; // acme's admin is 1, other's admin 2.
     let group = ids(&app, "group");
     run::<GroupAggregate>(
         &app,
@@ -326,15 +359,7 @@ fn each_change_to_groups_roles_and_users_shows_on_the_next_check() {
             now,
         },
     );
-    let at = run::<UsersAggregate>(
-        &app,
-        USERS_STREAM,
-        UserCommand::Deactivate {
-            id: bob_id,
-            platform: ORG.into(),
-            now,
-        },
-    );
+    let at = deactivate_user(&app, bob_id);
     assert_eq!(
         check_of(&app, "bob", at, &[MENTOR], false)[MENTOR]["read"],
         json!(false)
@@ -395,17 +420,7 @@ fn every_route_with_a_key_is_guarded_by_an_operation_of_the_table() {
 fn a_key_can_do_what_its_user_may_do_and_nothing_once_the_user_is_deactivated() {
     let app = spawn_app();
     let now = Utc::now();
-    run::<UsersAggregate>(
-        &app,
-        USERS_STREAM,
-        UserCommand::Register {
-            platform: ORG.into(),
-            username: "carol".into(),
-            email: "carol@acme.test".into(),
-            now,
-        },
-    );
-    let carol = 3;
+    let carol = register_user(&app, "carol");
     let key = key_for(&app, carol, "carol");
     let list = crate::helpers::creds("");
     // Known key, no permission.
@@ -458,15 +473,7 @@ fn a_key_can_do_what_its_user_may_do_and_nothing_once_the_user_is_deactivated() 
         .send()
         .expect_client_error(403);
     // Deactivated: the same key is refused on its next request.
-    let at = run::<UsersAggregate>(
-        &app,
-        USERS_STREAM,
-        UserCommand::Deactivate {
-            id: carol,
-            platform: ORG.into(),
-            now,
-        },
-    );
+    let at = deactivate_user(&app, carol);
     settle(&app, at);
     app.get(&list).key(&key).send().expect_client_error(403);
 }

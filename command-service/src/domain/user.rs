@@ -1,30 +1,21 @@
-//! The user registry: every user id in one stream, [`USERS_STREAM`], so ids
-//! are allocated under one expected revision. Ids are global.
+//! One user (stream `user-{id}`): registered with an id the caller took,
+//! updated, deactivated and reactivated.
 //!
 //! Rules:
 //! - `Register` takes a username of 1 to 100 characters of `A-Za-z0-9@.+_-`
-//!   (trimmed) and a valid email (trimmed, required).
-//! - Usernames are unique per platform, compared exactly (Django's default):
-//!   a taken one is `Conflict`. So are emails, compared ignoring case (a
-//!   user is found by email, so two users may not share one; histories
-//!   written before this rule may hold duplicates, which stay). Whether the platform exists is for the caller
-//!   to check against the platform registry.
-//! - The new user's id is the number of users plus one.
-//! - `Provision` (SCIM create) is `Register` with names and an initial
-//!   `active` flag: an inactive user is registered, then deactivated.
-//! - `Update`, `Deactivate` and `Reactivate` name the user's id and the
-//!   caller's platform: an unknown id, or a user of another platform, is
-//!   `NotFound`. `Update` may rename the user (a name taken on the platform
-//!   is `Conflict`); given and family names are trimmed, at most 150
-//!   characters (Django's), no NUL, and may be blank. An update that changes
-//!   nothing, deactivating an inactive user and reactivating an active one
-//!   decide no event.
+//!   (trimmed), a valid email (trimmed, required), given and family names
+//!   (trimmed, at most 150 characters, may be blank) and an initial `active`
+//!   flag (an inactive user is registered, then deactivated). On a stream
+//!   that holds a user it is `Conflict`.
+//! - `Update`, `Deactivate` and `Reactivate` name the caller's platform: no
+//!   user, or a user of another platform, is `NotFound`. An update that
+//!   changes nothing, deactivating an inactive user and reactivating an
+//!   active one decide no event.
+//! - Uniqueness of usernames (exact) and emails (ignoring case) per platform
+//!   spans users, so it is not this aggregate's: it is kept by reservation
+//!   streams taken before the command ([`crate::users`]).
 //! - Deactivation keeps the user's memberships and policies; whoever
 //!   evaluates permissions denies inactive users.
-//!
-//! [`USERS_STREAM`]: ibl_events::platform::USERS_STREAM
-
-use std::collections::{BTreeMap, HashMap};
 
 use chrono::{DateTime, Utc};
 use ibl_events::platform::UserEvent;
@@ -38,15 +29,12 @@ pub const MAX_USERNAME_CHARS: usize = 100;
 pub const MAX_PERSON_NAME_CHARS: usize = 150;
 
 /// The aggregate, for the generic command handler.
-pub struct UsersAggregate;
+pub struct UserAggregate;
 
-/// The fold of the registry; `Default` is an empty registry.
+/// The fold of one user's stream; `Default` is no user.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct UsersState {
-    by_id: BTreeMap<u64, User>,
-    by_name: HashMap<(String, String), u64>,
-    /// (platform, lowercased email) → users.
-    by_email: HashMap<(String, String), std::collections::BTreeSet<u64>>,
+pub struct UserState {
+    user: Option<User>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,60 +50,14 @@ pub struct User {
     pub updated_at: DateTime<Utc>,
 }
 
-impl UsersState {
-    pub fn get(&self, id: u64) -> Option<&User> {
-        self.by_id.get(&id)
+impl UserState {
+    pub fn get(&self) -> Option<&User> {
+        self.user.as_ref()
     }
 
-    /// The user of this platform with this username.
-    pub fn find(&self, platform: &str, username: &str) -> Option<&User> {
-        let id = self
-            .by_name
-            .get(&(platform.to_owned(), username.to_owned()))?;
-        self.by_id.get(id)
-    }
-
-    /// User `id` if it belongs to `platform`.
-    pub fn get_in(&self, platform: &str, id: u64) -> Option<&User> {
-        self.get(id).filter(|u| u.platform == platform)
-    }
-
-    /// Whether a user of `platform` other than `except` has this email (any
-    /// case).
-    pub fn email_taken(&self, platform: &str, email: &str, except: Option<u64>) -> bool {
-        self.by_email
-            .get(&(platform.to_owned(), email.to_lowercase()))
-            .is_some_and(|ids| ids.iter().any(|id| Some(*id) != except))
-    }
-
-    fn index_email(&mut self, platform: &str, email: &str, id: u64, add: bool) {
-        let key = (platform.to_owned(), email.to_lowercase());
-        if add {
-            self.by_email.entry(key).or_default().insert(id);
-        } else if let Some(ids) = self.by_email.get_mut(&key) {
-            ids.remove(&id);
-            if ids.is_empty() {
-                self.by_email.remove(&key);
-            }
-        }
-    }
-
-    /// Every user, by id.
-    pub fn iter(&self) -> impl Iterator<Item = &User> {
-        self.by_id.values()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
-    /// The id the next user gets.
-    pub fn next_id(&self) -> u64 {
-        self.by_id.len() as u64 + 1
+    /// The user if it belongs to `platform`.
+    pub fn get_in(&self, platform: &str) -> Option<&User> {
+        self.get().filter(|u| u.platform == platform)
     }
 }
 
@@ -131,13 +73,7 @@ pub struct UpdateUser {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UserCommand {
     Register {
-        platform: String,
-        username: String,
-        email: String,
-        now: DateTime<Utc>,
-    },
-    /// SCIM create: a registration with names and an initial `active` flag.
-    Provision {
+        id: u64,
         platform: String,
         username: String,
         email: String,
@@ -147,19 +83,16 @@ pub enum UserCommand {
         now: DateTime<Utc>,
     },
     Update {
-        id: u64,
         /// The caller's platform key.
         platform: String,
         changes: UpdateUser,
         now: DateTime<Utc>,
     },
     Deactivate {
-        id: u64,
         platform: String,
         now: DateTime<Utc>,
     },
     Reactivate {
-        id: u64,
         platform: String,
         now: DateTime<Utc>,
     },
@@ -169,17 +102,15 @@ pub enum UserCommand {
 pub enum UserError {
     #[error(transparent)]
     Invalid(#[from] FieldError),
-    #[error("the username '{username}' is already taken on platform '{platform}'")]
-    UsernameTaken { platform: String, username: String },
-    #[error("the email '{email}' is already taken on platform '{platform}'")]
-    EmailTaken { platform: String, email: String },
+    #[error("user {0} already exists")]
+    Exists(u64),
     #[error("user not found")]
     NotFound,
 }
 
 rejection!(UserError, |e| match e {
     UserError::Invalid(_) => RejectionKind::Invalid,
-    UserError::UsernameTaken { .. } | UserError::EmailTaken { .. } => RejectionKind::Conflict,
+    UserError::Exists(_) => RejectionKind::Conflict,
     UserError::NotFound => RejectionKind::NotFound,
 });
 
@@ -218,47 +149,10 @@ pub fn validate_person_name(field: &'static str, name: &str) -> Result<String, F
     Ok(name.to_owned())
 }
 
-fn register(
-    state: &UsersState,
-    platform: String,
-    username: &str,
-    email: &str,
-    given_name: &str,
-    family_name: &str,
-    now: DateTime<Utc>,
-) -> Result<UserEvent, UserError> {
-    let username = validate_username("username", username)?;
-    let email = validate::email("email", email)?;
-    let given_name = validate_person_name("given_name", given_name)?;
-    let family_name = validate_person_name("family_name", family_name)?;
-    if state.find(&platform, &username).is_some() {
-        return Err(UserError::UsernameTaken { platform, username });
-    }
-    if state.email_taken(&platform, &email, None) {
-        return Err(UserError::EmailTaken { platform, email });
-    }
-    Ok(UserEvent::UserRegistered {
-        id: state.next_id(),
-        platform,
-        username,
-        email,
-        given_name,
-        family_name,
-        registered_at: now,
-    })
-}
-
-pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+pub fn decide(state: &UserState, cmd: UserCommand) -> Result<Vec<UserEvent>, UserError> {
     match cmd {
         UserCommand::Register {
-            platform,
-            username,
-            email,
-            now,
-        } => Ok(vec![register(
-            state, platform, &username, &email, "", "", now,
-        )?]),
-        UserCommand::Provision {
+            id,
             platform,
             username,
             email,
@@ -267,17 +161,22 @@ pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, Us
             active,
             now,
         } => {
-            let registered = register(
-                state,
+            let username = validate_username("username", &username)?;
+            let email = validate::email("email", &email)?;
+            let given_name = validate_person_name("given_name", &given_name)?;
+            let family_name = validate_person_name("family_name", &family_name)?;
+            if state.user.is_some() {
+                return Err(UserError::Exists(id));
+            }
+            let mut events = vec![UserEvent::UserRegistered {
+                id,
                 platform,
-                &username,
-                &email,
-                &given_name,
-                &family_name,
-                now,
-            )?;
-            let id = state.next_id();
-            let mut events = vec![registered];
+                username,
+                email,
+                given_name,
+                family_name,
+                registered_at: now,
+            }];
             if !active {
                 events.push(UserEvent::UserDeactivated {
                     id,
@@ -287,12 +186,11 @@ pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, Us
             Ok(events)
         }
         UserCommand::Update {
-            id,
             platform,
             changes,
             now,
         } => {
-            let user = state.get_in(&platform, id).ok_or(UserError::NotFound)?;
+            let user = state.get_in(&platform).ok_or(UserError::NotFound)?;
             let username = match changes.username {
                 Some(username) => validate_username("username", &username)?,
                 None => user.username.clone(),
@@ -309,16 +207,6 @@ pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, Us
                 Some(name) => validate_person_name("family_name", &name)?,
                 None => user.family_name.clone(),
             };
-            if username != user.username
-                && state.find(&platform, &username).is_some_and(|u| u.id != id)
-            {
-                return Err(UserError::UsernameTaken { platform, username });
-            }
-            if !email.eq_ignore_ascii_case(&user.email)
-                && state.email_taken(&platform, &email, Some(id))
-            {
-                return Err(UserError::EmailTaken { platform, email });
-            }
             if username == user.username
                 && email == user.email
                 && given_name == user.given_name
@@ -327,7 +215,7 @@ pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, Us
                 return Ok(vec![]);
             }
             Ok(vec![UserEvent::UserUpdated {
-                id,
+                id: user.id,
                 username,
                 email,
                 given_name,
@@ -335,30 +223,30 @@ pub fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, Us
                 updated_at: now,
             }])
         }
-        UserCommand::Deactivate { id, platform, now } => {
-            let user = state.get_in(&platform, id).ok_or(UserError::NotFound)?;
+        UserCommand::Deactivate { platform, now } => {
+            let user = state.get_in(&platform).ok_or(UserError::NotFound)?;
             if !user.active {
                 return Ok(vec![]);
             }
             Ok(vec![UserEvent::UserDeactivated {
-                id,
+                id: user.id,
                 deactivated_at: now,
             }])
         }
-        UserCommand::Reactivate { id, platform, now } => {
-            let user = state.get_in(&platform, id).ok_or(UserError::NotFound)?;
+        UserCommand::Reactivate { platform, now } => {
+            let user = state.get_in(&platform).ok_or(UserError::NotFound)?;
             if user.active {
                 return Ok(vec![]);
             }
             Ok(vec![UserEvent::UserReactivated {
-                id,
+                id: user.id,
                 reactivated_at: now,
             }])
         }
     }
 }
 
-pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
+pub fn evolve(mut state: UserState, event: &UserEvent) -> UserState {
     match event {
         UserEvent::UserRegistered {
             id,
@@ -369,15 +257,8 @@ pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
             family_name,
             registered_at,
         } => {
-            let name = (platform.clone(), username.clone());
-            if state.by_id.contains_key(id) || state.by_name.contains_key(&name) {
-                return state;
-            }
-            state.by_name.insert(name, *id);
-            state.index_email(platform, email, *id, true);
-            state.by_id.insert(
-                *id,
-                User {
+            if state.user.is_none() {
+                state.user = Some(User {
                     id: *id,
                     platform: platform.clone(),
                     username: username.clone(),
@@ -387,52 +268,56 @@ pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
                     active: true,
                     registered_at: *registered_at,
                     updated_at: *registered_at,
-                },
-            );
+                });
+            }
+        }
+        UserEvent::UserImported {
+            id,
+            platform,
+            username,
+            email,
+            given_name,
+            family_name,
+            active,
+            registered_at,
+            updated_at,
+        } => {
+            state.user = Some(User {
+                id: *id,
+                platform: platform.clone(),
+                username: username.clone(),
+                email: email.clone(),
+                given_name: given_name.clone(),
+                family_name: family_name.clone(),
+                active: *active,
+                registered_at: *registered_at,
+                updated_at: *updated_at,
+            });
         }
         UserEvent::UserUpdated {
-            id,
             username,
             email,
             given_name,
             family_name,
             updated_at,
+            ..
         } => {
-            let Some(user) = state.by_id.get_mut(id) else {
-                return state;
-            };
-            let new_name = (user.platform.clone(), username.clone());
-            if state
-                .by_name
-                .get(&new_name)
-                .is_some_and(|other| other != id)
-            {
-                return state;
+            if let Some(user) = state.user.as_mut() {
+                user.username = username.clone();
+                user.email = email.clone();
+                user.given_name = given_name.clone();
+                user.family_name = family_name.clone();
+                user.updated_at = *updated_at;
             }
-            state
-                .by_name
-                .remove(&(user.platform.clone(), user.username.clone()));
-            state.by_name.insert(new_name, *id);
-            let (platform, old_email) = (user.platform.clone(), user.email.clone());
-            user.username = username.clone();
-            user.email = email.clone();
-            state.index_email(&platform, &old_email, *id, false);
-            state.index_email(&platform, email, *id, true);
-            let Some(user) = state.by_id.get_mut(id) else {
-                return state;
-            };
-            user.given_name = given_name.clone();
-            user.family_name = family_name.clone();
-            user.updated_at = *updated_at;
         }
-        UserEvent::UserDeactivated { id, deactivated_at } => {
-            if let Some(user) = state.by_id.get_mut(id) {
+        UserEvent::UserDeactivated { deactivated_at, .. } => {
+            if let Some(user) = state.user.as_mut() {
                 user.active = false;
                 user.updated_at = *deactivated_at;
             }
         }
-        UserEvent::UserReactivated { id, reactivated_at } => {
-            if let Some(user) = state.by_id.get_mut(id) {
+        UserEvent::UserReactivated { reactivated_at, .. } => {
+            if let Some(user) = state.user.as_mut() {
                 user.active = true;
                 user.updated_at = *reactivated_at;
             }
@@ -441,21 +326,17 @@ pub fn evolve(mut state: UsersState, event: &UserEvent) -> UsersState {
     state
 }
 
-pub fn fold<'a>(events: impl IntoIterator<Item = &'a UserEvent>) -> UsersState {
-    UsersAggregate::fold(events)
-}
-
-impl Aggregate for UsersAggregate {
-    type State = UsersState;
+impl Aggregate for UserAggregate {
+    type State = UserState;
     type Command = UserCommand;
     type Event = UserEvent;
     type Error = UserError;
 
-    fn decide(state: &UsersState, cmd: UserCommand) -> Result<Vec<UserEvent>, UserError> {
+    fn decide(state: &UserState, cmd: UserCommand) -> Result<Vec<UserEvent>, UserError> {
         decide(state, cmd)
     }
 
-    fn evolve(state: UsersState, event: &UserEvent) -> UsersState {
+    fn evolve(state: UserState, event: &UserEvent) -> UserState {
         evolve(state, event)
     }
 }
@@ -478,21 +359,33 @@ mod tests {
         }
     }
 
-    fn register(platform: &str, username: &str, email: &str) -> UserCommand {
+    fn register(id: u64, username: &str, email: &str) -> UserCommand {
         UserCommand::Register {
-            platform: platform.into(),
+            id,
+            platform: "acme".into(),
             username: username.into(),
             email: email.into(),
+            given_name: "".into(),
+            family_name: "".into(),
+            active: true,
             now: t(5),
         }
     }
 
+    fn update(changes: UpdateUser) -> UserCommand {
+        UserCommand::Update {
+            platform: "acme".into(),
+            changes,
+            now: t(7),
+        }
+    }
+
     #[test]
-    fn the_first_user_gets_id_1() {
-        let state = given::<UsersAggregate>(&[])
-            .when(register("acme", " jane ", " jane@example.com "))
+    fn a_user_is_registered_with_the_id_it_is_given_trimmed() {
+        let state = given::<UserAggregate>(&[])
+            .when(register(42, " jane ", " jane@example.com "))
             .then(&[E::UserRegistered {
-                id: 1,
+                id: 42,
                 platform: "acme".into(),
                 username: "jane".into(),
                 email: "jane@example.com".into(),
@@ -500,215 +393,87 @@ mod tests {
                 family_name: "".into(),
                 registered_at: t(5),
             }]);
-        assert_eq!(state.find("acme", "jane").unwrap().id, 1);
-        assert_eq!(state.get(1).unwrap().username, "jane");
-        assert!(state.find("other", "jane").is_none());
+        let u = state.get().unwrap();
+        assert_eq!((u.id, u.active, u.updated_at), (42, true, t(5)));
+        assert!(state.get_in("other").is_none());
     }
 
     #[test]
-    fn ids_are_global_and_count_up() {
-        let state =
-            given::<UsersAggregate>(&[registered(1, "acme", "a"), registered(2, "beta", "b")])
-                .when(register("acme", "c", "c@example.com"))
-                .accepted()
-                .0;
-        assert_eq!(state.find("acme", "c").unwrap().id, 3);
-    }
-
-    #[test]
-    fn usernames_are_unique_per_platform() {
-        let e = given::<UsersAggregate>(&[registered(1, "acme", "jane")])
-            .when(register("acme", "jane", "other@example.com"))
+    fn registering_twice_on_one_stream_conflicts() {
+        given::<UserAggregate>(&[registered(1, "acme", "jane")])
+            .when(register(1, "joan", "joan@example.com"))
             .then_err(RejectionKind::Conflict);
-        assert_eq!(
-            e.to_string(),
-            "the username 'jane' is already taken on platform 'acme'"
-        );
-        given::<UsersAggregate>(&[registered(1, "acme", "jane")])
-            .when(register("beta", "jane", "jane@example.com"))
-            .accepted();
-        given::<UsersAggregate>(&[registered(1, "acme", "jane")])
-            .when(register("acme", "Jane", "jane2@example.com"))
-            .accepted();
     }
 
     #[test]
-    fn emails_are_unique_per_platform_ignoring_case() {
-        let e = given::<UsersAggregate>(&[registered(1, "acme", "jane")])
-            .when(register("acme", "joan", "JANE@example.com"))
-            .then_err(RejectionKind::Conflict);
-        assert_eq!(
-            e.to_string(),
-            "the email 'JANE@example.com' is already taken on platform 'acme'"
-        );
-        given::<UsersAggregate>(&[registered(1, "acme", "jane")])
-            .when(register("beta", "joan", "jane@example.com"))
-            .accepted();
-        // Taking another user's email by an update is refused too; keeping
-        // one's own (in another case) is not.
-        let history = [registered(1, "acme", "jane"), registered(2, "acme", "joan")];
-        let update = |id, email: &str| UserCommand::Update {
-            id,
-            platform: "acme".into(),
-            changes: UpdateUser {
-                email: Some(email.into()),
-                ..UpdateUser::default()
-            },
-            now: t(9),
-        };
-        given::<UsersAggregate>(&history)
-            .when(update(2, "jane@example.com"))
-            .then_err(RejectionKind::Conflict);
-        given::<UsersAggregate>(&history)
-            .when(update(1, "Jane@Example.com"))
-            .accepted();
-        // Once changed, the old address is free again.
-        let mut moved = history.to_vec();
-        moved.push(E::UserUpdated {
-            id: 1,
-            username: "jane".into(),
-            email: "new@example.com".into(),
-            given_name: "".into(),
-            family_name: "".into(),
-            updated_at: t(3),
-        });
-        given::<UsersAggregate>(&moved)
-            .when(update(2, "jane@example.com"))
-            .accepted();
+    fn an_inactive_user_is_registered_then_deactivated_with_its_names() {
+        given::<UserAggregate>(&[])
+            .when(UserCommand::Register {
+                id: 3,
+                platform: "acme".into(),
+                username: "ann".into(),
+                email: "ann@example.com".into(),
+                given_name: " Ann ".into(),
+                family_name: "Lee".into(),
+                active: false,
+                now: t(5),
+            })
+            .then(&[
+                E::UserRegistered {
+                    id: 3,
+                    platform: "acme".into(),
+                    username: "ann".into(),
+                    email: "ann@example.com".into(),
+                    given_name: "Ann".into(),
+                    family_name: "Lee".into(),
+                    registered_at: t(5),
+                },
+                E::UserDeactivated {
+                    id: 3,
+                    deactivated_at: t(5),
+                },
+            ]);
     }
 
     #[test]
-    fn usernames_use_a_restricted_alphabet() {
+    fn usernames_emails_and_names_are_validated() {
         for good in ["j", "jane.doe+1@x_y-z", &"u".repeat(100)] {
-            given::<UsersAggregate>(&[])
-                .when(register("acme", good, "a@b.c"))
+            given::<UserAggregate>(&[])
+                .when(register(1, good, "a@b.c"))
                 .accepted();
         }
         for bad in ["", "  ", "ja ne", "jané", "a/b", "a\0", &"u".repeat(101)] {
-            given::<UsersAggregate>(&[])
-                .when(register("acme", bad, "a@b.c"))
+            given::<UserAggregate>(&[])
+                .when(register(1, bad, "a@b.c"))
                 .then_invalid("username");
         }
-    }
-
-    #[test]
-    fn the_email_is_required_and_valid() {
-        for bad in ["", "nope", "a@b@c", "a b@c"] {
-            given::<UsersAggregate>(&[])
-                .when(register("acme", "jane", bad))
+        for bad in ["", "nope", "a@b@c"] {
+            given::<UserAggregate>(&[])
+                .when(register(1, "jane", bad))
                 .then_invalid("email");
         }
-    }
-    fn update(id: u64, changes: UpdateUser) -> UserCommand {
-        UserCommand::Update {
-            id,
-            platform: "acme".into(),
-            changes,
-            now: t(7),
-        }
-    }
-
-    fn two_users() -> [UserEvent; 2] {
-        [registered(1, "acme", "jane"), registered(2, "acme", "john")]
-    }
-
-    #[test]
-    fn registered_users_are_active_with_blank_names() {
-        let state = fold(&[registered(1, "acme", "jane")]);
-        let u = state.get(1).unwrap();
-        assert!(u.active);
-        assert_eq!((u.given_name.as_str(), u.family_name.as_str()), ("", ""));
-        assert_eq!(u.updated_at, t(0));
-    }
-
-    #[test]
-    fn user_registered_without_names_still_reads() {
-        let json = serde_json::json!({
-            "type": "UserRegistered", "id": 1, "platform": "acme",
-            "username": "jane", "email": "jane@example.com",
-            "registered_at": "2024-01-01T00:00:00Z"
-        });
-        let event: UserEvent = serde_json::from_value(json).unwrap();
-        assert_eq!(event, registered(1, "acme", "jane"));
-    }
-
-    #[test]
-    fn provision_records_names_and_the_active_flag() {
-        let provision = |active| UserCommand::Provision {
-            platform: "acme".into(),
-            username: "jane".into(),
-            email: "jane@example.com".into(),
-            given_name: " Jane ".into(),
-            family_name: "Doe".into(),
-            active,
-            now: t(5),
-        };
-        let registered = E::UserRegistered {
-            id: 1,
-            platform: "acme".into(),
-            username: "jane".into(),
-            email: "jane@example.com".into(),
-            given_name: "Jane".into(),
-            family_name: "Doe".into(),
-            registered_at: t(5),
-        };
-        given::<UsersAggregate>(&[])
-            .when(provision(true))
-            .then(std::slice::from_ref(&registered));
-        let state = given::<UsersAggregate>(&[]).when(provision(false)).then(&[
-            registered,
-            E::UserDeactivated {
+        given::<UserAggregate>(&[])
+            .when(UserCommand::Register {
                 id: 1,
-                deactivated_at: t(5),
-            },
-        ]);
-        assert!(!state.get(1).unwrap().active);
-        given::<UsersAggregate>(&[E::UserRegistered {
-            id: 1,
-            platform: "acme".into(),
-            username: "jane".into(),
-            email: "j@x.y".into(),
-            given_name: "".into(),
-            family_name: "".into(),
-            registered_at: t(0),
-        }])
-        .when(provision(true))
-        .then_err(RejectionKind::Conflict);
-    }
-
-    #[test]
-    fn provision_validates_names() {
-        let provision = |given_name: &str, family_name: &str| UserCommand::Provision {
-            platform: "acme".into(),
-            username: "jane".into(),
-            email: "jane@example.com".into(),
-            given_name: given_name.into(),
-            family_name: family_name.into(),
-            active: true,
-            now: t(5),
-        };
-        given::<UsersAggregate>(&[])
-            .when(provision(&"g".repeat(151), ""))
+                platform: "acme".into(),
+                username: "jane".into(),
+                email: "j@x.y".into(),
+                given_name: "g".repeat(151),
+                family_name: "".into(),
+                active: true,
+                now: t(5),
+            })
             .then_invalid("given_name");
-        given::<UsersAggregate>(&[])
-            .when(provision("", "\0"))
-            .then_invalid("family_name");
-        given::<UsersAggregate>(&[])
-            .when(provision(&"g".repeat(150), ""))
-            .accepted();
     }
 
     #[test]
-    fn update_changes_the_given_fields() {
-        let state = given::<UsersAggregate>(&two_users())
-            .when(update(
-                1,
-                UpdateUser {
-                    username: Some(" jane.doe ".into()),
-                    given_name: Some("Jane".into()),
-                    ..Default::default()
-                },
-            ))
+    fn update_changes_the_given_fields_and_nothing_is_nothing() {
+        let state = given::<UserAggregate>(&[registered(1, "acme", "jane")])
+            .when(update(UpdateUser {
+                username: Some(" jane.doe ".into()),
+                given_name: Some("Jane".into()),
+                ..Default::default()
+            }))
             .then(&[E::UserUpdated {
                 id: 1,
                 username: "jane.doe".into(),
@@ -717,108 +482,31 @@ mod tests {
                 family_name: "".into(),
                 updated_at: t(7),
             }]);
-        assert!(state.find("acme", "jane").is_none());
-        assert_eq!(state.find("acme", "jane.doe").unwrap().id, 1);
-        assert_eq!(state.get(1).unwrap().updated_at, t(7));
-        assert_eq!(state.get(1).unwrap().registered_at, t(0));
-        // The old username is free again.
-        let mut events = two_users().to_vec();
-        events.push(E::UserUpdated {
-            id: 1,
-            username: "jane.doe".into(),
-            email: "jane@example.com".into(),
-            given_name: "".into(),
-            family_name: "".into(),
-            updated_at: t(7),
-        });
-        given::<UsersAggregate>(&events)
-            .when(register("acme", "jane", "jane2@example.com"))
-            .accepted();
-    }
-
-    #[test]
-    fn update_to_a_taken_username_conflicts() {
-        given::<UsersAggregate>(&two_users())
-            .when(update(
-                1,
-                UpdateUser {
-                    username: Some("john".into()),
-                    ..Default::default()
-                },
-            ))
-            .then_err(RejectionKind::Conflict);
-    }
-
-    #[test]
-    fn update_that_changes_nothing_decides_nothing() {
-        given::<UsersAggregate>(&two_users())
-            .when(update(
-                1,
-                UpdateUser {
-                    username: Some("jane".into()),
-                    email: Some(" jane@example.com ".into()),
-                    ..Default::default()
-                },
-            ))
+        assert_eq!(state.get().unwrap().username, "jane.doe");
+        assert_eq!(state.get().unwrap().registered_at, t(0));
+        given::<UserAggregate>(&[registered(1, "acme", "jane")])
+            .when(update(UpdateUser {
+                username: Some("jane".into()),
+                email: Some(" jane@example.com ".into()),
+                ..Default::default()
+            }))
             .then(&[]);
-    }
-
-    #[test]
-    fn update_validates_the_fields() {
-        let cases: [(UpdateUser, &str); 4] = [
-            (
-                UpdateUser {
-                    username: Some("ja ne".into()),
-                    ..Default::default()
-                },
-                "username",
-            ),
-            (
-                UpdateUser {
-                    email: Some("nope".into()),
-                    ..Default::default()
-                },
-                "email",
-            ),
-            (
-                UpdateUser {
-                    given_name: Some("\0".into()),
-                    ..Default::default()
-                },
-                "given_name",
-            ),
-            (
-                UpdateUser {
-                    family_name: Some("f".repeat(151)),
-                    ..Default::default()
-                },
-                "family_name",
-            ),
-        ];
-        for (changes, field) in cases {
-            given::<UsersAggregate>(&two_users())
-                .when(update(1, changes))
-                .then_invalid(field);
-        }
+        given::<UserAggregate>(&[registered(1, "acme", "jane")])
+            .when(update(UpdateUser {
+                email: Some("no".into()),
+                ..Default::default()
+            }))
+            .then_invalid("email");
     }
 
     #[test]
     fn commands_on_a_user_need_it_on_the_callers_platform() {
-        let events = [registered(1, "acme", "jane"), registered(2, "beta", "bob")];
-        for id in [2, 3] {
-            given::<UsersAggregate>(&events)
-                .when(update(id, UpdateUser::default()))
+        for events in [vec![], vec![registered(1, "beta", "jane")]] {
+            given::<UserAggregate>(&events)
+                .when(update(UpdateUser::default()))
                 .then_err(RejectionKind::NotFound);
-            given::<UsersAggregate>(&events)
+            given::<UserAggregate>(&events)
                 .when(UserCommand::Deactivate {
-                    id,
-                    platform: "acme".into(),
-                    now: t(7),
-                })
-                .then_err(RejectionKind::NotFound);
-            given::<UsersAggregate>(&events)
-                .when(UserCommand::Reactivate {
-                    id,
                     platform: "acme".into(),
                     now: t(7),
                 })
@@ -828,60 +516,60 @@ mod tests {
 
     #[test]
     fn deactivation_and_reactivation_are_idempotent() {
+        let history = [registered(1, "acme", "jane")];
         let deactivate = || UserCommand::Deactivate {
-            id: 1,
             platform: "acme".into(),
             now: t(7),
         };
         let reactivate = || UserCommand::Reactivate {
-            id: 1,
             platform: "acme".into(),
             now: t(8),
         };
-        let deactivated = E::UserDeactivated {
-            id: 1,
-            deactivated_at: t(7),
-        };
-        let state = given::<UsersAggregate>(&two_users())
-            .when(deactivate())
-            .then(std::slice::from_ref(&deactivated));
-        assert!(!state.get(1).unwrap().active);
-        assert!(state.get(2).unwrap().active);
-        let mut events = two_users().to_vec();
-        events.push(deactivated);
-        given::<UsersAggregate>(&events)
-            .when(deactivate())
-            .then(&[]);
-        let state =
-            given::<UsersAggregate>(&events)
-                .when(reactivate())
-                .then(&[E::UserReactivated {
-                    id: 1,
-                    reactivated_at: t(8),
-                }]);
-        assert!(state.get(1).unwrap().active);
-        given::<UsersAggregate>(&two_users())
+        given::<UserAggregate>(&history)
             .when(reactivate())
             .then(&[]);
+        let off = given::<UserAggregate>(&history)
+            .when(deactivate())
+            .then(&[E::UserDeactivated {
+                id: 1,
+                deactivated_at: t(7),
+            }]);
+        assert!(!off.get().unwrap().active);
+        let mut events = history.to_vec();
+        events.push(E::UserDeactivated {
+            id: 1,
+            deactivated_at: t(7),
+        });
+        given::<UserAggregate>(&events).when(deactivate()).then(&[]);
+        given::<UserAggregate>(&events)
+            .when(reactivate())
+            .then(&[E::UserReactivated {
+                id: 1,
+                reactivated_at: t(8),
+            }]);
     }
 
     #[test]
-    fn user_events_for_unknown_ids_are_ignored() {
-        let state = fold(&[
-            E::UserDeactivated {
-                id: 9,
-                deactivated_at: t(1),
-            },
-            E::UserUpdated {
-                id: 9,
-                username: "x".into(),
-                email: "x@y".into(),
-                given_name: "".into(),
-                family_name: "".into(),
-                updated_at: t(1),
-            },
-        ]);
-        assert!(state.is_empty());
-        assert!(state.find("acme", "x").is_none());
+    fn an_imported_user_is_the_state_it_carries() {
+        let state = given::<UserAggregate>(&[E::UserImported {
+            id: 9,
+            platform: "acme".into(),
+            username: "old".into(),
+            email: "old@example.com".into(),
+            given_name: "O".into(),
+            family_name: "".into(),
+            active: false,
+            registered_at: t(1),
+            updated_at: t(2),
+        }])
+        .when(UserCommand::Reactivate {
+            platform: "acme".into(),
+            now: t(9),
+        })
+        .then(&[E::UserReactivated {
+            id: 9,
+            reactivated_at: t(9),
+        }]);
+        assert_eq!(state.get().unwrap().username, "old");
     }
 }

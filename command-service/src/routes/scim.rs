@@ -14,7 +14,7 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
-use ibl_events::platform::USERS_STREAM;
+use ibl_events::platform::user_stream;
 use ibl_projections::credentials::UserView;
 use ibl_query_service::extract::{JsonBody, Principal};
 use ibl_query_service::routes::{platform_of, Params};
@@ -26,9 +26,11 @@ use ibl_query_service::{ApiError, ReadState};
 use serde_json::{Map, Value};
 
 use crate::authority::keeps_an_admin;
-use crate::domain::user::{UpdateUser, User, UserCommand, UsersAggregate, UsersState};
-use crate::handler::{execute, CommandContext};
-use crate::http::{begin, context, judge_and_claim, settle, Begun, WriteState};
+use crate::domain::user::{UpdateUser, User, UserAggregate, UserCommand, UserState};
+use crate::handler::CommandContext;
+use crate::http::{begin, claim_key, context, judge_and_claim, settle, Begun, WriteState};
+use crate::reservations::new_id;
+use crate::users::{self, NewUser};
 
 /// What a request asks of a user's kept attributes; `None` leaves one as it is.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -324,11 +326,11 @@ fn view_of(u: &User) -> UserView {
 fn current(
     read: &ReadState,
     platform: &str,
-    state: Option<&UsersState>,
+    state: Option<&UserState>,
     id: u64,
 ) -> Result<UserView, ScimError> {
     state
-        .and_then(|s| s.get_in(platform, id))
+        .and_then(|s| s.get_in(platform))
         .map(view_of)
         .or_else(|| read.models.user(id).filter(|u| u.platform == platform))
         .ok_or_else(|| ScimError::user_not_found(&id.to_string()))
@@ -355,9 +357,10 @@ fn answer(
 }
 
 /// Runs the update `changes` make to user `id`, then its activation change
-/// (deactivating the platform's last active tenant admin is a 409).
-/// Answers the registry after the last command that ran and the position
-/// to settle at.
+/// (deactivating the platform's last active tenant admin is a 409). Under
+/// an `Idempotency-Key`, the first command is judged before the key is
+/// claimed (a refused change claims nothing). Answers the user after the
+/// last command that ran and the position to settle at.
 async fn apply(
     req: &HttpRequest,
     read: &ReadState,
@@ -366,71 +369,43 @@ async fn apply(
     ctx: &CommandContext,
     id: u64,
     changes: &Changes,
-) -> Result<(Option<UsersState>, u64), ScimError> {
+) -> Result<(Option<UserState>, u64), ScimError> {
     let platform = principal.platform.key.as_str();
     if changes.active == Some(false) {
         keeps_an_admin(read, principal, |user, _| user == id)?;
     }
     let now = Utc::now();
+    let update = changes.update();
     if let Some(tag) = ctx.idempotency.as_ref() {
-        // The first command judged, then the key claimed: a refused change
-        // claims nothing.
-        let update = changes.update();
+        let platform = platform.to_owned();
         let first = if update != UpdateUser::default() {
             Some(UserCommand::Update {
-                id,
-                platform: platform.to_owned(),
-                changes: update,
+                platform,
+                changes: update.clone(),
                 now,
             })
         } else {
-            changes
-                .active
-                .map(|active| activation(id, platform, active, now))
+            changes.active.map(|active| match active {
+                true => UserCommand::Reactivate { platform, now },
+                false => UserCommand::Deactivate { platform, now },
+            })
         };
         if let Some(first) = first {
-            judge_and_claim::<UsersAggregate>(
+            let stream = user_stream(id);
+            let platform = principal.platform.key.as_str();
+            judge_and_claim::<UserAggregate>(
                 req,
                 write,
                 principal,
                 platform,
                 Some(tag),
-                USERS_STREAM,
+                &stream,
                 &first,
             )
             .await?;
         }
     }
-    let mut state = None;
-    let mut position = 0;
-    let update = changes.update();
-    if update != UpdateUser::default() {
-        let command = UserCommand::Update {
-            id,
-            platform: platform.to_owned(),
-            changes: update,
-            now,
-        };
-        let outcome = execute::<UsersAggregate>(&write.store, USERS_STREAM, ctx, command).await?;
-        position = position.max(outcome.position());
-        state = Some(outcome.state);
-    }
-    if let Some(active) = changes.active {
-        let command = activation(id, platform, active, now);
-        let outcome = execute::<UsersAggregate>(&write.store, USERS_STREAM, ctx, command).await?;
-        position = position.max(outcome.position());
-        state = Some(outcome.state);
-    }
-    Ok((state, position))
-}
-
-fn activation(id: u64, platform: &str, active: bool, now: chrono::DateTime<Utc>) -> UserCommand {
-    let platform = platform.to_owned();
-    if active {
-        UserCommand::Reactivate { id, platform, now }
-    } else {
-        UserCommand::Deactivate { id, platform, now }
-    }
+    Ok(users::change(&write.store, ctx, platform, id, update, changes.active).await?)
 }
 
 fn required_user_name(changes: &Changes) -> Result<String, ScimError> {
@@ -496,33 +471,53 @@ pub async fn create_user(
             ))
         }
     };
-    let command = UserCommand::Provision {
+    let new = NewUser {
         platform: platform.clone(),
-        username: username.clone(),
+        username: username.trim().to_owned(),
         email,
         given_name: changes.given_name.unwrap_or_default(),
         family_name: changes.family_name.unwrap_or_default(),
         active: changes.active.unwrap_or(true),
-        now: Utc::now(),
     };
+    new.judge()?;
+    // Names the read model already shows taken are refused before any
+    // reservation is taken (a reservation for a user never created holds
+    // its name for a while).
+    if read
+        .models
+        .user_by_username(&platform, &new.username)
+        .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "the username '{}' is already taken on platform '{platform}'",
+            new.username
+        ))
+        .into());
+    }
+    if read
+        .rbac
+        .user_by_email(&platform, new.email.trim())
+        .is_some()
+    {
+        return Err(ApiError::Conflict(format!(
+            "the email '{}' is already taken on platform '{platform}'",
+            new.email.trim()
+        ))
+        .into());
+    }
     let tag = ctx.idempotency.as_ref();
-    judge_and_claim::<UsersAggregate>(
+    claim_key(
         &req,
         &write,
         &principal,
         &platform,
         tag,
-        USERS_STREAM,
-        &command,
+        uuid::Uuid::new_v4(),
     )
     .await?;
-    let outcome = execute::<UsersAggregate>(&write.store, USERS_STREAM, &ctx, command).await?;
+    let id = new_id(&write, &ctx, &platform, "user").await?;
+    let outcome = users::register(&write.store, &ctx, id, &new).await?;
     settle(&read, outcome.position()).await;
-    let id = outcome
-        .state
-        .find(&platform, username.trim())
-        .map(|u| u.id)
-        .ok_or_else(|| ApiError::Internal("a provisioned user is not in the registry".into()))?;
     let u = current(&read, &platform, Some(&outcome.state), id)?;
     Ok(answer(
         &req,
