@@ -132,7 +132,7 @@ async fn serve(settings: &Settings) -> i32 {
 /// result as one JSON object; exit code 2 when the command is refused.
 async fn operator<T: serde::Serialize>(
     data_dir: &Path,
-    command: impl AsyncFnOnce(Arc<dyn EventStore>) -> Result<T, ibl_query_service::ApiError>,
+    command: impl AsyncFnOnce(Arc<dyn EventStore>) -> Result<T, ibl_edge::ApiError>,
 ) -> i32 {
     let store: Arc<dyn EventStore> = match SqliteStore::open(data_dir) {
         Ok(s) => Arc::new(s),

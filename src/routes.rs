@@ -4,7 +4,7 @@
 use actix_web::http::Method;
 use actix_web::{web, HttpResponse};
 use ibl_command_service::routes as w;
-use ibl_query_service::guard::{Guard, RouteGuards};
+use ibl_edge::guard::{Guard, RouteGuards};
 use ibl_query_service::rbac as q;
 use ibl_query_service::routes as r;
 use ibl_query_service::scim as rs;

@@ -5,13 +5,13 @@
 
 use std::sync::Arc;
 
+use ibl_edge::extract::Principal;
+use ibl_edge::{ApiError, ReadState};
 use ibl_events::rbac::{classify, evaluate, ActionPattern, Grant, Operation, ResourcePath};
-use ibl_query_service::extract::Principal;
-use ibl_query_service::{ApiError, ReadState};
 
 use crate::domain::rbac::escalation::{self, Permissions};
 use crate::domain::rbac::{validate_actions, validate_resources};
-use crate::handler::rejected;
+use crate::http::rejected;
 
 /// The patterns of a role as written (entries that do not parse grant
 /// nothing, so they are not asked about).

@@ -8,7 +8,6 @@ use ibl_events::{
     Actor, AppendResult, DomainEvent, EventStore, ExpectedRevision, IdempotencyTag, Metadata,
     StoreError,
 };
-use ibl_query_service::ApiError;
 use uuid::Uuid;
 
 use crate::domain::{Aggregate, Rejection, RejectionKind};
@@ -78,23 +77,48 @@ impl<S> Outcome<S> {
     }
 }
 
-/// Maps a rejected command to its HTTP answer.
-pub fn rejected<E: Rejection>(e: E) -> ApiError {
-    match e.kind() {
-        RejectionKind::NotFound => ApiError::NotFound(e.to_string()),
-        RejectionKind::Conflict => ApiError::Conflict(e.to_string()),
-        RejectionKind::Gone => ApiError::Gone(e.to_string()),
-        RejectionKind::Forbidden => ApiError::Forbidden(e.to_string()),
-        RejectionKind::Invalid => match e.field() {
-            Some(field) => {
-                let message = e.to_string();
-                let message = message
-                    .strip_prefix(&format!("{field}: "))
-                    .unwrap_or(&message);
-                ApiError::field(field, message)
-            }
-            None => ApiError::BadRequest(e.to_string()),
-        },
+/// Why a command did not go through. The handler knows no HTTP: the edge
+/// maps this to an answer once (`impl From<CommandError> for ApiError` in
+/// [`crate::http`]).
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    /// The domain refused the command.
+    #[error("{message}")]
+    Rejected {
+        kind: RejectionKind,
+        message: String,
+        /// The offending field of an `Invalid` rejection.
+        field: Option<&'static str>,
+    },
+    /// The store failed, or the stream kept changing under every attempt
+    /// (`StoreError::Conflict`).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event this code cannot read.
+    #[error("undecodable event {0}")]
+    Undecodable(String),
+}
+
+impl CommandError {
+    /// A rejection of any aggregate.
+    pub fn rejected<E: Rejection>(e: E) -> Self {
+        CommandError::Rejected {
+            kind: e.kind(),
+            message: e.to_string(),
+            field: e.field(),
+        }
+    }
+
+    /// Whether this is a conflict: the domain found the state changed (the
+    /// entity exists, the name is held), or the stream kept changing.
+    pub fn is_conflict(&self) -> bool {
+        matches!(
+            self,
+            CommandError::Rejected {
+                kind: RejectionKind::Conflict,
+                ..
+            } | CommandError::Store(StoreError::Conflict { .. })
+        )
     }
 }
 
@@ -115,7 +139,7 @@ async fn back_off(attempt: usize) {
 pub async fn load<A: Aggregate>(
     store: &dyn EventStore,
     stream: &str,
-) -> Result<(A::State, Option<u64>), ApiError> {
+) -> Result<(A::State, Option<u64>), CommandError> {
     let loaded = load_after::<A>(store, stream, A::State::default(), None).await?;
     Ok((loaded.state, loaded.revision))
 }
@@ -135,7 +159,7 @@ async fn load_after<A: Aggregate>(
     stream: &str,
     mut state: A::State,
     mut revision: Option<u64>,
-) -> Result<Loaded<A::State>, ApiError> {
+) -> Result<Loaded<A::State>, CommandError> {
     const PAGE: usize = 1024;
     let mut position = 0;
     loop {
@@ -143,10 +167,7 @@ async fn load_after<A: Aggregate>(
         let batch = store.read_stream(stream, from, PAGE).await?;
         for r in &batch {
             let event = A::Event::from_recorded(r).map_err(|e| {
-                ApiError::Internal(format!(
-                    "undecodable event {}@{}: {e}",
-                    r.stream, r.revision
-                ))
+                CommandError::Undecodable(format!("{}@{}: {e}", r.stream, r.revision))
             })?;
             state = A::evolve(state, &event);
             revision = Some(r.revision);
@@ -169,7 +190,7 @@ pub async fn execute<A>(
     stream: &str,
     ctx: &CommandContext,
     command: A::Command,
-) -> Result<Outcome<A::State>, ApiError>
+) -> Result<Outcome<A::State>, CommandError>
 where
     A: Aggregate,
     A::Command: Clone,
@@ -186,7 +207,7 @@ pub async fn execute_new<A>(
     stream: &str,
     ctx: &CommandContext,
     command: A::Command,
-) -> Result<Outcome<A::State>, ApiError>
+) -> Result<Outcome<A::State>, CommandError>
 where
     A: Aggregate,
     A::Command: Clone,
@@ -200,7 +221,7 @@ async fn run<A>(
     ctx: &CommandContext,
     command: A::Command,
     assume_new: bool,
-) -> Result<Outcome<A::State>, ApiError>
+) -> Result<Outcome<A::State>, CommandError>
 where
     A: Aggregate,
     A::Command: Clone,
@@ -221,7 +242,7 @@ where
         } else {
             load_after::<A>(store.as_ref(), stream, A::State::default(), None).await?
         };
-        let events = A::decide(&state, command.clone()).map_err(rejected)?;
+        let events = A::decide(&state, command.clone()).map_err(CommandError::rejected)?;
         if events.is_empty() {
             return Ok(Outcome {
                 state,
@@ -259,7 +280,7 @@ pub async fn append_new<E: DomainEvent>(
     stream: &str,
     ctx: &CommandContext,
     events: &[E],
-) -> Result<AppendResult, ApiError> {
+) -> Result<AppendResult, CommandError> {
     let metadata = ctx.metadata();
     let data = events
         .iter()
@@ -302,7 +323,7 @@ impl<S: Clone + Default> StateCache<S> {
         store: &dyn EventStore,
         stream: &str,
         known: Option<u64>,
-    ) -> Result<A::State, ApiError>
+    ) -> Result<A::State, CommandError>
     where
         A: Aggregate<State = S>,
     {
@@ -374,7 +395,10 @@ mod tests {
             Some(0)
         );
         let again = execute::<CredentialAggregate>(&store, "credential-c1", &ctx, create()).await;
-        assert!(matches!(again, Err(ApiError::Conflict(_))), "{again:?}");
+        assert!(
+            again.as_ref().is_err_and(CommandError::is_conflict),
+            "{again:?}"
+        );
         let renamed =
             execute::<CredentialAggregate>(&store, "credential-c1", &ctx, rename("Rust 102"))
                 .await

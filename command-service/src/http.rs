@@ -6,19 +6,58 @@ use std::time::Duration;
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpMessage, HttpRequest, HttpResponse};
+use ibl_edge::extract::Principal;
+use ibl_edge::request::{platform_of, Params};
+use ibl_edge::{ApiError, ClientRequestId, ReadState, RequestId};
 use ibl_events::{Actor, EventStore, IdempotencyTag};
 use ibl_projections::credentials::IdempotencyRecord;
-use ibl_query_service::extract::Principal;
-use ibl_query_service::routes::{platform_of, Params};
-use ibl_query_service::{ApiError, ClientRequestId, ReadState, RequestId};
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
 use crate::domain::credential::CredentialState;
-use crate::handler::{CommandContext, StateCache};
+use crate::domain::{Rejection, RejectionKind};
+use crate::handler::{CommandContext, CommandError, StateCache};
 use crate::id_blocks::IdBlocks;
 use crate::idempotency::claim;
 use uuid::Uuid;
+
+/// A command's failure as the API answers it: the one mapping from the
+/// handler's errors to HTTP.
+impl From<CommandError> for ApiError {
+    fn from(e: CommandError) -> Self {
+        match e {
+            CommandError::Rejected {
+                kind,
+                message,
+                field,
+            } => match kind {
+                RejectionKind::NotFound => ApiError::NotFound(message),
+                RejectionKind::Conflict => ApiError::Conflict(message),
+                RejectionKind::Gone => ApiError::Gone(message),
+                RejectionKind::Forbidden => ApiError::Forbidden(message),
+                RejectionKind::Invalid => match field {
+                    Some(field) => {
+                        let message = message
+                            .strip_prefix(&format!("{field}: "))
+                            .unwrap_or(&message);
+                        ApiError::field(field, message)
+                    }
+                    None => ApiError::BadRequest(message),
+                },
+            },
+            CommandError::Store(e) => e.into(),
+            CommandError::Undecodable(what) => {
+                ApiError::Internal(format!("undecodable event {what}"))
+            }
+        }
+    }
+}
+
+/// A rejected command, as the API answers it (for routes that judge a
+/// command themselves).
+pub fn rejected<E: Rejection>(e: E) -> ApiError {
+    CommandError::rejected(e).into()
+}
 
 /// What the write routes need besides the read side.
 pub struct WriteState {
@@ -175,7 +214,7 @@ where
     F: Fn(Uuid) -> A::Command,
 {
     let seed = Uuid::new_v4();
-    A::decide(&A::State::default(), make(seed)).map_err(crate::handler::rejected)?;
+    A::decide(&A::State::default(), make(seed)).map_err(rejected)?;
     claim_key(req, write, principal, platform, tag, seed).await
 }
 
@@ -200,7 +239,7 @@ where
         return Ok(());
     }
     let (state, _) = crate::handler::load::<A>(write.store.as_ref(), stream).await?;
-    A::decide(&state, command.clone()).map_err(crate::handler::rejected)?;
+    A::decide(&state, command.clone()).map_err(rejected)?;
     claim_key(req, write, principal, platform, tag, Uuid::new_v4()).await?;
     Ok(())
 }
@@ -269,7 +308,7 @@ pub async fn settle(read: &ReadState, position: u64) {
 }
 
 /// A write's answer: the status, the body and `X-Position` (a token, see
-/// `ibl_query_service::position`).
+/// `ibl_edge::position`).
 pub fn written(
     read: &ReadState,
     status: StatusCode,

@@ -10,8 +10,8 @@ use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::{Arc, Mutex};
 
+use ibl_edge::ApiError;
 use ibl_events::EventStore;
-use ibl_query_service::ApiError;
 
 use crate::handler::CommandContext;
 use crate::platforms::allocate_ids;
@@ -23,6 +23,9 @@ pub const BLOCK: u64 = 256;
 #[derive(Default)]
 pub struct IdBlocks {
     free: Mutex<HashMap<String, Vec<Range<u64>>>>,
+    /// One refill at a time per kind: tasks that find no id wait for it
+    /// instead of each taking a block (and conflicting on the id stream).
+    refills: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl IdBlocks {
@@ -38,14 +41,24 @@ impl IdBlocks {
         None
     }
 
-    /// The next id of `kind` (`role`, `group`, `policy`, ...): from a block
-    /// this process holds, or from a new block taken with one append.
+    fn refill_lock(&self, kind: &str) -> Arc<tokio::sync::Mutex<()>> {
+        let mut refills = self.refills.lock().unwrap_or_else(|p| p.into_inner());
+        refills.entry(kind.to_owned()).or_default().clone()
+    }
+
+    /// The next id of `kind` (`role`, `group`, `policy`, `user`): from a
+    /// block this process holds, or from a new block taken with one append.
     pub async fn next(
         &self,
         store: &Arc<dyn EventStore>,
         ctx: &CommandContext,
         kind: &str,
     ) -> Result<u64, ApiError> {
+        if let Some(id) = self.pop(kind) {
+            return Ok(id);
+        }
+        let lock = self.refill_lock(kind);
+        let _refilling = lock.lock().await;
         if let Some(id) = self.pop(kind) {
             return Ok(id);
         }
@@ -115,5 +128,8 @@ mod tests {
             }
         }
         assert_eq!(all.len(), 1600);
+        // 1,600 ids are 7 blocks: racing tasks waited for one refill each
+        // time instead of each taking a block.
+        assert_eq!(*store.head().borrow(), 7);
     }
 }

@@ -9,9 +9,9 @@
 //! itself: knowing a key tells nothing about the ids it made.
 
 use chrono::Utc;
+use ibl_edge::ApiError;
 use ibl_events::ids::{idempotency_stream, IdempotencyEvent};
 use ibl_events::{DomainEvent, EventStore, ExpectedRevision, IdempotencyTag, Metadata, StoreError};
-use ibl_query_service::ApiError;
 use uuid::Uuid;
 
 use crate::handler::{derived_id, CommandContext};

@@ -4,10 +4,10 @@
 use std::sync::Arc;
 
 use chrono::Utc;
+use ibl_edge::ApiError;
 use ibl_events::ids::ids_stream;
 use ibl_events::platform::{api_keys_stream, PLATFORMS_STREAM};
 use ibl_events::{Actor, EventStore};
-use ibl_query_service::ApiError;
 use serde::Serialize;
 
 use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};

@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ibl_edge::ApiError;
 use ibl_events::ids::reservation_stream;
 use ibl_events::EventStore;
-use ibl_query_service::ApiError;
 
 use crate::domain::reservation::{ReservationAggregate, Reserve};
 use crate::handler::{execute, load, CommandContext};
@@ -67,8 +67,8 @@ pub async fn reserve(
         match execute::<ReservationAggregate>(store, &stream, ctx, command).await {
             Ok(_) => return Ok(id),
             // Taken or changed meanwhile: judge the new holder.
-            Err(ApiError::Conflict(_)) => continue,
-            Err(e) => return Err(e),
+            Err(e) if e.is_conflict() => continue,
+            Err(e) => return Err(e.into()),
         }
     }
     Err(ApiError::Conflict(format!(

@@ -6,10 +6,10 @@ use std::collections::BTreeMap;
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use ibl_edge::extract::{JsonBody, Principal};
+use ibl_edge::request::{platform_of, OrgUser, OrgUserEntity, Params};
+use ibl_edge::{wire, ApiError, ReadState};
 use ibl_events::credentials::{credential_stream, issuer_stream, CredentialFields, IssuerFields};
-use ibl_query_service::extract::{JsonBody, Principal};
-use ibl_query_service::routes::{platform_of, OrgUser, OrgUserEntity, Params};
-use ibl_query_service::{wire, ApiError, ReadState};
 use serde::Deserialize;
 use serde_json::Value;
 

@@ -21,7 +21,7 @@ impl NewSecret {
     }
 
     pub fn hash(&self) -> String {
-        ibl_query_service::extract::hash_secret(&self.0)
+        ibl_edge::extract::hash_secret(&self.0)
     }
 
     /// The secret itself: to show once to its owner, never to log.

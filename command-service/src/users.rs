@@ -14,18 +14,19 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
+use ibl_edge::ApiError;
 use ibl_events::ids::{ids_stream, reservation_stream, IdEvent, ReservationEvent};
 use ibl_events::platform::{user_stream, UserEvent, USERS_STREAM};
 use ibl_events::{
     read_stream_all, DomainEvent, EventStore, ExpectedRevision, Metadata, StoreError,
 };
-use ibl_query_service::ApiError;
 use uuid::Uuid;
 
 use crate::domain::reservation::ReservationAggregate;
 use crate::domain::user::{UpdateUser, User, UserAggregate, UserCommand, UserState};
 use crate::domain::Aggregate;
-use crate::handler::{execute, execute_new, load, rejected, CommandContext, Outcome};
+use crate::handler::{execute, execute_new, load, CommandContext, Outcome};
+use crate::http::rejected;
 use crate::reservations::{reserve, IN_FLIGHT};
 
 /// The reservation kinds of a user's names.
@@ -134,7 +135,7 @@ pub async fn register(
     if !take(store, ctx, EMAIL, platform, &email.to_lowercase(), id).await? {
         return Err(email_taken(platform, email));
     }
-    execute_new::<UserAggregate>(store, &user_stream(id), ctx, command).await
+    Ok(execute_new::<UserAggregate>(store, &user_stream(id), ctx, command).await?)
 }
 
 /// Changes user `id` of `platform`: its fields (a new username or email is

@@ -1,41 +1,10 @@
-//! Read routes, and the HTTP pieces both services share: the error table,
-//! the body and caller extractors, pagination and the wire shapes.
+//! The read routes: credentials, assertions, issuers, API keys, RBAC lists,
+//! the permission check and who has access, SCIM reads, and the public
+//! verification route with its rate limit.
 #![forbid(unsafe_code)]
 
-use std::sync::Arc;
-
-use ibl_projections::credentials::CredentialsModel;
-use ibl_projections::Projections;
-
-pub mod error;
-pub mod extract;
-pub mod guard;
-pub mod paging;
-pub mod position;
 pub mod ratelimit;
 pub mod rbac;
 pub mod rbac_routes;
 pub mod routes;
 pub mod scim;
-pub mod wire;
-
-pub use error::ApiError;
-
-/// What the read side serves from: the read models and how far they are.
-pub struct ReadState {
-    pub models: Arc<CredentialsModel>,
-    pub rbac: Arc<ibl_projections::rbac::RbacModel>,
-    pub projections: Projections,
-    /// Turns positions into the tokens of `X-Position` and back.
-    pub positions: position::PositionKey,
-}
-
-/// The server's id of the request being served; it becomes the correlation
-/// id of the events the request appends.
-#[derive(Debug, Clone)]
-pub struct RequestId(pub String);
-
-/// The `X-Request-Id` the client sent, if it was a sane one: recorded beside
-/// the server's id.
-#[derive(Debug, Clone)]
-pub struct ClientRequestId(pub String);

@@ -12,10 +12,10 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::extract::{JsonBody, Principal};
-use crate::paging::drf_page;
-use crate::routes::{fresh, Params};
-use crate::{ApiError, ReadState};
+use ibl_edge::extract::{JsonBody, Principal};
+use ibl_edge::paging::drf_page;
+use ibl_edge::request::{fresh, Params};
+use ibl_edge::{ApiError, ReadState};
 
 /// The action a caller needs to name another subject in a check.
 const MANAGE_USERS: &str = "Ibl.Core/Users/write";

@@ -1,121 +1,18 @@
-//! The read routes of the credentials API and of API keys.
+//! The read routes of the credentials API, of API keys, and the public
+//! verification route.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use ibl_edge::extract::Principal;
+use ibl_edge::request::{fresh, scoped, OrgUser, OrgUserEntity, Params};
+use ibl_edge::{wire, ApiError, ReadState};
 use ibl_projections::credentials::{AssertionFilter, CredentialFilter};
 use serde_json::json;
 
-use crate::error::ApiError;
-use crate::extract::Principal;
-use crate::paging::PageRequest;
 use crate::ratelimit::{retry_after_secs, RateLimiter};
-use crate::{position, wire, ReadState};
-
-/// The query string of a request, parsed once.
-pub struct Params(HashMap<String, String>);
-
-impl Params {
-    pub fn of(req: &HttpRequest) -> Result<Self, ApiError> {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(req.query_string())
-            .map_err(|e| ApiError::BadRequest(format!("Invalid query string: {e}")))?;
-        if pairs
-            .iter()
-            .any(|(k, v)| k.contains('\0') || v.contains('\0'))
-        {
-            return Err(ApiError::BadRequest(
-                "Query parameters may not contain NUL.".into(),
-            ));
-        }
-        Ok(Params(pairs.into_iter().collect()))
-    }
-
-    pub fn get(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
-            .filter(|v| !v.is_empty())
-    }
-
-    /// A boolean parameter: `true`/`false` (also `1`/`0`, `yes`/`no`).
-    pub fn flag(&self, name: &str, default: bool) -> Result<bool, ApiError> {
-        match self.get(name).map(str::to_ascii_lowercase).as_deref() {
-            None => Ok(default),
-            Some("true" | "1" | "yes" | "on") => Ok(true),
-            Some("false" | "0" | "no" | "off") => Ok(false),
-            Some(_) => Err(ApiError::field(name, "Must be true or false.")),
-        }
-    }
-
-    pub fn page(&self) -> Result<PageRequest, ApiError> {
-        PageRequest::parse(
-            self.0.get("page").map(String::as_str),
-            self.0.get("page_size").map(String::as_str),
-        )
-    }
-}
-
-/// The platform a credentials request is about: `platform_org` in the query
-/// wins over `{org}` in the path. The caller's key must belong to it.
-pub fn platform_of(principal: &Principal, org: &str, params: &Params) -> Result<String, ApiError> {
-    let key = params.get("platform_org").unwrap_or(org).to_owned();
-    principal.require_platform(&key)?;
-    Ok(key)
-}
-
-/// The start of every platform-scoped read: the query parsed, the key's
-/// platform checked, and `X-Min-Position` honoured.
-pub async fn scoped(
-    req: &HttpRequest,
-    read: &ReadState,
-    principal: &Principal,
-    org: &str,
-) -> Result<(Params, String), ApiError> {
-    let params = Params::of(req)?;
-    let platform = platform_of(principal, org, &params)?;
-    fresh(req, read).await?;
-    Ok((params, platform))
-}
-
-/// Honours `X-Min-Position`: waits until the read models have applied the
-/// position of that token (read-your-writes for a client that got it from
-/// a write's `X-Position`). A token this server did not write is a 400.
-pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(position::MIN_HEADER) else {
-        return Ok(());
-    };
-    let position = value
-        .to_str()
-        .map_err(|_| position::InvalidToken)
-        .and_then(|token| read.positions.decode(token.trim()))?;
-    if read
-        .projections
-        .wait_for(position, Duration::from_secs(5))
-        .await
-    {
-        Ok(())
-    } else {
-        Err(ApiError::Unavailable(
-            "The read models have not reached that position yet; retry.".into(),
-        ))
-    }
-}
-
-#[derive(serde::Deserialize)]
-pub struct OrgUser {
-    pub org: String,
-    pub user: String,
-}
-
-#[derive(serde::Deserialize)]
-pub struct OrgUserEntity {
-    pub org: String,
-    pub user: String,
-    pub entity_id: String,
-}
 
 pub async fn list_credentials(
     req: HttpRequest,

@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use ibl_command_service::platforms::{create_platform, NewPlatform};
 use ibl_data_manager::Settings;
+use ibl_edge::position::PositionKey;
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
-use ibl_query_service::position::PositionKey;
 use serde_json::{json, Value};
 
 /// The platform every test works on, and its admin.

@@ -9,7 +9,7 @@ use crate::processes::{agent, created_key, Server, BIN};
 
 /// A token of the same shape as the server's, under another key.
 fn foreign_token(position: u64) -> String {
-    ibl_query_service::position::PositionKey::new([42; 32]).encode(position)
+    ibl_edge::position::PositionKey::new([42; 32]).encode(position)
 }
 
 fn read_at(app: &TestApp, token: &str) -> Resp {
@@ -88,7 +88,7 @@ fn the_position_key_is_kept_beside_the_store_not_in_the_log() {
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600, "position.key has mode {mode:o}");
     }
-    let from_file = ibl_query_service::position::PositionKey::from_hex(key).unwrap();
+    let from_file = ibl_edge::position::PositionKey::from_hex(key).unwrap();
     assert_eq!(from_file.encode(3), app.token(3));
     for event in app.events() {
         let text = format!("{event:?}");
@@ -102,7 +102,7 @@ fn the_position_key_is_kept_beside_the_store_not_in_the_log() {
 
 #[test]
 fn a_configured_position_key_is_used() {
-    let key = ibl_query_service::position::PositionKey::new([42; 32]);
+    let key = ibl_edge::position::PositionKey::new([42; 32]);
     let app = spawn_app_with(|s| s.position_key = Some(key.clone()));
     let written = app.post_credential(&json!({"name": "Configured"}));
     assert!(key.decode(written.position()).is_ok());
@@ -171,7 +171,7 @@ fn position_tokens_outlive_a_restart_and_follow_a_configured_key() {
             .send_json(json!({"name": "Configured"})),
     );
     let written = written.expect("an X-Position");
-    let key = ibl_query_service::position::PositionKey::from_hex(&configured).unwrap();
+    let key = ibl_edge::position::PositionKey::from_hex(&configured).unwrap();
     assert!(key.decode(&written).is_ok(), "{written}");
 }
 
@@ -324,8 +324,7 @@ fn links_never_follow_the_host_the_client_names() {
 fn a_configured_public_url_starts_every_link() {
     let public = "https://api.example.com/ibl";
     let app = spawn_app_with(|s| {
-        s.public_url =
-            Some(ibl_query_service::wire::PublicUrl::parse(&format!("{public}/")).unwrap())
+        s.public_url = Some(ibl_edge::wire::PublicUrl::parse(&format!("{public}/")).unwrap())
     });
     for path in paths_with_links(&app) {
         let resp = get_with(&app.base, &app.key, &path, SPOOF);

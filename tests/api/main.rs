@@ -8,6 +8,7 @@ mod errors;
 mod helpers;
 mod hygiene;
 mod idempotency;
+mod layering;
 mod legacy;
 mod processes;
 mod rbac;

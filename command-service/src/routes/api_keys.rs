@@ -9,10 +9,10 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
+use ibl_edge::extract::{JsonBody, Principal};
+use ibl_edge::request::Params;
+use ibl_edge::{wire, ApiError, ReadState};
 use ibl_events::platform::api_keys_stream;
-use ibl_query_service::extract::{JsonBody, Principal};
-use ibl_query_service::routes::Params;
-use ibl_query_service::{wire, ApiError, ReadState};
 use serde::Deserialize;
 
 use crate::authority::{may_act_for, tenant_admins};

@@ -6,10 +6,10 @@ use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use futures_util::future::join_all;
+use ibl_edge::extract::{JsonBody, Principal};
+use ibl_edge::request::OrgUserEntity;
+use ibl_edge::{wire, ApiError, ReadState};
 use ibl_events::credentials::{assertion_stream, credential_stream, Evidence, Recipient};
-use ibl_query_service::extract::{JsonBody, Principal};
-use ibl_query_service::routes::OrgUserEntity;
-use ibl_query_service::{wire, ApiError, ReadState};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
@@ -19,7 +19,8 @@ use crate::domain::assertion::{
     IssueAssertion, MAX_BULK_RECIPIENTS,
 };
 use crate::domain::credential::{CredentialAggregate, IssuableCredential};
-use crate::handler::{append_new, execute, execute_new, rejected};
+use crate::handler::{append_new, execute, execute_new};
+use crate::http::rejected;
 use crate::http::{
     begin, claim_key, context_for, judge_and_claim, judged_create, settle, written, Begun,
     WriteState,

@@ -8,16 +8,16 @@
 use actix_web::http::StatusCode;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
-use ibl_events::rbac::{group_stream, policy_stream, role_stream, Grant, Via};
-use ibl_events::EventStore;
-use ibl_projections::rbac::{GroupView, PolicyFilter, PolicyView, RoleView};
-use ibl_query_service::extract::{JsonBody, Principal};
-use ibl_query_service::rbac_routes::{
+use ibl_edge::extract::{JsonBody, Principal};
+use ibl_edge::rbac::{
     self as wire, path_id, platform_or_own, platform_param, visible_group, visible_policy,
     visible_role,
 };
-use ibl_query_service::routes::Params;
-use ibl_query_service::{ApiError, ReadState};
+use ibl_edge::request::Params;
+use ibl_edge::{ApiError, ReadState};
+use ibl_events::rbac::{group_stream, policy_stream, role_stream, Grant, Via};
+use ibl_events::EventStore;
+use ibl_projections::rbac::{GroupView, PolicyFilter, PolicyView, RoleView};
 use serde::Deserialize;
 use serde_json::Value;
 use std::sync::Arc;
@@ -28,7 +28,8 @@ use crate::domain::rbac::group::{GroupAggregate, GroupCommand, UpdateGroup};
 use crate::domain::rbac::policy::{PolicyAggregate, PolicyCommand, UpdatePolicy};
 use crate::domain::rbac::role::{RoleAggregate, RoleCommand, UpdateRole};
 use crate::domain::Aggregate;
-use crate::handler::{execute, execute_new, load, rejected, CommandContext};
+use crate::handler::{execute, execute_new, load, CommandContext};
+use crate::http::rejected;
 use crate::http::{
     claim_key, context, idempotency, judge_and_claim, removed, settle, written, WriteState,
 };
@@ -985,7 +986,7 @@ pub async fn mentor_access(
     let (status, position) =
         match execute_new::<PolicyAggregate>(store, &policy_stream(id), &ctx, create).await {
             Ok(outcome) => (StatusCode::CREATED, outcome.position()),
-            Err(ApiError::Conflict(_)) => {
+            Err(e) if e.is_conflict() => {
                 let update = PolicyCommand::Update {
                     platform: platform.clone(),
                     changes: UpdatePolicy {
@@ -1001,7 +1002,7 @@ pub async fn mentor_access(
                     execute::<PolicyAggregate>(store, &policy_stream(id), &ctx, update).await?;
                 (StatusCode::OK, outcome.position())
             }
-            Err(e) => return Err(e),
+            Err(e) => return Err(e.into()),
         };
     settle(&read, position).await;
     let policy = visible_policy(&read, &platform, id)?;

@@ -1,7 +1,7 @@
 //! SCIM 2.0 Users writes under `/api/orgs/{platform_key}/scim/v2/Users`:
 //! create (`Provision`), replace (PUT), PATCH and DELETE (deactivation) on
 //! the user registry. Answers and errors are SCIM's (see
-//! `ibl_query_service::scim`), each write after the read models have caught
+//! `ibl_edge::scim`), each write after the read models have caught
 //! up, with `X-Position`.
 //!
 //! Attribute names are matched case-insensitively. Kept: `userName`,
@@ -14,15 +14,13 @@
 use actix_web::http::{header, StatusCode};
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::Utc;
+use ibl_edge::extract::{JsonBody, Principal};
+use ibl_edge::request::{platform_of, Params};
+use ibl_edge::scim::{self, find_user, respond, ScimError, ScimPath, ScimUserPath, USER_SCHEMA};
+use ibl_edge::wire::base_url;
+use ibl_edge::{ApiError, ReadState};
 use ibl_events::platform::user_stream;
 use ibl_projections::credentials::UserView;
-use ibl_query_service::extract::{JsonBody, Principal};
-use ibl_query_service::routes::{platform_of, Params};
-use ibl_query_service::scim::{
-    self, find_user, respond, ScimError, ScimPath, ScimUserPath, USER_SCHEMA,
-};
-use ibl_query_service::wire::base_url;
-use ibl_query_service::{ApiError, ReadState};
 use serde_json::{Map, Value};
 
 use crate::authority::keeps_an_admin;
