@@ -174,14 +174,15 @@ pub async fn build_with(
         None => load_or_create_key(&settings.data_dir.join(POSITION_KEY_FILE))
             .map_err(|e| std::io::Error::other(format!("the position key: {e}")))?,
     };
-    let imported = ibl_command_service::users::import_legacy_users(&store)
+    let (platforms, users) = ibl_command_service::platforms::import_legacy(&store)
         .await
-        .map_err(|e| std::io::Error::other(format!("importing legacy users: {e}")))?;
-    if imported > 0 {
+        .map_err(|e| std::io::Error::other(format!("importing a legacy layout: {e}")))?;
+    if platforms + users > 0 {
         tracing::info!(
             target: "ibl::startup",
-            imported,
-            "users of the legacy registry moved into streams of their own"
+            platforms,
+            users,
+            "platforms and users of the legacy registries moved into streams of their own"
         );
     }
     let models = Arc::new(CredentialsModel::new());

@@ -5,18 +5,20 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use ibl_edge::ApiError;
-use ibl_events::ids::ids_stream;
-use ibl_events::platform::{api_keys_stream, PLATFORMS_STREAM};
-use ibl_events::{Actor, EventStore};
+use ibl_events::ids::{ids_stream, IdEvent};
+use ibl_events::platform::{api_keys_stream, platform_stream, PlatformEvent, PLATFORMS_STREAM};
+use ibl_events::{read_stream_all, Actor, DomainEvent, EventStore, Metadata};
 use serde::Serialize;
 
 use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
 use crate::domain::ids::{Allocate, IdsAggregate};
-use crate::domain::platform::{PlatformCommand, PlatformsAggregate};
+use crate::domain::platform::{PlatformAggregate, PlatformCommand, PlatformState};
 use crate::domain::rbac::builtins::{builtins, BuiltinGroup, BuiltinIds, BuiltinRole};
-use crate::handler::{append_new, execute, load, CommandContext};
+use crate::domain::Aggregate;
+use crate::handler::{append_new, execute, execute_new, load, CommandContext};
+use crate::http::rejected;
 use crate::secrets::NewSecret;
-use crate::users::{find_by_username, import_legacy_users, register, NewUser};
+use crate::users::{append_first, find_by_username, import_legacy_users, register, NewUser};
 
 #[derive(Debug, Clone)]
 pub struct NewPlatform {
@@ -58,7 +60,7 @@ pub async fn create_platform(
     store: &Arc<dyn EventStore>,
     new: NewPlatform,
 ) -> Result<CreatedPlatform, ApiError> {
-    import_legacy_users(store).await?;
+    import_legacy(store).await?;
     let ctx = CommandContext {
         actor: Actor {
             platform: None,
@@ -70,15 +72,26 @@ pub async fn create_platform(
         ..CommandContext::default()
     };
     let now = Utc::now();
-    let command = PlatformCommand::Create {
+    let command = |id| PlatformCommand::Create {
+        id,
         key: new.key.clone(),
         name: new.name.clone(),
         now,
     };
-    let outcome = execute::<PlatformsAggregate>(store, PLATFORMS_STREAM, &ctx, command).await?;
+    // Judged before an id is taken; the key's stream is its uniqueness.
+    let key = match PlatformAggregate::decide(&PlatformState::default(), command(1)) {
+        Ok(events) => match events.first() {
+            Some(PlatformEvent::PlatformCreated { key, .. }) => key.clone(),
+            None => return Err(ApiError::Internal("a create decided nothing".into())),
+        },
+        Err(e) => return Err(rejected(e)),
+    };
+    let id = allocate_ids(store, &ctx, "platform", 1).await?;
+    let outcome =
+        execute_new::<PlatformAggregate>(store, &platform_stream(&key), &ctx, command(id)).await?;
     let platform = outcome
         .state
-        .get(&new.key)
+        .get()
         .ok_or_else(|| ApiError::Internal("created platform missing".into()))?;
     let platform = PlatformInfo {
         id: platform.id,
@@ -154,16 +167,17 @@ pub async fn mint_key(
     username: &str,
     name: Option<String>,
 ) -> Result<MintedKey, ApiError> {
-    let (platforms, _) = load::<PlatformsAggregate>(store.as_ref(), PLATFORMS_STREAM).await?;
-    let platform = platforms
-        .get(platform_key)
+    import_legacy(store).await?;
+    let (platform, _) =
+        load::<PlatformAggregate>(store.as_ref(), &platform_stream(platform_key)).await?;
+    let platform = platform
+        .get()
         .ok_or_else(|| ApiError::NotFound(format!("No platform {platform_key:?}.")))?;
     let platform = PlatformInfo {
         id: platform.id,
         key: platform.key.clone(),
         name: platform.name.clone(),
     };
-    import_legacy_users(store).await?;
     let user = find_by_username(store, platform_key, username)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No user {username:?} on {platform_key:?}.")))?;
@@ -208,6 +222,51 @@ pub async fn mint_key(
         api_key: secret.expose().to_owned(),
         position: outcome.position(),
     })
+}
+
+/// Brings a data folder of an older layout to this one, once (each step is
+/// idempotent and safe to run from several processes): platforms of the
+/// legacy registry stream into streams of their own, then users (see
+/// [`import_legacy_users`]). Answers how many platforms and users moved.
+pub async fn import_legacy(store: &Arc<dyn EventStore>) -> Result<(usize, usize), ApiError> {
+    Ok((
+        import_legacy_platforms(store).await?,
+        import_legacy_users(store).await?,
+    ))
+}
+
+/// Each platform of the legacy registry stream ([`PLATFORMS_STREAM`]) gets
+/// its creation event in a stream of its own, then the platform id counter
+/// (`ids-platform`) moves past the highest legacy id, last. A store whose
+/// counter exists is left as it is.
+async fn import_legacy_platforms(store: &Arc<dyn EventStore>) -> Result<usize, ApiError> {
+    let ids = ids_stream("platform");
+    if !store.read_stream(&ids, 0, 1).await?.is_empty() {
+        return Ok(0);
+    }
+    let legacy = read_stream_all(store.as_ref(), PLATFORMS_STREAM).await?;
+    if legacy.is_empty() {
+        return Ok(0);
+    }
+    let metadata = Metadata {
+        correlation_id: format!("import-legacy-platforms-{}", uuid::Uuid::new_v4()),
+        ..Metadata::default()
+    };
+    let mut highest = 0;
+    for recorded in &legacy {
+        let event = PlatformEvent::from_recorded(recorded)
+            .map_err(|e| ApiError::Internal(format!("a legacy platform event: {e}")))?;
+        let PlatformEvent::PlatformCreated { id, key, .. } = &event;
+        highest = highest.max(*id);
+        append_first(store, &platform_stream(key), &event, &metadata).await?;
+    }
+    let counter = IdEvent::IdsAllocated {
+        first: 1,
+        count: highest,
+        allocated_at: Utc::now(),
+    };
+    append_first(store, &ids, &counter, &metadata).await?;
+    Ok(legacy.len())
 }
 
 /// Takes `count` ids of `kind`; returns the first.
@@ -261,7 +320,6 @@ mod tests {
     use super::*;
     use crate::domain::rbac::policy::PolicyAggregate;
     use crate::domain::rbac::role::RoleAggregate;
-    use crate::handler::load;
     use ibl_events::memory::MemoryStore;
     use ibl_events::rbac::{policy_stream, role_stream};
 
@@ -300,5 +358,35 @@ mod tests {
         assert_eq!(policy.resources, vec!["/platforms/1/".to_owned()]);
         assert!(policy.users.contains(&acme.admin.id));
         assert_eq!(policy.role_id, 1);
+    }
+
+    #[tokio::test]
+    async fn platforms_of_the_legacy_registry_keep_their_keys_and_ids() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let legacy = PlatformEvent::PlatformCreated {
+            id: 1,
+            key: "acme".into(),
+            name: "Acme".into(),
+            created_at: Utc::now(),
+        };
+        let data = legacy.to_data(uuid::Uuid::new_v4(), Metadata::default());
+        store
+            .append(
+                PLATFORMS_STREAM,
+                ibl_events::ExpectedRevision::NoStream,
+                vec![data],
+            )
+            .await
+            .unwrap();
+        assert_eq!(import_legacy(&store).await.unwrap(), (1, 0));
+        assert_eq!(import_legacy(&store).await.unwrap(), (0, 0), "once");
+        let (acme, _) = load::<PlatformAggregate>(store.as_ref(), &platform_stream("acme"))
+            .await
+            .unwrap();
+        assert_eq!(acme.get().map(|p| p.id), Some(1));
+        let taken = create_platform(&store, new("acme")).await.err();
+        assert!(matches!(taken, Some(ApiError::Conflict(_))), "{taken:?}");
+        let beta = create_platform(&store, new("beta")).await.expect("beta");
+        assert!(beta.platform.id > 1, "a new id: {}", beta.platform.id);
     }
 }

@@ -242,7 +242,7 @@ fn legacy_users(events: &[ibl_events::RecordedEvent]) -> Result<BTreeMap<u64, Us
 
 /// Appends `event` as the first event of `stream`, unless the stream
 /// exists (then another run of the import, maybe in another process, did).
-async fn append_first<E: DomainEvent>(
+pub(crate) async fn append_first<E: DomainEvent>(
     store: &Arc<dyn EventStore>,
     stream: &str,
     event: &E,

@@ -3,12 +3,25 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-/// The registry of every platform: one stream, so that keys and ids are
-/// allocated under one expected revision.
+/// The legacy registry of every platform (one stream for all: read only to
+/// import its platforms into their own streams, see [`platform_stream`]).
 pub const PLATFORMS_STREAM: &str = "platforms";
 /// The legacy registry of every user (one stream for all: read only to
 /// import its users into their own streams, see [`user_stream`]).
 pub const USERS_STREAM: &str = "users";
+
+/// Stream of one platform, named by its key (a slug). (Platforms created
+/// before streams of their own live in [`PLATFORMS_STREAM`] and are
+/// imported into theirs at start.)
+pub fn platform_stream(key: &str) -> String {
+    format!("platform-{key}")
+}
+
+/// Whether a stream holds platform events (the legacy registry or one
+/// platform's own).
+pub fn is_platform_stream(stream: &str) -> bool {
+    stream == PLATFORMS_STREAM || stream.starts_with("platform-")
+}
 
 /// Stream of the API keys of one platform.
 pub fn api_keys_stream(platform_key: &str) -> String {

@@ -10,7 +10,7 @@ use ibl_events::credentials::{
     Recipient,
 };
 use ibl_events::platform::{
-    user_of_stream, ApiKeyEvent, PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM,
+    is_platform_stream, user_of_stream, ApiKeyEvent, PlatformEvent, UserEvent, USERS_STREAM,
 };
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 
@@ -478,7 +478,7 @@ impl State {
             }
             record.position = event.position;
         }
-        if stream == PLATFORMS_STREAM {
+        if is_platform_stream(stream) {
             match PlatformEvent::from_recorded(event)? {
                 PlatformEvent::PlatformCreated { id, key, name, .. } => {
                     self.platforms

@@ -31,7 +31,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use ibl_events::platform::{
-    user_of_stream, PlatformEvent, UserEvent, PLATFORMS_STREAM, USERS_STREAM,
+    is_platform_stream, user_of_stream, PlatformEvent, UserEvent, USERS_STREAM,
 };
 use ibl_events::rbac::{
     operations_for, ActionKind, ActionPattern, Because, Grant, GroupEvent, PolicyEvent,
@@ -661,7 +661,7 @@ impl State {
                 .strip_prefix(prefix)
                 .and_then(|id| id.parse::<u64>().ok())
         };
-        if stream == PLATFORMS_STREAM {
+        if is_platform_stream(stream) {
             match PlatformEvent::from_recorded(event)? {
                 PlatformEvent::PlatformCreated { id, key, name, .. } => {
                     self.platforms.insert(key, PlatformRec { id, name });
@@ -1585,6 +1585,7 @@ impl ReadModel for RbacModel {
 mod tests {
     use super::*;
     use chrono::{DateTime, Utc};
+    use ibl_events::platform::PLATFORMS_STREAM;
     use ibl_events::rbac::{authorize, check};
     use ibl_events::Metadata;
 

@@ -53,6 +53,9 @@ fn phase(
 ) -> Vec<Value> {
     let next = AtomicU64::new(0);
     let done = Mutex::new(vec![Value::Null; n as usize]);
+    // When each answer came, in order of answers: the rate of the first and
+    // the last 1,000 shows whether creates slow down as entities pile up.
+    let answered = Mutex::new(Vec::with_capacity(n as usize));
     let failures = Mutex::new(std::collections::BTreeMap::<u16, u64>::new());
     let started = Instant::now();
     std::thread::scope(|s| {
@@ -64,6 +67,7 @@ fn phase(
                 }
                 let (path, body) = make(i);
                 let (status, answer) = client.post(&path, &body);
+                answered.lock().unwrap().push(Instant::now());
                 if (200..300).contains(&status) {
                     done.lock().unwrap()[i as usize] = answer;
                 } else {
@@ -76,8 +80,20 @@ fn phase(
         }
     });
     let secs = started.elapsed().as_secs_f64();
+    let answered = answered.into_inner().unwrap();
+    let window = 1000.min(answered.len() / 2);
+    let rate = |from: Instant, to: Instant| window as f64 / (to - from).as_secs_f64().max(1e-9);
+    let (first, last) = if window > 0 {
+        let len = answered.len();
+        (
+            rate(started, answered[window - 1]),
+            rate(answered[len - window - 1], answered[len - 1]),
+        )
+    } else {
+        (0.0, 0.0)
+    };
     println!(
-        "{name}: {n} in {secs:.1} s = {:.0}/s with {concurrency} clients; not 2xx: {:?}",
+        "{name}: {n} in {secs:.1} s = {:.0}/s with {concurrency} clients (first {window}: {first:.0}/s, last {window}: {last:.0}/s); not 2xx: {:?}",
         n as f64 / secs,
         failures.into_inner().unwrap()
     );

@@ -1,17 +1,15 @@
-//! The platform registry: every platform (tenant) in one stream,
-//! [`PLATFORMS_STREAM`], so keys and ids are allocated under one expected
-//! revision.
+//! One platform (tenant), in a stream of its own named by its key
+//! ([`platform_stream`]): the stream's existence is the key's uniqueness.
 //!
 //! Rules:
 //! - `Create` takes a key that is a slug: 1 to 50 characters of `a-z`, `0-9`,
 //!   `-` and `_`, starting with a letter or digit (surrounding whitespace is
-//!   trimmed, upper case is rejected, not folded); a taken key is `Conflict`.
+//!   trimmed, upper case is rejected, not folded); on a stream that holds a
+//!   platform it is `Conflict` (the key is taken).
 //! - The name is trimmed, not blank, at most 255 characters, no NUL.
-//! - The new platform's id is the number of platforms plus one.
+//! - The id comes in the command (the caller allocates it, below 2^53).
 //!
-//! [`PLATFORMS_STREAM`]: ibl_events::platform::PLATFORMS_STREAM
-
-use std::collections::BTreeMap;
+//! [`platform_stream`]: ibl_events::platform::platform_stream
 
 use chrono::{DateTime, Utc};
 use ibl_events::platform::PlatformEvent;
@@ -23,12 +21,12 @@ use super::{rejection, Aggregate, RejectionKind};
 pub const MAX_KEY_CHARS: usize = 50;
 
 /// The aggregate, for the generic command handler.
-pub struct PlatformsAggregate;
+pub struct PlatformAggregate;
 
-/// The fold of the registry; `Default` is an empty registry.
+/// The fold of one platform's stream; `Default` is no platform.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PlatformsState {
-    by_key: BTreeMap<String, Platform>,
+pub struct PlatformState {
+    platform: Option<Platform>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,37 +37,16 @@ pub struct Platform {
     pub created_at: DateTime<Utc>,
 }
 
-impl PlatformsState {
-    pub fn get(&self, key: &str) -> Option<&Platform> {
-        self.by_key.get(key)
-    }
-
-    pub fn by_id(&self, id: u64) -> Option<&Platform> {
-        self.by_key.values().find(|p| p.id == id)
-    }
-
-    /// Every platform, by key.
-    pub fn iter(&self) -> impl Iterator<Item = &Platform> {
-        self.by_key.values()
-    }
-
-    pub fn len(&self) -> usize {
-        self.by_key.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
-
-    /// The id the next platform gets.
-    pub fn next_id(&self) -> u64 {
-        self.by_key.len() as u64 + 1
+impl PlatformState {
+    pub fn get(&self) -> Option<&Platform> {
+        self.platform.as_ref()
     }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PlatformCommand {
     Create {
+        id: u64,
         key: String,
         name: String,
         now: DateTime<Utc>,
@@ -119,18 +96,18 @@ pub fn validate_key(field: &'static str, key: &str) -> Result<String, FieldError
 }
 
 pub fn decide(
-    state: &PlatformsState,
+    state: &PlatformState,
     cmd: PlatformCommand,
 ) -> Result<Vec<PlatformEvent>, PlatformError> {
     match cmd {
-        PlatformCommand::Create { key, name, now } => {
+        PlatformCommand::Create { id, key, name, now } => {
             let key = validate_key("key", &key)?;
             let name = validate::name("name", &name, MAX_NAME_CHARS)?;
-            if state.get(&key).is_some() {
+            if state.platform.is_some() {
                 return Err(PlatformError::KeyTaken(key));
             }
             Ok(vec![PlatformEvent::PlatformCreated {
-                id: state.next_id(),
+                id,
                 key,
                 name,
                 created_at: now,
@@ -139,7 +116,7 @@ pub fn decide(
     }
 }
 
-pub fn evolve(mut state: PlatformsState, event: &PlatformEvent) -> PlatformsState {
+pub fn evolve(mut state: PlatformState, event: &PlatformEvent) -> PlatformState {
     match event {
         PlatformEvent::PlatformCreated {
             id,
@@ -147,7 +124,7 @@ pub fn evolve(mut state: PlatformsState, event: &PlatformEvent) -> PlatformsStat
             name,
             created_at,
         } => {
-            state.by_key.entry(key.clone()).or_insert_with(|| Platform {
+            state.platform.get_or_insert_with(|| Platform {
                 id: *id,
                 key: key.clone(),
                 name: name.clone(),
@@ -158,24 +135,20 @@ pub fn evolve(mut state: PlatformsState, event: &PlatformEvent) -> PlatformsStat
     state
 }
 
-pub fn fold<'a>(events: impl IntoIterator<Item = &'a PlatformEvent>) -> PlatformsState {
-    PlatformsAggregate::fold(events)
-}
-
-impl Aggregate for PlatformsAggregate {
-    type State = PlatformsState;
+impl Aggregate for PlatformAggregate {
+    type State = PlatformState;
     type Command = PlatformCommand;
     type Event = PlatformEvent;
     type Error = PlatformError;
 
     fn decide(
-        state: &PlatformsState,
+        state: &PlatformState,
         cmd: PlatformCommand,
     ) -> Result<Vec<PlatformEvent>, PlatformError> {
         decide(state, cmd)
     }
 
-    fn evolve(state: PlatformsState, event: &PlatformEvent) -> PlatformsState {
+    fn evolve(state: PlatformState, event: &PlatformEvent) -> PlatformState {
         evolve(state, event)
     }
 }
@@ -197,6 +170,7 @@ mod tests {
 
     fn create(key: &str, name: &str) -> PlatformCommand {
         PlatformCommand::Create {
+            id: 7,
             key: key.into(),
             name: name.into(),
             now: t(5),
@@ -204,34 +178,21 @@ mod tests {
     }
 
     #[test]
-    fn the_first_platform_gets_id_1() {
-        let state = given::<PlatformsAggregate>(&[])
+    fn a_platform_is_created_with_the_id_it_is_given_trimmed() {
+        let state = given::<PlatformAggregate>(&[])
             .when(create(" acme ", " ACME Corp "))
             .then(&[E::PlatformCreated {
-                id: 1,
+                id: 7,
                 key: "acme".into(),
                 name: "ACME Corp".into(),
                 created_at: t(5),
             }]);
-        assert_eq!(state.get("acme").unwrap().id, 1);
-        assert_eq!(state.by_id(1).unwrap().key, "acme");
-    }
-
-    #[test]
-    fn ids_count_up() {
-        given::<PlatformsAggregate>(&[created(1, "a"), created(2, "b")])
-            .when(create("c", "C"))
-            .then(&[E::PlatformCreated {
-                id: 3,
-                key: "c".into(),
-                name: "C".into(),
-                created_at: t(5),
-            }]);
+        assert_eq!(state.get().unwrap().id, 7);
     }
 
     #[test]
     fn a_taken_key_conflicts() {
-        let e = given::<PlatformsAggregate>(&[created(1, "acme")])
+        let e = given::<PlatformAggregate>(&[created(1, "acme")])
             .when(create("acme", "Another"))
             .then_err(RejectionKind::Conflict);
         assert_eq!(
@@ -243,7 +204,7 @@ mod tests {
     #[test]
     fn keys_are_slugs() {
         for good in ["a", "0", "acme", "acme-2_x", &"k".repeat(50)] {
-            given::<PlatformsAggregate>(&[])
+            given::<PlatformAggregate>(&[])
                 .when(create(good, "Name"))
                 .accepted();
         }
@@ -259,7 +220,7 @@ mod tests {
             "a\0",
             &"k".repeat(51),
         ] {
-            given::<PlatformsAggregate>(&[])
+            given::<PlatformAggregate>(&[])
                 .when(create(bad, "Name"))
                 .then_invalid("key");
         }
@@ -267,10 +228,10 @@ mod tests {
 
     #[test]
     fn the_name_is_required() {
-        given::<PlatformsAggregate>(&[])
+        given::<PlatformAggregate>(&[])
             .when(create("acme", "  "))
             .then_invalid("name");
-        given::<PlatformsAggregate>(&[])
+        given::<PlatformAggregate>(&[])
             .when(create("acme", &"n".repeat(256)))
             .then_invalid("name");
     }
