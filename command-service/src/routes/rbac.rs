@@ -66,18 +66,54 @@ fn body_platform(
     }
 }
 
-/// The context of a write with a body: its `Idempotency-Key`, if any, makes
-/// every retry of a create make the same entity (422 when the key was used
-/// for another request).
-fn ctx(
-    req: &HttpRequest,
-    read: &ReadState,
-    principal: &Principal,
-    platform: &str,
-    body_hash: &str,
-) -> Result<CommandContext, ApiError> {
-    let tag = idempotency(req, read, platform, body_hash)?;
-    Ok(context(req, principal, tag))
+/// One write with a body of a role, group, policy or mentor access: the
+/// request's parts, the platform it is about and its command context, whose
+/// `Idempotency-Key` (if any) makes every retry of a create make the same
+/// entity (422 when the read models show the key used for another request).
+struct Call<'a> {
+    req: &'a HttpRequest,
+    read: &'a ReadState,
+    write: &'a WriteState,
+    principal: &'a Principal,
+    platform: String,
+    ctx: CommandContext,
+}
+
+impl<'a> Call<'a> {
+    fn new(
+        req: &'a HttpRequest,
+        read: &'a ReadState,
+        write: &'a WriteState,
+        principal: &'a Principal,
+        platform: &str,
+        body_hash: &str,
+    ) -> Result<Self, ApiError> {
+        let tag = idempotency(req, read, platform, body_hash)?;
+        Ok(Call {
+            req,
+            read,
+            write,
+            principal,
+            platform: platform.to_owned(),
+            ctx: context(req, principal, tag),
+        })
+    }
+
+    /// Claims the request's key (a fresh seed: ids here come from blocks).
+    async fn claim_key(&self) -> Result<(), ApiError> {
+        let tag = self.ctx.idempotency.as_ref();
+        let seed = uuid::Uuid::new_v4();
+        claim_key(
+            self.req,
+            self.write,
+            self.principal,
+            &self.platform,
+            tag,
+            seed,
+        )
+        .await?;
+        Ok(())
+    }
 }
 
 /// The context of a removal (no body; deleting twice answers 404).
@@ -216,18 +252,20 @@ enum Write {
 /// answers the entity as they show it (201 or 200, with `X-Position`). A
 /// keyed update is judged before its key is claimed (a create's key is
 /// claimed by [`create`]).
-#[allow(clippy::too_many_arguments)]
 async fn apply<E: Entity>(
-    req: &HttpRequest,
-    read: &ReadState,
-    write: &WriteState,
-    principal: &Principal,
-    ctx: &CommandContext,
-    platform: &str,
+    call: &Call<'_>,
     id: u64,
     kind: Write,
     command: <E::Aggregate as Aggregate>::Command,
 ) -> Result<HttpResponse, ApiError> {
+    let Call {
+        req,
+        read,
+        write,
+        principal,
+        ref platform,
+        ref ctx,
+    } = *call;
     let stream = E::stream(id);
     if kind == Write::Update {
         let tag = ctx.idempotency.as_ref();
@@ -254,37 +292,18 @@ async fn apply<E: Entity>(
 /// appends nothing), then the id is taken (reserved under the key) and
 /// `then(id)` runs before the create (a group reserves its `unique_id`
 /// there).
-#[allow(clippy::too_many_arguments)]
 async fn create<E: Entity>(
-    req: &HttpRequest,
-    read: &ReadState,
-    write: &WriteState,
-    principal: &Principal,
-    ctx: &CommandContext,
-    platform: &str,
+    call: &Call<'_>,
     kind: &str,
     make: impl Fn(u64) -> <E::Aggregate as Aggregate>::Command,
     then: impl AsyncFnOnce(u64) -> Result<(), ApiError>,
 ) -> Result<HttpResponse, ApiError> {
     let empty = <<E::Aggregate as Aggregate>::State as Default>::default();
     <E::Aggregate as Aggregate>::decide(&empty, make(1)).map_err(rejected)?;
-    let tag = ctx.idempotency.as_ref();
-    claim_key(req, write, principal, platform, tag, uuid::Uuid::new_v4()).await?;
-    let id = new_id(write, ctx, platform, kind).await?;
+    call.claim_key().await?;
+    let id = new_id(call.write, &call.ctx, &call.platform, kind).await?;
     then(id).await?;
-    let command = make(id);
-    apply::<E>(
-        req,
-        read,
-        write,
-        principal,
-        ctx,
-        platform,
-        id,
-        Write::Create,
-        command,
-    )
-    .await
+    apply::<E>(call, id, Write::Create, make(id)).await
 }
 
 /// `DELETE .../{id}/?platform_key=`: 204 once the read models show it.
@@ -339,7 +358,7 @@ pub async fn create_role(
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let name = required(body.name, "name")?;
-    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
     let (actions, data_actions) = (
         body.actions.unwrap_or_default(),
         body.data_actions.unwrap_or_default(),
@@ -354,18 +373,7 @@ pub async fn create_role(
         data_actions: data_actions.clone(),
         now,
     };
-    create::<Roles>(
-        &req,
-        &read,
-        &write,
-        &principal,
-        &ctx,
-        &platform,
-        "role",
-        make,
-        async |_| Ok(()),
-    )
-    .await
+    create::<Roles>(&call, "role", make, async |_| Ok(())).await
 }
 
 pub async fn update_role(
@@ -389,7 +397,7 @@ pub async fn update_role(
         let still_admin = makes_admin(actions);
         keeps_an_admin(&read, &principal, |_, g| g.role_id == id && !still_admin)?;
     }
-    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
     let command = RoleCommand::Update {
         platform: platform.clone(),
         changes: UpdateRole {
@@ -399,18 +407,7 @@ pub async fn update_role(
         },
         now: Utc::now(),
     };
-    apply::<Roles>(
-        &req,
-        &read,
-        &write,
-        &principal,
-        &ctx,
-        &platform,
-        id,
-        Write::Update,
-        command,
-    )
-    .await
+    apply::<Roles>(&call, id, Write::Update, command).await
 }
 
 pub async fn delete_role(
@@ -564,7 +561,7 @@ pub async fn create_group(
         .copied()
         .filter(|u| !body.users_to_remove.contains(u))
         .collect();
-    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
     let (name, description) = (
         body.name.unwrap_or_default(),
         body.description.unwrap_or_default(),
@@ -580,12 +577,10 @@ pub async fn create_group(
         users: users.clone(),
         now,
     };
-    let reserve =
-        async |id| reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await;
-    create::<Groups>(
-        &req, &read, &write, &principal, &ctx, &platform, "group", make, reserve,
-    )
-    .await
+    let reserve = async |id| {
+        reserve_unique_id(&read, &write.store, &call.ctx, &platform, &unique_id, id).await
+    };
+    create::<Groups>(&call, "group", make, reserve).await
 }
 
 pub async fn update_group(
@@ -613,7 +608,7 @@ pub async fn update_group(
             removed.contains(&u) && g.via == Via::Group(id)
         })?;
     }
-    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
     let unique_id = body.unique_id.clone();
     let command = GroupCommand::Update {
         platform: platform.clone(),
@@ -630,20 +625,9 @@ pub async fn update_group(
         // Rejected before reserving, so that a bad body holds no name.
         let (state, _) = load::<GroupAggregate>(write.store.as_ref(), &group_stream(id)).await?;
         GroupAggregate::decide(&state, command.clone()).map_err(rejected)?;
-        reserve_unique_id(&read, &write.store, &ctx, &platform, &unique_id, id).await?;
+        reserve_unique_id(&read, &write.store, &call.ctx, &platform, &unique_id, id).await?;
     }
-    apply::<Groups>(
-        &req,
-        &read,
-        &write,
-        &principal,
-        &ctx,
-        &platform,
-        id,
-        Write::Update,
-        command,
-    )
-    .await
+    apply::<Groups>(&call, id, Write::Update, command).await
 }
 
 pub async fn delete_group(
@@ -724,7 +708,7 @@ pub async fn create_policy(
         .copied()
         .filter(|g| !body.groups_to_remove.contains(g))
         .collect();
-    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
     let pk = platform_pk(&read, &principal, &platform);
     let name = body
         .name
@@ -742,18 +726,7 @@ pub async fn create_policy(
         groups: groups.clone(),
         now,
     };
-    create::<Policies>(
-        &req,
-        &read,
-        &write,
-        &principal,
-        &ctx,
-        &platform,
-        "policy",
-        make,
-        async |_| Ok(()),
-    )
-    .await
+    create::<Policies>(&call, "policy", make, async |_| Ok(())).await
 }
 
 pub async fn update_policy(
@@ -800,7 +773,7 @@ pub async fn update_policy(
                     || matches!(g.via, Via::Group(gid) if groups_out.contains(&gid)))
         })?;
     }
-    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
     let command = PolicyCommand::Update {
         platform: platform.clone(),
         changes: UpdatePolicy {
@@ -814,18 +787,7 @@ pub async fn update_policy(
         },
         now: Utc::now(),
     };
-    apply::<Policies>(
-        &req,
-        &read,
-        &write,
-        &principal,
-        &ctx,
-        &platform,
-        id,
-        Write::Update,
-        command,
-    )
-    .await
+    apply::<Policies>(&call, id, Write::Update, command).await
 }
 
 pub async fn delete_policy(
@@ -925,17 +887,9 @@ pub async fn mentor_access(
             &mentor,
         )?;
     }
-    let ctx = ctx(&req, &read, &principal, &platform, &hash)?;
-    let tag = ctx.idempotency.as_ref();
-    claim_key(
-        &req,
-        &write,
-        &principal,
-        &platform,
-        tag,
-        uuid::Uuid::new_v4(),
-    )
-    .await?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let ctx = &call.ctx;
+    call.claim_key().await?;
     // The one policy of this mentor and role: reserved, so that two first
     // grants (in any processes) agree on its id; whoever finds it missing
     // creates it, the others update it.
@@ -950,12 +904,12 @@ pub async fn mentor_access(
         .map(|p| p.id);
     let claimant = async || match existing {
         Some(id) => Ok(id),
-        None => write.ids.next(store, &ctx, "policy").await,
+        None => write.ids.next(store, &call.ctx, "policy").await,
     };
     let name = format!("{mentor_id}/{short}");
     let id = reserve(
         store,
-        &ctx,
+        &call.ctx,
         "mentor-access",
         &platform,
         &name,
@@ -984,7 +938,7 @@ pub async fn mentor_access(
         now: Utc::now(),
     };
     let (status, position) =
-        match execute_new::<PolicyAggregate>(store, &policy_stream(id), &ctx, create).await {
+        match execute_new::<PolicyAggregate>(store, &policy_stream(id), ctx, create).await {
             Ok(outcome) => (StatusCode::CREATED, outcome.position()),
             Err(e) if e.is_conflict() => {
                 let update = PolicyCommand::Update {
@@ -999,7 +953,7 @@ pub async fn mentor_access(
                     now: Utc::now(),
                 };
                 let outcome =
-                    execute::<PolicyAggregate>(store, &policy_stream(id), &ctx, update).await?;
+                    execute::<PolicyAggregate>(store, &policy_stream(id), ctx, update).await?;
                 (StatusCode::OK, outcome.position())
             }
             Err(e) => return Err(e.into()),
