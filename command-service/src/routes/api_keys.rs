@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::authority::{may_act_for, tenant_admins};
 use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
-use crate::handler::execute;
+use crate::handler::{execute, load};
 use crate::http::{context, settle, written, WriteState};
 use crate::secrets::NewSecret;
 
@@ -108,7 +108,11 @@ pub async fn delete_api_key(
         .to_owned();
     principal.require_platform(&platform)?;
     let name = name.into_inner();
-    if let Some(key) = read.models.api_key_by_name(&platform, &name) {
+    // The owner as the platform's key stream has it (the read model may not
+    // show a key created a moment ago).
+    let (keys, _) =
+        load::<ApiKeysAggregate>(write.store.as_ref(), &api_keys_stream(&platform)).await?;
+    if let Some(key) = keys.get(&name) {
         if key.user_id != principal.key.user_id {
             may_act_for(&read, &principal, key.user_id)?;
         }
