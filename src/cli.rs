@@ -57,9 +57,12 @@ pub enum PlatformCommand {
         key: String,
         #[arg(long)]
         username: String,
-        /// The key's name (default: `operator-{time}`).
+        /// The key's name (default: `operator-{time}-{random}`).
         #[arg(long)]
         name: Option<String>,
+        /// Reactivate the user first if they were deactivated.
+        #[arg(long)]
+        reactivate: bool,
     },
 }
 
@@ -95,11 +98,12 @@ pub async fn run(cli: Cli) -> i32 {
                     key,
                     username,
                     name,
+                    reactivate,
                 },
         } => {
             let data_dir = &cli.settings.data_dir;
             operator(data_dir, async |store| {
-                mint_key(&store, &key, &username, name).await
+                mint_key(&store, &key, &username, name, reactivate).await
             })
             .await
         }

@@ -14,11 +14,14 @@ use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
 use crate::domain::ids::{Allocate, IdsAggregate};
 use crate::domain::platform::{PlatformAggregate, PlatformCommand, PlatformState};
 use crate::domain::rbac::builtins::{builtins, BuiltinGroup, BuiltinIds, BuiltinRole};
+use crate::domain::user::UpdateUser;
 use crate::domain::Aggregate;
 use crate::handler::{append_new, execute, execute_new, load, CommandContext};
 use crate::http::rejected;
 use crate::secrets::NewSecret;
-use crate::users::{append_first, find_by_username, import_legacy_users, register, NewUser};
+use crate::users::{
+    append_first, change, find_by_username, import_legacy_users, register, NewUser,
+};
 
 #[derive(Debug, Clone)]
 pub struct NewPlatform {
@@ -160,12 +163,15 @@ pub struct MintedKey {
 
 /// Mints a new API key for user `username` of platform `platform_key`, from
 /// the server's own machine (the operator's way back in when a tenant has
-/// lost every key). The key is named `name`, or `operator-{time}`.
+/// lost every key). The key is named `name`, or `operator-{time}-{random}`. A
+/// deactivated user is refused, unless `reactivate` says to reactivate them
+/// first (the way back in when every admin was deactivated).
 pub async fn mint_key(
     store: &Arc<dyn EventStore>,
     platform_key: &str,
     username: &str,
     name: Option<String>,
+    reactivate: bool,
 ) -> Result<MintedKey, ApiError> {
     import_legacy(store).await?;
     let (platform, _) =
@@ -181,18 +187,6 @@ pub async fn mint_key(
     let user = find_by_username(store, platform_key, username)
         .await?
         .ok_or_else(|| ApiError::NotFound(format!("No user {username:?} on {platform_key:?}.")))?;
-    if !user.active {
-        return Err(ApiError::Conflict(format!(
-            "User {username:?} is deactivated: a key of theirs would be refused."
-        )));
-    }
-    let user = AdminInfo {
-        id: user.id,
-        username: user.username.clone(),
-        email: user.email.clone(),
-    };
-    let now = Utc::now();
-    let name = name.unwrap_or_else(|| format!("operator-{}", now.format("%Y%m%d%H%M%S")));
     let ctx = CommandContext {
         actor: Actor {
             platform: Some(platform.key.clone()),
@@ -203,6 +197,33 @@ pub async fn mint_key(
         correlation_id: uuid::Uuid::new_v4().to_string(),
         ..CommandContext::default()
     };
+    if !user.active {
+        if !reactivate {
+            return Err(ApiError::Conflict(format!(
+                "User {username:?} is deactivated: a key of theirs would be refused \
+                 (--reactivate reactivates them)."
+            )));
+        }
+        change(
+            store,
+            &ctx,
+            platform_key,
+            user.id,
+            UpdateUser::default(),
+            Some(true),
+        )
+        .await?;
+    }
+    let user = AdminInfo {
+        id: user.id,
+        username: user.username.clone(),
+        email: user.email.clone(),
+    };
+    let now = Utc::now();
+    let name = name.unwrap_or_else(|| {
+        let tail = &uuid::Uuid::new_v4().simple().to_string()[..6];
+        format!("operator-{}-{tail}", now.format("%Y%m%d%H%M%S"))
+    });
     let secret = NewSecret::generate();
     let command = ApiKeyCommand::Create {
         name: name.clone(),

@@ -484,6 +484,62 @@ fn the_operator_mints_a_key_for_an_existing_user_of_a_platform() {
         thread::sleep(Duration::from_millis(10));
     };
     assert_eq!(answered, Some(200), "server log: {}", server.log());
+    // A deactivated user: refused, unless the operator reactivates them.
+    let users = format!("{}/api/orgs/acme/scim/v2/Users", server.base);
+    let auth = format!("Api-Token {key}");
+    let bob: Value = agent()
+        .post(&users)
+        .set("Authorization", &auth)
+        .send_json(json!({"userName": "bob", "emails": [{"value": "bob@acme.test"}]}))
+        .expect("bob is created")
+        .into_json()
+        .unwrap();
+    let bob_id = bob["id"].as_str().unwrap().to_owned();
+    agent()
+        .delete(&format!("{users}/{bob_id}"))
+        .set("Authorization", &auth)
+        .call()
+        .expect("bob is deactivated");
+    let refused = platform_key(dir.path(), "acme", "bob");
+    assert_eq!(refused.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("--reactivate"));
+    let out = Command::new(BIN)
+        .args([
+            "platform",
+            "key",
+            "--key",
+            "acme",
+            "--username",
+            "bob",
+            "--reactivate",
+        ])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("ibl platform key runs");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let bob_key = printed["api_key"].as_str().unwrap().to_owned();
+    let started = Instant::now();
+    let check = format!("{}/api/core/rbac/permissions/check/", server.base);
+    let answered = loop {
+        let s = status(
+            agent()
+                .post(&check)
+                .set("Authorization", &format!("Api-Token {bob_key}"))
+                .send_json(json!({"platform_key": "acme", "resources": ["/platforms/1/"]})),
+        );
+        if s == Some(200) || started.elapsed() > Duration::from_secs(2) {
+            break s;
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(answered, Some(200), "reactivated bob's key works");
     // Refused, with a message and nothing printed: an unknown user or platform.
     for (platform, user) in [("acme", "nobody"), ("nowhere", "admin")] {
         let out = platform_key(dir.path(), platform, user);
