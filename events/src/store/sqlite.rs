@@ -21,6 +21,9 @@
 //! the others commit. Every answer is sent only after the commit returned, so
 //! an acknowledged append is durable.
 //!
+//! [`SqliteStore::writer_stats`] counts batches, appends and events and the
+//! writer's time in each phase of a batch (the append benchmark prints them).
+//!
 //! Checks read the stream inside the write transaction, so appends by other
 //! processes on the same file are taken into account: SQLite's write lock
 //! serializes the writers of all processes.
@@ -50,11 +53,11 @@
 //! already queued, then stops and joins all three.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -138,6 +141,7 @@ pub struct SqliteStore {
     background: Vec<Background>,
     head: Arc<watch::Sender<Position>>,
     readers: Arc<ReaderPool>,
+    stats: Arc<StatCounters>,
 }
 
 /// A thread that runs until its stop channel is dropped.
@@ -205,12 +209,14 @@ impl SqliteStore {
 
         let (requests, queue) = mpsc::channel();
         let restart = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(StatCounters::default());
         let writer = {
             let head = Arc::clone(&head);
             let restart = Arc::clone(&restart);
+            let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("event-store-writer".into())
-                .spawn(move || run_writer(conn, queue, head, restart))
+                .spawn(move || run_writer(conn, queue, head, restart, &stats))
                 .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?
         };
         let mut store = SqliteStore {
@@ -220,6 +226,7 @@ impl SqliteStore {
             writer: Some(writer),
             background: Vec::with_capacity(2),
             head: Arc::clone(&head),
+            stats,
         };
         // On error, dropping `store` stops what was started.
         store
@@ -237,6 +244,11 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the writer did since the store opened.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.stats.snapshot()
     }
 
     /// Runs a read on the blocking pool with a pooled read connection.
@@ -336,6 +348,72 @@ impl EventStore for SqliteStore {
 
     fn head(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writer statistics
+
+/// What the writer did since the store opened, for benchmarks and
+/// diagnostics. Counted once per batch, so keeping them costs nothing
+/// measurable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions run, one per batch.
+    pub batches: u64,
+    /// Append requests answered (committed, refused or failed).
+    pub appends: u64,
+    /// Events in those requests.
+    pub events: u64,
+    /// Time spent from `BEGIN` to just before `COMMIT`: checks and inserts.
+    pub apply: Duration,
+    /// Time spent in `COMMIT`: writing the log and syncing it.
+    pub commit: Duration,
+    /// Time spent moving the head and answering the appenders.
+    pub answer: Duration,
+}
+
+impl WriterStats {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &WriterStats) -> WriterStats {
+        WriterStats {
+            batches: self.batches - earlier.batches,
+            appends: self.appends - earlier.appends,
+            events: self.events - earlier.events,
+            apply: self.apply.saturating_sub(earlier.apply),
+            commit: self.commit.saturating_sub(earlier.commit),
+            answer: self.answer.saturating_sub(earlier.answer),
+        }
+    }
+}
+
+/// The writer's side of [`WriterStats`].
+#[derive(Default)]
+struct StatCounters {
+    batches: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+    apply_nanos: AtomicU64,
+    commit_nanos: AtomicU64,
+    answer_nanos: AtomicU64,
+}
+
+impl StatCounters {
+    fn add_time(counter: &AtomicU64, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> WriterStats {
+        let time = |counter: &AtomicU64| Duration::from_nanos(counter.load(Ordering::Relaxed));
+        WriterStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            apply: time(&self.apply_nanos),
+            commit: time(&self.commit_nanos),
+            answer: time(&self.answer_nanos),
+        }
     }
 }
 
@@ -499,6 +577,7 @@ fn run_writer(
     queue: mpsc::Receiver<WriteRequest>,
     head: Arc<watch::Sender<Position>>,
     restart: Arc<AtomicBool>,
+    stats: &StatCounters,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
     // `recv` fails once every sender is gone and the queue is empty.
@@ -514,7 +593,9 @@ fn run_writer(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let answers = commit_batch(&conn, &batch);
+        let answered = batch.len() as u64;
+        let answers = commit_batch(&conn, &batch, stats);
+        let answering = Instant::now();
         // Move the head before answering, so that a caller sees its own
         // append in `head()` once `append` returned.
         let committed = answers
@@ -528,6 +609,10 @@ fn run_writer(
             // The caller may have given up waiting; nothing to do then.
             let _ = request.reply.send(answer);
         }
+        StatCounters::add_time(&stats.answer_nanos, answering);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.appends.fetch_add(answered, Ordering::Relaxed);
+        stats.events.fetch_add(rows as u64, Ordering::Relaxed);
         if restart.swap(false, Ordering::Relaxed) {
             if let Err(e) = wal_checkpoint(&conn) {
                 tracing::warn!("event store checkpoint: {e}");
@@ -541,6 +626,7 @@ fn run_writer(
 fn commit_batch(
     conn: &Connection,
     batch: &[WriteRequest],
+    stats: &StatCounters,
 ) -> Vec<Result<AppendResult, StoreError>> {
     let fail_all = |e: &rusqlite::Error| -> Vec<Result<AppendResult, StoreError>> {
         let message = format!("append failed: {e}");
@@ -550,6 +636,7 @@ fn commit_batch(
             .collect()
     };
 
+    let applying = Instant::now();
     if let Err(e) = execute_cached(conn, "BEGIN IMMEDIATE") {
         return fail_all(&e);
     }
@@ -565,7 +652,11 @@ fn commit_batch(
             }
         }
     }
-    if let Err(e) = execute_cached(conn, "COMMIT") {
+    StatCounters::add_time(&stats.apply_nanos, applying);
+    let committing = Instant::now();
+    let committed = execute_cached(conn, "COMMIT");
+    StatCounters::add_time(&stats.commit_nanos, committing);
+    if let Err(e) = committed {
         rollback(conn);
         return fail_all(&e);
     }
