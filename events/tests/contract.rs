@@ -655,6 +655,157 @@ mod sqlite_only {
         ));
     }
 
+    /// The layout of schema version 2, as earlier builds wrote it.
+    const SCHEMA_V2: &str = "
+        CREATE TABLE events (
+            position       INTEGER PRIMARY KEY,
+            event_id       BLOB    NOT NULL,
+            stream         TEXT    NOT NULL,
+            revision       INTEGER NOT NULL,
+            event_type     TEXT    NOT NULL,
+            schema_version INTEGER NOT NULL,
+            recorded_at    TEXT    NOT NULL,
+            payload        TEXT    NOT NULL,
+            metadata       TEXT    NOT NULL,
+            UNIQUE (stream, revision),
+            UNIQUE (stream, event_id)
+        );
+        PRAGMA user_version = 2;
+    ";
+
+    /// A folder written by a build of schema version 2 opens: every event
+    /// keeps its position, stream and revision, and the checks still see
+    /// them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn open_migrates_schema_version_2() {
+        let dir = tempfile::tempdir().unwrap();
+        // Three streams whose events interleave in the global log.
+        let streams = [stream_name("old"), stream_name("old"), stream_name("old")];
+        let mut written: Vec<(Uuid, &str, u64, u64)> = Vec::new();
+        {
+            let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+            conn.query_row("PRAGMA journal_mode = WAL", [], |_| Ok(()))
+                .unwrap();
+            conn.execute_batch(SCHEMA_V2).unwrap();
+            let mut insert = conn
+                .prepare(
+                    "INSERT INTO events (event_id, stream, revision, event_type, schema_version, \
+                     recorded_at, payload, metadata) VALUES (?1, ?2, ?3, 'Tested', 1, \
+                     '2024-05-01T10:00:00.000000Z', ?4, '{\"correlation_id\":\"old\"}')",
+                )
+                .unwrap();
+            let mut revisions = [0u64; 3];
+            for n in 0..10u64 {
+                let s = [0, 1, 0, 2, 2, 0, 1, 2, 0, 0][n as usize];
+                let id = Uuid::new_v4();
+                let payload = json!({ "type": "Tested", "n": n }).to_string();
+                insert
+                    .execute(rusqlite::params![
+                        &id.as_bytes()[..],
+                        streams[s],
+                        revisions[s] as i64,
+                        payload
+                    ])
+                    .unwrap();
+                written.push((id, &streams[s], revisions[s], n + 1));
+                revisions[s] += 1;
+            }
+        }
+
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(*store.head().borrow(), 10);
+        let all = read_everything(&store).await;
+        assert_eq!(all.len(), written.len());
+        for (event, (id, stream, revision, position)) in all.iter().zip(&written) {
+            assert_eq!(event.event_id, *id);
+            assert_eq!(event.stream, *stream);
+            assert_eq!(event.revision, *revision);
+            assert_eq!(event.position, *position);
+            assert_eq!(
+                event.payload,
+                json!({ "type": "Tested", "n": position - 1 })
+            );
+            assert_eq!(event.metadata.correlation_id, "old");
+        }
+        let first = read_stream_all(&store, &streams[0]).await.unwrap();
+        assert_eq!(
+            first.iter().map(|e| e.position).collect::<Vec<_>>(),
+            [1, 3, 6, 9, 10]
+        );
+
+        // The checks see the migrated events.
+        let r = store
+            .append(&streams[0], ExpectedRevision::NoStream, vec![event(0)])
+            .await;
+        assert_conflict(r, &streams[0], ExpectedRevision::NoStream, Some(4));
+        let old = &written[3]; // revision 0 of streams[2]
+        let retry = store
+            .append(
+                &streams[2],
+                ExpectedRevision::NoStream,
+                vec![EventData {
+                    event_id: old.0,
+                    ..event(0)
+                }],
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            retry,
+            AppendResult {
+                revision: 0,
+                position: 4,
+                duplicate: true
+            }
+        );
+        let refused = store
+            .append(
+                &streams[1],
+                ExpectedRevision::Exact(1),
+                vec![
+                    event(2),
+                    EventData {
+                        event_id: written[1].0,
+                        ..event(3)
+                    },
+                ],
+            )
+            .await;
+        assert!(
+            matches!(refused, Err(StoreError::Invalid(_))),
+            "got {refused:?}"
+        );
+        let next = store
+            .append(&streams[1], ExpectedRevision::Exact(1), vec![event(2)])
+            .await
+            .unwrap();
+        assert_eq!((next.revision, next.position), (2, 11));
+        let new = store
+            .append(
+                &stream_name("new"),
+                ExpectedRevision::NoStream,
+                events(0..2),
+            )
+            .await
+            .unwrap();
+        assert_eq!((new.revision, new.position), (1, 13));
+        drop(store);
+
+        // Migrated once: the next open finds the current version.
+        let store = SqliteStore::open(dir.path()).unwrap();
+        assert_eq!(read_everything(&store).await.len(), 13);
+        drop(store);
+        let conn = rusqlite::Connection::open(dir.path().join("events.db")).unwrap();
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, 3);
+        let check: String = conn
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn open_refuses_an_unknown_schema_version() {
         let dir = tempfile::tempdir().unwrap();

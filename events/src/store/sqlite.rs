@@ -8,6 +8,18 @@
 //! table's rowid, so the global log is the table in rowid order. Events are
 //! never deleted, so positions are contiguous and never reused.
 //!
+//! Each stream is a row of `streams`: its name and an integer id, given in
+//! order of creation. Events name their stream by that id, and `events` has
+//! two unique indexes, (stream id, revision) and (stream id, event id): the
+//! first serves stream reads and the revision check, the second the
+//! idempotency check. Because a new stream has the highest id, its events
+//! land at the end of both indexes, next to the events of the other new
+//! streams of the batch: a batch of appends to new streams dirties few
+//! index pages besides one page of the names' index per stream. (Keyed by
+//! name, as in schema version 2, each event dirtied a random page of each
+//! index: twice the pages to write per commit.) Event ids are stored as
+//! 16-byte blobs to keep that index small.
+//!
 //! # Writes: group commit
 //!
 //! One writer thread owns the only write connection of this instance.
@@ -16,19 +28,23 @@
 //! answer. The writer blocks for one request, takes every request already
 //! queued (up to [`MAX_BATCH_REQUESTS`] requests or [`MAX_BATCH_ROWS`]
 //! events), applies them all in one `BEGIN IMMEDIATE` transaction and
-//! commits once: one `fsync` for the whole batch. A request that fails its
-//! checks (conflict, invalid) is undone alone and answered with its error;
-//! the others commit. Every answer is sent only after the commit returned, so
-//! an acknowledged append is durable.
+//! commits once: one `fsync` for the whole batch. Every answer is sent only
+//! after the commit returned, so an acknowledged append is durable.
+//!
+//! Each request is checked before anything of it is written: expected
+//! revision, idempotency (its first event id already in the stream), none of
+//! its other ids in the stream. A request that fails its checks (conflict,
+//! invalid) writes nothing and is answered with its error; the others
+//! commit. Once the checks passed, the inserts cannot be refused, so no
+//! savepoint is needed; an insert that fails anyway (I/O error, full disk)
+//! fails the whole batch, none of which is acknowledged.
 //!
 //! Checks read the stream inside the write transaction, so appends by other
 //! processes on the same file are taken into account: SQLite's write lock
 //! serializes the writers of all processes.
 //!
-//! Events are stored with two unique indexes, (stream, revision) and
-//! (stream, event id): the first serves stream reads and the revision
-//! check, the second the idempotency check. Event ids are stored as 16-byte
-//! blobs to keep that index small.
+//! [`SqliteStore::writer_stats`] counts batches, appends and events and the
+//! writer's time in each phase of a batch (the append benchmark prints them).
 //!
 //! A checkpointer thread copies the log into the database file every
 //! [`CHECKPOINT_INTERVAL`], off the writer's path, and restarts the log when
@@ -50,15 +66,15 @@
 //! already queued, then stops and joins all three.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, SecondsFormat, Utc};
-use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Row};
+use rusqlite::{params, Connection, OpenFlags, OptionalExtension, Row};
 use tokio::sync::{oneshot, watch};
 use uuid::Uuid;
 
@@ -101,28 +117,74 @@ pub const MAX_BATCH_ROWS: usize = 20_000;
 const MAX_IDLE_READERS: usize = 4;
 
 /// The schema version this code writes and reads (`PRAGMA user_version`).
-/// Version 1, with event ids as text, only ever existed during development:
-/// such a folder is refused, not migrated.
-const SCHEMA_VERSION: i64 = 2;
+/// Version 2 (events keyed by stream name) is migrated when opened, see
+/// [`MIGRATE_FROM_2`]. Version 1, with event ids as text, only ever existed
+/// during development: such a folder is refused.
+const SCHEMA_VERSION: i64 = 3;
 
+/// Streams get an integer id, in order of creation, and events refer to
+/// their stream by that id. Both indexes of `events` lead with the stream
+/// id, so the events of a new stream go to the end of every index; only the
+/// stream's name, in `streams`, is inserted at a random place.
 const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS events (
+CREATE TABLE streams (
+    id   INTEGER PRIMARY KEY,
+    name TEXT    NOT NULL UNIQUE
+);
+CREATE TABLE events (
     position       INTEGER PRIMARY KEY,
     event_id       BLOB    NOT NULL, -- the 16 bytes of the UUID
-    stream         TEXT    NOT NULL,
+    stream_id      INTEGER NOT NULL REFERENCES streams (id),
     revision       INTEGER NOT NULL,
     event_type     TEXT    NOT NULL,
     schema_version INTEGER NOT NULL,
     recorded_at    TEXT    NOT NULL,
     payload        TEXT    NOT NULL,
-    metadata       TEXT    NOT NULL,
-    UNIQUE (stream, revision),
-    UNIQUE (stream, event_id)
+    metadata       TEXT    NOT NULL
 );
+CREATE UNIQUE INDEX events_by_revision ON events (stream_id, revision);
+CREATE UNIQUE INDEX events_by_id ON events (stream_id, event_id);
 ";
 
-const SELECT_COLUMNS: &str = "SELECT position, event_id, stream, revision, event_type, \
-     schema_version, recorded_at, payload, metadata FROM events";
+/// Turns a version 2 database (one `events` table with the stream's name in
+/// every row, unique on (stream, revision) and (stream, event_id)) into
+/// version 3, keeping every position. Runs in the transaction that opens the
+/// store: all or nothing. It rewrites the whole table once, so the log
+/// temporarily grows by about the size of the database.
+const MIGRATE_FROM_2: &str = "
+ALTER TABLE events RENAME TO events_v2;
+CREATE TABLE streams (
+    id   INTEGER PRIMARY KEY,
+    name TEXT    NOT NULL UNIQUE
+);
+INSERT INTO streams (name)
+    SELECT stream FROM events_v2 GROUP BY stream ORDER BY MIN(position);
+CREATE TABLE events (
+    position       INTEGER PRIMARY KEY,
+    event_id       BLOB    NOT NULL,
+    stream_id      INTEGER NOT NULL REFERENCES streams (id),
+    revision       INTEGER NOT NULL,
+    event_type     TEXT    NOT NULL,
+    schema_version INTEGER NOT NULL,
+    recorded_at    TEXT    NOT NULL,
+    payload        TEXT    NOT NULL,
+    metadata       TEXT    NOT NULL
+);
+INSERT INTO events (position, event_id, stream_id, revision, event_type, schema_version,
+                    recorded_at, payload, metadata)
+    SELECT e.position, e.event_id, s.id, e.revision, e.event_type, e.schema_version,
+           e.recorded_at, e.payload, e.metadata
+    FROM events_v2 AS e CROSS JOIN streams AS s ON s.name = e.stream
+    ORDER BY e.position;
+DROP TABLE events_v2;
+CREATE UNIQUE INDEX events_by_revision ON events (stream_id, revision);
+CREATE UNIQUE INDEX events_by_id ON events (stream_id, event_id);
+";
+
+/// The columns [`decode_row`] reads, from `events AS e` joined with
+/// `streams AS s`.
+const SELECT_COLUMNS: &str = "SELECT e.position, e.event_id, s.name, e.revision, e.event_type, \
+     e.schema_version, e.recorded_at, e.payload, e.metadata";
 
 /// An [`EventStore`] in an SQLite database file, safe to share between
 /// processes.
@@ -138,6 +200,7 @@ pub struct SqliteStore {
     background: Vec<Background>,
     head: Arc<watch::Sender<Position>>,
     readers: Arc<ReaderPool>,
+    stats: Arc<StatCounters>,
 }
 
 /// A thread that runs until its stop channel is dropped.
@@ -205,12 +268,14 @@ impl SqliteStore {
 
         let (requests, queue) = mpsc::channel();
         let restart = Arc::new(AtomicBool::new(false));
+        let stats = Arc::new(StatCounters::default());
         let writer = {
             let head = Arc::clone(&head);
             let restart = Arc::clone(&restart);
+            let stats = Arc::clone(&stats);
             std::thread::Builder::new()
                 .name("event-store-writer".into())
-                .spawn(move || run_writer(conn, queue, head, restart))
+                .spawn(move || run_writer(conn, queue, head, restart, &stats))
                 .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?
         };
         let mut store = SqliteStore {
@@ -220,6 +285,7 @@ impl SqliteStore {
             writer: Some(writer),
             background: Vec::with_capacity(2),
             head: Arc::clone(&head),
+            stats,
         };
         // On error, dropping `store` stops what was started.
         store
@@ -237,6 +303,11 @@ impl SqliteStore {
     /// The database file.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// What the writer did since the store opened.
+    pub fn writer_stats(&self) -> WriterStats {
+        self.stats.snapshot()
     }
 
     /// Runs a read on the blocking pool with a pooled read connection.
@@ -307,7 +378,8 @@ impl EventStore for SqliteStore {
         let from = to_i64(from);
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
-                "{SELECT_COLUMNS} WHERE stream = ?1 AND revision >= ?2 ORDER BY revision LIMIT ?3"
+                "{SELECT_COLUMNS} FROM streams AS s CROSS JOIN events AS e ON e.stream_id = s.id \
+                 WHERE s.name = ?1 AND e.revision >= ?2 ORDER BY e.revision LIMIT ?3"
             ))?;
             let rows = stmt.query_map(params![stream, from, limit(max)], decode_row)?;
             collect(rows, max)
@@ -325,8 +397,11 @@ impl EventStore for SqliteStore {
         }
         let after = to_i64(after);
         self.read(move |conn| {
+            // Events drive the join: positions in order, each one's stream
+            // found by its id.
             let mut stmt = conn.prepare_cached(&format!(
-                "{SELECT_COLUMNS} WHERE position > ?1 ORDER BY position LIMIT ?2"
+                "{SELECT_COLUMNS} FROM events AS e CROSS JOIN streams AS s ON s.id = e.stream_id \
+                 WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
             ))?;
             let rows = stmt.query_map(params![after, limit(max)], decode_row)?;
             collect(rows, max)
@@ -336,6 +411,72 @@ impl EventStore for SqliteStore {
 
     fn head(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Writer statistics
+
+/// What the writer did since the store opened, for benchmarks and
+/// diagnostics. Counted once per batch, so keeping them costs nothing
+/// measurable.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriterStats {
+    /// Transactions run, one per batch.
+    pub batches: u64,
+    /// Append requests answered (committed, refused or failed).
+    pub appends: u64,
+    /// Events in those requests.
+    pub events: u64,
+    /// Time spent from `BEGIN` to just before `COMMIT`: checks and inserts.
+    pub apply: Duration,
+    /// Time spent in `COMMIT`: writing the log and syncing it.
+    pub commit: Duration,
+    /// Time spent moving the head and answering the appenders.
+    pub answer: Duration,
+}
+
+impl WriterStats {
+    /// What happened between `earlier` and `self`.
+    pub fn since(&self, earlier: &WriterStats) -> WriterStats {
+        WriterStats {
+            batches: self.batches - earlier.batches,
+            appends: self.appends - earlier.appends,
+            events: self.events - earlier.events,
+            apply: self.apply.saturating_sub(earlier.apply),
+            commit: self.commit.saturating_sub(earlier.commit),
+            answer: self.answer.saturating_sub(earlier.answer),
+        }
+    }
+}
+
+/// The writer's side of [`WriterStats`].
+#[derive(Default)]
+struct StatCounters {
+    batches: AtomicU64,
+    appends: AtomicU64,
+    events: AtomicU64,
+    apply_nanos: AtomicU64,
+    commit_nanos: AtomicU64,
+    answer_nanos: AtomicU64,
+}
+
+impl StatCounters {
+    fn add_time(counter: &AtomicU64, since: Instant) {
+        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        counter.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn snapshot(&self) -> WriterStats {
+        let time = |counter: &AtomicU64| Duration::from_nanos(counter.load(Ordering::Relaxed));
+        WriterStats {
+            batches: self.batches.load(Ordering::Relaxed),
+            appends: self.appends.load(Ordering::Relaxed),
+            events: self.events.load(Ordering::Relaxed),
+            apply: time(&self.apply_nanos),
+            commit: time(&self.commit_nanos),
+            answer: time(&self.answer_nanos),
+        }
     }
 }
 
@@ -374,6 +515,16 @@ fn open_writer(path: &Path) -> Result<Connection, StoreError> {
         0 => tx
             .execute_batch(&format!("{SCHEMA} PRAGMA user_version = {SCHEMA_VERSION};"))
             .map_err(sql)?,
+        2 => {
+            tracing::info!(
+                "{}: migrating the event store to schema version {SCHEMA_VERSION}",
+                path.display()
+            );
+            tx.execute_batch(&format!(
+                "{MIGRATE_FROM_2} PRAGMA user_version = {SCHEMA_VERSION};"
+            ))
+            .map_err(sql)?;
+        }
         SCHEMA_VERSION => {}
         other => {
             let path = path.display();
@@ -499,6 +650,7 @@ fn run_writer(
     queue: mpsc::Receiver<WriteRequest>,
     head: Arc<watch::Sender<Position>>,
     restart: Arc<AtomicBool>,
+    stats: &StatCounters,
 ) {
     let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
     // `recv` fails once every sender is gone and the queue is empty.
@@ -514,7 +666,9 @@ fn run_writer(
                 Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
             }
         }
-        let answers = commit_batch(&conn, &batch);
+        let answered = batch.len() as u64;
+        let answers = commit_batch(&conn, &batch, stats);
+        let answering = Instant::now();
         // Move the head before answering, so that a caller sees its own
         // append in `head()` once `append` returned.
         let committed = answers
@@ -528,6 +682,10 @@ fn run_writer(
             // The caller may have given up waiting; nothing to do then.
             let _ = request.reply.send(answer);
         }
+        StatCounters::add_time(&stats.answer_nanos, answering);
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats.appends.fetch_add(answered, Ordering::Relaxed);
+        stats.events.fetch_add(rows as u64, Ordering::Relaxed);
         if restart.swap(false, Ordering::Relaxed) {
             if let Err(e) = wal_checkpoint(&conn) {
                 tracing::warn!("event store checkpoint: {e}");
@@ -541,6 +699,7 @@ fn run_writer(
 fn commit_batch(
     conn: &Connection,
     batch: &[WriteRequest],
+    stats: &StatCounters,
 ) -> Vec<Result<AppendResult, StoreError>> {
     let fail_all = |e: &rusqlite::Error| -> Vec<Result<AppendResult, StoreError>> {
         let message = format!("append failed: {e}");
@@ -550,6 +709,7 @@ fn commit_batch(
             .collect()
     };
 
+    let applying = Instant::now();
     if let Err(e) = execute_cached(conn, "BEGIN IMMEDIATE") {
         return fail_all(&e);
     }
@@ -565,7 +725,11 @@ fn commit_batch(
             }
         }
     }
-    if let Err(e) = execute_cached(conn, "COMMIT") {
+    StatCounters::add_time(&stats.apply_nanos, applying);
+    let committing = Instant::now();
+    let committed = execute_cached(conn, "COMMIT");
+    StatCounters::add_time(&stats.commit_nanos, committing);
+    if let Err(e) = committed {
         rollback(conn);
         return fail_all(&e);
     }
@@ -587,8 +751,13 @@ fn rollback(conn: &Connection) {
 }
 
 /// Applies one append inside the batch's transaction. The inner result is
-/// the caller's answer (its changes are undone when it is an error); the
-/// outer error means the whole transaction is lost.
+/// the caller's answer; the outer error means the whole transaction is lost.
+///
+/// Every check runs before the first write, so a refused append (conflict,
+/// invalid) writes nothing and needs no savepoint. Once the checks passed,
+/// the inserts cannot be refused: the write lock keeps other writers out,
+/// and ids are distinct within an append ([`validate_append`]). An insert
+/// that fails anyway (I/O error, disk full) fails the whole batch.
 fn apply_request(
     conn: &Connection,
     request: &WriteRequest,
@@ -597,93 +766,74 @@ fn apply_request(
     let stream = request.stream.as_str();
     let events = &request.events;
 
-    // Creating a stream, the most common append, goes straight to the
-    // insert: the unique index on (stream, revision) refuses a revision 0
-    // that exists, and only then are the checks below needed.
-    if request.expected == ExpectedRevision::NoStream {
-        match insert(conn, stream, None, events, recorded_at)? {
-            Insert::Done(answer) => return Ok(Ok(answer)),
-            Insert::Refused(e) if is_constraint(&e) => {}
-            Insert::Refused(e) => return Ok(Err(append_failed(stream, &e))),
+    let Some(stream_id) = find_stream(conn, stream)? else {
+        // A new stream: nothing stored to compare with.
+        if let Err(conflict) = check_expected(stream, request.expected, None) {
+            return Ok(Err(conflict));
         }
-    }
-
-    let actual: Option<u64> = conn
-        .prepare_cached(
-            "SELECT revision FROM events WHERE stream = ?1 ORDER BY revision DESC LIMIT 1",
-        )?
-        .query_row([stream], |r| r.get::<_, i64>(0))
-        .optional()?
-        .map(to_u64);
+        let stream_id = create_stream(conn, stream)?;
+        return insert_events(conn, stream_id, None, events, recorded_at).map(Ok);
+    };
+    let actual = last_revision(conn, stream_id)?;
     // Idempotency before the revision check, so that a retried `NoStream`
-    // append is answered as a duplicate. Only an existing stream can hold it.
-    if actual.is_some() {
-        if let Some(answer) = find_duplicate(conn, stream, events)? {
-            return Ok(Ok(answer));
-        }
+    // append is answered as a duplicate.
+    if let Some(answer) = find_duplicate(conn, stream_id, events)? {
+        return Ok(Ok(answer));
     }
     if let Err(conflict) = check_expected(stream, request.expected, actual) {
         return Ok(Err(conflict));
     }
-    Ok(match insert(conn, stream, actual, events, recorded_at)? {
-        Insert::Done(answer) => Ok(answer),
-        // The revisions are free, so an event id is taken.
-        Insert::Refused(e) if is_constraint(&e) => Err(StoreError::Invalid(format!(
-            "an event id is already stored in {stream}: {e}"
-        ))),
-        Insert::Refused(e) => Err(append_failed(stream, &e)),
-    })
+    // The first id is not stored (no duplicate); the others must not be
+    // either.
+    for event in &events[1..] {
+        if find_event(conn, stream_id, &event.event_id)?.is_some() {
+            let id = Uuid::from_bytes(event.event_id);
+            return Ok(Err(StoreError::Invalid(format!(
+                "event id {id} is already stored in {stream}"
+            ))));
+        }
+    }
+    insert_events(conn, stream_id, actual, events, recorded_at).map(Ok)
 }
 
-/// The outcome of [`insert`].
-enum Insert {
-    Done(AppendResult),
-    /// Nothing was written; the transaction goes on.
-    Refused(rusqlite::Error),
+/// The id of the stream named `name`, if it exists.
+fn find_stream(conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
+    conn.prepare_cached("SELECT id FROM streams WHERE name = ?1")?
+        .query_row([name], |r| r.get(0))
+        .optional()
 }
 
-/// Inserts `events` after revision `actual`, all or nothing. An error is
-/// returned only when the whole transaction is lost.
-fn insert(
+/// Adds the stream named `name`; answers its id.
+fn create_stream(conn: &Connection, name: &str) -> rusqlite::Result<i64> {
+    conn.prepare_cached("INSERT INTO streams (name) VALUES (?1)")?
+        .execute([name])?;
+    Ok(conn.last_insert_rowid())
+}
+
+/// The revision of the last event of the stream, `None` when it has none.
+fn last_revision(conn: &Connection, stream_id: i64) -> rusqlite::Result<Option<u64>> {
+    let revision: Option<i64> = conn
+        .prepare_cached(
+            "SELECT revision FROM events WHERE stream_id = ?1 ORDER BY revision DESC LIMIT 1",
+        )?
+        .query_row([stream_id], |r| r.get(0))
+        .optional()?;
+    Ok(revision.map(to_u64))
+}
+
+/// The revision and position of the event of the stream with this id.
+fn find_event(
     conn: &Connection,
-    stream: &str,
-    actual: Option<u64>,
-    events: &[EncodedEvent],
-    recorded_at: &str,
-) -> rusqlite::Result<Insert> {
-    // A failed statement undoes itself; several inserts need a savepoint to
-    // be undone together.
-    let savepoint = events.len() > 1;
-    if savepoint {
-        execute_cached(conn, "SAVEPOINT append")?;
-    }
-    match insert_events(conn, stream, actual, events, recorded_at) {
-        Ok(answer) => {
-            if savepoint {
-                execute_cached(conn, "RELEASE append")?;
-            }
-            Ok(Insert::Done(answer))
-        }
-        Err(e) => {
-            // I/O errors may have rolled the whole transaction back.
-            if conn.is_autocommit() {
-                return Err(e);
-            }
-            if savepoint {
-                execute_cached(conn, "ROLLBACK TO append")?;
-                execute_cached(conn, "RELEASE append")?;
-            }
-            Ok(Insert::Refused(e))
-        }
-    }
-}
-
-fn is_constraint(e: &rusqlite::Error) -> bool {
-    e.sqlite_error_code() == Some(ErrorCode::ConstraintViolation)
-}
-
-fn append_failed(stream: &str, e: &rusqlite::Error) -> StoreError {
-    StoreError::Unavailable(format!("append to {stream} failed: {e}"))
+    stream_id: i64,
+    event_id: &[u8; 16],
+) -> rusqlite::Result<Option<(u64, Position)>> {
+    conn.prepare_cached(
+        "SELECT revision, position FROM events WHERE stream_id = ?1 AND event_id = ?2",
+    )?
+    .query_row(params![stream_id, &event_id[..]], |r| {
+        Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
+    })
+    .optional()
 }
 
 /// The answer of the original append when the first event is already in the
@@ -691,24 +841,16 @@ fn append_failed(stream: &str, e: &rusqlite::Error) -> StoreError {
 /// stored first event.
 fn find_duplicate(
     conn: &Connection,
-    stream: &str,
+    stream_id: i64,
     events: &[EncodedEvent],
 ) -> rusqlite::Result<Option<AppendResult>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT revision, position FROM events WHERE stream = ?1 AND event_id = ?2",
-    )?;
-    let mut lookup = |event: &EncodedEvent| {
-        stmt.query_row(params![stream, &event.event_id[..]], |r| {
-            Ok((to_u64(r.get(0)?), to_u64(r.get(1)?)))
-        })
-        .optional()
-    };
-    let Some((first_revision, first_position)) = lookup(&events[0])? else {
+    let Some((first_revision, first_position)) = find_event(conn, stream_id, &events[0].event_id)?
+    else {
         return Ok(None);
     };
     let (mut revision, mut position) = (first_revision, first_position);
     if let [_, .., last] = events {
-        if let Some((last_revision, last_position)) = lookup(last)? {
+        if let Some((last_revision, last_position)) = find_event(conn, stream_id, &last.event_id)? {
             if last_revision == first_revision + events.len() as u64 - 1 {
                 (revision, position) = (last_revision, last_position);
             }
@@ -721,22 +863,23 @@ fn find_duplicate(
     }))
 }
 
+/// Inserts `events` after revision `actual` of the stream.
 fn insert_events(
     conn: &Connection,
-    stream: &str,
+    stream_id: i64,
     actual: Option<u64>,
     events: &[EncodedEvent],
     recorded_at: &str,
 ) -> rusqlite::Result<AppendResult> {
     let mut stmt = conn.prepare_cached(
-        "INSERT INTO events (event_id, stream, revision, event_type, schema_version, \
+        "INSERT INTO events (event_id, stream_id, revision, event_type, schema_version, \
          recorded_at, payload, metadata) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut revision = actual.map_or(0, |r| r + 1);
     for event in events {
         stmt.execute(params![
             &event.event_id[..],
-            stream,
+            stream_id,
             to_i64(revision),
             event.event_type,
             event.schema_version,
