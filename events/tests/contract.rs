@@ -655,6 +655,41 @@ mod sqlite_only {
         ));
     }
 
+    /// Concurrent appends share commits, and each is answered with its own
+    /// result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let before = store.writer_stats();
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let stream = stream_name("shared-commit");
+                for n in 0..20u64 {
+                    let expected = n
+                        .checked_sub(1)
+                        .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+                    let r = store.append(&stream, expected, vec![event(n)]).await;
+                    assert_eq!(r.unwrap().revision, n);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let stats = store.writer_stats().since(&before);
+        assert_eq!((stats.appends, stats.events), (640, 640));
+        assert!(
+            stats.batches < stats.appends / 2,
+            "{} commits for {} appends",
+            stats.batches,
+            stats.appends
+        );
+        assert_eq!(read_everything(store.as_ref()).await.len(), 640);
+    }
+
     /// The layout of schema version 2, as earlier builds wrote it.
     const SCHEMA_V2: &str = "
         CREATE TABLE events (

@@ -25,11 +25,25 @@
 //! One writer thread owns the only write connection of this instance.
 //! [`EventStore::append`] encodes the events (JSON serialization happens on
 //! the caller's thread), sends the request over a channel and awaits the
-//! answer. The writer blocks for one request, takes every request already
-//! queued (up to [`MAX_BATCH_REQUESTS`] requests or [`MAX_BATCH_ROWS`]
-//! events), applies them all in one `BEGIN IMMEDIATE` transaction and
-//! commits once: one `fsync` for the whole batch. Every answer is sent only
-//! after the commit returned, so an acknowledged append is durable.
+//! answer. The writer takes a request, opens a `BEGIN IMMEDIATE`
+//! transaction and applies it, then applies every request already queued,
+//! each as soon as it is taken, so that requests arriving meanwhile join the
+//! batch too. It commits once for the whole batch: one `fsync` (up to
+//! [`MAX_BATCH_REQUESTS`] requests or [`MAX_BATCH_ROWS`] events). Every
+//! answer is sent only after the commit returned, so an acknowledged append
+//! is durable.
+//!
+//! Appenders that were just answered usually come back at once (a request
+//! handler appends, answers its client, the next one appends). The writer
+//! counts the appenders active at the end of a batch (those it answers plus
+//! those that queued meanwhile) and lets the next batch wait for as many:
+//! while the batch holds fewer, it waits for the next request as long as one
+//! arrives within [`BATCH_GAP`] of the previous one, and never longer than
+//! [`MAX_BATCH_WAIT`] after the first. With 32 appenders, every commit then
+//! serves all 32 instead of alternating between two halves of 16. A lone
+//! appender never waits. Between batches, while appenders are active, the
+//! writer polls for the next request for a few tens of microseconds before
+//! it sleeps, since a sleeping thread takes about as long to wake up.
 //!
 //! Each request is checked before anything of it is written: expected
 //! revision, idempotency (its first event id already in the stream), none of
@@ -65,9 +79,10 @@
 //! checkpointer. Dropping the store lets the writer finish the requests
 //! already queued, then stops and joins all three.
 
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{self, RecvTimeoutError, TryRecvError};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -112,6 +127,18 @@ pub const MAX_BATCH_REQUESTS: usize = 512;
 /// The writer stops taking requests into a batch once it holds this many
 /// events (a single larger request still goes through, alone).
 pub const MAX_BATCH_ROWS: usize = 20_000;
+
+/// A batch stays open for more requests at most this long after its first
+/// one (as EventStoreDB's writer flushes at most 2 ms after its last flush).
+pub const MAX_BATCH_WAIT: Duration = Duration::from_millis(1);
+
+/// A batch waiting for more requests commits once none arrived for this
+/// long.
+pub const BATCH_GAP: Duration = Duration::from_micros(200);
+
+/// After a batch, while appenders are active, the writer polls this long
+/// for the next request before it sleeps.
+const SPIN: Duration = Duration::from_micros(50);
 
 /// Idle read connections kept for reuse.
 const MAX_IDLE_READERS: usize = 4;
@@ -428,12 +455,20 @@ pub struct WriterStats {
     pub appends: u64,
     /// Events in those requests.
     pub events: u64,
-    /// Time spent from `BEGIN` to just before `COMMIT`: checks and inserts.
+    /// Time spent from `BEGIN` to just before `COMMIT` on checks and
+    /// inserts.
     pub apply: Duration,
+    /// Time spent between `BEGIN` and `COMMIT` waiting for more requests.
+    pub wait: Duration,
     /// Time spent in `COMMIT`: writing the log and syncing it.
     pub commit: Duration,
     /// Time spent moving the head and answering the appenders.
     pub answer: Duration,
+    /// Time spent waiting for a request to start a batch with (polling,
+    /// then sleeping).
+    pub idle: Duration,
+    /// Time spent on the checkpoints that let the log restart.
+    pub checkpoint: Duration,
 }
 
 impl WriterStats {
@@ -444,8 +479,11 @@ impl WriterStats {
             appends: self.appends - earlier.appends,
             events: self.events - earlier.events,
             apply: self.apply.saturating_sub(earlier.apply),
+            wait: self.wait.saturating_sub(earlier.wait),
             commit: self.commit.saturating_sub(earlier.commit),
             answer: self.answer.saturating_sub(earlier.answer),
+            idle: self.idle.saturating_sub(earlier.idle),
+            checkpoint: self.checkpoint.saturating_sub(earlier.checkpoint),
         }
     }
 }
@@ -457,14 +495,21 @@ struct StatCounters {
     appends: AtomicU64,
     events: AtomicU64,
     apply_nanos: AtomicU64,
+    wait_nanos: AtomicU64,
     commit_nanos: AtomicU64,
     answer_nanos: AtomicU64,
+    idle_nanos: AtomicU64,
+    checkpoint_nanos: AtomicU64,
 }
 
 impl StatCounters {
-    fn add_time(counter: &AtomicU64, since: Instant) {
-        let nanos = u64::try_from(since.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    fn add(counter: &AtomicU64, time: Duration) {
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
         counter.fetch_add(nanos, Ordering::Relaxed);
+    }
+
+    fn add_time(counter: &AtomicU64, since: Instant) {
+        Self::add(counter, since.elapsed());
     }
 
     fn snapshot(&self) -> WriterStats {
@@ -474,8 +519,11 @@ impl StatCounters {
             appends: self.appends.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
             apply: time(&self.apply_nanos),
+            wait: time(&self.wait_nanos),
             commit: time(&self.commit_nanos),
             answer: time(&self.answer_nanos),
+            idle: time(&self.idle_nanos),
+            checkpoint: time(&self.checkpoint_nanos),
         }
     }
 }
@@ -652,22 +700,28 @@ fn run_writer(
     restart: Arc<AtomicBool>,
     stats: &StatCounters,
 ) {
-    let mut batch = Vec::with_capacity(MAX_BATCH_REQUESTS);
-    // `recv` fails once every sender is gone and the queue is empty.
-    while let Ok(first) = queue.recv() {
-        let mut rows = first.events.len();
-        batch.push(first);
-        while batch.len() < MAX_BATCH_REQUESTS && rows < MAX_BATCH_ROWS {
-            match queue.try_recv() {
-                Ok(request) => {
-                    rows += request.events.len();
-                    batch.push(request);
-                }
-                Err(TryRecvError::Empty | TryRecvError::Disconnected) => break,
-            }
-        }
-        let answered = batch.len() as u64;
-        let answers = commit_batch(&conn, &batch, stats);
+    let mut queue = Queue {
+        channel: queue,
+        taken: VecDeque::new(),
+    };
+    // Appenders active at the end of the last batch.
+    let mut expected = 1;
+    loop {
+        let idle = Instant::now();
+        let first = if expected > 1 { queue.poll(SPIN) } else { None };
+        // `recv` fails once every sender is gone and the queue is empty.
+        let Some(first) = first.or_else(|| queue.recv()) else {
+            return;
+        };
+        StatCounters::add_time(&stats.idle_nanos, idle);
+
+        let batch = fill_batch(&conn, &mut queue, first, expected);
+        let (requests, answers) = batch.commit(&conn, stats);
+        // Those queued now came from appenders other than the ones about to
+        // be answered, which may come back at once: the next batch waits for
+        // them all.
+        expected = (requests.len() + queue.take_queued()).min(MAX_BATCH_REQUESTS);
+
         let answering = Instant::now();
         // Move the head before answering, so that a caller sees its own
         // append in `head()` once `append` returned.
@@ -678,62 +732,193 @@ fn run_writer(
         if let Some(position) = committed {
             advance(&head, position);
         }
-        for (request, answer) in batch.drain(..).zip(answers) {
+        for (request, answer) in requests.into_iter().zip(answers) {
             // The caller may have given up waiting; nothing to do then.
             let _ = request.reply.send(answer);
         }
         StatCounters::add_time(&stats.answer_nanos, answering);
-        stats.batches.fetch_add(1, Ordering::Relaxed);
-        stats.appends.fetch_add(answered, Ordering::Relaxed);
-        stats.events.fetch_add(rows as u64, Ordering::Relaxed);
+
         if restart.swap(false, Ordering::Relaxed) {
+            let checkpointing = Instant::now();
             if let Err(e) = wal_checkpoint(&conn) {
                 tracing::warn!("event store checkpoint: {e}");
             }
+            StatCounters::add_time(&stats.checkpoint_nanos, checkpointing);
         }
     }
 }
 
-/// Applies `batch` in one transaction. Answers one result per request, in
-/// order; `Ok` answers are committed.
-fn commit_batch(
-    conn: &Connection,
-    batch: &[WriteRequest],
-    stats: &StatCounters,
-) -> Vec<Result<AppendResult, StoreError>> {
-    let fail_all = |e: &rusqlite::Error| -> Vec<Result<AppendResult, StoreError>> {
-        let message = format!("append failed: {e}");
-        batch
-            .iter()
-            .map(|_| Err(StoreError::Unavailable(message.clone())))
-            .collect()
-    };
+/// The writer's end of the request channel.
+struct Queue {
+    channel: mpsc::Receiver<WriteRequest>,
+    /// Requests taken from the channel but not yet into a batch, in order.
+    taken: VecDeque<WriteRequest>,
+}
 
-    let applying = Instant::now();
-    if let Err(e) = execute_cached(conn, "BEGIN IMMEDIATE") {
-        return fail_all(&e);
+impl Queue {
+    /// The next request, waiting for one; `None` once every sender is gone.
+    fn recv(&mut self) -> Option<WriteRequest> {
+        self.taken.pop_front().or_else(|| self.channel.recv().ok())
     }
-    let recorded_at = Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true);
-    let mut answers = Vec::with_capacity(batch.len());
-    for request in batch {
-        match apply_request(conn, request, &recorded_at) {
-            Ok(answer) => answers.push(answer),
-            Err(e) => {
-                // The transaction can no longer be trusted: undo it all.
-                rollback(conn);
-                return fail_all(&e);
+
+    /// The next request if one is there.
+    fn try_recv(&mut self) -> Option<WriteRequest> {
+        self.taken
+            .pop_front()
+            .or_else(|| self.channel.try_recv().ok())
+    }
+
+    /// The next request, waiting at most `timeout` for one.
+    fn recv_timeout(&mut self, timeout: Duration) -> Option<WriteRequest> {
+        self.taken
+            .pop_front()
+            .or_else(|| self.channel.recv_timeout(timeout).ok())
+    }
+
+    /// The next request, polling for it (and yielding the core meanwhile)
+    /// for at most `spin`: a thread woken from sleep takes tens of
+    /// microseconds to run again.
+    fn poll(&mut self, spin: Duration) -> Option<WriteRequest> {
+        let until = Instant::now() + spin;
+        loop {
+            if let Some(request) = self.try_recv() {
+                return Some(request);
             }
+            if Instant::now() >= until {
+                return None;
+            }
+            std::thread::yield_now();
         }
     }
-    StatCounters::add_time(&stats.apply_nanos, applying);
-    let committing = Instant::now();
-    let committed = execute_cached(conn, "COMMIT");
-    StatCounters::add_time(&stats.commit_nanos, committing);
-    if let Err(e) = committed {
-        rollback(conn);
-        return fail_all(&e);
+
+    /// Takes every request queued in the channel; answers how many are
+    /// waiting now.
+    fn take_queued(&mut self) -> usize {
+        self.taken.extend(self.channel.try_iter());
+        self.taken.len()
     }
-    answers
+}
+
+/// Opens a batch with `first` and applies requests as they come: those
+/// queued, then, while the batch holds fewer than `expected`, each one that
+/// arrives within [`BATCH_GAP`] of the previous one, until
+/// [`MAX_BATCH_WAIT`] after the first. Applying requests while the next ones
+/// are on their way lets one commit serve every active appender.
+fn fill_batch(conn: &Connection, queue: &mut Queue, first: WriteRequest, expected: usize) -> Batch {
+    let deadline = Instant::now() + MAX_BATCH_WAIT;
+    let mut batch = Batch::begin(conn);
+    batch.add(conn, first);
+    while !batch.full() {
+        if let Some(request) = queue.try_recv() {
+            batch.add(conn, request);
+            continue;
+        }
+        let now = Instant::now();
+        if batch.requests.len() >= expected || now >= deadline {
+            break;
+        }
+        let arrived = queue.recv_timeout(BATCH_GAP.min(deadline - now));
+        batch.waited += now.elapsed();
+        match arrived {
+            Some(request) => batch.add(conn, request),
+            None => break,
+        }
+    }
+    batch
+}
+
+/// One transaction of the writer: requests are applied as they are added,
+/// and answered once [`Batch::commit`] returned.
+struct Batch {
+    requests: Vec<WriteRequest>,
+    /// One per request applied so far; `Ok` ones are written in the
+    /// transaction.
+    answers: Vec<Result<AppendResult, StoreError>>,
+    rows: usize,
+    recorded_at: String,
+    /// Set when the transaction is lost: every request of the batch is
+    /// answered with this error and no more are added.
+    failed: Option<String>,
+    started: Instant,
+    /// Time spent waiting for requests since `started`.
+    waited: Duration,
+}
+
+impl Batch {
+    /// Starts the transaction.
+    fn begin(conn: &Connection) -> Batch {
+        let started = Instant::now();
+        let failed = execute_cached(conn, "BEGIN IMMEDIATE")
+            .err()
+            .map(|e| format!("append failed: {e}"));
+        Batch {
+            requests: Vec::new(),
+            answers: Vec::new(),
+            rows: 0,
+            recorded_at: Utc::now().to_rfc3339_opts(SecondsFormat::Micros, true),
+            failed,
+            started,
+            waited: Duration::ZERO,
+        }
+    }
+
+    /// True when the batch takes no more requests.
+    fn full(&self) -> bool {
+        self.failed.is_some()
+            || self.requests.len() >= MAX_BATCH_REQUESTS
+            || self.rows >= MAX_BATCH_ROWS
+    }
+
+    /// Applies `request` in the transaction (unless it is lost).
+    fn add(&mut self, conn: &Connection, request: WriteRequest) {
+        if self.failed.is_none() {
+            match apply_request(conn, &request, &self.recorded_at) {
+                Ok(answer) => self.answers.push(answer),
+                Err(e) => {
+                    // The transaction can no longer be trusted: undo it all.
+                    rollback(conn);
+                    self.failed = Some(format!("append failed: {e}"));
+                }
+            }
+        }
+        self.rows += request.events.len();
+        self.requests.push(request);
+    }
+
+    /// Commits; answers one result per request, in order. `Ok` answers are
+    /// committed.
+    fn commit(
+        mut self,
+        conn: &Connection,
+        stats: &StatCounters,
+    ) -> (Vec<WriteRequest>, Vec<Result<AppendResult, StoreError>>) {
+        let applied = self.started.elapsed().saturating_sub(self.waited);
+        StatCounters::add(&stats.apply_nanos, applied);
+        StatCounters::add(&stats.wait_nanos, self.waited);
+        if self.failed.is_none() {
+            let committing = Instant::now();
+            let committed = execute_cached(conn, "COMMIT");
+            StatCounters::add_time(&stats.commit_nanos, committing);
+            if let Err(e) = committed {
+                rollback(conn);
+                self.failed = Some(format!("append failed: {e}"));
+            }
+        }
+        stats.batches.fetch_add(1, Ordering::Relaxed);
+        stats
+            .appends
+            .fetch_add(self.requests.len() as u64, Ordering::Relaxed);
+        stats.events.fetch_add(self.rows as u64, Ordering::Relaxed);
+        let answers = match self.failed {
+            Some(message) => self
+                .requests
+                .iter()
+                .map(|_| Err(StoreError::Unavailable(message.clone())))
+                .collect(),
+            None => self.answers,
+        };
+        (self.requests, answers)
+    }
 }
 
 /// Runs a statement without parameters nor rows, keeping it prepared.
@@ -972,15 +1157,19 @@ fn checkpoint(conn: &Connection) -> rusqlite::Result<bool> {
     /// Pages the writer may be left to copy.
     const CATCH_UP_PAGES: i64 = 256;
 
-    let (mut log, mut copied) = wal_checkpoint(conn)?;
+    let (mut log, _) = wal_checkpoint(conn)?;
     if log < RESTART_LOG_PAGES {
         return Ok(false);
     }
+    // Each round copies what the writer added during the previous one (and
+    // what readers kept it from copying), so the rounds get shorter.
     for _ in 0..CATCH_UP_ROUNDS {
-        if log - copied <= CATCH_UP_PAGES {
+        let (now, copied) = wal_checkpoint(conn)?;
+        let left = (now - log) + (now - copied);
+        log = now;
+        if left <= CATCH_UP_PAGES {
             break;
         }
-        (log, copied) = wal_checkpoint(conn)?;
     }
     Ok(true)
 }
