@@ -435,15 +435,32 @@ impl EventStore for SqliteStore {
         let from = to_i64(from);
         let directory = Arc::clone(&self.directory);
         self.read(move |conn| {
-            let Some(stream_id) = directory.find(conn, &stream)? else {
-                return Ok(Vec::new());
-            };
             let mut stmt = conn.prepare_cached(&format!(
                 "{SELECT_COLUMNS} FROM events AS e CROSS JOIN streams AS s ON s.id = e.stream_id \
                  WHERE e.stream_id = ?1 AND e.revision >= ?2 ORDER BY e.revision LIMIT ?3"
             ))?;
-            let rows = stmt.query_map(params![stream_id, from, limit(max)], decode_row)?;
-            collect(rows, max)
+            let mut caught_up = false;
+            loop {
+                for id in directory.candidates(&stream) {
+                    let rows = stmt.query_map(params![id, from, limit(max)], decode_row)?;
+                    let events = collect(rows, max)?;
+                    // The events carry their stream's name: only when there
+                    // are none is the name read on its own.
+                    let named = match events.first() {
+                        Some(first) => first.stream == stream,
+                        None => directory.is_named(conn, id, &stream)?,
+                    };
+                    if named {
+                        return Ok(events);
+                    }
+                }
+                // A stream created since the directory last looked, by
+                // another process?
+                if caught_up || !directory.catch_up(conn)? {
+                    return Ok(Vec::new());
+                }
+                caught_up = true;
+            }
         })
         .await
     }

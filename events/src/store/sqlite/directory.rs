@@ -24,7 +24,7 @@ use std::collections::hash_map::{Entry, HashMap, RandomState};
 use std::hash::BuildHasher;
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use rusqlite::{Connection, OptionalExtension};
+use rusqlite::{params, Connection, OptionalExtension};
 
 /// Stream names and ids; see the module documentation.
 pub(super) struct Directory {
@@ -93,8 +93,9 @@ impl Directory {
         Ok(directory)
     }
 
-    /// Adds the streams created since the last call (by anyone).
-    pub(super) fn catch_up(&self, conn: &Connection) -> rusqlite::Result<()> {
+    /// Adds the streams created since the last call (by anyone); true when
+    /// there were some.
+    pub(super) fn catch_up(&self, conn: &Connection) -> rusqlite::Result<bool> {
         let loaded = self.read().loaded;
         let mut stmt = conn.prepare_cached("SELECT id, name FROM streams WHERE id > ?1")?;
         let mut rows = stmt.query([loaded])?;
@@ -104,38 +105,43 @@ impl Directory {
             let name = row.get_ref(1)?.as_str()?;
             found.push((self.hash(name), id));
         }
-        if let Some(last) = found.iter().map(|&(_, id)| id).max() {
-            let mut names = self.write();
-            for (hash, id) in found {
-                names.add(hash, id);
-            }
-            names.loaded = names.loaded.max(last);
+        let Some(last) = found.iter().map(|&(_, id)| id).max() else {
+            return Ok(false);
+        };
+        let mut names = self.write();
+        for (hash, id) in found {
+            names.add(hash, id);
         }
-        Ok(())
+        names.loaded = names.loaded.max(last);
+        Ok(true)
+    }
+
+    /// The ids that may be the stream named `name`: one, or none, but for
+    /// a hash collision.
+    pub(super) fn candidates(&self, name: &str) -> Vec<i64> {
+        self.read().candidates(self.hash(name)).collect()
+    }
+
+    /// True when the stream `id` is named `name` (and visible to `conn`).
+    pub(super) fn is_named(
+        &self,
+        conn: &Connection,
+        id: i64,
+        name: &str,
+    ) -> rusqlite::Result<bool> {
+        let mut stmt = conn.prepare_cached("SELECT name = ?2 FROM streams WHERE id = ?1")?;
+        let same: Option<bool> = stmt.query_row(params![id, name], |r| r.get(0)).optional()?;
+        Ok(same == Some(true))
     }
 
     /// The id of the stream named `name`, among those in the directory.
     pub(super) fn lookup(&self, conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
-        let hash = self.hash(name);
-        let candidates: Vec<i64> = self.read().candidates(hash).collect();
-        let mut stmt = conn.prepare_cached("SELECT name FROM streams WHERE id = ?1")?;
-        for id in candidates {
-            let stored: Option<String> = stmt.query_row([id], |r| r.get(0)).optional()?;
-            if stored.as_deref() == Some(name) {
+        for id in self.candidates(name) {
+            if self.is_named(conn, id, name)? {
                 return Ok(Some(id));
             }
         }
         Ok(None)
-    }
-
-    /// The id of the stream named `name`, catching up with the database
-    /// when the directory does not know it.
-    pub(super) fn find(&self, conn: &Connection, name: &str) -> rusqlite::Result<Option<i64>> {
-        if let Some(id) = self.lookup(conn, name)? {
-            return Ok(Some(id));
-        }
-        self.catch_up(conn)?;
-        self.lookup(conn, name)
     }
 
     /// Adds a stream the writer just created (not yet committed).
