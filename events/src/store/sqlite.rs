@@ -22,9 +22,9 @@
 //! its events land at the end of both indexes, next to those of the other
 //! new streams of the batch, and the names are not indexed in the file at
 //! all: the stream directory (`sqlite/directory.rs`) keeps a hash of every
-//! name in memory (about 20 bytes a stream) and finds streams by name. A
-//! batch of 32 appends to new streams then writes about 18 pages to the log
-//! instead of about 46.
+//! name in memory (about 25 bytes a stream: 36 MB for 1.5 million) and
+//! finds streams by name. A batch of 32 appends to new streams then writes
+//! about 18 pages to the log instead of about 46.
 //!
 //! # Writes: group commit
 //!

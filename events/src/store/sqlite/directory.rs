@@ -4,9 +4,9 @@
 //! cost one page write at a random place per new stream, as much as all the
 //! rest an append writes, since names (`assertion-<uuid>`) are random. The
 //! directory keeps a 64-bit hash of every name with its stream's id (about
-//! 20 bytes a stream); a name whose hash is found is confirmed by reading
-//! the stream's row by its id, so a hash collision costs a read, never a
-//! wrong answer.
+//! 25 bytes a stream: 36 MB for 1.5 million streams, loaded in under 0.2 s
+//! here); a name whose hash is found is confirmed by reading the stream's
+//! row by its id, so a hash collision costs a read, never a wrong answer.
 //!
 //! Stream ids are given in commit order (the rowid of `streams`, under the
 //! write lock), so the directory is complete up to the highest id it
@@ -21,7 +21,7 @@
 //! finds such an id cannot read its row, and takes the name as unknown.
 
 use std::collections::hash_map::{Entry, HashMap, RandomState};
-use std::hash::BuildHasher;
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use rusqlite::{params, Connection, OptionalExtension};
@@ -35,12 +35,33 @@ pub(super) struct Directory {
 #[derive(Default)]
 struct Names {
     /// Hash of a name -> id of the stream of that name.
-    by_hash: HashMap<u64, i64>,
+    by_hash: HashMap<u64, i64, BuildHasherDefault<AlreadyHashed>>,
     /// Streams whose name's hash is already taken in `by_hash` by another
     /// name: almost always empty.
     collisions: Vec<(u64, i64)>,
     /// Every stream with an id up to this one is in the directory.
     loaded: i64,
+}
+
+/// Keys of `by_hash` are hashes already: used as they are.
+#[derive(Default)]
+struct AlreadyHashed(u64);
+
+impl Hasher for AlreadyHashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `u64` keys are hashed with it; any other input still works.
+        for &byte in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(byte);
+        }
+    }
+
+    fn write_u64(&mut self, value: u64) {
+        self.0 = value;
+    }
 }
 
 impl Names {
@@ -85,12 +106,29 @@ impl Names {
 impl Directory {
     /// Loads every stream of the database.
     pub(super) fn load(conn: &Connection) -> rusqlite::Result<Directory> {
-        let directory = Directory {
-            names: RwLock::new(Names::default()),
-            hasher: RandomState::new(),
-        };
-        directory.catch_up(conn)?;
-        Ok(directory)
+        let hasher = RandomState::new();
+        // Ids run from 1 without gaps: the highest is the number of streams.
+        let count: Option<i64> = conn.query_row("SELECT MAX(id) FROM streams", [], |r| r.get(0))?;
+        let count = usize::try_from(count.unwrap_or(0)).unwrap_or(0);
+        // Hashing every name first, then filling the table, takes half the
+        // time of doing both row by row (each insert misses the CPU cache).
+        let mut found = Vec::with_capacity(count);
+        let mut stmt = conn.prepare("SELECT id, name FROM streams")?;
+        let mut rows = stmt.query([])?;
+        while let Some(row) = rows.next()? {
+            let id: i64 = row.get(0)?;
+            found.push((hasher.hash_one(row.get_ref(1)?.as_str()?), id));
+        }
+        let mut names = Names::default();
+        names.by_hash.reserve(count);
+        for (hash, id) in found {
+            names.add(hash, id);
+            names.loaded = names.loaded.max(id);
+        }
+        Ok(Directory {
+            names: RwLock::new(names),
+            hasher,
+        })
     }
 
     /// Adds the streams created since the last call (by anyone); true when
