@@ -655,6 +655,41 @@ mod sqlite_only {
         ));
     }
 
+    /// Concurrent appends share commits, and each is answered with its own
+    /// result.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_appends_share_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let before = store.writer_stats();
+        let mut tasks = Vec::new();
+        for _ in 0..32 {
+            let store = Arc::clone(&store);
+            tasks.push(tokio::spawn(async move {
+                let stream = stream_name("shared-commit");
+                for n in 0..20u64 {
+                    let expected = n
+                        .checked_sub(1)
+                        .map_or(ExpectedRevision::NoStream, ExpectedRevision::Exact);
+                    let r = store.append(&stream, expected, vec![event(n)]).await;
+                    assert_eq!(r.unwrap().revision, n);
+                }
+            }));
+        }
+        for task in tasks {
+            task.await.unwrap();
+        }
+        let stats = store.writer_stats().since(&before);
+        assert_eq!((stats.appends, stats.events), (640, 640));
+        assert!(
+            stats.batches < stats.appends / 2,
+            "{} commits for {} appends",
+            stats.batches,
+            stats.appends
+        );
+        assert_eq!(read_everything(store.as_ref()).await.len(), 640);
+    }
+
     /// The layout of schema version 2, as earlier builds wrote it.
     const SCHEMA_V2: &str = "
         CREATE TABLE events (
@@ -874,6 +909,89 @@ mod sqlite_only {
         assert_eq!(retry.position, events_of_second[3].position);
     }
 
+    /// How many stream names are stored more than once (always 0).
+    fn duplicated_stream_names(dir: &std::path::Path) -> i64 {
+        let conn = rusqlite::Connection::open(dir.join("events.db")).unwrap();
+        conn.query_row(
+            "SELECT COUNT(*) FROM (SELECT name FROM streams GROUP BY name HAVING COUNT(*) > 1)",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap()
+    }
+
+    /// Streams created by another instance (standing for another process)
+    /// are known to this one: its reads find them, its checks see them, and
+    /// it never creates a second stream of the same name, even when both
+    /// create it at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn streams_created_by_another_instance_are_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let second = Arc::new(SqliteStore::open(dir.path()).unwrap());
+
+        for n in 0..20u64 {
+            let (creator, other) = if n % 2 == 0 {
+                (&first, &second)
+            } else {
+                (&second, &first)
+            };
+            let stream = stream_name("elsewhere");
+            let created = creator
+                .append(&stream, ExpectedRevision::NoStream, vec![event(0)])
+                .await
+                .unwrap();
+            let read = other.read_stream(&stream, 0, 10).await.unwrap();
+            assert_eq!(read.len(), 1);
+            assert_eq!(read[0].position, created.position);
+            let r = other
+                .append(&stream, ExpectedRevision::NoStream, vec![event(1)])
+                .await;
+            assert_conflict(r, &stream, ExpectedRevision::NoStream, Some(0));
+            let next = other
+                .append(&stream, ExpectedRevision::Exact(0), vec![event(1)])
+                .await
+                .unwrap();
+            assert_eq!(next.revision, 1);
+        }
+
+        // Both instances create the same new streams at once: one of them
+        // wins each.
+        let names: Vec<String> = (0..40).map(|_| stream_name("both")).collect();
+        let mut tasks = Vec::new();
+        for name in &names {
+            for store in [&first, &second] {
+                let store = Arc::clone(store);
+                let name = name.clone();
+                tasks.push(tokio::spawn(async move {
+                    store
+                        .append(&name, ExpectedRevision::NoStream, vec![event(0)])
+                        .await
+                }));
+            }
+        }
+        let mut results = Vec::new();
+        for task in tasks {
+            results.push(task.await.unwrap());
+        }
+        for pair in results.chunks(2) {
+            let won = pair.iter().filter(|r| r.is_ok()).count();
+            assert_eq!(won, 1, "{pair:?}");
+            for r in pair {
+                assert!(
+                    matches!(r, Ok(_) | Err(StoreError::Conflict { .. })),
+                    "{r:?}"
+                );
+            }
+        }
+        for name in &names {
+            assert_eq!(first.read_stream(name, 0, 10).await.unwrap().len(), 1);
+            assert_eq!(second.read_stream(name, 0, 10).await.unwrap().len(), 1);
+        }
+        drop((first, second));
+        assert_eq!(duplicated_stream_names(dir.path()), 0);
+    }
+
     const CHILD_DIR_VAR: &str = "IBL_EVENTS_CRASH_CHILD_DIR";
 
     /// The child of `crash_keeps_every_acknowledged_append`: appends until
@@ -1036,6 +1154,7 @@ mod sqlite_only {
                 .query_row("PRAGMA integrity_check", [], |r| r.get(0))
                 .unwrap();
             assert_eq!(check, "ok");
+            assert_eq!(duplicated_stream_names(dir.path()), 0);
         }
     }
 
