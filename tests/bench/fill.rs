@@ -1,84 +1,71 @@
-//! Fills a data folder with `N` issued assertions of one credential, through
-//! the normal append path, for the start-up benchmark:
-//! `cargo run --release --example fill -- DIR N PLATFORM CREDENTIAL_ID`.
+//! Fills a running server with `N` issued assertions of one credential
+//! through the HTTP API, as a client would: bulk issues of 5,000 recipients,
+//! CONCURRENCY requests at a time. Prints the rate (the bulk issuance
+//! benchmark) and every answer that was not a success:
+//! `cargo run --release --example fill -- BASE_URL API_KEY N PLATFORM CREDENTIAL_ID [CONCURRENCY]`.
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use ibl_events::credentials::{assertion_stream, AssertionEvent, Recipient};
-use ibl_events::sqlite::SqliteStore;
-use ibl_events::{Actor, DomainEvent, EventStore, ExpectedRevision, Metadata};
-use tokio::task::JoinSet;
+use serde_json::{json, Value};
 
-const IN_FLIGHT: usize = 1024;
+/// Recipients per bulk request (the API's maximum).
+const BATCH: usize = 5_000;
 
-#[tokio::main]
-async fn main() {
+fn main() {
     let args: Vec<String> = std::env::args().collect();
-    if args.len() != 5 {
-        eprintln!("usage: fill DIR N PLATFORM CREDENTIAL_ID");
+    if !(6..=7).contains(&args.len()) {
+        eprintln!("usage: fill BASE_URL API_KEY N PLATFORM CREDENTIAL_ID [CONCURRENCY]");
         std::process::exit(2);
     }
-    let n: usize = args[2].parse().expect("N is a number");
-    let (platform, credential) = (args[3].clone(), args[4].clone());
-    let store: Arc<dyn EventStore> =
-        Arc::new(SqliteStore::open(std::path::Path::new(&args[1])).expect("open the store"));
-    let started = std::time::Instant::now();
-    let mut tasks: JoinSet<Result<(), ibl_events::StoreError>> = JoinSet::new();
-    for i in 0..n {
-        if tasks.len() >= IN_FLIGHT {
-            tasks
-                .join_next()
-                .await
-                .expect("a task")
-                .expect("join")
-                .expect("append");
+    let n: usize = args[3].parse().expect("N is a number");
+    let concurrency: usize = args.get(6).map_or(4, |c| c.parse().expect("a number"));
+    let url = format!(
+        "{}/api/credentials/orgs/{}/users/admin/{}/assertions/bulk/",
+        args[1].trim_end_matches('/'),
+        args[4],
+        args[5]
+    );
+    let auth = format!("Api-Token {}", args[2]);
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(600))
+        .build();
+    let batches = n.div_ceil(BATCH);
+    let next = AtomicUsize::new(0);
+    let issued = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..concurrency {
+            s.spawn(|| loop {
+                let b = next.fetch_add(1, Ordering::Relaxed);
+                if b >= batches {
+                    return;
+                }
+                let recipients: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(n))
+                    .map(|i| json!({"email": format!("fill-{i}@example.com")}))
+                    .collect();
+                let answer = agent
+                    .post(&url)
+                    .set("Authorization", &auth)
+                    .send_json(json!({"recipients": recipients}));
+                match answer {
+                    Ok(r) => {
+                        let body: Value = r.into_json().unwrap_or(Value::Null);
+                        let count = body["issued"].as_array().map_or(0, Vec::len);
+                        issued.fetch_add(count, Ordering::Relaxed);
+                    }
+                    Err(ureq::Error::Status(code, r)) => {
+                        eprintln!("batch {b}: {code} {}", r.into_string().unwrap_or_default());
+                    }
+                    Err(e) => eprintln!("batch {b}: {e}"),
+                }
+            });
         }
-        let store = store.clone();
-        let (platform, credential) = (platform.clone(), credential.clone());
-        tasks.spawn(async move {
-            let id = uuid::Uuid::new_v4().to_string();
-            let event = AssertionEvent::AssertionIssued {
-                platform: platform.clone(),
-                entity_id: id.clone(),
-                credential_id: credential,
-                recipient: Recipient {
-                    email: format!("learner-{i}@example.com"),
-                    username: String::new(),
-                    name: format!("Learner {i}"),
-                },
-                issued_on: Utc::now(),
-                expires: None,
-                narrative: String::new(),
-                metadata: serde_json::json!({}),
-                evidence: Vec::new(),
-            };
-            let metadata = Metadata {
-                actor: Actor {
-                    platform: Some(platform),
-                    user: Some("fill".into()),
-                    ..Actor::default()
-                },
-                correlation_id: format!("fill-{i}"),
-                ..Metadata::default()
-            };
-            let data = event.to_data(uuid::Uuid::new_v4(), metadata);
-            store
-                .append(
-                    &assertion_stream(&id),
-                    ExpectedRevision::NoStream,
-                    vec![data],
-                )
-                .await
-                .map(|_| ())
-        });
-    }
-    while let Some(r) = tasks.join_next().await {
-        r.expect("join").expect("append");
-    }
+    });
     let secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "filled {n} assertions in {secs:.1} s ({:.0}/s)",
-        n as f64 / secs
+    let issued = issued.into_inner();
+    println!(
+        "bulk issued {issued} of {n} assertions in {secs:.1} s = {:.0}/s ({concurrency} requests of {BATCH} at a time)",
+        issued as f64 / secs
     );
 }

@@ -5,7 +5,8 @@
 #   - p50/p99 of /healthz and of issuing at a fixed offered load (RATE, default
 #     5000/s; tests/bench/loadgen.rs, open loop),
 #   - the store's raw append rate (events/examples/append_bench.rs),
-#   - start-up time to /healthz 200 with EVENTS events in the store.
+#   - bulk issuance of EVENTS assertions through the API (5,000 a request),
+#   - start-up time to /healthz 200 with them in the store.
 # Usage: tests/bench/run.sh [SECONDS] [EVENTS]    (defaults: 10, 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -54,8 +55,12 @@ kill %1; wait %1 || true
 echo "== raw store appends"
 target/release/examples/append_bench --dir "$WORK/raw" --concurrency $CONNS --seconds 5
 
-echo "== start-up with $EVENTS more events (issued assertions) in the store"
-target/release/examples/fill "$WORK/data" "$EVENTS" bench "$CRED"
+echo "== bulk issuance through the API, then start-up with $EVENTS more assertions in the store"
+RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+FILLER=$!
+wait_healthz
+target/release/examples/fill "$BASE" "$KEY" "$EVENTS" bench "$CRED" 4
+kill $FILLER; wait $FILLER || true
 START=$(date +%s.%N)
 RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
 wait_healthz
