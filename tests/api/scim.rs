@@ -648,6 +648,15 @@ fn an_idempotency_key_makes_a_retried_create_answer_the_same_user() {
     assert_eq!(again.body, first.body);
     assert_eq!(again.position(), first.position());
     assert_eq!(app.head(), head);
+    // Renamed since, the user is still the one the retry answers (no 500).
+    let id = first.body["id"].as_str().unwrap().to_owned();
+    app.patch(&format!("{}/{id}", users()))
+        .json(&json!({"Operations": [{"op": "replace", "path": "userName", "value": "jane2"}]}))
+        .send()
+        .expect(200);
+    let renamed = send().expect(201);
+    assert_eq!(renamed.body["id"], first.body["id"]);
+    assert_eq!(renamed.body["userName"], "jane2");
     // The same key with another body is refused.
     let resp = app
         .post(&users())

@@ -438,10 +438,14 @@ pub async fn create_user(
     changes.set_all(obj)?;
     let username = required_user_name(&changes)?;
     if let Some(record) = replay {
-        let u = read
-            .models
-            .user_by_username(&platform, username.trim())
-            .ok_or_else(|| ApiError::Internal("a replayed user is not in the read model".into()))?;
+        // The user the first request made (renamed since, maybe).
+        let u = record
+            .created("user-")
+            .parse::<u64>()
+            .ok()
+            .and_then(|id| read.models.user(id))
+            .filter(|u| u.platform == platform)
+            .ok_or_else(|| ScimError::user_not_found(username.trim()))?;
         return Ok(answer(
             &req,
             &read,
