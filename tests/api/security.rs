@@ -514,3 +514,48 @@ fn one_email_per_platform() {
         .body;
     assert!(dup.to_string().contains("email"), "{dup}");
 }
+
+#[test]
+fn a_user_manager_cannot_act_on_a_user_who_holds_more() {
+    let app = spawn_app();
+    let manager = user(&app, "uma");
+    let plain = user(&app, "pat");
+    let users_role = role(
+        &app,
+        "User managers",
+        &["Ibl.Core/Users/*", "Ibl.Core/ApiKeys/*"],
+    );
+    policy(
+        &app,
+        users_role,
+        &["/platforms/1/users/", "/platforms/1/api-keys/"],
+        &[manager],
+        &[],
+    );
+    let key = key_for(&app, "uma", "uma-key");
+    let admin = format!("{}/{}", users_url(), app.admin_id);
+    let before = app.head();
+    for (method, body) in [
+        ("DELETE", Value::Null),
+        (
+            "PATCH",
+            json!({"Operations": [{"op": "replace", "path": "active", "value": false}]}),
+        ),
+        (
+            "PATCH",
+            json!({"Operations": [{"op": "replace", "path": "emails", "value": [{"value": "uma2@acme.test"}]}]}),
+        ),
+    ] {
+        let mut req = app.request(method, &admin).key(&key);
+        if !body.is_null() {
+            req = req.json(&body);
+        }
+        assert_eq!(req.send().status, 403, "{method} {body}");
+    }
+    assert_eq!(app.head(), before, "nothing written");
+    // A user who holds nothing may be managed.
+    app.delete(&format!("{}/{plain}", users_url()))
+        .key(&key)
+        .send()
+        .expect(204);
+}

@@ -23,7 +23,7 @@ use ibl_events::platform::user_stream;
 use ibl_projections::credentials::UserView;
 use serde_json::{Map, Value};
 
-use crate::authority::keeps_an_admin;
+use crate::authority::{keeps_an_admin, may_act_for};
 use crate::domain::user::{UpdateUser, User, UserAggregate, UserCommand, UserState};
 use crate::handler::CommandContext;
 use crate::http::{begin, claim_key, context, judge_and_claim, settle, Begun, WriteState};
@@ -354,8 +354,9 @@ fn answer(
     b.json(scim::user(&base, u))
 }
 
-/// Runs the update `changes` make to user `id`, then its activation change
-/// (deactivating the platform's last active tenant admin is a 409). Under
+/// Runs the update `changes` make to user `id`, then its activation change:
+/// another user's only if the caller holds everything they hold (403), and
+/// deactivating the platform's last active tenant admin is a 409. Under
 /// an `Idempotency-Key`, the first command is judged before the key is
 /// claimed (a refused change claims nothing). Answers the user after the
 /// last command that ran and the position to settle at.
@@ -369,6 +370,12 @@ async fn apply(
     changes: &Changes,
 ) -> Result<(Option<UserState>, u64), ScimError> {
     let platform = principal.platform.key.as_str();
+    if id != principal.key.user_id {
+        // Changing, deactivating or reactivating another user needs all
+        // they hold (as for their keys): a user manager cannot act on an
+        // admin.
+        may_act_for(read, principal, id)?;
+    }
     if changes.active == Some(false) {
         keeps_an_admin(read, principal, |user, _| user == id)?;
     }
