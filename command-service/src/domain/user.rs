@@ -271,28 +271,10 @@ pub fn evolve(mut state: UserState, event: &UserEvent) -> UserState {
                 });
             }
         }
-        UserEvent::UserImported {
-            id,
-            platform,
-            username,
-            email,
-            given_name,
-            family_name,
-            active,
-            registered_at,
-            updated_at,
-        } => {
-            state.user = Some(User {
-                id: *id,
-                platform: platform.clone(),
-                username: username.clone(),
-                email: email.clone(),
-                given_name: given_name.clone(),
-                family_name: family_name.clone(),
-                active: *active,
-                registered_at: *registered_at,
-                updated_at: *updated_at,
-            });
+        UserEvent::UserImported { .. } => {
+            // An import opens a user's stream: the same state as the
+            // events it stands for.
+            state = event.clone().expanded().iter().fold(state, evolve);
         }
         UserEvent::UserUpdated {
             username,
