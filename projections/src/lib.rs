@@ -10,5 +10,7 @@
 pub mod credentials;
 pub mod rbac;
 mod runtime;
+pub mod snapshot;
 
 pub use runtime::{Projections, ReadModel};
+pub use snapshot::Snapshot;

@@ -1,0 +1,146 @@
+//! Snapshots of the read models kept in memory.
+//!
+//! A model that is small enough to live on the heap (platforms, users, API
+//! keys, credentials, issuers; the RBAC model and its check index) is
+//! written out now and then, whole, with the position it covers, so that a
+//! start reads the snapshot and catches up from there instead of folding
+//! the log from 0. Large models (assertions) live in SQLite instead (see
+//! `assertions`).
+//!
+//! A snapshot file is written to a temporary name, synced and renamed over
+//! the old one, so a crash leaves the old snapshot or the new one, never a
+//! torn one. It names the model's version (a snapshot of another version is
+//! not read), the position it covers and the id of the event at that
+//! position: a snapshot of another log (a data folder restored from a
+//! backup, an event store that was replaced) is not read either. A snapshot
+//! that is missing, unreadable or does not match is ignored and the model is
+//! rebuilt from the log.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ibl_events::{EventStore, Position};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ReadModel;
+
+/// A read model kept in memory whose state can be written out and read
+/// back.
+pub trait Snapshot: ReadModel {
+    /// The shape of the snapshot: bump it whenever the state's shape
+    /// changes, so older snapshots are ignored.
+    fn version(&self) -> u32;
+    /// The state and the checkpoint it covers, taken under one lock.
+    fn snapshot(&self) -> (Position, Vec<u8>);
+    /// Replaces the state with a snapshot's (the model's checkpoint becomes
+    /// `checkpoint`). On an error the model is left empty.
+    fn restore(&self, checkpoint: Position, bytes: &[u8]) -> Result<(), String>;
+}
+
+#[derive(Serialize, Deserialize)]
+struct Header {
+    model: String,
+    version: u32,
+    checkpoint: Position,
+    /// The id of the event at `checkpoint` (none at 0).
+    event_id: Option<Uuid>,
+}
+
+/// The file of a model's snapshot.
+fn file(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.snapshot"))
+}
+
+/// Writes `model`'s snapshot into `dir` atomically. Answers the position it
+/// covers.
+pub async fn save(
+    dir: &Path,
+    model: &dyn Snapshot,
+    store: &dyn EventStore,
+) -> Result<Position, String> {
+    let (checkpoint, bytes) = model.snapshot();
+    let event_id = event_at(store, checkpoint).await?;
+    let header = Header {
+        model: model.name().to_owned(),
+        version: model.version(),
+        checkpoint,
+        event_id,
+    };
+    let mut head = serde_json::to_vec(&header).map_err(|e| e.to_string())?;
+    head.push(b'\n');
+    let path = file(dir, model.name());
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || -> std::io::Result<()> {
+        std::fs::create_dir_all(&dir)?;
+        let tmp = path.with_extension("snapshot.tmp");
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&head)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, &path)?;
+        // The rename itself is durable once the folder is synced.
+        std::fs::File::open(&dir)?.sync_all()
+    })
+    .await
+    .map_err(|e| e.to_string())?
+    .map_err(|e| e.to_string())?;
+    Ok(checkpoint)
+}
+
+/// Restores `model` from its snapshot in `dir`, when there is one of its
+/// version over this store's log. Answers the checkpoint restored, or why
+/// the model starts from 0.
+pub async fn load(
+    dir: &Path,
+    model: &dyn Snapshot,
+    store: &dyn EventStore,
+) -> Result<Position, String> {
+    let path = file(dir, model.name());
+    // At start-up, before anything else runs: a blocking read is fine.
+    let bytes = match std::fs::read(&path) {
+        Ok(bytes) => bytes,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err("no snapshot".into());
+        }
+        Err(e) => return Err(format!("reading {}: {e}", path.display())),
+    };
+    let split = bytes
+        .iter()
+        .position(|b| *b == b'\n')
+        .ok_or("no header")?;
+    let header: Header =
+        serde_json::from_slice(&bytes[..split]).map_err(|e| format!("header: {e}"))?;
+    if header.model != model.name() || header.version != model.version() {
+        return Err(format!(
+            "snapshot of {} version {}, this model is {} version {}",
+            header.model,
+            header.version,
+            model.name(),
+            model.version()
+        ));
+    }
+    if event_at(store, header.checkpoint).await? != header.event_id {
+        return Err(format!(
+            "the snapshot covers position {} of another log",
+            header.checkpoint
+        ));
+    }
+    model.restore(header.checkpoint, &bytes[split + 1..])?;
+    Ok(header.checkpoint)
+}
+
+/// The id of the event at `position` (`None` at 0 or when there is none).
+async fn event_at(store: &dyn EventStore, position: Position) -> Result<Option<Uuid>, String> {
+    if position == 0 {
+        return Ok(None);
+    }
+    let events = store
+        .read_all(position - 1, 1)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(events
+        .first()
+        .filter(|e| e.position == position)
+        .map(|e| e.event_id))
+}
