@@ -21,6 +21,7 @@ use ibl_edge::wire::PublicUrl;
 use ibl_edge::{ApiError, ClientRequestId, ReadState, RequestId};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
+use ibl_projections::assertions::AssertionsModel;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::{Projections, ReadModel};
@@ -139,6 +140,10 @@ impl Settings {
     }
 }
 
+/// The folder of the persisted read models in a data folder: deleting it
+/// rebuilds them from the log at the next start.
+pub const READ_MODELS_DIR: &str = "readmodels";
+
 /// The file of the position key in a data folder.
 pub const POSITION_KEY_FILE: &str = "position.key";
 
@@ -185,10 +190,20 @@ pub async fn build_with(
             "platforms and users of the legacy registries moved into streams of their own"
         );
     }
+    let started = std::time::Instant::now();
+    let read_dir = settings.data_dir.join(READ_MODELS_DIR);
+    let (assertions, rebuilt) =
+        AssertionsModel::open(&read_dir.join("assertions.db"), store.as_ref())
+            .await
+            .map_err(|e| std::io::Error::other(format!("the assertions read model: {e}")))?;
+    if let Some(why) = rebuilt {
+        tracing::info!(target: "ibl::startup", why, "assertions read model rebuilt from the log");
+    }
+    let assertions = Arc::new(assertions);
     let models = Arc::new(CredentialsModel::new());
     let rbac = Arc::new(RbacModel::new());
-    let read_models: Vec<Arc<dyn ReadModel>> = vec![models.clone(), rbac.clone()];
-    let started = std::time::Instant::now();
+    let read_models: Vec<Arc<dyn ReadModel>> =
+        vec![models.clone(), rbac.clone(), assertions.clone()];
     let (projections, _tasks) = Projections::start(store.clone(), read_models);
     projections.catch_up(store.as_ref()).await;
     // Start-up facts under their own target, so that they can be logged
@@ -209,6 +224,7 @@ pub async fn build_with(
     );
     let read = web::Data::new(ReadState {
         models,
+        assertions,
         rbac,
         projections,
         positions: positions.clone(),

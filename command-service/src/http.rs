@@ -10,7 +10,7 @@ use ibl_edge::extract::Principal;
 use ibl_edge::request::{platform_of, Params};
 use ibl_edge::{ApiError, ClientRequestId, ReadState, RequestId};
 use ibl_events::{Actor, EventStore, IdempotencyTag};
-use ibl_projections::credentials::IdempotencyRecord;
+use ibl_projections::assertions::IdempotencyRecord;
 use serde::{Deserialize, Deserializer};
 use sha2::{Digest, Sha256};
 
@@ -253,7 +253,7 @@ fn earlier(
     tag: Option<&IdempotencyTag>,
 ) -> Result<Option<IdempotencyRecord>, ApiError> {
     let Some(tag) = tag else { return Ok(None) };
-    match read.models.idempotency(platform, &tag.key) {
+    match read.assertions.idempotency(platform, &tag.key)? {
         Some(record) if record.request_hash == tag.request_hash => Ok(Some(record)),
         Some(_) => Err(ApiError::IdempotencyKeyReused),
         None => Ok(None),

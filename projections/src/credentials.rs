@@ -5,10 +5,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
-use ibl_events::credentials::{
-    AssertionEvent, CredentialEvent, CredentialFields, Evidence, IssuerEvent, IssuerFields,
-    Recipient,
-};
+use ibl_events::credentials::{CredentialEvent, CredentialFields, IssuerEvent, IssuerFields};
 use ibl_events::platform::{
     is_platform_stream, user_of_stream, ApiKeyEvent, PlatformEvent, UserEvent, USERS_STREAM,
 };
@@ -72,55 +69,6 @@ pub struct IssuerView {
     pub created_at: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssertionView {
-    pub platform: String,
-    pub entity_id: String,
-    pub credential_id: String,
-    pub recipient: Recipient,
-    pub issued_on: DateTime<Utc>,
-    pub expires: Option<DateTime<Utc>>,
-    pub narrative: String,
-    pub metadata: serde_json::Value,
-    pub evidence: Vec<Evidence>,
-    pub revoked: Option<Revocation>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Revocation {
-    pub reason: String,
-    pub at: DateTime<Utc>,
-}
-
-impl AssertionView {
-    pub fn expired(&self, now: DateTime<Utc>) -> bool {
-        self.expires.is_some_and(|e| e <= now)
-    }
-    pub fn valid(&self, now: DateTime<Utc>) -> bool {
-        self.revoked.is_none() && !self.expired(now)
-    }
-}
-
-/// A request that carried an `Idempotency-Key`: the hash of its body and the
-/// streams it wrote, in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IdempotencyRecord {
-    pub request_hash: String,
-    pub streams: Vec<String>,
-    pub position: Position,
-}
-
-impl IdempotencyRecord {
-    /// The id of the first entity of kind `prefix` (`"assertion-"`, ...) the
-    /// request wrote, or `""`.
-    pub fn created(&self, prefix: &str) -> &str {
-        self.streams
-            .iter()
-            .find_map(|s| s.strip_prefix(prefix))
-            .unwrap_or_default()
-    }
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct CredentialFilter {
     /// Case-insensitive, in name and description.
@@ -135,15 +83,6 @@ pub struct CredentialFilter {
 pub struct UserFilter {
     pub username: Option<String>,
     pub email: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-pub struct AssertionFilter {
-    pub credential: Option<String>,
-    pub course: Option<String>,
-    pub include_revoked: bool,
-    pub include_expired: bool,
-    pub now: DateTime<Utc>,
 }
 
 /// One page of a list and the count of all matches.
@@ -170,11 +109,6 @@ struct State {
     credential_order: HashMap<String, Vec<String>>,
     issuers: HashMap<String, IssuerView>,
     issuer_order: HashMap<String, Vec<String>>,
-    /// Boxed: when the map grows it moves pointers, not views (moving
-    /// 200,000 views held every request up for ~400 ms under the lock).
-    assertions: HashMap<String, Box<AssertionView>>,
-    assertion_order: HashMap<String, Vec<String>>,
-    idempotency: HashMap<(String, String), IdempotencyRecord>,
 }
 
 /// The in-memory adapter of the credentials read model.
@@ -365,82 +299,6 @@ impl CredentialsModel {
             items: p.items.into_iter().cloned().collect(),
         }
     }
-
-    /// Any platform's assertion: for public verification.
-    pub fn assertion(&self, entity_id: &str) -> Option<AssertionView> {
-        self.read()
-            .assertions
-            .get(entity_id)
-            .map(|a| AssertionView::clone(a))
-    }
-
-    pub fn assertions(
-        &self,
-        platform: &str,
-        filter: &AssertionFilter,
-        offset: usize,
-        limit: usize,
-    ) -> Page<AssertionView> {
-        let s = self.read();
-        let ids = s
-            .assertion_order
-            .get(platform)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        let matches = ids
-            .iter()
-            .filter_map(|id| s.assertions.get(id))
-            .filter(|a| {
-                (filter.include_revoked || a.revoked.is_none())
-                    && (filter.include_expired || !a.expired(filter.now))
-                    && filter
-                        .credential
-                        .as_deref()
-                        .is_none_or(|c| a.credential_id == c)
-                    && filter.course.as_deref().is_none_or(|course| {
-                        s.credentials
-                            .get(&a.credential_id)
-                            .and_then(|c| c.fields.course.as_deref())
-                            == Some(course)
-                    })
-            });
-        let p = page(matches, offset, limit);
-        Page {
-            count: p.count,
-            items: p
-                .items
-                .into_iter()
-                .map(|a| AssertionView::clone(a))
-                .collect(),
-        }
-    }
-
-    /// The valid assertions of a credential, for duplicate checks.
-    pub fn valid_assertions_of(
-        &self,
-        credential_id: &str,
-        platform: &str,
-        now: DateTime<Utc>,
-    ) -> Vec<AssertionView> {
-        let s = self.read();
-        let ids = s
-            .assertion_order
-            .get(platform)
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
-        ids.iter()
-            .filter_map(|id| s.assertions.get(id))
-            .filter(|a| a.credential_id == credential_id && a.valid(now))
-            .map(|a| AssertionView::clone(a))
-            .collect()
-    }
-
-    pub fn idempotency(&self, platform: &str, key: &str) -> Option<IdempotencyRecord> {
-        self.read()
-            .idempotency
-            .get(&(platform.to_owned(), key.to_owned()))
-            .cloned()
-    }
 }
 
 impl ReadModel for CredentialsModel {
@@ -472,21 +330,6 @@ impl ReadModel for CredentialsModel {
 impl State {
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), serde_json::Error> {
         let stream = event.stream.as_str();
-        let platform_of_actor = event.metadata.actor.platform.clone();
-        if let (Some(tag), Some(platform)) = (&event.metadata.idempotency, &platform_of_actor) {
-            let record = self
-                .idempotency
-                .entry((platform.clone(), tag.key.clone()))
-                .or_insert_with(|| IdempotencyRecord {
-                    request_hash: tag.request_hash.clone(),
-                    streams: Vec::new(),
-                    position: event.position,
-                });
-            if !record.streams.iter().any(|s| s == stream) {
-                record.streams.push(stream.to_owned());
-            }
-            record.position = event.position;
-        }
         if is_platform_stream(stream) {
             match PlatformEvent::from_recorded(event)? {
                 PlatformEvent::PlatformCreated { id, key, name, .. } => {
@@ -508,8 +351,6 @@ impl State {
             }
         } else if let Some(id) = stream.strip_prefix("issuer-") {
             self.apply_issuer(id, IssuerEvent::from_recorded(event)?);
-        } else if let Some(id) = stream.strip_prefix("assertion-") {
-            self.apply_assertion(id, AssertionEvent::from_recorded(event)?);
         }
         Ok(())
     }
@@ -707,185 +548,12 @@ impl State {
             }
         }
     }
-
-    fn apply_assertion(&mut self, id: &str, event: AssertionEvent) {
-        match event {
-            AssertionEvent::AssertionIssued {
-                platform,
-                entity_id,
-                credential_id,
-                recipient,
-                issued_on,
-                expires,
-                narrative,
-                metadata,
-                evidence,
-            } => {
-                self.assertion_order
-                    .entry(platform.clone())
-                    .or_default()
-                    .push(entity_id.clone());
-                self.assertions.insert(
-                    entity_id.clone(),
-                    Box::new(AssertionView {
-                        platform,
-                        entity_id,
-                        credential_id,
-                        recipient,
-                        issued_on,
-                        expires,
-                        narrative,
-                        metadata,
-                        evidence,
-                        revoked: None,
-                    }),
-                );
-            }
-            AssertionEvent::AssertionRevoked { reason, revoked_at } => {
-                if let Some(a) = self.assertions.get_mut(id) {
-                    a.revoked = Some(Revocation {
-                        reason,
-                        at: revoked_at,
-                    });
-                }
-            }
-        }
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ibl_events::{Actor, IdempotencyTag, Metadata};
-
-    fn at(secs: i64) -> DateTime<Utc> {
-        DateTime::from_timestamp(1_800_000_000 + secs, 0).expect("valid instant")
-    }
-
-    /// A log of recorded events, positions and revisions assigned in order.
-    #[derive(Default)]
-    struct Log {
-        events: Vec<RecordedEvent>,
-    }
-
-    impl Log {
-        fn push<E: DomainEvent>(&mut self, stream: &str, event: E, idempotency: Option<&str>) {
-            let revision = self.events.iter().filter(|e| e.stream == stream).count() as u64;
-            let metadata = Metadata {
-                actor: Actor {
-                    platform: Some("acme".into()),
-                    ..Actor::default()
-                },
-                idempotency: idempotency.map(|k| IdempotencyTag {
-                    key: k.into(),
-                    request_hash: "h".into(),
-                }),
-                ..Metadata::default()
-            };
-            let data = event.to_data(uuid::Uuid::new_v4(), metadata);
-            self.events.push(RecordedEvent {
-                event_id: data.event_id,
-                stream: stream.into(),
-                revision,
-                position: self.events.len() as u64 + 1,
-                event_type: data.event_type,
-                schema_version: data.schema_version,
-                recorded_at: at(0),
-                payload: data.payload,
-                metadata: data.metadata,
-            });
-        }
-    }
-
-    fn credential(name: &str, description: &str, course: Option<&str>) -> CredentialFields {
-        CredentialFields {
-            name: name.into(),
-            description: description.into(),
-            course: course.map(str::to_owned),
-            ..CredentialFields::default()
-        }
-    }
-
-    fn issued(
-        id: &str,
-        credential: &str,
-        email: &str,
-        expires: Option<DateTime<Utc>>,
-    ) -> AssertionEvent {
-        AssertionEvent::AssertionIssued {
-            platform: "acme".into(),
-            entity_id: id.into(),
-            credential_id: credential.into(),
-            recipient: Recipient {
-                email: email.into(),
-                ..Recipient::default()
-            },
-            issued_on: at(0),
-            expires,
-            narrative: String::new(),
-            metadata: serde_json::json!({}),
-            evidence: Vec::new(),
-        }
-    }
-
-    fn sample() -> Log {
-        let mut log = Log::default();
-        for (id, name, desc, course) in [
-            ("c1", "Rust 101", "Ownership", Some("course-1")),
-            ("c2", "Go basics", "Goroutines and RUST envy", None),
-            ("c3", "Python", "Snakes", Some("course-1")),
-        ] {
-            log.push(
-                &format!("credential-{id}"),
-                CredentialEvent::CredentialCreated {
-                    platform: "acme".into(),
-                    entity_id: id.into(),
-                    fields: credential(name, desc, course),
-                    created_at: at(1),
-                },
-                Some(&format!("key-{id}")),
-            );
-        }
-        log.push(
-            "credential-c3",
-            CredentialEvent::CredentialDeleted { deleted_at: at(2) },
-            None,
-        );
-        log.push(
-            "assertion-a1",
-            issued("a1", "c1", "bob@example.com", None),
-            None,
-        );
-        log.push(
-            "assertion-a2",
-            issued("a2", "c1", "eve@example.com", Some(at(5))),
-            None,
-        );
-        log.push(
-            "assertion-a3",
-            issued("a3", "c2", "bob@example.com", None),
-            None,
-        );
-        log.push(
-            "assertion-a3",
-            AssertionEvent::AssertionRevoked {
-                reason: "mistake".into(),
-                revoked_at: at(3),
-            },
-            None,
-        );
-        log
-    }
-
-    fn filter(include_revoked: bool, include_expired: bool) -> AssertionFilter {
-        AssertionFilter {
-            credential: None,
-            course: None,
-            include_revoked,
-            include_expired,
-            now: at(10),
-        }
-    }
+    use crate::testing::{at, sample, Log};
 
     #[test]
     fn credentials_are_listed_searched_and_filtered() {
@@ -923,33 +591,6 @@ mod tests {
     }
 
     #[test]
-    fn assertion_lists_leave_out_revoked_and_expired_unless_asked() {
-        let model = CredentialsModel::new();
-        model.apply(&sample().events);
-        assert_eq!(
-            model.assertions("acme", &filter(false, false), 0, 10).count,
-            1
-        );
-        assert_eq!(
-            model.assertions("acme", &filter(true, false), 0, 10).count,
-            2
-        );
-        assert_eq!(
-            model.assertions("acme", &filter(false, true), 0, 10).count,
-            2
-        );
-        assert_eq!(
-            model.assertions("acme", &filter(true, true), 0, 10).count,
-            3
-        );
-        let revoked = model.assertion("a3").expect("kept after revocation");
-        assert_eq!(revoked.revoked.map(|r| r.reason), Some("mistake".into()));
-        let valid = model.valid_assertions_of("c1", "acme", at(10));
-        assert_eq!(valid.len(), 1);
-        assert_eq!(valid[0].entity_id, "a1");
-    }
-
-    #[test]
     fn a_batch_applied_twice_changes_nothing_the_second_time() {
         let log = sample();
         let once = CredentialsModel::new();
@@ -960,26 +601,12 @@ mod tests {
         twice.apply(&log.events);
         assert_eq!(twice.checkpoint(), log.events.len() as u64);
         assert_eq!(
-            twice.assertions("acme", &filter(true, true), 0, 10).items,
-            once.assertions("acme", &filter(true, true), 0, 10).items
-        );
-        assert_eq!(
             twice
                 .credentials("acme", &CredentialFilter::default(), 0, 10)
                 .items,
             once.credentials("acme", &CredentialFilter::default(), 0, 10)
                 .items
         );
-    }
-
-    #[test]
-    fn idempotency_keys_remember_the_streams_they_wrote() {
-        let model = CredentialsModel::new();
-        model.apply(&sample().events);
-        let record = model.idempotency("acme", "key-c2").expect("recorded");
-        assert_eq!(record.streams, ["credential-c2"]);
-        assert_eq!(record.request_hash, "h");
-        assert!(model.idempotency("other", "key-c2").is_none());
     }
 
     #[test]

@@ -7,10 +7,13 @@
 //! the same model as following the log live.
 #![forbid(unsafe_code)]
 
+pub mod assertions;
 pub mod credentials;
 pub mod rbac;
 mod runtime;
 pub mod snapshot;
+#[cfg(test)]
+mod testing;
 
 pub use runtime::{Projections, ReadModel};
 pub use snapshot::Snapshot;

@@ -105,10 +105,7 @@ pub async fn load(
         }
         Err(e) => return Err(format!("reading {}: {e}", path.display())),
     };
-    let split = bytes
-        .iter()
-        .position(|b| *b == b'\n')
-        .ok_or("no header")?;
+    let split = bytes.iter().position(|b| *b == b'\n').ok_or("no header")?;
     let header: Header =
         serde_json::from_slice(&bytes[..split]).map_err(|e| format!("header: {e}"))?;
     if header.model != model.name() || header.version != model.version() {
@@ -131,7 +128,10 @@ pub async fn load(
 }
 
 /// The id of the event at `position` (`None` at 0 or when there is none).
-async fn event_at(store: &dyn EventStore, position: Position) -> Result<Option<Uuid>, String> {
+pub(crate) async fn event_at(
+    store: &dyn EventStore,
+    position: Position,
+) -> Result<Option<Uuid>, String> {
     if position == 0 {
         return Ok(None);
     }

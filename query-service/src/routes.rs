@@ -9,7 +9,8 @@ use chrono::Utc;
 use ibl_edge::extract::Principal;
 use ibl_edge::request::{fresh, scoped, OrgUser, OrgUserEntity, Params};
 use ibl_edge::{wire, ApiError, ReadState};
-use ibl_projections::credentials::{AssertionFilter, CredentialFilter};
+use ibl_projections::assertions::AssertionFilter;
+use ibl_projections::credentials::CredentialFilter;
 use serde_json::json;
 
 use crate::ratelimit::{retry_after_secs, RateLimiter};
@@ -76,8 +77,8 @@ fn assertion_page(
     // Accepted for compatibility: this service has no main tenant.
     params.flag("exclude_main_tenant_assertions", false)?;
     let page = read
-        .models
-        .assertions(platform, &filter, p.offset(), p.size);
+        .assertions
+        .assertions(platform, &filter, p.offset(), p.size)?;
     p.check_in_range(page.count)?;
     let base = wire::base_url(req);
     let data = page
@@ -128,8 +129,8 @@ pub async fn get_assertion(
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let a = read
-        .models
-        .assertion(&path.entity_id)
+        .assertions
+        .assertion(&path.entity_id)?
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
     let c = read.models.credential(&platform, &a.credential_id);
@@ -167,8 +168,8 @@ pub async fn verify_assertion(
         .check(peer, Instant::now())
         .map_err(|wait| ApiError::TooManyRequests(retry_after_secs(wait)))?;
     let a = read
-        .models
-        .assertion(&entity_id)
+        .assertions
+        .assertion(&entity_id)?
         .ok_or_else(ApiError::not_found)?;
     let c = read.models.credential(&a.platform, &a.credential_id);
     let issuer = c

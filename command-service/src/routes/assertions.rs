@@ -168,8 +168,8 @@ fn assertion_answer(
     entity_id: &str,
 ) -> Result<Value, ApiError> {
     let a = read
-        .models
-        .assertion(entity_id)
+        .assertions
+        .assertion(entity_id)?
         .ok_or_else(ApiError::not_found)?;
     let c = read.models.credential(&a.platform, &a.credential_id);
     Ok(wire::assertion(
@@ -313,8 +313,8 @@ pub async fn bulk_issue(
     let ids = bulk_ids(seed, body.recipients.len());
     let own: HashSet<&str> = ids.iter().map(String::as_str).collect();
     let holders = read
-        .models
-        .valid_assertions_of(&path.entity_id, &platform, now);
+        .assertions
+        .valid_assertions_of(&path.entity_id, &platform, now)?;
     let mut emails = HashSet::new();
     let mut usernames = HashSet::new();
     for a in holders
@@ -404,8 +404,8 @@ pub async fn update_assertion(
         ..
     } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     let current = read
-        .models
-        .assertion(&path.entity_id)
+        .assertions
+        .assertion(&path.entity_id)?
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {

@@ -201,6 +201,12 @@ pub fn is_json(content_type: Option<&actix_web::http::header::HeaderValue>) -> b
         .is_some_and(|mime| mime == "application/json" || mime.ends_with("+json"))
 }
 
+impl From<ibl_projections::assertions::ReadError> for ApiError {
+    fn from(e: ibl_projections::assertions::ReadError) -> Self {
+        ApiError::Unavailable(e.to_string())
+    }
+}
+
 impl From<ibl_events::StoreError> for ApiError {
     fn from(e: ibl_events::StoreError) -> Self {
         match e {

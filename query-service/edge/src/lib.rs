@@ -24,6 +24,8 @@ pub use error::ApiError;
 /// What the read side serves from: the read models and how far they are.
 pub struct ReadState {
     pub models: Arc<CredentialsModel>,
+    /// Assertions and idempotency records (SQLite, off the heap).
+    pub assertions: Arc<ibl_projections::assertions::AssertionsModel>,
     pub rbac: Arc<ibl_projections::rbac::RbacModel>,
     pub projections: Projections,
     /// Turns positions into the tokens of `X-Position` and back.

@@ -2,7 +2,8 @@
 
 use actix_web::HttpRequest;
 use chrono::{DateTime, SecondsFormat, Utc};
-use ibl_projections::credentials::{ApiKeyView, AssertionView, CredentialView, IssuerView};
+use ibl_projections::assertions::AssertionView;
+use ibl_projections::credentials::{ApiKeyView, CredentialView, IssuerView};
 use serde_json::{json, Map, Value};
 
 use crate::paging::{links, PageRequest, MAX_PAGE_SIZE};

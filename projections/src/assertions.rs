@@ -1,0 +1,815 @@
+//! The read models that grow with every write: assertions and the records
+//! of `Idempotency-Key` requests, kept in SQLite (a file of their own in
+//! the data folder) rather than on the heap.
+//!
+//! Why SQLite and not a snapshot: a million assertions take about 1 KB
+//! each on the heap (975 MiB resident), and a snapshot of them would be
+//! rewritten whole every time; in a table each batch of events is one
+//! transaction that also moves the checkpoint, so the file is always a
+//! consistent state at a known position (a crash rolls back to the last
+//! commit, and the projector resumes from its checkpoint). Rows are read
+//! through the page cache, a few MiB, whatever the table's size.
+//!
+//! The file is rebuilt from the log (deleted and recreated) when it is
+//! missing, unreadable, of another schema version, or covers a position of
+//! another log (the id of the event at its checkpoint is kept and checked).
+
+use std::collections::hash_map::{Entry, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use chrono::{DateTime, Utc};
+use ibl_events::credentials::{AssertionEvent, CredentialEvent};
+use ibl_events::{DomainEvent, EventStore, Position, RecordedEvent};
+use rusqlite::{params, Connection, OptionalExtension, Transaction};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::ReadModel;
+
+/// The schema this code writes (`PRAGMA user_version`): bump it when the
+/// tables or the stored views change shape; a file of another version is
+/// rebuilt.
+const VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    checkpoint INTEGER NOT NULL,
+    event_id   BLOB                         -- of the event at checkpoint
+);
+INSERT INTO meta VALUES (1, 0, NULL);
+CREATE TABLE assertions (
+    seq           INTEGER PRIMARY KEY,      -- issue order
+    entity_id     TEXT    NOT NULL UNIQUE,
+    platform      TEXT    NOT NULL,
+    credential_id TEXT    NOT NULL,
+    expires       INTEGER,                  -- µs since the epoch; NULL: never
+    revoked       INTEGER NOT NULL DEFAULT 0,
+    view          TEXT    NOT NULL          -- the AssertionView, JSON
+);
+CREATE INDEX assertions_of_platform ON assertions (platform, seq);
+CREATE INDEX assertions_of_credential ON assertions (credential_id, seq);
+-- The course of each live credential, for the assertion lists' filter.
+CREATE TABLE courses (
+    credential_id TEXT PRIMARY KEY,
+    course        TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX courses_by_name ON courses (course);
+CREATE TABLE idempotency (
+    platform     TEXT    NOT NULL,
+    key          TEXT    NOT NULL,
+    request_hash TEXT    NOT NULL,
+    streams      TEXT    NOT NULL,          -- JSON array, in the order written
+    position     INTEGER NOT NULL,
+    PRIMARY KEY (platform, key)
+) WITHOUT ROWID;
+";
+
+/// An assertion as the lists and the public route show it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssertionView {
+    pub platform: String,
+    pub entity_id: String,
+    pub credential_id: String,
+    pub recipient: ibl_events::credentials::Recipient,
+    pub issued_on: DateTime<Utc>,
+    pub expires: Option<DateTime<Utc>>,
+    pub narrative: String,
+    pub metadata: serde_json::Value,
+    pub evidence: Vec<ibl_events::credentials::Evidence>,
+    pub revoked: Option<Revocation>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Revocation {
+    pub reason: String,
+    pub at: DateTime<Utc>,
+}
+
+impl AssertionView {
+    pub fn expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires.is_some_and(|e| e <= now)
+    }
+    pub fn valid(&self, now: DateTime<Utc>) -> bool {
+        self.revoked.is_none() && !self.expired(now)
+    }
+}
+
+/// A request that carried an `Idempotency-Key`: the hash of its body and the
+/// first stream of each kind it wrote, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotencyRecord {
+    pub request_hash: String,
+    pub streams: Vec<String>,
+    pub position: Position,
+}
+
+impl IdempotencyRecord {
+    /// Notes that the request wrote `stream` (up to `position`): the first
+    /// stream of each kind is kept, which is all `created` needs, so a bulk
+    /// issue's record stays small.
+    fn add(&mut self, stream: &str, position: Position) {
+        let kind = |s: &str| s.split_once('-').map_or(s, |(k, _)| k).to_owned();
+        if !self.streams.iter().any(|s| kind(s) == kind(stream)) {
+            self.streams.push(stream.to_owned());
+        }
+        self.position = position;
+    }
+
+    /// The id of the first entity of kind `prefix` (`"assertion-"`, ...) the
+    /// request wrote, or `""`.
+    pub fn created(&self, prefix: &str) -> &str {
+        self.streams
+            .iter()
+            .find_map(|s| s.strip_prefix(prefix))
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AssertionFilter {
+    pub credential: Option<String>,
+    pub course: Option<String>,
+    pub include_revoked: bool,
+    pub include_expired: bool,
+    pub now: DateTime<Utc>,
+}
+
+/// A read that failed in the database (not a missing row): the request
+/// answers 503.
+#[derive(Debug, thiserror::Error)]
+#[error("the assertions read model: {0}")]
+pub struct ReadError(String);
+
+impl From<rusqlite::Error> for ReadError {
+    fn from(e: rusqlite::Error) -> Self {
+        ReadError(e.to_string())
+    }
+}
+
+/// The SQLite adapter of the assertions read model.
+pub struct AssertionsModel {
+    path: PathBuf,
+    writer: Mutex<Connection>,
+    readers: Vec<Mutex<Connection>>,
+    next_reader: AtomicUsize,
+    checkpoint: AtomicU64,
+}
+
+/// Readers: enough for the HTTP workers of a few cores without waiting.
+const READERS: usize = 8;
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn connect(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // A read model: a commit lost to a power cut is rebuilt from the log
+    // (the checkpoint rolls back with it), so NORMAL is enough.
+    conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA cache_size = -4096;")?;
+    Ok(conn)
+}
+
+/// Opens the file at `path` as it is, or answers why it must be rebuilt.
+fn open_existing(path: &Path) -> Result<Connection, String> {
+    let conn = connect(path).map_err(|e| e.to_string())?;
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if version != VERSION {
+        return Err(format!(
+            "schema version {version}, this code's is {VERSION}"
+        ));
+    }
+    let ok: String = conn
+        .query_row("PRAGMA quick_check", [], |r| r.get(0))
+        .map_err(|e| e.to_string())?;
+    if ok != "ok" {
+        return Err(format!("damaged: {ok}"));
+    }
+    Ok(conn)
+}
+
+fn create(path: &Path) -> Result<Connection, String> {
+    for suffix in ["", "-wal", "-shm"] {
+        let file = PathBuf::from(format!("{}{suffix}", path.display()));
+        match std::fs::remove_file(&file) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", file.display())),
+        }
+    }
+    let conn = connect(path).map_err(|e| e.to_string())?;
+    conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+        .map_err(|e| e.to_string())?;
+    conn.execute_batch(&format!("{SCHEMA} PRAGMA user_version = {VERSION};"))
+        .map_err(|e| e.to_string())?;
+    Ok(conn)
+}
+
+impl AssertionsModel {
+    /// Opens the model's file at `path` (created with its folder when
+    /// missing), checked against `store`: a file that cannot be used as it
+    /// is, is rebuilt from position 0. Answers the model and, when it was
+    /// rebuilt, why.
+    pub async fn open(
+        path: &Path,
+        store: &dyn EventStore,
+    ) -> Result<(Self, Option<String>), String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let existing = if path.exists() {
+            open_existing(path)
+        } else {
+            Err("no file".into())
+        };
+        let (writer, rebuilt) = match existing {
+            Ok(conn) => {
+                let (checkpoint, event_id) = read_meta(&conn).map_err(|e| e.to_string())?;
+                let at = crate::snapshot::event_at(store, checkpoint).await?;
+                if at == event_id {
+                    (conn, None)
+                } else {
+                    drop(conn);
+                    let why = format!("it covers position {checkpoint} of another log");
+                    (create(path)?, Some(why))
+                }
+            }
+            Err(why) => (create(path)?, Some(why)),
+        };
+        let (checkpoint, _) = read_meta(&writer).map_err(|e| e.to_string())?;
+        let readers = (0..READERS)
+            .map(|_| connect(path).map(Mutex::new))
+            .collect::<rusqlite::Result<_>>()
+            .map_err(|e| e.to_string())?;
+        Ok((
+            Self {
+                path: path.to_owned(),
+                writer: Mutex::new(writer),
+                readers,
+                next_reader: AtomicUsize::new(0),
+                checkpoint: AtomicU64::new(checkpoint),
+            },
+            rebuilt,
+        ))
+    }
+
+    /// The file this model lives in.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs `f` on a free reader (or waits for one).
+    fn read<R>(&self, f: impl FnOnce(&Connection) -> rusqlite::Result<R>) -> Result<R, ReadError> {
+        let start = self.next_reader.fetch_add(1, Ordering::Relaxed);
+        for i in 0..self.readers.len() {
+            if let Ok(conn) = self.readers[(start + i) % self.readers.len()].try_lock() {
+                return Ok(f(&conn)?);
+            }
+        }
+        let conn = self.readers[start % self.readers.len()]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        Ok(f(&conn)?)
+    }
+
+    /// Any platform's assertion: for public verification.
+    pub fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
+        let json: Option<String> = self.read(|c| {
+            c.prepare_cached("SELECT view FROM assertions WHERE entity_id = ?1")?
+                .query_row([entity_id], |r| r.get(0))
+                .optional()
+        })?;
+        json.map(|j| decode(&j)).transpose()
+    }
+
+    /// A page of a platform's assertions, in issue order, and the count of
+    /// all that match.
+    pub fn assertions(
+        &self,
+        platform: &str,
+        filter: &AssertionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::credentials::Page<AssertionView>, ReadError> {
+        let mut cond = String::from("platform = ?1");
+        if filter.credential.is_some() {
+            cond.push_str(" AND credential_id = ?2");
+        }
+        if filter.course.is_some() {
+            cond.push_str(
+                " AND credential_id IN (SELECT credential_id FROM courses WHERE course = ?3)",
+            );
+        }
+        if !filter.include_revoked {
+            cond.push_str(" AND revoked = 0");
+        }
+        if !filter.include_expired {
+            cond.push_str(" AND (expires IS NULL OR expires > ?4)");
+        }
+        let credential = filter.credential.as_deref().unwrap_or_default();
+        let course = filter.course.as_deref().unwrap_or_default();
+        let now = micros(filter.now);
+        let (count, views) = self.read(|c| {
+            // Unused parameters are bound too: one statement per shape.
+            let bind = |sql: &str| -> rusqlite::Result<_> {
+                let mut s = c.prepare_cached(sql)?;
+                for (i, name) in ["?1", "?2", "?3", "?4"].iter().enumerate() {
+                    if sql.contains(name) {
+                        let value: &dyn rusqlite::ToSql = match i {
+                            0 => &platform,
+                            1 => &credential,
+                            2 => &course,
+                            _ => &now,
+                        };
+                        s.raw_bind_parameter(i + 1, value)?;
+                    }
+                }
+                Ok(s)
+            };
+            let mut s = bind(&format!("SELECT count(*) FROM assertions WHERE {cond}"))?;
+            let count: i64 = s.raw_query().next()?.map_or(Ok(0), |r| r.get(0))?;
+            drop(s);
+            let mut s = bind(&format!(
+                "SELECT view FROM assertions WHERE {cond} ORDER BY seq LIMIT {limit} OFFSET {offset}"
+            ))?;
+            let mut rows = s.raw_query();
+            let mut views = Vec::new();
+            while let Some(row) = rows.next()? {
+                views.push(row.get::<_, String>(0)?);
+            }
+            Ok((count, views))
+        })?;
+        Ok(crate::credentials::Page {
+            count: count as usize,
+            items: views.iter().map(|j| decode(j)).collect::<Result<_, _>>()?,
+        })
+    }
+
+    /// The valid assertions of a credential, for duplicate checks.
+    pub fn valid_assertions_of(
+        &self,
+        credential_id: &str,
+        platform: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<AssertionView>, ReadError> {
+        let views: Vec<String> = self.read(|c| {
+            c.prepare_cached(
+                "SELECT view FROM assertions WHERE credential_id = ?1 AND platform = ?2
+                 AND revoked = 0 AND (expires IS NULL OR expires > ?3) ORDER BY seq",
+            )?
+            .query_map(params![credential_id, platform, micros(now)], |r| r.get(0))?
+            .collect()
+        })?;
+        views.iter().map(|j| decode(j)).collect()
+    }
+
+    pub fn idempotency(
+        &self,
+        platform: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ReadError> {
+        self.read(|c| stored_record(c, platform, key))
+    }
+}
+
+fn decode(json: &str) -> Result<AssertionView, ReadError> {
+    serde_json::from_str(json).map_err(|e| ReadError(format!("a stored view: {e}")))
+}
+
+fn read_meta(conn: &Connection) -> rusqlite::Result<(Position, Option<Uuid>)> {
+    conn.query_row("SELECT checkpoint, event_id FROM meta", [], |r| {
+        let id: Option<Vec<u8>> = r.get(1)?;
+        Ok((
+            r.get::<_, i64>(0)? as Position,
+            id.and_then(|b| Uuid::from_slice(&b).ok()),
+        ))
+    })
+}
+
+impl ReadModel for AssertionsModel {
+    fn name(&self) -> &'static str {
+        "assertions"
+    }
+
+    fn checkpoint(&self) -> Position {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    fn apply(&self, batch: &[RecordedEvent]) {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        // A failed write is retried whole: the projector's batch is applied
+        // again from the checkpoint that was committed.
+        let mut delay = std::time::Duration::from_millis(50);
+        loop {
+            match apply_batch(&mut conn, batch) {
+                Ok(Some(checkpoint)) => {
+                    self.checkpoint.store(checkpoint, Ordering::Release);
+                    return;
+                }
+                Ok(None) => return,
+                Err(error) => {
+                    tracing::error!(%error, "the assertions read model could not write; retrying");
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                }
+            }
+        }
+    }
+}
+
+/// Applies the events after the stored checkpoint and moves it, in one
+/// transaction. Answers the new checkpoint (`None`: nothing new).
+fn apply_batch(
+    conn: &mut Connection,
+    batch: &[RecordedEvent],
+) -> rusqlite::Result<Option<Position>> {
+    let tx = conn.transaction()?;
+    let (checkpoint, _) = read_meta(&tx)?;
+    let Some(last) = batch.last().filter(|e| e.position > checkpoint) else {
+        return Ok(None);
+    };
+    // A bulk issue writes thousands of events under one key: its record is
+    // read once and written once per batch.
+    let mut records: HashMap<(String, String), IdempotencyRecord> = HashMap::new();
+    for event in batch.iter().filter(|e| e.position > checkpoint) {
+        if let (Some(tag), Some(platform)) =
+            (&event.metadata.idempotency, &event.metadata.actor.platform)
+        {
+            let id = (platform.clone(), tag.key.clone());
+            let record = match records.entry(id) {
+                Entry::Occupied(e) => e.into_mut(),
+                Entry::Vacant(e) => {
+                    let stored = stored_record(&tx, platform, &tag.key)?;
+                    e.insert(stored.unwrap_or_else(|| IdempotencyRecord {
+                        request_hash: tag.request_hash.clone(),
+                        streams: Vec::new(),
+                        position: event.position,
+                    }))
+                }
+            };
+            record.add(&event.stream, event.position);
+        }
+        if let Err(error) = apply_event(&tx, event) {
+            match error {
+                Skip::Decode(error) => tracing::error!(
+                    stream = %event.stream, revision = event.revision, %error,
+                    "event skipped by the assertions read model"
+                ),
+                Skip::Db(e) => return Err(e),
+            }
+        }
+    }
+    for ((platform, key), record) in records {
+        let streams = serde_json::to_string(&record.streams)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        tx.prepare_cached("INSERT OR REPLACE INTO idempotency VALUES (?1, ?2, ?3, ?4, ?5)")?
+            .execute(params![
+                platform,
+                key,
+                record.request_hash,
+                streams,
+                record.position as i64
+            ])?;
+    }
+    tx.execute(
+        "UPDATE meta SET checkpoint = ?1, event_id = ?2",
+        params![last.position as i64, last.event_id.as_bytes().as_slice()],
+    )?;
+    tx.commit()?;
+    Ok(Some(last.position))
+}
+
+fn stored_record(
+    conn: &Connection,
+    platform: &str,
+    key: &str,
+) -> rusqlite::Result<Option<IdempotencyRecord>> {
+    let row: Option<(String, String, i64)> = conn
+        .prepare_cached(
+            "SELECT request_hash, streams, position FROM idempotency
+             WHERE platform = ?1 AND key = ?2",
+        )?
+        .query_row([platform, key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .optional()?;
+    row.map(|(request_hash, streams, position)| {
+        Ok(IdempotencyRecord {
+            request_hash,
+            streams: serde_json::from_str(&streams).map_err(|e| {
+                rusqlite::Error::FromSqlConversionFailure(
+                    2,
+                    rusqlite::types::Type::Text,
+                    Box::new(e),
+                )
+            })?,
+            position: position as Position,
+        })
+    })
+    .transpose()
+}
+
+enum Skip {
+    Decode(String),
+    Db(rusqlite::Error),
+}
+
+impl From<rusqlite::Error> for Skip {
+    fn from(e: rusqlite::Error) -> Self {
+        Skip::Db(e)
+    }
+}
+
+impl From<serde_json::Error> for Skip {
+    fn from(e: serde_json::Error) -> Self {
+        Skip::Decode(e.to_string())
+    }
+}
+
+fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
+    let stream = event.stream.as_str();
+    if let Some(id) = stream.strip_prefix("credential-") {
+        match CredentialEvent::from_recorded(event)? {
+            CredentialEvent::CredentialCreated { fields, .. }
+            | CredentialEvent::CredentialUpdated { fields, .. } => match fields.course {
+                Some(course) => {
+                    tx.prepare_cached("INSERT OR REPLACE INTO courses VALUES (?1, ?2)")?
+                        .execute([id, &course])?;
+                }
+                None => {
+                    tx.prepare_cached("DELETE FROM courses WHERE credential_id = ?1")?
+                        .execute([id])?;
+                }
+            },
+            CredentialEvent::CredentialDeleted { .. } => {
+                tx.prepare_cached("DELETE FROM courses WHERE credential_id = ?1")?
+                    .execute([id])?;
+            }
+            CredentialEvent::CredentialRetired { .. } => {}
+        }
+    } else if let Some(id) = stream.strip_prefix("assertion-") {
+        match AssertionEvent::from_recorded(event)? {
+            AssertionEvent::AssertionIssued {
+                platform,
+                entity_id,
+                credential_id,
+                recipient,
+                issued_on,
+                expires,
+                narrative,
+                metadata,
+                evidence,
+            } => {
+                let view = AssertionView {
+                    platform,
+                    entity_id,
+                    credential_id,
+                    recipient,
+                    issued_on,
+                    expires,
+                    narrative,
+                    metadata,
+                    evidence,
+                    revoked: None,
+                };
+                tx.prepare_cached(
+                    "INSERT OR IGNORE INTO assertions
+                     (entity_id, platform, credential_id, expires, view)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    view.entity_id,
+                    view.platform,
+                    view.credential_id,
+                    view.expires.map(micros),
+                    serde_json::to_string(&view)?,
+                ])?;
+            }
+            AssertionEvent::AssertionRevoked { reason, revoked_at } => {
+                let json: Option<String> = tx
+                    .prepare_cached("SELECT view FROM assertions WHERE entity_id = ?1")?
+                    .query_row([id], |r| r.get(0))
+                    .optional()?;
+                if let Some(json) = json {
+                    let mut view: AssertionView = serde_json::from_str(&json)?;
+                    view.revoked = Some(Revocation {
+                        reason,
+                        at: revoked_at,
+                    });
+                    tx.prepare_cached(
+                        "UPDATE assertions SET revoked = 1, view = ?2 WHERE entity_id = ?1",
+                    )?
+                    .execute(params![id, serde_json::to_string(&view)?])?;
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::{at, filter, issued, sample, Log};
+    use ibl_events::memory::MemoryStore;
+    use ibl_events::{EventData, ExpectedRevision};
+
+    /// A store holding `log`'s events at the same positions.
+    async fn store_of(log: &Log) -> MemoryStore {
+        let store = MemoryStore::new();
+        for e in &log.events {
+            let data = EventData {
+                event_id: e.event_id,
+                event_type: e.event_type.clone(),
+                schema_version: e.schema_version,
+                payload: e.payload.clone(),
+                metadata: e.metadata.clone(),
+            };
+            let written = store
+                .append(&e.stream, ExpectedRevision::Any, vec![data])
+                .await
+                .expect("append");
+            assert_eq!(written.position, e.position);
+        }
+        store
+    }
+
+    async fn model_in(dir: &Path, store: &dyn EventStore) -> (AssertionsModel, Option<String>) {
+        AssertionsModel::open(&dir.join("assertions.db"), store)
+            .await
+            .expect("open")
+    }
+
+    fn entity_ids(page: &crate::credentials::Page<AssertionView>) -> Vec<&str> {
+        page.items.iter().map(|a| a.entity_id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn lists_leave_out_revoked_and_expired_unless_asked_and_filter_by_credential_and_course()
+    {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = sample();
+        let (model, _) = model_in(dir.path(), &MemoryStore::new()).await;
+        model.apply(&log.events);
+        let list = |f: &AssertionFilter| model.assertions("acme", f, 0, 10).expect("read");
+        assert_eq!(entity_ids(&list(&filter(false, false))), ["a1"]);
+        assert_eq!(entity_ids(&list(&filter(true, false))), ["a1", "a3"]);
+        assert_eq!(entity_ids(&list(&filter(false, true))), ["a1", "a2"]);
+        assert_eq!(entity_ids(&list(&filter(true, true))), ["a1", "a2", "a3"]);
+        let page = model
+            .assertions("acme", &filter(true, true), 1, 1)
+            .expect("read");
+        assert_eq!((page.count, entity_ids(&page)), (3, vec!["a2"]), "paged");
+        let of_c2 = AssertionFilter {
+            credential: Some("c2".into()),
+            ..filter(true, true)
+        };
+        assert_eq!(entity_ids(&list(&of_c2)), ["a3"]);
+        let course = AssertionFilter {
+            course: Some("course-1".into()),
+            ..filter(true, true)
+        };
+        assert_eq!(
+            entity_ids(&list(&course)),
+            ["a1", "a2"],
+            "c1 is in course-1"
+        );
+        assert_eq!(
+            model
+                .assertions("other", &filter(true, true), 0, 10)
+                .expect("read")
+                .count,
+            0
+        );
+
+        let revoked = model
+            .assertion("a3")
+            .expect("read")
+            .expect("kept after revocation");
+        assert_eq!(revoked.revoked.map(|r| r.reason), Some("mistake".into()));
+        assert!(model.assertion("nope").expect("read").is_none());
+        let valid = model
+            .valid_assertions_of("c1", "acme", at(10))
+            .expect("read");
+        assert_eq!(
+            valid
+                .iter()
+                .map(|a| a.entity_id.as_str())
+                .collect::<Vec<_>>(),
+            ["a1"]
+        );
+        assert!(model
+            .valid_assertions_of("c1", "other", at(10))
+            .expect("read")
+            .is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_batch_applied_twice_changes_nothing_the_second_time() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = sample();
+        let store = MemoryStore::new();
+        let (once, _) = model_in(&dir.path().join("once"), &store).await;
+        once.apply(&log.events);
+        let (twice, _) = model_in(&dir.path().join("twice"), &store).await;
+        twice.apply(&log.events[..5]);
+        twice.apply(&log.events);
+        twice.apply(&log.events);
+        assert_eq!(twice.checkpoint(), log.events.len() as u64);
+        let all = filter(true, true);
+        assert_eq!(
+            twice.assertions("acme", &all, 0, 10).expect("read").items,
+            once.assertions("acme", &all, 0, 10).expect("read").items
+        );
+        assert_eq!(
+            twice.idempotency("acme", "key-c1").expect("read"),
+            once.idempotency("acme", "key-c1").expect("read")
+        );
+    }
+
+    #[tokio::test]
+    async fn idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = sample();
+        for i in 0..5 {
+            let id = format!("b{i}");
+            log.push(
+                &format!("assertion-{id}"),
+                issued(&id, "c1", "x@example.com", None),
+                Some("bulk"),
+            );
+        }
+        let (model, _) = model_in(dir.path(), &MemoryStore::new()).await;
+        // Split over two batches: the record is read back and extended.
+        let (first, rest) = log.events.split_at(log.events.len() - 2);
+        model.apply(first);
+        model.apply(rest);
+        let record = model
+            .idempotency("acme", "key-c2")
+            .expect("read")
+            .expect("recorded");
+        assert_eq!(record.streams, ["credential-c2"]);
+        assert_eq!(record.request_hash, "h");
+        assert!(model
+            .idempotency("other", "key-c2")
+            .expect("read")
+            .is_none());
+        let bulk = model
+            .idempotency("acme", "bulk")
+            .expect("read")
+            .expect("recorded");
+        assert_eq!(bulk.streams, ["assertion-b0"]);
+        assert_eq!(bulk.created("assertion-"), "b0");
+        assert_eq!(bulk.position, log.events.len() as u64, "its last event");
+    }
+
+    #[tokio::test]
+    async fn a_file_is_kept_across_opens_and_rebuilt_when_it_does_not_match() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let log = sample();
+        let store = store_of(&log).await;
+        let (model, why) = model_in(dir.path(), &store).await;
+        assert_eq!(why.as_deref(), Some("no file"));
+        model.apply(&log.events);
+        drop(model);
+
+        let (model, why) = model_in(dir.path(), &store).await;
+        assert_eq!(why, None, "kept");
+        assert_eq!(model.checkpoint(), log.events.len() as u64);
+        assert!(model.assertion("a1").expect("read").is_some());
+        drop(model);
+
+        // Another log with as many events: the ids at the checkpoint differ.
+        let other = store_of(&sample()).await;
+        let (model, why) = model_in(dir.path(), &other).await;
+        assert!(why.expect("rebuilt").contains("another log"));
+        assert_eq!(model.checkpoint(), 0);
+        assert!(model.assertion("a1").expect("read").is_none(), "emptied");
+        drop(model);
+
+        // Another schema version.
+        let path = dir.path().join("assertions.db");
+        Connection::open(&path)
+            .and_then(|c| c.execute_batch("PRAGMA user_version = 99;"))
+            .expect("set version");
+        let (_, why) = model_in(dir.path(), &store).await;
+        assert!(why.expect("rebuilt").contains("schema version 99"));
+
+        // Not a database at all.
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(format!("{}{suffix}", path.display()));
+        }
+        std::fs::write(&path, vec![7u8; 8192]).expect("write junk");
+        let (model, why) = model_in(dir.path(), &store).await;
+        assert!(why.is_some(), "rebuilt");
+        model.apply(&log.events);
+        assert!(
+            model.assertion("a1").expect("read").is_some(),
+            "usable again"
+        );
+    }
+}
