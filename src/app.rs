@@ -24,7 +24,8 @@ use ibl_events::EventStore;
 use ibl_projections::assertions::AssertionsModel;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
-use ibl_projections::{Projections, ReadModel};
+use ibl_projections::snapshot::Snapshots;
+use ibl_projections::{Projections, ReadModel, Snapshot};
 use ibl_query_service::ratelimit::{Rate, RateLimiter};
 use ibl_query_service::routes::PublicLimit;
 use tracing::Instrument;
@@ -144,6 +145,10 @@ impl Settings {
 /// rebuilds them from the log at the next start.
 pub const READ_MODELS_DIR: &str = "readmodels";
 
+/// How often the in-memory read models are written out while they move: a
+/// start replays at most this much of the log on top of their snapshots.
+const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
+
 /// The file of the position key in a data folder.
 pub const POSITION_KEY_FILE: &str = "position.key";
 
@@ -154,6 +159,9 @@ pub struct Application {
     pub store: Arc<dyn EventStore>,
     /// The key of its `X-Position` tokens.
     pub positions: PositionKey,
+    /// The snapshots of its in-memory read models (written once more at a
+    /// clean stop).
+    pub snapshots: Arc<Snapshots>,
 }
 
 /// Opens the store, rebuilds the read models from the log and binds the
@@ -202,6 +210,21 @@ pub async fn build_with(
     let assertions = Arc::new(assertions);
     let models = Arc::new(CredentialsModel::new());
     let rbac = Arc::new(RbacModel::new());
+    let snapshots = Arc::new(Snapshots::new(
+        read_dir,
+        store.clone(),
+        vec![models.clone() as Arc<dyn Snapshot>],
+    ));
+    for (model, loaded) in snapshots.load().await {
+        match loaded {
+            Ok(position) => tracing::info!(
+                target: "ibl::startup", model, position, "read model restored from its snapshot"
+            ),
+            Err(why) => {
+                tracing::info!(target: "ibl::startup", model, why, "read model rebuilt from the log")
+            }
+        }
+    }
     let read_models: Vec<Arc<dyn ReadModel>> =
         vec![models.clone(), rbac.clone(), assertions.clone()];
     let (projections, _tasks) = Projections::start(store.clone(), read_models);
@@ -212,8 +235,9 @@ pub async fn build_with(
         target: "ibl::startup",
         position = projections.position(),
         elapsed_ms = started.elapsed().as_millis() as u64,
-        "read models rebuilt from the log"
+        "read models caught up with the log"
     );
+    snapshots.clone().spawn(SNAPSHOT_EVERY);
     tracing::info!(
         target: "ibl::startup",
         grants = rbac.grant_count(),
@@ -283,6 +307,7 @@ pub async fn build_with(
         server: server.run(),
         store,
         positions,
+        snapshots,
     })
 }
 

@@ -116,6 +116,7 @@ async fn serve(settings: &Settings) -> i32 {
             tracing::info!(addr = %settings.addr, port = app.port, "serving");
             match app.server.await {
                 Ok(()) => {
+                    app.snapshots.save_changed().await;
                     tracing::info!("stopped");
                     0
                 }

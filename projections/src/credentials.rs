@@ -10,17 +10,18 @@ use ibl_events::platform::{
     is_platform_stream, user_of_stream, ApiKeyEvent, PlatformEvent, UserEvent, USERS_STREAM,
 };
 use ibl_events::{DomainEvent, Position, RecordedEvent};
+use serde::{Deserialize, Serialize};
 
-use crate::ReadModel;
+use crate::{ReadModel, Snapshot};
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformView {
     pub id: u64,
     pub key: String,
     pub name: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserView {
     pub id: u64,
     pub platform: String,
@@ -36,7 +37,7 @@ pub struct UserView {
     pub updated: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyView {
     pub platform: String,
     pub name: String,
@@ -48,7 +49,7 @@ pub struct ApiKeyView {
     pub created: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CredentialView {
     pub platform: String,
     pub entity_id: String,
@@ -61,7 +62,7 @@ pub struct CredentialView {
     pub created_by: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IssuerView {
     pub platform: String,
     pub entity_id: String,
@@ -324,6 +325,99 @@ impl ReadModel for CredentialsModel {
             }
             s.checkpoint = event.position;
         }
+    }
+}
+
+/// Bump when `Saved` (or a view in it) changes shape: older snapshots are
+/// then ignored and the model is rebuilt from the log.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// What a snapshot keeps: the views, each platform's in list order; the
+/// indexes are rebuilt from them.
+#[derive(Serialize, Deserialize)]
+struct Saved {
+    platforms: Vec<PlatformView>,
+    users: Vec<UserView>,
+    keys: Vec<ApiKeyView>,
+    credentials: Vec<CredentialView>,
+    issuers: Vec<IssuerView>,
+}
+
+/// The views of `order`'s lists, each list in its order.
+fn in_order<K: Eq + std::hash::Hash, V: Clone>(
+    order: &HashMap<String, Vec<K>>,
+    views: &HashMap<K, V>,
+) -> Vec<V> {
+    order
+        .values()
+        .flatten()
+        .filter_map(|id| views.get(id).cloned())
+        .collect()
+}
+
+impl Snapshot for CredentialsModel {
+    fn version(&self) -> u32 {
+        SNAPSHOT_VERSION
+    }
+
+    fn snapshot(&self) -> (Position, Vec<u8>) {
+        let s = self.read();
+        let saved = Saved {
+            platforms: s
+                .platforms
+                .values()
+                .map(|p| PlatformView::clone(p))
+                .collect(),
+            users: in_order(&s.user_order, &s.users),
+            keys: s
+                .keys_by_hash
+                .values()
+                .map(|k| ApiKeyView::clone(k))
+                .collect(),
+            credentials: in_order(&s.credential_order, &s.credentials),
+            issuers: in_order(&s.issuer_order, &s.issuers),
+        };
+        let bytes = serde_json::to_vec(&saved).expect("views serialize");
+        (s.checkpoint, bytes)
+    }
+
+    fn restore(&self, checkpoint: Position, bytes: &[u8]) -> Result<(), String> {
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        *s = State::default();
+        let saved: Saved = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        for p in saved.platforms {
+            s.platforms.insert(p.key.clone(), Arc::new(p));
+        }
+        for u in saved.users {
+            s.usernames
+                .insert((u.platform.clone(), u.username.clone()), u.id);
+            s.user_order
+                .entry(u.platform.clone())
+                .or_default()
+                .push(u.id);
+            s.users.insert(u.id, u);
+        }
+        for k in saved.keys {
+            s.keys_by_name
+                .insert((k.platform.clone(), k.name.clone()), k.hash.clone());
+            s.keys_by_hash.insert(k.hash.clone(), Arc::new(k));
+        }
+        for c in saved.credentials {
+            s.credential_order
+                .entry(c.platform.clone())
+                .or_default()
+                .push(c.entity_id.clone());
+            s.credentials.insert(c.entity_id.clone(), c);
+        }
+        for i in saved.issuers {
+            s.issuer_order
+                .entry(i.platform.clone())
+                .or_default()
+                .push(i.entity_id.clone());
+            s.issuers.insert(i.entity_id.clone(), i);
+        }
+        s.checkpoint = checkpoint;
+        Ok(())
     }
 }
 
@@ -718,5 +812,138 @@ mod tests {
                 .len(),
             0
         );
+    }
+
+    /// Every answer of the model, as text: two models are equal when
+    /// these are.
+    fn answers(model: &CredentialsModel) -> String {
+        let mut out = format!("checkpoint {}\n", model.checkpoint());
+        for platform in ["acme", "beta"] {
+            let users = model.users(platform, &UserFilter::default(), 0, 100);
+            let credentials = model.credentials(platform, &CredentialFilter::default(), 0, 100);
+            out += &format!(
+                "{platform}: {:?}\n{:?}\n{:?}\n{:?}\n{:?}\n",
+                model.platform(platform),
+                users.items,
+                credentials.items,
+                model.issuers(platform, None, 0, 100).items,
+                model.api_keys(platform),
+            );
+            for u in users.items {
+                out += &format!("{:?}\n", model.user_by_username(platform, &u.username));
+            }
+            for k in model.api_keys(platform) {
+                out += &format!(
+                    "{:?} {:?}\n",
+                    model.api_key_by_name(platform, &k.name),
+                    model.api_key_by_hash(&k.hash)
+                );
+            }
+        }
+        out
+    }
+
+    fn busy() -> Log {
+        let mut log = sample();
+        log.push(
+            "platform-acme",
+            PlatformEvent::PlatformCreated {
+                id: 1,
+                key: "acme".into(),
+                name: "Acme".into(),
+                created_at: at(0),
+            },
+            None,
+        );
+        for (id, platform, name) in [(9, "acme", "zed"), (2, "beta", "bob"), (4, "acme", "amy")] {
+            log.push(
+                &format!("user-{id}"),
+                registered(id, platform, name, &format!("{name}@x.test")),
+                None,
+            );
+        }
+        log.push(
+            "user-4",
+            UserEvent::UserDeactivated {
+                id: 4,
+                deactivated_at: at(5),
+            },
+            None,
+        );
+        for name in ["ci", "ops"] {
+            log.push(
+                "apikeys-acme",
+                ApiKeyEvent::ApiKeyCreated {
+                    name: name.into(),
+                    prefix: format!("p-{name}"),
+                    hash: format!("h-{name}"),
+                    user_id: 9,
+                    username: "zed".into(),
+                    expires: None,
+                    created_at: at(6),
+                },
+                None,
+            );
+        }
+        log.push(
+            "issuer-i1",
+            IssuerEvent::IssuerCreated {
+                platform: "acme".into(),
+                entity_id: "i1".into(),
+                fields: IssuerFields {
+                    name: "Registrar".into(),
+                    ..IssuerFields::default()
+                },
+                created_at: at(7),
+            },
+            None,
+        );
+        log
+    }
+
+    #[test]
+    fn a_model_restored_from_its_snapshot_answers_as_the_model_it_was_taken_from() {
+        let mut log = busy();
+        log.push(
+            "apikeys-acme",
+            ApiKeyEvent::ApiKeyRevoked {
+                name: "ci".into(),
+                revoked_at: at(8),
+            },
+            None,
+        );
+        // The tail: a deactivation, keys created and revoked, an issuer.
+        let (head, tail) = log.events.split_at(log.events.len() - 5);
+        let model = CredentialsModel::new();
+        model.apply(head);
+        let (checkpoint, bytes) = Snapshot::snapshot(&model);
+        assert_eq!(checkpoint, head.len() as u64);
+        let restored = CredentialsModel::new();
+        restored.restore(checkpoint, &bytes).expect("restore");
+        assert_eq!(answers(&restored), answers(&model));
+        model.apply(tail);
+        restored.apply(tail);
+        assert_eq!(answers(&restored), answers(&model));
+        assert!(
+            answers(&model).contains("Registrar"),
+            "the answers are not empty"
+        );
+        let ids: Vec<u64> = model
+            .users("acme", &UserFilter::default(), 0, 10)
+            .items
+            .iter()
+            .map(|u| u.id)
+            .collect();
+        assert_eq!(ids, [9, 4], "registration order, not id order");
+    }
+
+    #[test]
+    fn a_snapshot_that_does_not_decode_leaves_the_model_empty() {
+        let model = CredentialsModel::new();
+        model.apply(&busy().events);
+        assert!(model.restore(7, b"{not json").is_err());
+        assert_eq!(model.checkpoint(), 0);
+        assert_eq!(model.platform_count(), 0);
+        assert_eq!(model.user_count(), 0);
     }
 }

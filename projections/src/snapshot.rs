@@ -18,6 +18,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use ibl_events::{EventStore, Position};
 use serde::{Deserialize, Serialize};
@@ -56,10 +57,14 @@ fn file(dir: &Path, name: &str) -> PathBuf {
 /// covers.
 pub async fn save(
     dir: &Path,
-    model: &dyn Snapshot,
+    model: &Arc<dyn Snapshot>,
     store: &dyn EventStore,
 ) -> Result<Position, String> {
-    let (checkpoint, bytes) = model.snapshot();
+    // Serializing takes a while for a large model: off the async threads.
+    let taken = model.clone();
+    let (checkpoint, bytes) = tokio::task::spawn_blocking(move || taken.snapshot())
+        .await
+        .map_err(|e| e.to_string())?;
     let event_id = event_at(store, checkpoint).await?;
     let header = Header {
         model: model.name().to_owned(),
@@ -143,4 +148,73 @@ pub(crate) async fn event_at(
         .first()
         .filter(|e| e.position == position)
         .map(|e| e.event_id))
+}
+
+/// The snapshots of a process's in-memory models: read at start, written
+/// in the background while events arrive, and once more at a clean stop.
+pub struct Snapshots {
+    dir: PathBuf,
+    store: Arc<dyn EventStore>,
+    models: Vec<Arc<dyn Snapshot>>,
+    /// Per model, the position of its last snapshot written or read.
+    saved: Mutex<Vec<Position>>,
+}
+
+impl Snapshots {
+    pub fn new(dir: PathBuf, store: Arc<dyn EventStore>, models: Vec<Arc<dyn Snapshot>>) -> Self {
+        let saved = Mutex::new(vec![0; models.len()]);
+        Self {
+            dir,
+            store,
+            models,
+            saved,
+        }
+    }
+
+    /// Restores every model it can; a model without a usable snapshot is
+    /// left empty, to be rebuilt from the log. Answers, per model, the
+    /// position restored or why it was not.
+    pub async fn load(&self) -> Vec<(&'static str, Result<Position, String>)> {
+        let mut out = Vec::new();
+        for (i, model) in self.models.iter().enumerate() {
+            let loaded = load(&self.dir, model.as_ref(), self.store.as_ref()).await;
+            if let Ok(position) = loaded {
+                self.saved.lock().unwrap_or_else(|p| p.into_inner())[i] = position;
+            }
+            out.push((model.name(), loaded));
+        }
+        out
+    }
+
+    /// Writes the snapshot of every model that moved since its last one.
+    pub async fn save_changed(&self) {
+        for (i, model) in self.models.iter().enumerate() {
+            let last = self.saved.lock().unwrap_or_else(|p| p.into_inner())[i];
+            if model.checkpoint() <= last {
+                continue;
+            }
+            match save(&self.dir, model, self.store.as_ref()).await {
+                Ok(position) => {
+                    self.saved.lock().unwrap_or_else(|p| p.into_inner())[i] = position;
+                    tracing::debug!(model = model.name(), position, "snapshot written");
+                }
+                Err(error) => {
+                    tracing::warn!(model = model.name(), %error, "snapshot not written")
+                }
+            }
+        }
+    }
+
+    /// Writes snapshots now (a rebuild at start is kept at once) and then
+    /// every `every` while the models move.
+    pub fn spawn(self: Arc<Self>, every: std::time::Duration) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                self.save_changed().await;
+            }
+        })
+    }
 }

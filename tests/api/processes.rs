@@ -69,9 +69,9 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir)
-            .envs(env.iter().copied())
             .env("RUST_LOG", "warn,ibl_data_manager::cli=info")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -127,12 +127,12 @@ impl Server {
         self.log.lock().unwrap().clone()
     }
 
-    fn pid(&self) -> libc::pid_t {
+    pub(crate) fn pid(&self) -> libc::pid_t {
         libc::pid_t::try_from(self.child.id()).expect("a pid")
     }
 
     /// Waits for the process to exit; `None` on timeout.
-    fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+    pub(crate) fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
