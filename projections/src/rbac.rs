@@ -27,6 +27,7 @@
 //! (Further paths to the same policy carry the same resources and patterns,
 //! so [`check`](ibl_events::rbac::check) would never report them.)
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::{Arc, RwLock, RwLockReadGuard};
 
@@ -38,6 +39,7 @@ use ibl_events::rbac::{
     ResourcePath, RoleEvent, Via,
 };
 use ibl_events::{DomainEvent, Position, RecordedEvent};
+use serde::{Deserialize, Serialize};
 
 pub use crate::credentials::Page;
 use crate::ReadModel;
@@ -207,11 +209,17 @@ pub struct PolicyFilter {
 // State
 // ---------------------------------------------------------------------------
 
+// The records (`*Rec`) are the source state, written out whole by a
+// snapshot; their fields marked `serde(skip)` and every index of `State` are
+// derived from them (see `State::rebuild_indexes`).
+
+#[derive(Clone, Serialize, Deserialize)]
 struct PlatformRec {
     id: u64,
     name: String,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct UserRec {
     platform: String,
     username: String,
@@ -219,6 +227,7 @@ struct UserRec {
     active: bool,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct RoleRec {
     platform: String,
     name: String,
@@ -226,13 +235,16 @@ struct RoleRec {
     data_actions: Vec<String>,
     /// `actions` and `data_actions` parsed (entries that do not parse grant
     /// nothing and are left out).
+    #[serde(skip)]
     patterns: Arc<[ActionPattern]>,
+    #[serde(skip)]
     data_patterns: Arc<[ActionPattern]>,
     is_internal: bool,
     is_builtin: bool,
     deleted: bool,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct GroupRec {
     platform: String,
     unique_id: String,
@@ -246,12 +258,14 @@ struct GroupRec {
     deleted: bool,
 }
 
+#[derive(Clone, Serialize, Deserialize)]
 struct PolicyRec {
     platform: String,
     name: String,
     role_id: u64,
     resources: Vec<String>,
     /// `resources` parsed (entries that do not parse are left out).
+    #[serde(skip)]
     paths: Arc<[ResourcePath]>,
     users: BTreeSet<u64>,
     groups: BTreeSet<u64>,
@@ -292,6 +306,26 @@ struct State {
     /// Users to recompute at the end of the batch.
     dirty: HashSet<u64>,
     empty: Arc<Vec<Grant>>,
+}
+
+/// The shape of [`Records`], the snapshot of the RBAC model: bump it whenever
+/// `State`'s source fields or the records change shape, so that snapshots
+/// written before are ignored and the model is rebuilt from the log.
+const SNAPSHOT_VERSION: u32 = 1;
+
+/// What a snapshot holds: the records, borrowed when written, owned when
+/// read. Everything else in `State` is derived from them on restore; the
+/// checkpoint travels beside them.
+#[derive(Serialize, Deserialize)]
+struct Records<'a> {
+    platforms: Cow<'a, HashMap<String, PlatformRec>>,
+    users: Cow<'a, HashMap<u64, UserRec>>,
+    /// Deleted roles too, flagged.
+    roles: Cow<'a, HashMap<u64, RoleRec>>,
+    /// Deleted groups too, flagged and emptied.
+    groups: Cow<'a, HashMap<u64, GroupRec>>,
+    /// Live policies only.
+    policies: Cow<'a, HashMap<u64, PolicyRec>>,
 }
 
 /// The in-memory adapter of the RBAC read model.
@@ -652,6 +686,74 @@ impl State {
         }
     }
 
+    // --- snapshots
+
+    /// The source state, borrowed, for a snapshot.
+    fn records(&self) -> Records<'_> {
+        Records {
+            platforms: Cow::Borrowed(&self.platforms),
+            users: Cow::Borrowed(&self.users),
+            roles: Cow::Borrowed(&self.roles),
+            groups: Cow::Borrowed(&self.groups),
+            policies: Cow::Borrowed(&self.policies),
+        }
+    }
+
+    /// The state of a snapshot: its records at `checkpoint`, every index
+    /// rebuilt from them.
+    fn from_records(checkpoint: Position, records: Records<'_>) -> Self {
+        let mut s = State {
+            checkpoint,
+            platforms: records.platforms.into_owned(),
+            users: records.users.into_owned(),
+            roles: records.roles.into_owned(),
+            groups: records.groups.into_owned(),
+            policies: records.policies.into_owned(),
+            ..State::default()
+        };
+        s.rebuild_indexes();
+        s
+    }
+
+    /// Derives everything that is not a record, as the event handlers do,
+    /// into a state holding records only (its indexes empty).
+    fn rebuild_indexes(&mut self) {
+        let user_ids: Vec<u64> = self.users.keys().copied().collect();
+        for id in &user_ids {
+            self.index_user_names(*id, true);
+        }
+        for (id, r) in &mut self.roles {
+            r.patterns = parse_patterns(&r.actions);
+            r.data_patterns = parse_patterns(&r.data_actions);
+            if !r.deleted {
+                self.role_order
+                    .entry(r.platform.clone())
+                    .or_default()
+                    .insert(*id);
+            }
+        }
+        // A deleted group has no members and is in no order.
+        for (id, g) in self.groups.iter().filter(|(_, g)| !g.deleted) {
+            self.group_order
+                .entry(g.platform.clone())
+                .or_default()
+                .insert(*id);
+            for uid in &g.members {
+                self.user_groups.entry(*uid).or_default().insert(*id);
+            }
+        }
+        let policy_ids: Vec<u64> = self.policies.keys().copied().collect();
+        for id in policy_ids {
+            if let Some(p) = self.policies.get_mut(&id) {
+                p.paths = parse_paths(&p.resources);
+            }
+            self.index_policy(id);
+        }
+        // The check index: every user recomputed (inactive ones get none).
+        self.dirty.extend(user_ids);
+        self.flush();
+    }
+
     // --- events
 
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), serde_json::Error> {
@@ -938,6 +1040,28 @@ impl State {
         }
     }
 
+    /// Adds live policy `id`, already in `policies`, to the indexes that
+    /// name it: its platform's order, its role's, its users', its groups' and
+    /// its paths'.
+    fn index_policy(&mut self, id: u64) {
+        let Some(p) = self.policies.get(&id) else {
+            return;
+        };
+        let paths = p.paths.clone();
+        self.policy_order
+            .entry(p.platform.clone())
+            .or_default()
+            .insert(id);
+        self.role_policies.entry(p.role_id).or_default().insert(id);
+        for uid in &p.users {
+            self.user_policies.entry(*uid).or_default().insert(id);
+        }
+        for gid in &p.groups {
+            self.group_policies.entry(*gid).or_default().insert(id);
+        }
+        self.index_policy_paths(id, &paths, true);
+    }
+
     fn change_policy_groups(&mut self, id: u64, group_ids: Vec<u64>, add: bool) {
         let Some(p) = self.policies.get_mut(&id) else {
             return;
@@ -977,32 +1101,20 @@ impl State {
                 if self.policies.contains_key(&id) {
                     return;
                 }
-                let paths = parse_paths(&resources);
-                self.index_policy_paths(id, &paths, true);
-                self.policy_order
-                    .entry(platform.clone())
-                    .or_default()
-                    .insert(id);
-                self.role_policies.entry(role_id).or_default().insert(id);
-                for uid in &user_ids {
-                    self.user_policies.entry(*uid).or_default().insert(id);
-                }
-                for gid in &group_ids {
-                    self.group_policies.entry(*gid).or_default().insert(id);
-                }
                 self.policies.insert(
                     id,
                     PolicyRec {
                         platform,
                         name,
                         role_id,
+                        paths: parse_paths(&resources),
                         resources,
-                        paths,
                         users: user_ids.into_iter().collect(),
                         groups: group_ids.into_iter().collect(),
                         is_internal,
                     },
                 );
+                self.index_policy(id);
                 self.mark_policy_users(id);
             }
             PolicyEvent::PolicyUpdated {
@@ -1551,6 +1663,36 @@ impl RbacModel {
             }
         }
         bytes
+    }
+}
+
+impl crate::Snapshot for RbacModel {
+    fn version(&self) -> u32 {
+        SNAPSHOT_VERSION
+    }
+
+    fn snapshot(&self) -> (Position, Vec<u8>) {
+        let s = self.read();
+        let bytes = serde_json::to_vec(&s.records())
+            .expect("the records serialize: string and integer keys only");
+        (s.checkpoint, bytes)
+    }
+
+    fn restore(&self, checkpoint: Position, bytes: &[u8]) -> Result<(), String> {
+        // Decoded and indexed outside the lock; swapped in under it.
+        let restored = serde_json::from_slice::<Records>(bytes)
+            .map(|records| State::from_records(checkpoint, records));
+        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        match restored {
+            Ok(state) => {
+                *s = state;
+                Ok(())
+            }
+            Err(e) => {
+                *s = State::default();
+                Err(format!("rbac snapshot: {e}"))
+            }
+        }
     }
 }
 
@@ -2699,7 +2841,7 @@ mod tests {
     // --- replay
 
     /// Everything the model answers, for comparing two models.
-    fn snapshot(model: &RbacModel) -> String {
+    fn render(model: &RbacModel) -> String {
         let s = model.read();
         let mut users: Vec<_> = s.users.keys().copied().collect();
         users.sort_unstable();
@@ -2787,7 +2929,7 @@ mod tests {
         twice.apply(&log.events);
         twice.apply(&log.events);
         assert_eq!(twice.checkpoint(), log.events.len() as u64);
-        assert_eq!(snapshot(&twice), snapshot(&once));
+        assert_eq!(render(&twice), render(&once));
         assert_eq!(twice.name(), "rbac");
     }
 
@@ -2799,7 +2941,7 @@ mod tests {
         for event in &log.events {
             live.apply(std::slice::from_ref(event));
         }
-        assert_eq!(snapshot(&live), snapshot(&rebuilt));
+        assert_eq!(render(&live), render(&rebuilt));
         assert_agrees_with_the_check_index(&rebuilt, &[ALICE, BOB, CAROL, DAVE, EVE, FRANK]);
         // Spot checks of the end state.
         assert!(!rebuilt.is_active("acme", CAROL));
@@ -2836,7 +2978,7 @@ mod tests {
         let model = model_of(&log);
         assert_eq!(model.checkpoint(), log.events.len() as u64);
         assert_eq!(policy_ids(&model, acme_policies()), [31, 32]);
-        assert_eq!(snapshot(&model), snapshot(&model_of(&sample())));
+        assert_eq!(render(&model), render(&model_of(&sample())));
     }
 
     // --- model-based: random histories against a naive reference
@@ -3275,13 +3417,209 @@ mod tests {
                 }
             }
             // The same history in one batch: the same model.
-            assert_eq!(snapshot(&model_of(&log)), snapshot(&model), "seed {seed}");
+            assert_eq!(render(&model_of(&log)), render(&model), "seed {seed}");
             assert_agrees_with_the_check_index(&model, &[1, 2, 3, 4, 5, 6, 7, 8]);
         }
         assert!(
             granted > 1000 && denied > 1000,
             "the histories must both grant and deny: {granted} granted, {denied} denied"
         );
+    }
+
+    // --- snapshots
+
+    /// What `render` leaves out: the lookups by id, name and email, the
+    /// filters by member, the check index of every user, on both platforms;
+    /// for the users, roles and groups of either model.
+    fn lookups(model: &RbacModel, other: &RbacModel) -> String {
+        let (mut users, mut roles, mut groups) =
+            (BTreeSet::new(), BTreeSet::new(), BTreeMap::new());
+        for m in [model, other] {
+            let s = m.read();
+            users.extend(
+                s.users
+                    .iter()
+                    .map(|(id, u)| (*id, u.username.clone(), u.email.clone())),
+            );
+            roles.extend(s.roles.keys().copied());
+            groups.extend(
+                s.groups
+                    .iter()
+                    .map(|(id, g)| (*id, (g.unique_id.clone(), g.name.clone()))),
+            );
+        }
+        let mut out = String::new();
+        for platform in ["acme", "other"] {
+            for (id, username, email) in &users {
+                let by_username = PolicyFilter {
+                    platform_key: platform.into(),
+                    username: Some(username.to_uppercase()),
+                    ..PolicyFilter::default()
+                };
+                let member = GroupFilter {
+                    email: Some(email.clone()),
+                    ..GroupFilter::default()
+                };
+                out += &format!(
+                    "{:?} {:?} {:?} {} {:?}\n{:?}\n{:?}\n",
+                    model.user(platform, *id),
+                    model.user_by_username(platform, &username.to_uppercase()),
+                    model.user_by_email(platform, email),
+                    model.is_active(platform, *id),
+                    model.grants(platform, *id),
+                    ids(&model.policies(&by_username, 0, 1000), |p| p.id),
+                    ids(&model.groups(platform, &member, 0, 1000), |g| g.id),
+                );
+            }
+            for id in &roles {
+                out += &format!(
+                    "{:?} {}\n",
+                    model.role(platform, *id),
+                    model.role_deleted(platform, *id)
+                );
+            }
+            for (id, (unique_id, name)) in &groups {
+                let named = PolicyFilter {
+                    platform_key: platform.into(),
+                    group: Some(name.clone()),
+                    ..PolicyFilter::default()
+                };
+                out += &format!(
+                    "{:?} {:?} {:?} {:?}\n",
+                    model.group(platform, *id),
+                    model.group_by_unique_id(platform, unique_id),
+                    model.group_bindings(platform, *id),
+                    ids(&model.policies(&named, 0, 1000), |p| p.id),
+                );
+            }
+            for resource in ["/platforms/1/", M5, "/platforms/2/mentors/5/"] {
+                out += &format!("{:?}\n", model.holders_at(platform, &path(resource)));
+            }
+            out += &format!("{:?}\n", model.mentor_policies(platform, 5));
+        }
+        out
+    }
+
+    /// `restored` answers everything as `model` does.
+    fn assert_same_model(restored: &RbacModel, model: &RbacModel, context: &str) {
+        assert_eq!(restored.checkpoint(), model.checkpoint(), "{context}");
+        assert_eq!(render(restored), render(model), "{context}");
+        assert_eq!(
+            lookups(restored, model),
+            lookups(model, restored),
+            "{context}"
+        );
+        assert_eq!(restored.grant_count(), model.grant_count(), "{context}");
+        let mut users: Vec<u64> = model.read().users.keys().copied().collect();
+        users.sort_unstable();
+        assert_agrees_with_the_check_index(restored, &users);
+    }
+
+    /// A model restored from `model`'s snapshot.
+    fn restored_from(model: &RbacModel, into: RbacModel) -> RbacModel {
+        let (checkpoint, bytes) = crate::Snapshot::snapshot(model);
+        assert_eq!(checkpoint, model.checkpoint());
+        crate::Snapshot::restore(&into, checkpoint, &bytes).expect("a snapshot restores");
+        into
+    }
+
+    #[test]
+    fn a_model_restored_at_any_point_of_a_history_answers_as_the_model_and_follows_the_log_alike() {
+        let log = busy();
+        for cut in 0..=log.events.len() {
+            let model = model_of(&Log {
+                events: log.events[..cut].to_vec(),
+            });
+            let restored = restored_from(&model, RbacModel::new());
+            assert_same_model(&restored, &model, &format!("restored at {cut}"));
+            model.apply(&log.events[cut..]);
+            restored.apply(&log.events[cut..]);
+            assert_same_model(
+                &restored,
+                &model,
+                &format!("restored at {cut}, then the rest"),
+            );
+        }
+    }
+
+    #[test]
+    fn random_histories_restored_midway_follow_the_rest_as_the_model_does() {
+        for seed in 1..=8u64 {
+            let mut rng = Rng(seed.wrapping_mul(0xD1B5_4A32_D192_ED03));
+            let log = random_history(&mut rng, 300);
+            let cut = 1 + rng.below(log.events.len() as u64) as usize;
+            let model = RbacModel::new();
+            let mut done = 0;
+            while done < cut {
+                let batch = (1 + rng.below(8) as usize).min(cut - done);
+                model.apply(&log.events[done..done + batch]);
+                done += batch;
+            }
+            // Restored over a model holding other things: all of it goes.
+            let restored = restored_from(&model, model_of(&busy()));
+            assert_eq!(restored.checkpoint(), cut as u64, "seed {seed}");
+            assert_same_model(
+                &restored,
+                &model,
+                &format!("seed {seed}, restored at {cut}"),
+            );
+            while done < log.events.len() {
+                let batch = (1 + rng.below(8) as usize).min(log.events.len() - done);
+                model.apply(&log.events[done..done + batch]);
+                restored.apply(&log.events[done..done + batch]);
+                done += batch;
+                assert_same_model(
+                    &restored,
+                    &model,
+                    &format!("seed {seed}, restored at {cut}, after event {done}"),
+                );
+            }
+            assert_same_model(&restored, &model_of(&log), &format!("seed {seed}, rebuilt"));
+        }
+    }
+
+    #[test]
+    fn restoring_what_is_not_a_snapshot_answers_an_error_and_leaves_the_model_empty() {
+        let log = busy();
+        let (_, bytes) = crate::Snapshot::snapshot(&model_of(&log));
+        let garbage: [&[u8]; 4] = [
+            b"not a snapshot",
+            &bytes[..bytes.len() / 2],
+            br#"{"platforms": 1}"#,
+            b"",
+        ];
+        for bytes in garbage {
+            let model = model_of(&log);
+            let error = crate::Snapshot::restore(&model, 9, bytes);
+            assert!(error.is_err(), "{:?}", String::from_utf8_lossy(bytes));
+            assert_eq!(model.checkpoint(), 0);
+            assert_eq!(model.platform("acme"), None);
+            assert_eq!(model.grant_count(), 0);
+            assert_eq!(render(&model), render(&RbacModel::new()));
+            // Empty, so a rebuild from the log starts over.
+            model.apply(&log.events);
+            assert_same_model(&model, &model_of(&log), "rebuilt after the error");
+        }
+    }
+
+    #[test]
+    fn the_checkpoint_restored_is_the_one_given() {
+        let log = busy();
+        let model = model_of(&Log {
+            events: log.events[..20].to_vec(),
+        });
+        let (checkpoint, bytes) = crate::Snapshot::snapshot(&model);
+        assert_eq!(checkpoint, 20);
+        let restored = RbacModel::new();
+        crate::Snapshot::restore(&restored, 33, &bytes).expect("a snapshot restores");
+        assert_eq!(restored.checkpoint(), 33);
+        assert_eq!(crate::Snapshot::snapshot(&restored).0, 33);
+        // Events up to the checkpoint given are skipped, the others applied.
+        restored.apply(&log.events);
+        model.apply(&log.events[33..]);
+        assert_eq!(restored.checkpoint(), log.events.len() as u64);
+        assert_same_model(&restored, &model, "skipping events 21 to 33");
+        assert_eq!(crate::Snapshot::version(&restored), SNAPSHOT_VERSION);
     }
 
     // --- scale
@@ -3424,13 +3762,27 @@ mod tests {
 
         let grants = model.grant_count();
         let bytes = model.memory_bytes_estimate();
+
+        let start = Instant::now();
+        let (checkpoint, snapshot) = crate::Snapshot::snapshot(&model);
+        let written = start.elapsed();
+        let restored = RbacModel::new();
+        let start = Instant::now();
+        crate::Snapshot::restore(&restored, checkpoint, &snapshot).expect("a snapshot restores");
+        let read = start.elapsed();
+        for user in 1..=USERS {
+            assert_eq!(restored.grants("acme", user), model.grants("acme", user));
+        }
+
         println!(
             "rbac scale: {events} events built in {build:?}; 1,000 checks in {checks:?} \
              ({allowed_ops} operations allowed); 100 who-has-access in {who:?} ({entries} entries); \
              role edit {role_edit:?}; membership change {membership:?}; {grants} grants, \
-             check index ~{:.1} MiB ({} bytes per grant)",
+             check index ~{:.1} MiB ({} bytes per grant); snapshot of {:.1} MiB written in \
+             {written:?}, restored in {read:?}",
             bytes as f64 / (1024.0 * 1024.0),
-            bytes / grants.max(1)
+            bytes / grants.max(1),
+            snapshot.len() as f64 / (1024.0 * 1024.0),
         );
         assert!(grants > USERS as usize);
         assert_agrees_with_the_check_index(&model, &(1..=USERS).collect::<Vec<_>>());
