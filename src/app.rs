@@ -213,7 +213,7 @@ pub async fn build_with(
     let snapshots = Arc::new(Snapshots::new(
         read_dir,
         store.clone(),
-        vec![models.clone() as Arc<dyn Snapshot>],
+        vec![models.clone() as Arc<dyn Snapshot>, rbac.clone()],
     ));
     for (model, loaded) in snapshots.load().await {
         match loaded {

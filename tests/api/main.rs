@@ -13,6 +13,7 @@ mod legacy;
 mod processes;
 mod rbac;
 mod rbac_routes;
+mod restart;
 mod schema;
 mod scim;
 mod security;
