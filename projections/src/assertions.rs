@@ -15,12 +15,13 @@
 //! another log (the id of the event at its checkpoint is kept and checked).
 
 use std::collections::hash_map::{Entry, HashMap};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use ibl_events::credentials::{AssertionEvent, CredentialEvent};
+use ibl_events::credentials::{AssertionEvent, CredentialEvent, Recipient};
 use ibl_events::{DomainEvent, EventStore, Position, RecordedEvent};
 use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
@@ -45,12 +46,20 @@ CREATE TABLE assertions (
     entity_id     TEXT    NOT NULL UNIQUE,
     platform      TEXT    NOT NULL,
     credential_id TEXT    NOT NULL,
+    email         TEXT    NOT NULL,         -- the recipient's, lower case
+    username      TEXT    NOT NULL,         -- the recipient's
     expires       INTEGER,                  -- µs since the epoch; NULL: never
     revoked       INTEGER NOT NULL DEFAULT 0,
     view          TEXT    NOT NULL          -- the AssertionView, JSON
 );
+-- Pages in issue order; counts of the valid ones from the index alone.
 CREATE INDEX assertions_of_platform ON assertions (platform, seq);
 CREATE INDEX assertions_of_credential ON assertions (credential_id, seq);
+CREATE INDEX valid_of_platform ON assertions (platform, revoked, expires);
+CREATE INDEX valid_of_credential ON assertions (credential_id, revoked, expires);
+-- Who already holds a credential, by recipient.
+CREATE INDEX holders_by_email ON assertions (credential_id, email) WHERE email != '';
+CREATE INDEX holders_by_username ON assertions (credential_id, username) WHERE username != '';
 -- The course of each live credential, for the assertion lists' filter.
 CREATE TABLE courses (
     credential_id TEXT PRIMARY KEY,
@@ -73,7 +82,7 @@ pub struct AssertionView {
     pub platform: String,
     pub entity_id: String,
     pub credential_id: String,
-    pub recipient: ibl_events::credentials::Recipient,
+    pub recipient: Recipient,
     pub issued_on: DateTime<Utc>,
     pub expires: Option<DateTime<Utc>>,
     pub narrative: String,
@@ -351,22 +360,49 @@ impl AssertionsModel {
         })
     }
 
-    /// The valid assertions of a credential, for duplicate checks.
-    pub fn valid_assertions_of(
+    /// Of `recipients`, those who already hold a valid assertion of the
+    /// credential other than those in `except` (a retried request's own):
+    /// their emails (lower case) and their usernames. Looks up only these
+    /// recipients, however many hold the credential.
+    pub fn holders_among(
         &self,
         credential_id: &str,
         platform: &str,
         now: DateTime<Utc>,
-    ) -> Result<Vec<AssertionView>, ReadError> {
-        let views: Vec<String> = self.read(|c| {
-            c.prepare_cached(
-                "SELECT view FROM assertions WHERE credential_id = ?1 AND platform = ?2
-                 AND revoked = 0 AND (expires IS NULL OR expires > ?3) ORDER BY seq",
-            )?
-            .query_map(params![credential_id, platform, micros(now)], |r| r.get(0))?
-            .collect()
-        })?;
-        views.iter().map(|j| decode(j)).collect()
+        recipients: &[Recipient],
+        except: &HashSet<&str>,
+    ) -> Result<(HashSet<String>, HashSet<String>), ReadError> {
+        let now = micros(now);
+        self.read(|c| {
+            let mut emails = HashSet::new();
+            let mut usernames = HashSet::new();
+            for (column, found) in [("email", &mut emails), ("username", &mut usernames)] {
+                let mut s = c.prepare_cached(&format!(
+                    "SELECT entity_id FROM assertions WHERE credential_id = ?1 AND {column} = ?2
+                     AND {column} != '' AND platform = ?3 AND revoked = 0
+                     AND (expires IS NULL OR expires > ?4)"
+                ))?;
+                for r in recipients {
+                    let value = match column {
+                        "email" => r.email.to_lowercase(),
+                        _ => r.username.clone(),
+                    };
+                    if value.is_empty() || found.contains(&value) {
+                        continue;
+                    }
+                    let ids = s.query_map(params![credential_id, value, platform, now], |r| {
+                        r.get::<_, String>(0)
+                    })?;
+                    for id in ids {
+                        if !except.contains(id?.as_str()) {
+                            found.insert(value);
+                            break;
+                        }
+                    }
+                }
+            }
+            Ok((emails, usernames))
+        })
     }
 
     pub fn idempotency(
@@ -578,13 +614,15 @@ fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
                 };
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO assertions
-                     (entity_id, platform, credential_id, expires, view)
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                     (entity_id, platform, credential_id, email, username, expires, view)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
                 )?
                 .execute(params![
                     view.entity_id,
                     view.platform,
                     view.credential_id,
+                    view.recipient.email.to_lowercase(),
+                    view.recipient.username,
                     view.expires.map(micros),
                     serde_json::to_string(&view)?,
                 ])?;
@@ -692,20 +730,29 @@ mod tests {
             .expect("kept after revocation");
         assert_eq!(revoked.revoked.map(|r| r.reason), Some("mistake".into()));
         assert!(model.assertion("nope").expect("read").is_none());
-        let valid = model
-            .valid_assertions_of("c1", "acme", at(10))
-            .expect("read");
+        // bob holds c1 (a1); eve's a2 has expired; a3 (c2) is revoked.
+        let who = |credential: &str, platform: &str, except: &[&str]| {
+            let recipients: Vec<Recipient> =
+                ["BOB@example.com", "eve@example.com", "nobody@x.test"]
+                    .iter()
+                    .map(|e| Recipient {
+                        email: e.to_string(),
+                        ..Recipient::default()
+                    })
+                    .collect();
+            let except = except.iter().copied().collect();
+            model
+                .holders_among(credential, platform, at(10), &recipients, &except)
+                .expect("read")
+                .0
+        };
         assert_eq!(
-            valid
-                .iter()
-                .map(|a| a.entity_id.as_str())
-                .collect::<Vec<_>>(),
-            ["a1"]
+            who("c1", "acme", &[]),
+            HashSet::from(["bob@example.com".to_owned()])
         );
-        assert!(model
-            .valid_assertions_of("c1", "other", at(10))
-            .expect("read")
-            .is_empty());
+        assert!(who("c1", "acme", &["a1"]).is_empty(), "a retry's own");
+        assert!(who("c2", "acme", &[]).is_empty(), "revoked");
+        assert!(who("c1", "other", &[]).is_empty(), "another platform");
     }
 
     #[tokio::test]

@@ -6,7 +6,8 @@
 #     5000/s; tests/bench/loadgen.rs, open loop),
 #   - the store's raw append rate (events/examples/append_bench.rs),
 #   - bulk issuance of EVENTS assertions through the API (5,000 a request),
-#   - start-up time to /healthz 200 with them in the store.
+#   - start-up time to /healthz 200 with them in the store, from the persisted
+#     read models and from the log alone, and the server's resident memory.
 # Usage: tests/bench/run.sh [SECONDS] [EVENTS]    (defaults: 10, 1000000)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -60,9 +61,28 @@ RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
 FILLER=$!
 wait_healthz
 target/release/examples/fill "$BASE" "$KEY" "$EVENTS" bench "$CRED" 4
-kill $FILLER; wait $FILLER || true
-START=$(date +%s.%N)
-RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
-wait_healthz
-END=$(date +%s.%N)
-python3 -c "print(f'start-up to /healthz 200: {$END - $START:.2f} s')"
+rss() { awk '/VmRSS/ {printf "%.0f MiB", $2/1024}' "/proc/$1/status"; }
+echo "resident memory of the server that issued them: $(rss $FILLER)"
+kill $FILLER; wait $FILLER || true   # SIGTERM: a clean stop writes the snapshots
+
+# Start-up from the persisted read models, then from nothing (the folder of
+# the read models deleted: every model rebuilt from the log).
+startup() {
+  local start end
+  start=$(date +%s.%N)
+  RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+  SERVER=$!
+  wait_healthz
+  end=$(date +%s.%N)
+  python3 -c "print(f'start-up to /healthz 200 ($1): {$end - $start:.2f} s')"
+  # A page of the assertions and of a far page, then the resident memory.
+  curl -fs "$BASE/api/credentials/orgs/bench/users/admin/assertions/?page_size=100" \
+    -H "Authorization: Api-Token $KEY" | python3 -c 'import json,sys;print("assertions listed:", json.load(sys.stdin)["count"])'
+  curl -fs -o /dev/null "$BASE/api/credentials/orgs/bench/users/admin/assertions/?page_size=100&page=5000" \
+    -H "Authorization: Api-Token $KEY"
+  echo "resident memory after start-up ($1): $(rss $SERVER)"
+  kill $SERVER; wait $SERVER || true
+}
+startup "persisted read models"
+rm -rf "$WORK/data/readmodels"
+startup "full rebuild from the log"

@@ -310,30 +310,18 @@ pub async fn bulk_issue(
         Uuid::new_v4(),
     )
     .await?;
-    let ids = bulk_ids(seed, body.recipients.len());
+    let recipients: Vec<Recipient> = body.recipients.into_iter().map(Recipient::from).collect();
+    let ids = bulk_ids(seed, recipients.len());
     let own: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let holders = read
-        .assertions
-        .valid_assertions_of(&path.entity_id, &platform, now)?;
-    let mut emails = HashSet::new();
-    let mut usernames = HashSet::new();
-    for a in holders
-        .iter()
-        .filter(|a| !own.contains(a.entity_id.as_str()))
-    {
-        if !a.recipient.email.is_empty() {
-            emails.insert(a.recipient.email.to_lowercase());
-        }
-        if !a.recipient.username.is_empty() {
-            usernames.insert(a.recipient.username.clone());
-        }
-    }
+    let (emails, usernames) =
+        read.assertions
+            .holders_among(&path.entity_id, &platform, now, &recipients, &own)?;
     let mut next = ids.iter().cloned();
     let plan = plan_bulk_issue(
         BulkIssue {
             platform: platform.clone(),
             credential,
-            recipients: body.recipients.into_iter().map(Recipient::from).collect(),
+            recipients,
             allow_duplicates,
             terms,
             now,
