@@ -213,7 +213,7 @@ where
     A: crate::domain::Aggregate,
     F: Fn(Uuid) -> A::Command,
 {
-    let seed = Uuid::new_v4();
+    let seed = crate::idempotency::new_seed();
     A::decide(&A::State::default(), make(seed)).map_err(rejected)?;
     claim_key(req, write, principal, platform, tag, seed).await
 }

@@ -17,8 +17,8 @@
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{AssertionEvent, CredentialEvent, Recipient};
@@ -52,11 +52,10 @@ CREATE TABLE assertions (
     revoked       INTEGER NOT NULL DEFAULT 0,
     view          TEXT    NOT NULL          -- the AssertionView, JSON
 );
--- Pages in issue order; counts of the valid ones from the index alone.
-CREATE INDEX assertions_of_platform ON assertions (platform, seq);
-CREATE INDEX assertions_of_credential ON assertions (credential_id, seq);
-CREATE INDEX valid_of_platform ON assertions (platform, revoked, expires);
-CREATE INDEX valid_of_credential ON assertions (credential_id, revoked, expires);
+-- Pages in issue order, and counts of the valid ones from the index alone
+-- (each index an insert writes costs a page in the commit: no more).
+CREATE INDEX assertions_of_platform ON assertions (platform, seq, revoked, expires);
+CREATE INDEX assertions_of_credential ON assertions (credential_id, seq, revoked, expires, platform);
 -- Who already holds a credential, by recipient.
 CREATE INDEX holders_by_email ON assertions (credential_id, email) WHERE email != '';
 CREATE INDEX holders_by_username ON assertions (credential_id, username) WHERE username != '';
@@ -165,6 +164,42 @@ pub struct AssertionsModel {
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
     checkpoint: AtomicU64,
+    /// Stops the checkpointer when the model is dropped.
+    stop: Arc<AtomicBool>,
+}
+
+impl Drop for AssertionsModel {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// The writer keeps more pages (index inserts land at random places) and
+/// never checkpoints the WAL itself: a checkpoint in a commit held a batch,
+/// and every request waiting for it, for tens of ms. A thread of the model's
+/// checkpoints it instead (see `checkpointer`).
+const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0;";
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Checkpoints the WAL of `path` from a connection of its own (PASSIVE: it
+/// never waits for the writer or the readers) until `stop` is set.
+fn checkpointer(path: &Path, stop: Arc<AtomicBool>) -> Result<(), String> {
+    let conn = connect(path).map_err(|e| e.to_string())?;
+    std::thread::Builder::new()
+        .name("assertions-checkpoint".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
+                if let Err(error) = done {
+                    tracing::warn!(%error, "checkpointing the assertions read model");
+                }
+            }
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// Readers: enough for the HTTP workers of a few cores without waiting.
@@ -252,6 +287,11 @@ impl AssertionsModel {
             Err(why) => (create(path)?, Some(why)),
         };
         let (checkpoint, _) = read_meta(&writer).map_err(|e| e.to_string())?;
+        writer
+            .execute_batch(WRITER_PRAGMAS)
+            .map_err(|e| e.to_string())?;
+        let stop = Arc::new(AtomicBool::new(false));
+        checkpointer(path, stop.clone())?;
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<_>>()
@@ -263,6 +303,7 @@ impl AssertionsModel {
                 readers,
                 next_reader: AtomicUsize::new(0),
                 checkpoint: AtomicU64::new(checkpoint),
+                stop,
             },
             rebuilt,
         ))

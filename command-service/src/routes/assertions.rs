@@ -307,7 +307,7 @@ pub async fn bulk_issue(
         &principal,
         &platform,
         tag.as_ref(),
-        Uuid::new_v4(),
+        crate::idempotency::new_seed(),
     )
     .await?;
     let recipients: Vec<Recipient> = body.recipients.into_iter().map(Recipient::from).collect();
