@@ -84,7 +84,15 @@ async fn run(store: Arc<dyn EventStore>, model: Arc<dyn ReadModel>, tx: watch::S
         while let Some(batch) = incoming.recv().await {
             match batch {
                 Ok(batch) => {
-                    model.apply(&batch);
+                    // Off the async threads: a model may write to disk
+                    // (the assertions' SQLite file), and the other models'
+                    // projectors go on meanwhile.
+                    let applying = model.clone();
+                    let applied = tokio::task::spawn_blocking(move || applying.apply(&batch)).await;
+                    if let Err(e) = applied {
+                        failure = Some(format!("applying a batch: {e}"));
+                        break;
+                    }
                     backoff = Duration::from_millis(50);
                     tx.send_replace(model.checkpoint());
                 }
