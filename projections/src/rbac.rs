@@ -1751,19 +1751,11 @@ mod tests {
 
     impl Log {
         fn push<E: DomainEvent>(&mut self, stream: &str, event: E) -> &mut Self {
-            let revision = self.events.iter().filter(|e| e.stream == stream).count() as u64;
-            let data = event.to_data(uuid::Uuid::new_v4(), Metadata::default());
-            self.events.push(RecordedEvent {
-                event_id: data.event_id,
-                stream: stream.into(),
-                revision,
-                position: self.events.len() as u64 + 1,
-                event_type: data.event_type,
-                schema_version: data.schema_version,
-                recorded_at: at(0),
-                payload: data.payload,
-                metadata: data.metadata,
-            });
+            let mut log = crate::testing::Log {
+                events: std::mem::take(&mut self.events),
+            };
+            log.push_with(stream, event, Metadata::default());
+            self.events = log.events;
             self
         }
 

@@ -18,13 +18,13 @@ pub(crate) struct Log {
 }
 
 impl Log {
+    /// Appends `event` to `stream` as the store would record it, by acme.
     pub(crate) fn push<E: DomainEvent>(
         &mut self,
         stream: &str,
         event: E,
         idempotency: Option<&str>,
     ) {
-        let revision = self.events.iter().filter(|e| e.stream == stream).count() as u64;
         let metadata = Metadata {
             actor: Actor {
                 platform: Some("acme".into()),
@@ -36,6 +36,12 @@ impl Log {
             }),
             ..Metadata::default()
         };
+        self.push_with(stream, event, metadata);
+    }
+
+    /// Appends `event` to `stream` with these metadata.
+    pub(crate) fn push_with<E: DomainEvent>(&mut self, stream: &str, event: E, metadata: Metadata) {
+        let revision = self.events.iter().filter(|e| e.stream == stream).count() as u64;
         let data = event.to_data(uuid::Uuid::new_v4(), metadata);
         self.events.push(RecordedEvent {
             event_id: data.event_id,
