@@ -195,7 +195,25 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
-    run::<A>(store, stream, ctx, command, false).await
+    run::<A>(store, stream, ctx, command, false, A::State::default).await
+}
+
+/// Like [`execute`] for a stream that continues a history kept elsewhere:
+/// its events are folded onto `base` (the state that history left) rather
+/// than onto the empty state.
+pub async fn execute_from<A>(
+    store: &Arc<dyn EventStore>,
+    stream: &str,
+    ctx: &CommandContext,
+    command: A::Command,
+    base: A::State,
+) -> Result<Outcome<A::State>, CommandError>
+where
+    A: Aggregate,
+    A::Command: Clone,
+    A::State: Clone,
+{
+    run::<A>(store, stream, ctx, command, false, || base.clone()).await
 }
 
 /// Like [`execute`] for a command that creates `stream` under a new id: it
@@ -212,7 +230,7 @@ where
     A: Aggregate,
     A::Command: Clone,
 {
-    run::<A>(store, stream, ctx, command, true).await
+    run::<A>(store, stream, ctx, command, true, A::State::default).await
 }
 
 async fn run<A>(
@@ -221,6 +239,7 @@ async fn run<A>(
     ctx: &CommandContext,
     command: A::Command,
     assume_new: bool,
+    base: impl Fn() -> A::State,
 ) -> Result<Outcome<A::State>, CommandError>
 where
     A: Aggregate,
@@ -235,12 +254,12 @@ where
             position,
         } = if assume_new && attempt == 1 {
             Loaded {
-                state: A::State::default(),
+                state: base(),
                 revision: None,
                 position: 0,
             }
         } else {
-            load_after::<A>(store.as_ref(), stream, A::State::default(), None).await?
+            load_after::<A>(store.as_ref(), stream, base(), None).await?
         };
         let events = A::decide(&state, command.clone()).map_err(CommandError::rejected)?;
         if events.is_empty() {

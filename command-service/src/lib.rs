@@ -1,6 +1,7 @@
 //! Aggregates as pure functions, command handlers and the write routes.
 #![forbid(unsafe_code)]
 
+pub mod api_keys;
 pub mod authority;
 pub mod domain;
 pub mod handler;

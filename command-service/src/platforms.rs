@@ -6,11 +6,11 @@ use std::sync::Arc;
 use chrono::Utc;
 use ibl_edge::ApiError;
 use ibl_events::ids::{ids_stream, IdEvent};
-use ibl_events::platform::{api_keys_stream, platform_stream, PlatformEvent, PLATFORMS_STREAM};
+use ibl_events::platform::{platform_stream, PlatformEvent, PLATFORMS_STREAM};
 use ibl_events::{read_stream_all, Actor, DomainEvent, EventStore, Metadata};
 use serde::Serialize;
 
-use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
+use crate::domain::api_key::ApiKeyCommand;
 use crate::domain::ids::{Allocate, IdsAggregate};
 use crate::domain::platform::{PlatformAggregate, PlatformCommand, PlatformState};
 use crate::domain::rbac::builtins::{builtins, BuiltinGroup, BuiltinIds, BuiltinRole};
@@ -139,8 +139,7 @@ pub async fn create_platform(
         expires: None,
         now,
     };
-    let outcome =
-        execute::<ApiKeysAggregate>(store, &api_keys_stream(&platform.key), &ctx, command).await?;
+    let outcome = crate::api_keys::run(store, &ctx, &platform.key, FIRST_KEY_NAME, command).await?;
     Ok(CreatedPlatform {
         platform,
         admin,
@@ -234,8 +233,7 @@ pub async fn mint_key(
         expires: None,
         now,
     };
-    let outcome =
-        execute::<ApiKeysAggregate>(store, &api_keys_stream(&platform.key), &ctx, command).await?;
+    let outcome = crate::api_keys::run(store, &ctx, &platform.key, &name, command).await?;
     Ok(MintedKey {
         platform,
         user,

@@ -58,6 +58,7 @@ impl DomainEvent for ids::ReservationEvent {}
 impl DomainEvent for ids::IdempotencyEvent {}
 impl DomainEvent for platform::UserEvent {}
 impl DomainEvent for platform::ApiKeyEvent {}
+impl DomainEvent for platform::AdminKeyEvent {}
 impl DomainEvent for rbac::RoleEvent {}
 impl DomainEvent for rbac::GroupEvent {}
 impl DomainEvent for rbac::PolicyEvent {}

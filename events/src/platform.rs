@@ -23,9 +23,44 @@ pub fn is_platform_stream(stream: &str) -> bool {
     stream == PLATFORMS_STREAM || stream.starts_with("platform-")
 }
 
-/// Stream of the API keys of one platform.
+/// The legacy stream of all the API keys of one platform (read only as the
+/// history of keys made before each name had a stream of its own, see
+/// [`api_key_stream`]).
 pub fn api_keys_stream(platform_key: &str) -> String {
     format!("apikeys-{platform_key}")
+}
+
+/// Stream of the API key named `name` of a platform: its creation and its
+/// revocation, then those of the next key of that name (the stream is the
+/// name's reservation). `/` appears in neither a platform key nor a key
+/// name.
+pub fn api_key_stream(platform_key: &str, name: &str) -> String {
+    format!("apikey-{platform_key}/{name}")
+}
+
+/// The platform key and key name of an [`api_key_stream`].
+pub fn api_key_of_stream(stream: &str) -> Option<(&str, &str)> {
+    stream.strip_prefix("apikey-")?.split_once('/')
+}
+
+/// Stream of the revocations of a platform's tenant admins' keys: appended
+/// at an expected revision before such a key is revoked, so that two racing
+/// revocations cannot both take the platform's last admin key.
+pub fn admin_keys_stream(platform_key: &str) -> String {
+    format!("adminkeys-{platform_key}")
+}
+
+/// Events of [`admin_keys_stream`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum AdminKeyEvent {
+    /// The key with this hash is being revoked: from now on it does not
+    /// count as a way in.
+    AdminKeyRevoked {
+        name: String,
+        hash: String,
+        revoked_at: DateTime<Utc>,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -7,7 +7,8 @@ use std::sync::{Arc, RwLock};
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{CredentialEvent, CredentialFields, IssuerEvent, IssuerFields};
 use ibl_events::platform::{
-    is_platform_stream, user_of_stream, ApiKeyEvent, PlatformEvent, UserEvent, USERS_STREAM,
+    api_key_of_stream, is_platform_stream, user_of_stream, ApiKeyEvent, PlatformEvent, UserEvent,
+    USERS_STREAM,
 };
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
@@ -434,6 +435,9 @@ impl State {
         } else if stream == USERS_STREAM || user_of_stream(stream).is_some() {
             self.apply_user(UserEvent::from_recorded(event)?);
         } else if let Some(platform) = stream.strip_prefix("apikeys-") {
+            // The legacy stream of all a platform's keys.
+            self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
+        } else if let Some((platform, _)) = api_key_of_stream(stream) {
             self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
         } else if let Some(id) = stream.strip_prefix("credential-") {
             self.apply_credential(id, CredentialEvent::from_recorded(event)?);

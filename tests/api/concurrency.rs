@@ -112,3 +112,57 @@ fn racing_creates_of_one_username_or_email_make_one_user() {
         .send()
         .expect(201);
 }
+
+#[test]
+fn racing_deletes_of_the_last_two_admin_keys_leave_one() {
+    let app = spawn_app();
+    let tokens = "/api/core/platform/api-tokens/";
+    // The admin's keys by name, with their secrets: each delete signs with
+    // the key it deletes, so that neither is refused for the other's going.
+    let mut survivor = ("admin".to_owned(), app.key.clone());
+    for round in 0..6 {
+        let name = format!("second-{round}");
+        let made = app
+            .post(tokens)
+            .key(&survivor.1)
+            .json(&json!({"platform_key": ORG, "name": name}))
+            .send()
+            .expect(201)
+            .body;
+        let second = (name, made["key"].as_str().unwrap().to_owned());
+        let pair = [survivor.clone(), second];
+        let statuses: Vec<u16> = std::thread::scope(|s| {
+            let handles: Vec<_> = pair
+                .iter()
+                .map(|(name, secret)| {
+                    let app = &app;
+                    s.spawn(move || {
+                        app.delete(&format!("{tokens}{name}?platform_key={ORG}"))
+                            .key(secret)
+                            .send()
+                            .status
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let kept = statuses.iter().position(|s| *s == 409);
+        let mut sorted = statuses.clone();
+        sorted.sort_unstable();
+        assert_eq!(sorted, [204, 409], "round {round}: {statuses:?}");
+        survivor = pair[kept.expect("one refused")].clone();
+        let left = app
+            .get(&format!("{tokens}?platform_key={ORG}"))
+            .key(&survivor.1)
+            .send()
+            .expect(200)
+            .body;
+        let names: Vec<&str> = left
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter_map(|k| k["name"].as_str())
+            .collect();
+        assert_eq!(names, [survivor.0.as_str()], "round {round}");
+    }
+}

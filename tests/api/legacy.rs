@@ -193,4 +193,30 @@ fn a_data_folder_written_before_opens_and_answers_as_before() {
     );
     assert_eq!(status, 201, "{role}");
     assert!(role["id"].as_u64().unwrap() > 6);
+
+    // Keys made when a platform's keys shared one stream: the name stays
+    // taken, the key can go, the last admin key stays, the name is free
+    // again once its key went.
+    let tokens = "/api/core/platform/api-tokens/";
+    let new_ci = json!({"platform_key": "acme", "name": "ci"});
+    let (status, taken) = c.call("POST", tokens, Some(new_ci.clone()), Some(KEY));
+    assert_eq!(status, 409, "{taken}");
+    let (status, gone) = c.call(
+        "DELETE",
+        &format!("{tokens}ci?platform_key=acme"),
+        None,
+        Some(KEY),
+    );
+    assert_eq!(status, 204, "{gone}");
+    let (status, last) = c.call(
+        "DELETE",
+        &format!("{tokens}admin?platform_key=acme"),
+        None,
+        Some(KEY),
+    );
+    assert_eq!(status, 409, "the last admin key stays: {last}");
+    let (status, again) = c.call("POST", tokens, Some(new_ci), Some(KEY));
+    assert_eq!(status, 201, "{again}");
+    let keys = c.get("/api/core/platform/api-tokens/?platform_key=acme");
+    assert_eq!(keys.as_array().map(Vec::len), Some(2), "{keys}");
 }

@@ -1,4 +1,8 @@
-//! The API keys of one platform (stream `apikeys-{platform_key}`).
+//! API keys: each name of a platform has a stream of its own
+//! (`apikey-{platform}/{name}`, holding that name's keys one after the
+//! other); keys made before that live in the platform's legacy stream
+//! (`apikeys-{platform}`), whose events of the name are folded first, as
+//! the name's earlier history. And the guard of a platform's admin keys.
 //!
 //! The domain never sees a secret: the caller generates it, shows it once,
 //! and passes only its non-secret `prefix` and its SHA-256 `hash`.
@@ -13,15 +17,17 @@
 //!   hash twice is `Conflict` too.
 //! - `Revoke` needs an active key of that name: `NotFound`. Its name can then
 //!   be used again.
-//! - No lockout: `Revoke` names the platform's active tenant admins (looked
-//!   up by the caller); the last active, unexpired key owned by one of them
-//!   cannot be revoked (`Conflict`), so the platform keeps a way in. The rule
-//!   is judged on this stream, so two racing revocations cannot both pass.
+//! - No lockout: before a key of an active tenant admin is revoked, the
+//!   platform's admin keys guard (stream `adminkeys-{platform}`) records it
+//!   as going, judged against the other admin keys (as their streams show
+//!   them) less those the guard already saw go: the last active, unexpired
+//!   one stays (`Conflict`). Two racing revocations append to the guard at
+//!   one expected revision, so the second is judged after the first.
 
 use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
-use ibl_events::platform::ApiKeyEvent;
+use ibl_events::platform::{AdminKeyEvent, ApiKeyEvent};
 
 use super::validate::{self, FieldError, MAX_NAME_CHARS};
 use super::{rejection, Aggregate, RejectionKind};
@@ -89,8 +95,6 @@ pub enum ApiKeyCommand {
     },
     Revoke {
         name: String,
-        /// The platform's active tenant admins.
-        admins: Vec<u64>,
         now: DateTime<Utc>,
     },
 }
@@ -194,13 +198,9 @@ pub fn decide(state: &ApiKeysState, cmd: ApiKeyCommand) -> Result<Vec<ApiKeyEven
                 created_at: now,
             }])
         }
-        ApiKeyCommand::Revoke { name, admins, now } => {
-            let Some(key) = state.get(&name) else {
+        ApiKeyCommand::Revoke { name, now } => {
+            if state.get(&name).is_none() {
                 return Err(ApiKeyError::NotFound(name));
-            };
-            let admin_key = |k: &ApiKey| admins.contains(&k.user_id) && !k.is_expired(now);
-            if admin_key(key) && !state.active().any(|k| k.name != name && admin_key(k)) {
-                return Err(ApiKeyError::LastAdminKey(name));
             }
             Ok(vec![ApiKeyEvent::ApiKeyRevoked {
                 name,
@@ -254,6 +254,59 @@ impl Aggregate for ApiKeysAggregate {
 
     fn evolve(state: ApiKeysState, event: &ApiKeyEvent) -> ApiKeysState {
         evolve(state, event)
+    }
+}
+
+/// The guard of a platform's admin keys, for the generic command handler.
+pub struct AdminKeysAggregate;
+
+/// The hashes of the admin keys the guard saw go.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AdminKeysState {
+    revoked: std::collections::BTreeSet<String>,
+}
+
+/// Revoke `key`, a key of an active tenant admin, while `others` (the
+/// platform's other keys of active tenant admins, as their streams show
+/// them) remain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RevokeAdminKey {
+    pub key: ApiKey,
+    pub others: Vec<ApiKey>,
+    pub now: DateTime<Utc>,
+}
+
+impl Aggregate for AdminKeysAggregate {
+    type State = AdminKeysState;
+    type Command = RevokeAdminKey;
+    type Event = AdminKeyEvent;
+    type Error = ApiKeyError;
+
+    fn decide(
+        state: &AdminKeysState,
+        cmd: RevokeAdminKey,
+    ) -> Result<Vec<AdminKeyEvent>, ApiKeyError> {
+        let RevokeAdminKey { key, others, now } = cmd;
+        let way_in = |k: &ApiKey| {
+            k.hash != key.hash && !k.is_expired(now) && !state.revoked.contains(&k.hash)
+        };
+        if !key.is_expired(now) && !others.iter().any(way_in) {
+            return Err(ApiKeyError::LastAdminKey(key.name));
+        }
+        Ok(vec![AdminKeyEvent::AdminKeyRevoked {
+            name: key.name,
+            hash: key.hash,
+            revoked_at: now,
+        }])
+    }
+
+    fn evolve(mut state: AdminKeysState, event: &AdminKeyEvent) -> AdminKeysState {
+        match event {
+            AdminKeyEvent::AdminKeyRevoked { hash, .. } => {
+                state.revoked.insert(hash.clone());
+            }
+        }
+        state
     }
 }
 
@@ -404,7 +457,6 @@ mod tests {
         let state = given::<ApiKeysAggregate>(&[created("ci", 1), created("ops", 2)])
             .when(C::Revoke {
                 name: "ci".into(),
-                admins: vec![1],
                 now: t(9),
             })
             .then(&[E::ApiKeyRevoked {
@@ -425,7 +477,6 @@ mod tests {
             let e = given::<ApiKeysAggregate>(&events)
                 .when(C::Revoke {
                     name: "ci".into(),
-                    admins: vec![],
                     now: t(9),
                 })
                 .then_err(RejectionKind::NotFound);
@@ -433,62 +484,71 @@ mod tests {
         }
     }
 
-    fn owned(name: &str, n: u8, user_id: u64, expires: Option<DateTime<Utc>>) -> ApiKeyEvent {
-        E::ApiKeyCreated {
+    fn key(name: &str, n: u8, expires: Option<DateTime<Utc>>) -> ApiKey {
+        ApiKey {
             name: name.into(),
             prefix: format!("pre{n}"),
             hash: hash(n),
-            user_id,
-            username: format!("user{user_id}"),
+            user_id: 1,
+            username: "admin".into(),
             expires,
             created_at: t(0),
         }
     }
 
-    fn revoke(name: &str, admins: &[u64]) -> ApiKeyCommand {
-        C::Revoke {
-            name: name.into(),
-            admins: admins.to_vec(),
+    fn going(key: &ApiKey) -> AdminKeyEvent {
+        AdminKeyEvent::AdminKeyRevoked {
+            name: key.name.clone(),
+            hash: key.hash.clone(),
+            revoked_at: t(9),
+        }
+    }
+
+    fn revoke_admin_key(key: &ApiKey, others: &[ApiKey]) -> RevokeAdminKey {
+        RevokeAdminKey {
+            key: key.clone(),
+            others: others.to_vec(),
             now: t(9),
         }
     }
 
     #[test]
-    fn the_last_key_of_an_active_admin_stays() {
-        // Admin 1 owns "root"; user 2 (no admin) owns "ci".
-        let history = [owned("root", 1, 1, None), owned("ci", 2, 2, None)];
-        let e = given::<ApiKeysAggregate>(&history)
-            .when(revoke("root", &[1]))
+    fn the_last_admin_key_stays() {
+        let root = key("root", 1, None);
+        let e = given::<AdminKeysAggregate>(&[])
+            .when(revoke_admin_key(&root, &[]))
             .then_err(RejectionKind::Conflict);
         assert!(e.to_string().contains("last API key"), "{e}");
-        // Anyone else's key may go.
-        given::<ApiKeysAggregate>(&history)
-            .when(revoke("ci", &[1]))
-            .then(&[revoked_at("ci", 9)]);
-        // With a second admin key (of the same or another admin) it may go.
-        for other in [owned("root2", 3, 1, None), owned("ops", 3, 4, None)] {
-            let mut events = history.to_vec();
-            events.push(other);
-            given::<ApiKeysAggregate>(&events)
-                .when(revoke("root", &[1, 4]))
-                .then(&[revoked_at("root", 9)]);
-        }
-        // An expired admin key is no way in.
-        let mut events = history.to_vec();
-        events.push(owned("old", 3, 1, Some(t(5))));
-        given::<ApiKeysAggregate>(&events)
-            .when(revoke("root", &[1]))
+        // With another admin key it may go, and is recorded as going.
+        let ops = key("ops", 2, None);
+        given::<AdminKeysAggregate>(&[])
+            .when(revoke_admin_key(&root, std::slice::from_ref(&ops)))
+            .then(&[going(&root)]);
+        // An expired key is no way in; nor is the key itself listed again.
+        let old = key("old", 3, Some(t(5)));
+        given::<AdminKeysAggregate>(&[])
+            .when(revoke_admin_key(&root, &[old, root.clone()]))
             .then_err(RejectionKind::Conflict);
-        // The owner is no admin (any more): nothing to protect.
-        given::<ApiKeysAggregate>(&history)
-            .when(revoke("root", &[7]))
-            .then(&[revoked_at("root", 9)]);
+        // An expired admin key may always go.
+        let expired = key("gone", 4, Some(t(5)));
+        given::<AdminKeysAggregate>(&[])
+            .when(revoke_admin_key(&expired, &[]))
+            .then(&[going(&expired)]);
     }
 
-    fn revoked_at(name: &str, secs: i64) -> ApiKeyEvent {
-        E::ApiKeyRevoked {
-            name: name.into(),
-            revoked_at: t(secs),
-        }
+    #[test]
+    fn of_two_racing_revocations_of_the_last_two_admin_keys_the_second_is_refused() {
+        // Each saw the other's key active in its stream; the guard saw the
+        // first go.
+        let (root, ops) = (key("root", 1, None), key("ops", 2, None));
+        let e = given::<AdminKeysAggregate>(&[going(&root)])
+            .when(revoke_admin_key(&ops, std::slice::from_ref(&root)))
+            .then_err(RejectionKind::Conflict);
+        assert_eq!(e, ApiKeyError::LastAdminKey("ops".into()));
+        // A new key of the same name (another hash) is a way in again.
+        let new_root = key("root", 3, None);
+        given::<AdminKeysAggregate>(&[going(&root)])
+            .when(revoke_admin_key(&ops, &[new_root]))
+            .then(&[going(&ops)]);
     }
 }

@@ -12,12 +12,11 @@ use chrono::{DateTime, Utc};
 use ibl_edge::extract::{JsonBody, Principal};
 use ibl_edge::request::Params;
 use ibl_edge::{wire, ApiError, ReadState};
-use ibl_events::platform::api_keys_stream;
 use serde::Deserialize;
 
+use crate::api_keys;
 use crate::authority::{may_act_for, tenant_admins};
-use crate::domain::api_key::{ApiKeyCommand, ApiKeysAggregate};
-use crate::handler::{execute, load};
+use crate::domain::api_key::ApiKeyCommand;
 use crate::http::{context, settle, written, WriteState};
 use crate::secrets::NewSecret;
 
@@ -78,9 +77,7 @@ pub async fn create_api_key(
         expires: body.expires,
         now: Utc::now(),
     };
-    let outcome =
-        execute::<ApiKeysAggregate>(&write.store, &api_keys_stream(&platform), &ctx, command)
-            .await?;
+    let outcome = api_keys::run(&write.store, &ctx, &platform, &name, command).await?;
     settle(&read, outcome.position()).await;
     let key = read
         .models
@@ -108,25 +105,35 @@ pub async fn delete_api_key(
         .to_owned();
     principal.require_platform(&platform)?;
     let name = name.into_inner();
-    // The owner as the platform's key stream has it (the read model may not
-    // show a key created a moment ago).
-    let (keys, _) =
-        load::<ApiKeysAggregate>(write.store.as_ref(), &api_keys_stream(&platform)).await?;
-    if let Some(key) = keys.get(&name) {
+    // The owner as the key's stream has it (the read model may not show a
+    // key created a moment ago).
+    if let Some(key) = api_keys::active_key(write.store.as_ref(), &platform, &name).await? {
         if key.user_id != principal.key.user_id {
             may_act_for(&read, &principal, key.user_id)?;
         }
     }
-    let admins = tenant_admins(&read, &principal);
+    let admins: Vec<u64> = tenant_admins(&read, &principal)
+        .into_iter()
+        .map(|(user, _)| user)
+        .collect();
+    let admin_keys: Vec<String> = read
+        .models
+        .api_keys(&platform)
+        .into_iter()
+        .filter(|k| admins.contains(&k.user_id))
+        .map(|k| k.name)
+        .collect();
     let ctx = context(&req, &principal, None);
-    let command = ApiKeyCommand::Revoke {
-        name,
-        admins: admins.into_iter().map(|(user, _)| user).collect(),
-        now: Utc::now(),
-    };
-    let outcome =
-        execute::<ApiKeysAggregate>(&write.store, &api_keys_stream(&platform), &ctx, command)
-            .await?;
+    let outcome = api_keys::revoke(
+        &write.store,
+        &ctx,
+        &platform,
+        &name,
+        &admins,
+        &admin_keys,
+        Utc::now(),
+    )
+    .await?;
     settle(&read, outcome.position()).await;
     Ok(HttpResponse::NoContent()
         .insert_header(read.positions.header(outcome.position()))
