@@ -17,9 +17,10 @@
 
 use std::collections::hash_map::{Entry, HashMap};
 use std::collections::HashSet;
+use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock};
 
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{AssertionEvent, CredentialEvent, Recipient};
@@ -98,6 +99,35 @@ pub struct Revocation {
 }
 
 impl AssertionView {
+    /// The view of an assertion as issued (`None` for another event).
+    pub fn issued(event: AssertionEvent) -> Option<Self> {
+        match event {
+            AssertionEvent::AssertionIssued {
+                platform,
+                entity_id,
+                credential_id,
+                recipient,
+                issued_on,
+                expires,
+                narrative,
+                metadata,
+                evidence,
+            } => Some(AssertionView {
+                platform,
+                entity_id,
+                credential_id,
+                recipient,
+                issued_on,
+                expires,
+                narrative,
+                metadata,
+                evidence,
+                revoked: None,
+            }),
+            AssertionEvent::AssertionRevoked { .. } => None,
+        }
+    }
+
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|e| e <= now)
     }
@@ -158,49 +188,118 @@ impl From<rusqlite::Error> for ReadError {
     }
 }
 
-/// The SQLite adapter of the assertions read model.
+/// The SQLite adapter of the assertions read model, with a tail in memory.
+///
+/// An assertion issued is applied to the tail (a few microseconds), which
+/// is what a write waits for before it answers; a thread of the model's
+/// writes the tail to the file in one transaction every
+/// [`FLUSH_EVERY`], so a commit is paid once for many events and never on
+/// a request's path. Only issues (and the records of their requests) wait
+/// in the tail: any other event (a revocation, a credential's course)
+/// first writes the tail and itself to the file, so the file is current
+/// for everything but those issues. Reads see the file as of one read
+/// transaction and the tail's events after the file's checkpoint: a
+/// consistent prefix of the log. The tail is bounded ([`MAX_TAIL`]): past
+/// it, the projector writes it itself.
 pub struct AssertionsModel {
     path: PathBuf,
-    writer: Mutex<Connection>,
+    shared: Arc<Shared>,
     readers: Vec<Mutex<Connection>>,
     next_reader: AtomicUsize,
-    checkpoint: AtomicU64,
-    /// Stops the checkpointer when the model is dropped.
+    /// Stops the flusher when the model is dropped.
     stop: Arc<AtomicBool>,
 }
+
+struct Shared {
+    writer: Mutex<Connection>,
+    tail: RwLock<Tail>,
+    /// Every event up to here is applied: in the file or in the tail.
+    checkpoint: AtomicU64,
+}
+
+/// Applied, not yet in the file.
+#[derive(Default)]
+struct Tail {
+    /// The events to write, in order.
+    pending: Vec<RecordedEvent>,
+    /// The assertions they issue, in order, with their positions.
+    issued: VecDeque<(Position, Arc<AssertionView>)>,
+    by_id: HashMap<String, Arc<AssertionView>>,
+    /// The records of keyed requests with events in `pending`, as they
+    /// will be once written (`position`: their last event).
+    records: HashMap<(String, String), IdempotencyRecord>,
+}
+
+/// How often the flusher writes the tail to the file.
+const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// The most events the tail holds before the projector writes it itself.
+const MAX_TAIL: usize = 16_384;
 
 impl Drop for AssertionsModel {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        self.shared.flush(&[]);
     }
 }
 
-/// The writer keeps more pages (index inserts land at random places) and
-/// never checkpoints the WAL itself: a checkpoint in a commit held a batch,
-/// and every request waiting for it, for tens of ms. A thread of the model's
-/// checkpoints it instead (see `checkpointer`).
-const WRITER_PRAGMAS: &str = "PRAGMA cache_size = -16384; PRAGMA wal_autocheckpoint = 0;";
+impl Shared {
+    fn tail(&self) -> std::sync::RwLockReadGuard<'_, Tail> {
+        self.tail.read().unwrap_or_else(|p| p.into_inner())
+    }
 
-/// How often the checkpointer copies the WAL into the database file.
-const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+    fn tail_mut(&self) -> std::sync::RwLockWriteGuard<'_, Tail> {
+        self.tail.write().unwrap_or_else(|p| p.into_inner())
+    }
 
-/// Checkpoints the WAL of `path` from a connection of its own (PASSIVE: it
-/// never waits for the writer or the readers) until `stop` is set.
-fn checkpointer(path: &Path, stop: Arc<AtomicBool>) -> Result<(), String> {
-    let conn = connect(path).map_err(|e| e.to_string())?;
+    /// Writes the tail and then `more` to the file in one transaction
+    /// (under the writer's lock, so that writes keep the log's order), then
+    /// drops from the tail what the file holds. Retries until it succeeds.
+    fn flush(&self, more: &[RecordedEvent]) {
+        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = std::mem::take(&mut self.tail_mut().pending);
+        if events.is_empty() && more.is_empty() {
+            return;
+        }
+        events.extend_from_slice(more);
+        let mut delay = std::time::Duration::from_millis(50);
+        while let Err(error) = apply_batch(&mut conn, &events) {
+            tracing::error!(%error, "the assertions read model could not write; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(std::time::Duration::from_secs(5));
+        }
+        let written = events.last().map_or(0, |e| e.position);
+        let mut tail = self.tail_mut();
+        while tail.issued.front().is_some_and(|(p, _)| *p <= written) {
+            if let Some((_, view)) = tail.issued.pop_front() {
+                tail.by_id.remove(&view.entity_id);
+            }
+        }
+        tail.records.retain(|_, r| r.position > written);
+    }
+}
+
+/// Whether `event` may wait in the tail: an issue, or an event of no
+/// stream of this model's (it matters only for its request's record).
+fn may_wait(event: &RecordedEvent) -> bool {
+    if event.stream.starts_with("credential-") {
+        return false;
+    }
+    !event.stream.starts_with("assertion-") || event.event_type == "AssertionIssued"
+}
+
+fn flusher(shared: Arc<Shared>, stop: Arc<AtomicBool>) -> Result<(), String> {
     std::thread::Builder::new()
-        .name("assertions-checkpoint".into())
+        .name("assertions-flush".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
-                std::thread::sleep(CHECKPOINT_EVERY);
-                let done = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()));
-                if let Err(error) = done {
-                    tracing::warn!(%error, "checkpointing the assertions read model");
-                }
+                std::thread::sleep(FLUSH_EVERY);
+                shared.flush(&[]);
             }
+            shared.flush(&[]);
         })
-        .map_err(|e| e.to_string())?;
-    Ok(())
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }
 
 /// Readers: enough for the HTTP workers of a few cores without waiting.
@@ -287,11 +386,17 @@ impl AssertionsModel {
             Err(why) => (create(path)?, Some(why)),
         };
         let (checkpoint, _) = read_meta(&writer).map_err(|e| e.to_string())?;
+        // The writer keeps more pages: index inserts land at many places.
         writer
-            .execute_batch(WRITER_PRAGMAS)
+            .execute_batch("PRAGMA cache_size = -16384;")
             .map_err(|e| e.to_string())?;
+        let shared = Arc::new(Shared {
+            writer: Mutex::new(writer),
+            tail: RwLock::new(Tail::default()),
+            checkpoint: AtomicU64::new(checkpoint),
+        });
         let stop = Arc::new(AtomicBool::new(false));
-        checkpointer(path, stop.clone())?;
+        flusher(shared.clone(), stop.clone())?;
         let readers = (0..READERS)
             .map(|_| connect(path).map(Mutex::new))
             .collect::<rusqlite::Result<_>>()
@@ -299,10 +404,9 @@ impl AssertionsModel {
         Ok((
             Self {
                 path: path.to_owned(),
-                writer: Mutex::new(writer),
+                shared,
                 readers,
                 next_reader: AtomicUsize::new(0),
-                checkpoint: AtomicU64::new(checkpoint),
                 stop,
             },
             rebuilt,
@@ -312,6 +416,11 @@ impl AssertionsModel {
     /// The file this model lives in.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Writes what the tail holds to the file now.
+    pub fn flush(&self) {
+        self.shared.flush(&[]);
     }
 
     /// Runs `f` on a free reader (or waits for one).
@@ -330,12 +439,28 @@ impl AssertionsModel {
 
     /// Any platform's assertion: for public verification.
     pub fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
+        // The tail first: what leaves it is in the file already.
+        if let Some(view) = self.shared.tail().by_id.get(entity_id) {
+            return Ok(Some(AssertionView::clone(view)));
+        }
         let json: Option<String> = self.read(|c| {
             c.prepare_cached("SELECT view FROM assertions WHERE entity_id = ?1")?
                 .query_row([entity_id], |r| r.get(0))
                 .optional()
         })?;
         json.map(|j| decode(&j)).transpose()
+    }
+
+    /// The tail's assertions of `platform` (taken before the file is read:
+    /// the file's checkpoint then tells which of them it holds already).
+    fn tail_of(&self, platform: &str) -> Vec<(Position, Arc<AssertionView>)> {
+        self.shared
+            .tail()
+            .issued
+            .iter()
+            .filter(|(_, v)| v.platform == platform)
+            .cloned()
+            .collect()
     }
 
     /// A page of a platform's assertions, in issue order, and the count of
@@ -365,10 +490,14 @@ impl AssertionsModel {
         let credential = filter.credential.as_deref().unwrap_or_default();
         let course = filter.course.as_deref().unwrap_or_default();
         let now = micros(filter.now);
-        let (count, views) = self.read(|c| {
+        let tail = self.tail_of(platform);
+        let (count, views, in_course, written) = self.read(|c| {
+            // One read transaction: the rows and the checkpoint they cover.
+            let tx = c.unchecked_transaction()?;
+            let (written, _) = read_meta(&tx)?;
             // Unused parameters are bound too: one statement per shape.
             let bind = |sql: &str| -> rusqlite::Result<_> {
-                let mut s = c.prepare_cached(sql)?;
+                let mut s = tx.prepare_cached(sql)?;
                 for (i, name) in ["?1", "?2", "?3", "?4"].iter().enumerate() {
                     if sql.contains(name) {
                         let value: &dyn rusqlite::ToSql = match i {
@@ -393,11 +522,45 @@ impl AssertionsModel {
             while let Some(row) = rows.next()? {
                 views.push(row.get::<_, String>(0)?);
             }
-            Ok((count, views))
+            drop(rows);
+            drop(s);
+            let in_course: HashSet<String> = match &filter.course {
+                Some(course) => tx
+                    .prepare_cached("SELECT credential_id FROM courses WHERE course = ?1")?
+                    .query_map([course], |r| r.get(0))?
+                    .collect::<rusqlite::Result<_>>()?,
+                None => HashSet::new(),
+            };
+            Ok((count as usize, views, in_course, written))
         })?;
+        // The tail's issues after the file's checkpoint: newer than every
+        // row, never revoked (a revocation writes the tail first).
+        let more: Vec<&Arc<AssertionView>> = tail
+            .iter()
+            .filter(|(p, _)| *p > written)
+            .map(|(_, v)| v)
+            .filter(|v| {
+                filter
+                    .credential
+                    .as_deref()
+                    .is_none_or(|c| v.credential_id == c)
+                    && (filter.course.is_none() || in_course.contains(&v.credential_id))
+                    && (filter.include_expired || !v.expired(filter.now))
+            })
+            .collect();
+        let mut items: Vec<AssertionView> =
+            views.iter().map(|j| decode(j)).collect::<Result<_, _>>()?;
+        let from = offset.saturating_sub(count);
+        let room = limit - items.len().min(limit);
+        items.extend(
+            more.iter()
+                .skip(from)
+                .take(room)
+                .map(|v| AssertionView::clone(v)),
+        );
         Ok(crate::credentials::Page {
-            count: count as usize,
-            items: views.iter().map(|j| decode(j)).collect::<Result<_, _>>()?,
+            count: count + more.len(),
+            items,
         })
     }
 
@@ -413,8 +576,9 @@ impl AssertionsModel {
         recipients: &[Recipient],
         except: &HashSet<&str>,
     ) -> Result<(HashSet<String>, HashSet<String>), ReadError> {
-        let now = micros(now);
-        self.read(|c| {
+        let tail = self.tail_of(platform);
+        let at = micros(now);
+        let (mut emails, mut usernames) = self.read(|c| {
             let mut emails = HashSet::new();
             let mut usernames = HashSet::new();
             for (column, found) in [("email", &mut emails), ("username", &mut usernames)] {
@@ -431,7 +595,7 @@ impl AssertionsModel {
                     if value.is_empty() || found.contains(&value) {
                         continue;
                     }
-                    let ids = s.query_map(params![credential_id, value, platform, now], |r| {
+                    let ids = s.query_map(params![credential_id, value, platform, at], |r| {
                         r.get::<_, String>(0)
                     })?;
                     for id in ids {
@@ -443,7 +607,29 @@ impl AssertionsModel {
                 }
             }
             Ok((emails, usernames))
-        })
+        })?;
+        // Issues still in the tail (some may be in the file too: a set).
+        let wanted_emails: HashSet<String> =
+            recipients.iter().map(|r| r.email.to_lowercase()).collect();
+        let wanted_usernames: HashSet<&str> =
+            recipients.iter().map(|r| r.username.as_str()).collect();
+        for (_, v) in &tail {
+            if v.credential_id != credential_id
+                || !v.valid(now)
+                || except.contains(v.entity_id.as_str())
+            {
+                continue;
+            }
+            let email = v.recipient.email.to_lowercase();
+            if !email.is_empty() && wanted_emails.contains(&email) {
+                emails.insert(email);
+            }
+            let username = &v.recipient.username;
+            if !username.is_empty() && wanted_usernames.contains(username.as_str()) {
+                usernames.insert(username.clone());
+            }
+        }
+        Ok((emails, usernames))
     }
 
     pub fn idempotency(
@@ -451,6 +637,10 @@ impl AssertionsModel {
         platform: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, ReadError> {
+        let id = (platform.to_owned(), key.to_owned());
+        if let Some(record) = self.shared.tail().records.get(&id) {
+            return Ok(Some(record.clone()));
+        }
         self.read(|c| stored_record(c, platform, key))
     }
 }
@@ -475,28 +665,77 @@ impl ReadModel for AssertionsModel {
     }
 
     fn checkpoint(&self) -> Position {
-        self.checkpoint.load(Ordering::Acquire)
+        self.shared.checkpoint.load(Ordering::Acquire)
     }
 
     fn apply(&self, batch: &[RecordedEvent]) {
-        let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        // A failed write is retried whole: the projector's batch is applied
-        // again from the checkpoint that was committed.
-        let mut delay = std::time::Duration::from_millis(50);
-        loop {
-            match apply_batch(&mut conn, batch) {
-                Ok(Some(checkpoint)) => {
-                    self.checkpoint.store(checkpoint, Ordering::Release);
-                    return;
-                }
-                Ok(None) => return,
-                Err(error) => {
-                    tracing::error!(%error, "the assertions read model could not write; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(std::time::Duration::from_secs(5));
-                }
+        let checkpoint = self.checkpoint();
+        let events: Vec<&RecordedEvent> =
+            batch.iter().filter(|e| e.position > checkpoint).collect();
+        let Some(last) = events.last().map(|e| e.position) else {
+            return;
+        };
+        let pending = self.shared.tail().pending.len();
+        if pending + events.len() > MAX_TAIL || !events.iter().all(|e| may_wait(e)) {
+            let batch: Vec<RecordedEvent> = events.into_iter().cloned().collect();
+            self.shared.flush(&batch);
+            self.shared.checkpoint.store(last, Ordering::Release);
+            return;
+        }
+        // The records these events touch, as the tail or else the file has
+        // them (read before the tail is locked: only this projector adds).
+        let mut records: HashMap<(String, String), IdempotencyRecord> = HashMap::new();
+        for event in &events {
+            let (Some(tag), Some(platform)) =
+                (&event.metadata.idempotency, &event.metadata.actor.platform)
+            else {
+                continue;
+            };
+            let id = (platform.clone(), tag.key.clone());
+            if !records.contains_key(&id) {
+                let known = match self.shared.tail().records.get(&id) {
+                    Some(record) => Some(record.clone()),
+                    None => self.idempotency(platform, &tag.key).unwrap_or_default(),
+                };
+                records.insert(
+                    id.clone(),
+                    known.unwrap_or_else(|| IdempotencyRecord {
+                        request_hash: tag.request_hash.clone(),
+                        streams: Vec::new(),
+                        position: event.position,
+                    }),
+                );
+            }
+            if let Some(record) = records.get_mut(&id) {
+                record.add(&event.stream, event.position);
             }
         }
+        let mut views = Vec::new();
+        for event in &events {
+            if !event.stream.starts_with("assertion-") {
+                continue;
+            }
+            match AssertionEvent::from_recorded(event) {
+                Ok(issued) => {
+                    if let Some(view) = AssertionView::issued(issued) {
+                        views.push((event.position, Arc::new(view)));
+                    }
+                }
+                Err(error) => tracing::error!(
+                    stream = %event.stream, revision = event.revision, %error,
+                    "event skipped by the assertions read model"
+                ),
+            }
+        }
+        let mut tail = self.shared.tail_mut();
+        tail.pending.extend(events.into_iter().cloned());
+        for (position, view) in views {
+            tail.by_id.insert(view.entity_id.clone(), view.clone());
+            tail.issued.push_back((position, view));
+        }
+        tail.records.extend(records);
+        drop(tail);
+        self.shared.checkpoint.store(last, Ordering::Release);
     }
 }
 
@@ -630,28 +869,9 @@ fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
         }
     } else if let Some(id) = stream.strip_prefix("assertion-") {
         match AssertionEvent::from_recorded(event)? {
-            AssertionEvent::AssertionIssued {
-                platform,
-                entity_id,
-                credential_id,
-                recipient,
-                issued_on,
-                expires,
-                narrative,
-                metadata,
-                evidence,
-            } => {
-                let view = AssertionView {
-                    platform,
-                    entity_id,
-                    credential_id,
-                    recipient,
-                    issued_on,
-                    expires,
-                    narrative,
-                    metadata,
-                    evidence,
-                    revoked: None,
+            issued @ AssertionEvent::AssertionIssued { .. } => {
+                let Some(view) = AssertionView::issued(issued) else {
+                    return Ok(());
                 };
                 tx.prepare_cached(
                     "INSERT OR IGNORE INTO assertions
@@ -898,6 +1118,103 @@ mod tests {
         assert!(
             model.assertion("a1").expect("read").is_some(),
             "usable again"
+        );
+    }
+
+    /// Every answer of the model about `log`'s data, as text.
+    fn answers(model: &AssertionsModel) -> String {
+        let mut out = String::new();
+        for include in [(false, false), (true, false), (false, true), (true, true)] {
+            let all = filter(include.0, include.1);
+            for (offset, limit) in [(0, 100), (0, 2), (1, 2), (3, 2), (5, 100)] {
+                let page = model.assertions("acme", &all, offset, limit).expect("read");
+                out += &format!("{} {:?}\n", page.count, entity_ids(&page));
+            }
+            for f in [
+                AssertionFilter {
+                    credential: Some("c1".into()),
+                    ..all.clone()
+                },
+                AssertionFilter {
+                    course: Some("course-1".into()),
+                    ..all.clone()
+                },
+            ] {
+                let page = model.assertions("acme", &f, 0, 100).expect("read");
+                out += &format!("{} {:?}\n", page.count, entity_ids(&page));
+            }
+        }
+        for id in ["a1", "a2", "a3", "b0", "b1", "b2", "b3"] {
+            out += &format!("{:?}\n", model.assertion(id).expect("read"));
+        }
+        let recipients: Vec<Recipient> = ["bob@example.com", "x@example.com", "eve@example.com"]
+            .iter()
+            .map(|e| Recipient {
+                email: e.to_string(),
+                ..Recipient::default()
+            })
+            .collect();
+        let mut holders: Vec<String> = model
+            .holders_among("c1", "acme", at(10), &recipients, &HashSet::new())
+            .expect("read")
+            .0
+            .into_iter()
+            .collect();
+        holders.sort();
+        out += &format!(
+            "{holders:?} {:?}\n",
+            model.idempotency("acme", "bulk").expect("read")
+        );
+        out
+    }
+
+    #[tokio::test]
+    async fn answers_are_the_same_whether_events_wait_in_the_tail_or_are_in_the_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut log = sample();
+        for i in 0..4 {
+            let id = format!("b{i}");
+            log.push(
+                &format!("assertion-{id}"),
+                issued(&id, "c1", "x@example.com", None),
+                Some("bulk"),
+            );
+        }
+        log.push(
+            "assertion-b1",
+            AssertionEvent::AssertionRevoked {
+                reason: "r".into(),
+                revoked_at: at(4),
+            },
+            None,
+        );
+        let store = store_of(&log).await;
+        let (written, _) = model_in(&dir.path().join("written"), &store).await;
+        let (tailed, _) = model_in(&dir.path().join("tailed"), &store).await;
+        // Its flusher stopped: only the test (and the projector's own
+        // writes of revocations and credentials) write its tail.
+        tailed.stop.store(true, Ordering::Relaxed);
+        std::thread::sleep(FLUSH_EVERY * 3);
+        let mut waited = 0;
+        for (n, event) in log.events.iter().enumerate() {
+            let one = std::slice::from_ref(event);
+            written.apply(one);
+            written.flush();
+            tailed.apply(one);
+            waited += tailed.shared.tail().issued.len();
+            if n % 3 == 2 {
+                tailed.flush();
+            }
+            assert_eq!(answers(&tailed), answers(&written), "after event {n}");
+        }
+        assert!(answers(&tailed).contains("b3"), "the answers are not empty");
+        assert!(waited > 3, "issues waited in the tail: {waited}");
+        drop(tailed);
+        let (reopened, _) = model_in(&dir.path().join("tailed"), &store).await;
+        assert_eq!(
+            reopened.checkpoint(),
+            log.events.len() as u64,
+            "written at drop"
         );
     }
 }

@@ -84,15 +84,9 @@ async fn run(store: Arc<dyn EventStore>, model: Arc<dyn ReadModel>, tx: watch::S
         while let Some(batch) = incoming.recv().await {
             match batch {
                 Ok(batch) => {
-                    // Off the async threads: a model may write to disk
-                    // (the assertions' SQLite file), and the other models'
-                    // projectors go on meanwhile.
-                    let applying = model.clone();
-                    let applied = tokio::task::spawn_blocking(move || applying.apply(&batch)).await;
-                    if let Err(e) = applied {
-                        failure = Some(format!("applying a batch: {e}"));
-                        break;
-                    }
+                    // In place: a model applies a batch in memory (the
+                    // assertions' file is written by a thread of its own).
+                    model.apply(&batch);
                     backoff = Duration::from_millis(50);
                     tx.send_replace(model.checkpoint());
                 }
