@@ -437,12 +437,12 @@ impl EventStore for SqliteStore {
         self.read(move |conn| {
             let mut stmt = conn.prepare_cached(&format!(
                 "{SELECT_COLUMNS} FROM events AS e CROSS JOIN streams AS s ON s.id = e.stream_id \
-                 WHERE e.stream_id = ?1 AND e.revision >= ?2 ORDER BY e.revision LIMIT ?3"
+                 WHERE e.stream_id = ?1 AND e.revision >= ?2 ORDER BY e.revision"
             ))?;
             let mut caught_up = false;
             loop {
                 for id in directory.candidates(&stream) {
-                    let rows = stmt.query_map(params![id, from, limit(max)], decode_row)?;
+                    let rows = stmt.query_map(params![id, from], decode_row)?;
                     let events = collect(rows, max)?;
                     // The events carry their stream's name: only when there
                     // are none is the name read on its own.
@@ -479,9 +479,9 @@ impl EventStore for SqliteStore {
             // found by its id.
             let mut stmt = conn.prepare_cached(&format!(
                 "{SELECT_COLUMNS} FROM events AS e CROSS JOIN streams AS s ON s.id = e.stream_id \
-                 WHERE e.position > ?1 ORDER BY e.position LIMIT ?2"
+                 WHERE e.position > ?1 ORDER BY e.position"
             ))?;
-            let rows = stmt.query_map(params![after, limit(max)], decode_row)?;
+            let rows = stmt.query_map(params![after], decode_row)?;
             collect(rows, max)
         })
         .await
@@ -1281,12 +1281,16 @@ fn decode_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
     })
 }
 
+/// The first `max` rows. Reads take no `LIMIT ?`: SQLite re-prepares a
+/// statement whenever a bound LIMIT differs from the last one (its planner
+/// uses the value), which cost a parse per read; rows are made one at a
+/// time, so stopping after `max` reads no more than a LIMIT would.
 fn collect(
     rows: impl Iterator<Item = rusqlite::Result<RecordedEvent>>,
     max: usize,
 ) -> rusqlite::Result<Vec<RecordedEvent>> {
     let mut out = Vec::with_capacity(max.min(1024));
-    for row in rows {
+    for row in rows.take(max) {
         out.push(row?);
     }
     Ok(out)
@@ -1299,10 +1303,6 @@ fn to_i64(value: u64) -> i64 {
 
 fn to_u64(value: i64) -> u64 {
     u64::try_from(value).unwrap_or(0)
-}
-
-fn limit(max: usize) -> i64 {
-    i64::try_from(max).unwrap_or(i64::MAX)
 }
 
 fn unavailable(path: &Path, e: rusqlite::Error) -> StoreError {
