@@ -8,7 +8,9 @@
 //! transaction that also moves the checkpoint, so the file is always a
 //! consistent state at a known position (a crash rolls back to the last
 //! commit, and the projector resumes from its checkpoint). Rows are read
-//! through the page cache, a few MiB, whatever the table's size.
+//! through the page cache, a few MiB, whatever the table's size. New
+//! issues wait in a tail in memory for at most 20 ms before they are
+//! written (see [`AssertionsModel`]), so no request waits for a commit.
 //!
 //! The file is rebuilt from the log (deleted and recreated) when it is
 //! missing, not a database of ours, of another schema version, or covers a
