@@ -236,7 +236,7 @@ struct Tail {
 const FLUSH_EVERY: std::time::Duration = std::time::Duration::from_millis(20);
 
 /// The most events the tail holds before the projector writes it itself.
-const MAX_TAIL: usize = 16_384;
+const MAX_TAIL: usize = 4_096;
 
 impl Drop for AssertionsModel {
     fn drop(&mut self) {
@@ -945,6 +945,20 @@ mod tests {
             .expect("open")
     }
 
+    /// The sample, then a bulk issue of `n` (ids `b0`...) under key `bulk`.
+    fn with_bulk(n: usize) -> Log {
+        let mut log = sample();
+        for i in 0..n {
+            let id = format!("b{i}");
+            log.push(
+                &format!("assertion-{id}"),
+                issued(&id, "c1", "x@example.com", None),
+                Some("bulk"),
+            );
+        }
+        log
+    }
+
     fn entity_ids(page: &crate::credentials::Page<AssertionView>) -> Vec<&str> {
         page.items.iter().map(|a| a.entity_id.as_str()).collect()
     }
@@ -1044,15 +1058,7 @@ mod tests {
     #[tokio::test]
     async fn idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = sample();
-        for i in 0..5 {
-            let id = format!("b{i}");
-            log.push(
-                &format!("assertion-{id}"),
-                issued(&id, "c1", "x@example.com", None),
-                Some("bulk"),
-            );
-        }
+        let log = with_bulk(5);
         let (model, _) = model_in(dir.path(), &MemoryStore::new()).await;
         // Split over two batches: the record is read back and extended.
         let (first, rest) = log.events.split_at(log.events.len() - 2);
@@ -1173,15 +1179,7 @@ mod tests {
     #[tokio::test]
     async fn answers_are_the_same_whether_events_wait_in_the_tail_or_are_in_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = sample();
-        for i in 0..4 {
-            let id = format!("b{i}");
-            log.push(
-                &format!("assertion-{id}"),
-                issued(&id, "c1", "x@example.com", None),
-                Some("bulk"),
-            );
-        }
+        let mut log = with_bulk(4);
         log.push(
             "assertion-b1",
             AssertionEvent::AssertionRevoked {
