@@ -16,6 +16,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_command_service::WriteState;
 use ibl_edge::error::{is_json, status_body};
 use ibl_edge::extract::BodyTimeout;
+use ibl_edge::metrics::{Metrics, MetricsAccess, TimedStore};
 use ibl_edge::position::{load_or_create_key, PositionKey};
 use ibl_edge::wire::PublicUrl;
 use ibl_edge::{ApiError, ClientRequestId, ReadState, RequestId};
@@ -88,6 +89,10 @@ pub struct Settings {
         value_parser = clap::value_parser!(u32).range(1..)
     )]
     pub public_burst: u32,
+    /// Bearer token that `/metrics` asks for (default: none, and then only
+    /// clients on this machine, on loopback, may read it).
+    #[arg(long, global = true, env = "IBL_METRICS_TOKEN", hide_env_values = true)]
+    pub metrics_token: Option<String>,
 }
 
 /// Parses `--position-key` without echoing a refused value (clap's own
@@ -137,6 +142,7 @@ impl Settings {
             body_timeout_secs: 30,
             public_rate: 50.0,
             public_burst: 100,
+            metrics_token: None,
         }
     }
 }
@@ -182,6 +188,8 @@ pub async fn build_with(
     listener: TcpListener,
     settings: &Settings,
 ) -> std::io::Result<Application> {
+    let metrics = Metrics::new();
+    let store = TimedStore::wrap(store, metrics.clone());
     let positions = match &settings.position_key {
         Some(key) => key.clone(),
         None => load_or_create_key(&settings.data_dir.join(POSITION_KEY_FILE))
@@ -276,6 +284,11 @@ pub async fn build_with(
         rate,
         std::time::Instant::now(),
     )));
+    let metrics_data = web::Data::new(MetricsAccess {
+        metrics,
+        token: settings.metrics_token.clone(),
+        store: store.clone(),
+    });
     let mut server =
         actix_web::HttpServer::new(move || {
             App::new()
@@ -284,6 +297,7 @@ pub async fn build_with(
                 .app_data(public_url.clone())
                 .app_data(BodyTimeout(body_timeout))
                 .app_data(public_limit.clone())
+                .app_data(metrics_data.clone())
                 .app_data(web::PathConfig::default().error_handler(|e, _| {
                     ApiError::BadRequest(format!("Invalid path: {e}")).into()
                 }))
@@ -432,8 +446,16 @@ async fn request_context(
     let client = client.unwrap_or_default();
     let span = tracing::info_span!("request", request_id = %id, client_request_id = %client, method = %req.method(), path = %req.path());
     let started = std::time::Instant::now();
+    let metrics = req.app_data::<web::Data<MetricsAccess>>().cloned();
+    let method = req.method().clone();
     let mut res = next.call(req).instrument(span.clone()).await?;
     let status = res.status().as_u16();
+    if let Some(m) = metrics {
+        let route = res.request().match_pattern();
+        let route = route.as_deref().unwrap_or("unmatched");
+        m.metrics
+            .request(method.as_str(), route, status, started.elapsed());
+    }
     span.in_scope(|| {
         tracing::info!(
             status,

@@ -73,6 +73,8 @@ macro_rules! route {
 pub fn table() -> Vec<Route> {
     vec![
         route!(GET "/healthz", "healthz", CORE, Public, "Liveness: 200 once the read models are current", healthz),
+        route!(GET "/readyz", "readyz", CORE, Public, "Readiness: 200 when every backend answers, else 503; each backend's state", ibl_edge::metrics::readyz; Some("200")),
+        route!(GET "/metrics", "metrics", CORE, Public, "Prometheus metrics (the operator's bearer token, or loopback)", ibl_edge::metrics::metrics_route; Some("200")),
         route!(GET "/api/schema/", "schema", CORE, Public, "This OpenAPI description", schema),
         route!(GET "/api/credentials/public/assertions/{entity_id}/", "credentials_public_assertions_retrieve", CRED, Public, "Verify an assertion publicly", r::verify_assertion),
         route!(GET "/api/credentials/orgs/{org}/users/{user}/", "credentials_orgs_users_retrieve", CRED, ApiKey, "List the platform's credentials", r::list_credentials).guarded("list", "/platforms/{pk}/credentials/"),

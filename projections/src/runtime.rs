@@ -21,7 +21,7 @@ pub trait ReadModel: Send + Sync + 'static {
 /// The projectors of one process and how far they have got.
 #[derive(Clone)]
 pub struct Projections {
-    progress: Vec<watch::Receiver<Position>>,
+    progress: Vec<(&'static str, watch::Receiver<Position>)>,
 }
 
 const BATCH: usize = 2048;
@@ -37,7 +37,7 @@ impl Projections {
         let mut tasks = Vec::new();
         for model in models {
             let (tx, rx) = watch::channel(model.checkpoint());
-            progress.push(rx);
+            progress.push((model.name(), rx));
             tasks.push(tokio::spawn(run(store.clone(), model, tx)));
         }
         (Self { progress }, tasks)
@@ -45,14 +45,26 @@ impl Projections {
 
     /// The lowest position every model has reached.
     pub fn position(&self) -> Position {
-        self.progress.iter().map(|p| *p.borrow()).min().unwrap_or(0)
+        self.progress
+            .iter()
+            .map(|(_, p)| *p.borrow())
+            .min()
+            .unwrap_or(0)
+    }
+
+    /// Each model's name and the position it has reached.
+    pub fn positions(&self) -> Vec<(&'static str, Position)> {
+        self.progress
+            .iter()
+            .map(|(n, p)| (*n, *p.borrow()))
+            .collect()
     }
 
     /// Waits until every model has applied `position`. Returns false on
     /// timeout.
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
         let all = async {
-            for rx in &self.progress {
+            for (_, rx) in &self.progress {
                 let mut rx = rx.clone();
                 if rx.wait_for(|p| *p >= position).await.is_err() {
                     return false;

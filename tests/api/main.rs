@@ -10,6 +10,7 @@ mod hygiene;
 mod idempotency;
 mod layering;
 mod legacy;
+mod operations;
 mod processes;
 mod rbac;
 mod rbac_routes;

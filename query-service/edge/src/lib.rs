@@ -13,6 +13,7 @@ use ibl_projections::Projections;
 pub mod error;
 pub mod extract;
 pub mod guard;
+pub mod metrics;
 pub mod paging;
 pub mod position;
 pub mod rbac;
