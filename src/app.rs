@@ -25,6 +25,7 @@ use ibl_events::EventStore;
 use ibl_projections::assertions::AssertionsModel;
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
+use ibl_projections::relay::{self, Checkpoint};
 use ibl_projections::snapshot::Snapshots;
 use ibl_projections::{Projections, ReadModel, Snapshot};
 use ibl_query_service::ratelimit::{Rate, RateLimiter};
@@ -93,6 +94,10 @@ pub struct Settings {
     /// clients on this machine, on loopback, may read it).
     #[arg(long, global = true, env = "IBL_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// NATS server to publish every event to (JetStream stream
+    /// `IBL_EVENTS`); none: events are not published.
+    #[arg(long, global = true, env = "NATS_URL")]
+    pub nats_url: Option<String>,
 }
 
 /// Parses `--position-key` without echoing a refused value (clap's own
@@ -143,6 +148,7 @@ impl Settings {
             public_rate: 50.0,
             public_burst: 100,
             metrics_token: None,
+            nats_url: None,
         }
     }
 }
@@ -150,6 +156,9 @@ impl Settings {
 /// The folder of the persisted read models in a data folder: deleting it
 /// rebuilds them from the log at the next start.
 pub const READ_MODELS_DIR: &str = "readmodels";
+
+/// The relay's checkpoint, in the read models' folder.
+const RELAY_CHECKPOINT: &str = "relay.position";
 
 /// How often the in-memory read models are written out while they move: a
 /// start replays at most this much of the log on top of their snapshots.
@@ -219,7 +228,7 @@ pub async fn build_with(
     let models = Arc::new(CredentialsModel::new());
     let rbac = Arc::new(RbacModel::new());
     let snapshots = Arc::new(Snapshots::new(
-        read_dir,
+        read_dir.clone(),
         store.clone(),
         vec![models.clone() as Arc<dyn Snapshot>, rbac.clone()],
     ));
@@ -246,6 +255,22 @@ pub async fn build_with(
         "read models caught up with the log"
     );
     snapshots.clone().spawn(SNAPSHOT_EVERY);
+    let relay = match &settings.nats_url {
+        Some(url) => {
+            let checkpoint = Checkpoint::open(&read_dir.join(RELAY_CHECKPOINT))
+                .map_err(|e| std::io::Error::other(format!("the relay's checkpoint: {e}")))?;
+            let checkpoint = Arc::new(checkpoint);
+            tracing::info!(
+                target: "ibl::startup",
+                nats = %url,
+                position = checkpoint.position(),
+                "relaying events to NATS JetStream"
+            );
+            tokio::spawn(relay::run(store.clone(), url.clone(), checkpoint.clone()));
+            Some(checkpoint)
+        }
+        None => None,
+    };
     tracing::info!(
         target: "ibl::startup",
         grants = rbac.grant_count(),
@@ -288,6 +313,7 @@ pub async fn build_with(
         metrics,
         token: settings.metrics_token.clone(),
         store: store.clone(),
+        relay,
     });
     let mut server =
         actix_web::HttpServer::new(move || {

@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 
 command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&2; exit 1; }
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
+# The relay's tests start their own `nats-server -js` on a free port.
+command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server; }
 
 echo "== formatting and lints"
 cargo fmt --all --check

@@ -10,6 +10,7 @@
 pub mod assertions;
 pub mod credentials;
 pub mod rbac;
+pub mod relay;
 mod runtime;
 pub mod snapshot;
 #[cfg(test)]

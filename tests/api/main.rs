@@ -14,6 +14,7 @@ mod operations;
 mod processes;
 mod rbac;
 mod rbac_routes;
+mod relay;
 mod restart;
 mod schema;
 mod scim;

@@ -114,7 +114,12 @@ impl Metrics {
 
     /// The Prometheus text: requests, appends, and each projector's
     /// position and lag behind `head`.
-    pub fn render(&self, head: Position, projectors: &[(&str, Position)]) -> String {
+    pub fn render(
+        &self,
+        head: Position,
+        projectors: &[(&str, Position)],
+        relay: Option<Position>,
+    ) -> String {
         let mut out = String::new();
         out.push_str("# HELP ibl_http_request_duration_seconds Answers by method, route and status, and how long they took.\n");
         out.push_str("# TYPE ibl_http_request_duration_seconds histogram\n");
@@ -165,6 +170,11 @@ impl Metrics {
                 label(model),
                 head.saturating_sub(*position)
             );
+        }
+        if let Some(relayed) = relay {
+            out.push_str("# HELP ibl_relay_lag_events Events of the store not yet acknowledged by JetStream.\n");
+            out.push_str("# TYPE ibl_relay_lag_events gauge\n");
+            let _ = writeln!(out, "ibl_relay_lag_events {}", head.saturating_sub(relayed));
         }
         out
     }
@@ -264,6 +274,8 @@ pub struct MetricsAccess {
     /// The bearer token `/metrics` asks for; `None`: loopback clients only.
     pub token: Option<String>,
     pub store: Arc<dyn EventStore>,
+    /// The relay's checkpoint, when events are published.
+    pub relay: Option<Arc<ibl_projections::relay::Checkpoint>>,
 }
 
 impl MetricsAccess {
@@ -300,7 +312,10 @@ pub async fn metrics_route(
         ));
     }
     let head = *access.store.head().borrow();
-    let text = access.metrics.render(head, &read.projections.positions());
+    let relay = access.relay.as_ref().map(|c| c.position());
+    let text = access
+        .metrics
+        .render(head, &read.projections.positions(), relay);
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(text))
@@ -359,7 +374,7 @@ mod tests {
             m.request("GET", "/api/x/{id}", 200, Duration::from_millis(1));
         }
         m.request("GET", "/api/x/{id}", 404, Duration::from_millis(1));
-        let text = m.render(10, &[("assertions", 7), ("rbac", 10)]);
+        let text = m.render(10, &[("assertions", 7), ("rbac", 10)], Some(4));
         assert!(
             text.contains(
                 "ibl_http_request_duration_seconds_count{method=\"GET\",route=\"/api/x/{id}\",status=\"200\"} 3\n"
@@ -376,6 +391,7 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("ibl_store_head_position 10\n"), "{text}");
+        assert!(text.contains("ibl_relay_lag_events 6\n"), "{text}");
     }
 
     #[test]

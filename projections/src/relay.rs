@@ -1,0 +1,347 @@
+//! The relay: every event of the log, in order, published on NATS
+//! JetStream for the services that react to them.
+//!
+//! Stream `IBL_EVENTS` (created if missing, file storage) takes subjects
+//! `ibl.<platform>.<aggregate>.<event>` in lower case with `_` between
+//! words (`ibl.acme.assertion.issued`, `ibl.acme.policy.users_added`;
+//! `_` stands for the platform of an event no platform wrote). The payload
+//! is the event's JSON; headers: `Nats-Msg-Id` (the event id: JetStream
+//! drops a duplicate within its window), the CloudEvents NATS binding in
+//! binary mode (`ce-specversion`, `ce-id`, `ce-source`, `ce-type`,
+//! `ce-time`, `ce-subject`), and `Ibl-Stream`, `Ibl-Revision`,
+//! `Ibl-Position`, `Ibl-Correlation-Id`.
+//!
+//! NATS is never the source of truth: the relay's checkpoint (a file) moves
+//! only after JetStream acknowledged every event up to it, and a relay that
+//! restarts publishes again from there (duplicates are dropped by their
+//! id, and subscribers dedupe by event id too).
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream::StorageType};
+use async_nats::HeaderMap;
+use ibl_events::{EventStore, Position, RecordedEvent, Subscription};
+
+/// The JetStream stream the relay publishes to.
+pub const STREAM: &str = "IBL_EVENTS";
+
+/// Events published before their acknowledgements are awaited.
+const WINDOW: usize = 256;
+
+/// `HelloWorld` -> `hello_world`.
+fn snake(name: &str) -> String {
+    let mut out = String::with_capacity(name.len() + 4);
+    for (i, c) in name.chars().enumerate() {
+        if c.is_ascii_uppercase() {
+            if i > 0 {
+                out.push('_');
+            }
+            out.push(c.to_ascii_lowercase());
+        } else if c.is_ascii_alphanumeric() {
+            out.push(c);
+        } else {
+            out.push('_');
+        }
+    }
+    out
+}
+
+/// The subject of `event`: `ibl.<platform>.<aggregate>.<event>`. The
+/// aggregate is the stream's kind (`assertion-…` → `assertion`); the event
+/// is its type less the aggregate's name when it starts with it
+/// (`AssertionIssued` → `issued`).
+pub fn subject(event: &RecordedEvent) -> String {
+    let platform = event
+        .metadata
+        .actor
+        .platform
+        .clone()
+        .or_else(|| {
+            ["platform", "platform_key"]
+                .iter()
+                .find_map(|k| event.payload.get(*k).and_then(|v| v.as_str()))
+                .map(str::to_owned)
+        })
+        .filter(|p| {
+            !p.is_empty()
+                && p.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        })
+        .unwrap_or_else(|| "_".into());
+    let kind = event
+        .stream
+        .split_once('-')
+        .map_or(event.stream.as_str(), |(k, _)| k);
+    let aggregate = snake(kind);
+    let plain: String = aggregate.chars().filter(|c| *c != '_').collect();
+    let ty = &event.event_type;
+    let name = if ty.len() > plain.len() && ty[..plain.len()].eq_ignore_ascii_case(&plain) {
+        &ty[plain.len()..]
+    } else {
+        ty.as_str()
+    };
+    format!("ibl.{platform}.{aggregate}.{}", snake(name))
+}
+
+/// The headers of `event`'s message.
+pub fn headers(event: &RecordedEvent, subject: &str) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    let id = event.event_id.to_string();
+    h.insert("Nats-Msg-Id", id.as_str());
+    h.insert("ce-specversion", "1.0");
+    h.insert("ce-id", id.as_str());
+    h.insert("ce-source", "urn:ibl:data-manager");
+    h.insert(
+        "ce-type",
+        format!(
+            "ai.ibl.{}",
+            subject.splitn(3, '.').nth(2).unwrap_or_default()
+        )
+        .as_str(),
+    );
+    h.insert("ce-time", event.recorded_at.to_rfc3339().as_str());
+    h.insert("ce-subject", event.stream.as_str());
+    h.insert("Ibl-Stream", event.stream.as_str());
+    h.insert("Ibl-Revision", event.revision.to_string().as_str());
+    h.insert("Ibl-Position", event.position.to_string().as_str());
+    h.insert("Ibl-Correlation-Id", event.metadata.correlation_id.as_str());
+    h
+}
+
+/// Where the relay stands: the position up to which JetStream acknowledged
+/// every event, kept in a file.
+pub struct Checkpoint {
+    path: PathBuf,
+    position: AtomicU64,
+}
+
+impl Checkpoint {
+    /// Reads the file (0 when there is none).
+    pub fn open(path: &Path) -> Result<Self, String> {
+        let position = match std::fs::read_to_string(path) {
+            Ok(text) => text
+                .trim()
+                .parse()
+                .map_err(|e| format!("{}: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(e) => return Err(format!("{}: {e}", path.display())),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            position: AtomicU64::new(position),
+        })
+    }
+
+    pub fn position(&self) -> Position {
+        self.position.load(Ordering::Acquire)
+    }
+
+    /// Moves to `position`, written atomically (temp file, sync, rename).
+    pub fn store(&self, position: Position) -> std::io::Result<()> {
+        if let Some(dir) = self.path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let tmp = self.path.with_extension("tmp");
+        std::fs::write(&tmp, format!("{position}\n"))?;
+        std::fs::File::open(&tmp)?.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.position.store(position, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// Connects to `url` and makes sure the stream exists.
+pub async fn connect(url: &str) -> Result<jetstream::Context, String> {
+    let client = async_nats::connect(url)
+        .await
+        .map_err(|e| format!("connecting to NATS at {url}: {e}"))?;
+    let js = jetstream::new(client);
+    js.get_or_create_stream(jetstream::stream::Config {
+        name: STREAM.into(),
+        subjects: vec!["ibl.>".into()],
+        storage: StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .map_err(|e| format!("the JetStream stream {STREAM}: {e}"))?;
+    Ok(js)
+}
+
+/// Publishes the events after the checkpoint, following the log, until the
+/// task is dropped; reconnects with a growing back-off after a failure.
+pub async fn run(store: Arc<dyn EventStore>, url: String, checkpoint: Arc<Checkpoint>) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match relay(&store, &url, &checkpoint).await {
+            Ok(()) => return,
+            Err(error) => {
+                tracing::warn!(%error, position = checkpoint.position(), "relay stopped; retrying");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+async fn relay(
+    store: &Arc<dyn EventStore>,
+    url: &str,
+    checkpoint: &Checkpoint,
+) -> Result<(), String> {
+    let js = connect(url).await?;
+    let mut sub = Subscription::new(store.clone(), checkpoint.position());
+    loop {
+        let batch = sub.next_batch(WINDOW).await.map_err(|e| e.to_string())?;
+        let mut acks = Vec::with_capacity(batch.len());
+        for event in &batch {
+            let subject = subject(event);
+            let headers = headers(event, &subject);
+            let payload = serde_json::to_vec(&event.payload).map_err(|e| e.to_string())?;
+            let ack = js
+                .publish_with_headers(subject, headers, payload.into())
+                .await
+                .map_err(|e| format!("publishing position {}: {e}", event.position))?;
+            acks.push((event.position, ack));
+        }
+        let mut last = None;
+        for (position, ack) in acks {
+            ack.await
+                .map_err(|e| format!("JetStream did not acknowledge position {position}: {e}"))?;
+            last = Some(position);
+        }
+        if let Some(position) = last {
+            checkpoint
+                .store(position)
+                .map_err(|e| format!("the relay's checkpoint: {e}"))?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ibl_events::{Actor, Metadata};
+
+    fn event(
+        stream: &str,
+        ty: &str,
+        platform: Option<&str>,
+        payload: serde_json::Value,
+    ) -> RecordedEvent {
+        RecordedEvent {
+            event_id: uuid::Uuid::new_v4(),
+            stream: stream.into(),
+            revision: 0,
+            position: 7,
+            event_type: ty.into(),
+            schema_version: 1,
+            recorded_at: chrono::Utc::now(),
+            payload,
+            metadata: Metadata {
+                actor: Actor {
+                    platform: platform.map(str::to_owned),
+                    ..Actor::default()
+                },
+                correlation_id: "req-1".into(),
+                ..Metadata::default()
+            },
+        }
+    }
+
+    #[test]
+    fn subjects_name_platform_aggregate_and_event_in_snake_case() {
+        let cases = [
+            (
+                event(
+                    "assertion-x",
+                    "AssertionIssued",
+                    Some("acme"),
+                    serde_json::json!({}),
+                ),
+                "ibl.acme.assertion.issued",
+            ),
+            (
+                event(
+                    "policy-3",
+                    "PolicyUsersAdded",
+                    Some("acme"),
+                    serde_json::json!({}),
+                ),
+                "ibl.acme.policy.users_added",
+            ),
+            (
+                event(
+                    "apikey-acme/ci",
+                    "ApiKeyCreated",
+                    Some("acme"),
+                    serde_json::json!({}),
+                ),
+                "ibl.acme.apikey.created",
+            ),
+            (
+                event(
+                    "platform-beta",
+                    "PlatformCreated",
+                    None,
+                    serde_json::json!({"key": "beta"}),
+                ),
+                "ibl._.platform.created",
+            ),
+            (
+                event(
+                    "credential-c",
+                    "CredentialCreated",
+                    None,
+                    serde_json::json!({"platform": "beta"}),
+                ),
+                "ibl.beta.credential.created",
+            ),
+            (
+                event(
+                    "ids-user",
+                    "IdBlockReserved",
+                    Some("a.b"),
+                    serde_json::json!({}),
+                ),
+                "ibl._.ids.id_block_reserved",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(subject(&e), want, "{} {}", e.stream, e.event_type);
+        }
+    }
+
+    #[test]
+    fn headers_carry_the_message_id_cloudevents_and_the_log_coordinates() {
+        let e = event(
+            "assertion-x",
+            "AssertionIssued",
+            Some("acme"),
+            serde_json::json!({}),
+        );
+        let h = headers(&e, &subject(&e));
+        let get = |k: &str| h.get(k).map(|v| v.as_str().to_owned());
+        let id = e.event_id.to_string();
+        assert_eq!(get("Nats-Msg-Id"), Some(id.clone()));
+        assert_eq!(get("ce-id"), Some(id));
+        assert_eq!(get("ce-specversion").as_deref(), Some("1.0"));
+        assert_eq!(get("ce-type").as_deref(), Some("ai.ibl.assertion.issued"));
+        assert_eq!(get("ce-subject").as_deref(), Some("assertion-x"));
+        assert_eq!(get("Ibl-Position").as_deref(), Some("7"));
+        assert_eq!(get("Ibl-Revision").as_deref(), Some("0"));
+        assert_eq!(get("Ibl-Correlation-Id").as_deref(), Some("req-1"));
+    }
+
+    #[test]
+    fn a_checkpoint_survives_a_reopen() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("relay.position");
+        let c = Checkpoint::open(&path).expect("open");
+        assert_eq!(c.position(), 0);
+        c.store(42).expect("store");
+        assert_eq!(Checkpoint::open(&path).expect("reopen").position(), 42);
+    }
+}

@@ -1,0 +1,151 @@
+//! Events on NATS JetStream: a real `nats-server -js` on a free port, the
+//! server relaying to it, and a client reading the stream back.
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, consumer::pull};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::helpers::{spawn_app_with, TestApp};
+
+/// A `nats-server -js` of the test's own, stopped when dropped.
+pub(crate) struct Nats {
+    child: Child,
+    pub(crate) url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+pub(crate) fn start_nats() -> Nats {
+    let dir = tempfile::tempdir().expect("a folder for JetStream");
+    let port = free_port();
+    let child = Command::new("nats-server")
+        .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("nats-server runs (tests/run.sh installs Debian's nats-server)");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "nats-server did not listen");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Nats {
+        child,
+        url: format!("nats://127.0.0.1:{port}"),
+        _dir: dir,
+    }
+}
+
+fn line_value(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Waits until the relay has published everything the store holds.
+fn wait_relayed(app: &TestApp) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let text = app.get("/metrics").send().expect(200).text;
+        if line_value(&text, "ibl_relay_lag_events ") == Some(0.0) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the relay did not catch up: {text}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn every_event_is_published_once_in_order_with_its_subject_and_headers() {
+    let nats = start_nats();
+    let url = nats.url.clone();
+    let app = spawn_app_with(move |s| s.nats_url = Some(url));
+    let credential = app.create_credential("Relayed");
+    let issued: Vec<String> = ["ann@x.test", "ben@x.test", "cy@x.test"]
+        .iter()
+        .map(|e| {
+            app.issue(&credential, e)["entityId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    wait_relayed(&app);
+    let head = app.head();
+
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let client = async_nats::connect(&nats.url).await.expect("connect");
+        let js = jetstream::new(client);
+        let mut stream = js.get_stream("IBL_EVENTS").await.expect("the stream");
+        let info = stream.info().await.expect("stream info");
+        assert_eq!(
+            info.state.messages, head,
+            "one message per event of the log"
+        );
+
+        let consumer = stream
+            .create_consumer(pull::Config {
+                filter_subject: "ibl.acme.assertion.issued".into(),
+                ..Default::default()
+            })
+            .await
+            .expect("a consumer");
+        let mut messages = consumer
+            .fetch()
+            .max_messages(10)
+            .expires(Duration::from_secs(2))
+            .messages()
+            .await
+            .expect("messages");
+        let mut seen = Vec::new();
+        let mut last_position = 0;
+        while let Some(message) = messages.next().await {
+            let message = message.expect("a message");
+            assert_eq!(message.subject.as_str(), "ibl.acme.assertion.issued");
+            let headers = message.headers.clone().expect("headers");
+            let get = |k: &str| headers.get(k).map(|v| v.as_str().to_owned());
+            assert_eq!(get("ce-specversion").as_deref(), Some("1.0"));
+            assert_eq!(get("ce-type").as_deref(), Some("ai.ibl.assertion.issued"));
+            assert_eq!(get("Nats-Msg-Id"), get("ce-id"));
+            let position: u64 = get("Ibl-Position").unwrap().parse().unwrap();
+            assert!(position > last_position, "in order");
+            last_position = position;
+            assert!(get("Ibl-Correlation-Id").is_some_and(|c| !c.is_empty()));
+            let payload: Value = serde_json::from_slice(&message.payload).expect("JSON");
+            assert_eq!(payload["type"], "AssertionIssued", "{payload}");
+            assert_eq!(
+                get("ce-subject"),
+                Some(format!(
+                    "assertion-{}",
+                    payload["entity_id"].as_str().unwrap()
+                ))
+            );
+            seen.push(payload["entity_id"].as_str().unwrap().to_owned());
+            message.ack().await.expect("ack");
+        }
+        assert_eq!(seen, issued, "each issue once, in order");
+    });
+}
