@@ -14,8 +14,9 @@ use crate::helpers::{spawn_app_with, TestApp};
 /// A `nats-server -js` of the test's own, stopped when dropped.
 pub(crate) struct Nats {
     child: Child,
+    port: u16,
     pub(crate) url: String,
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
 }
 
 impl Drop for Nats {
@@ -35,9 +36,31 @@ fn free_port() -> u16 {
 pub(crate) fn start_nats() -> Nats {
     let dir = tempfile::tempdir().expect("a folder for JetStream");
     let port = free_port();
+    let child = spawn_nats(port, dir.path());
+    Nats {
+        child,
+        port,
+        url: format!("nats://127.0.0.1:{port}"),
+        dir,
+    }
+}
+
+impl Nats {
+    /// Stops the server cleanly (SIGTERM: JetStream syncs its files) and
+    /// starts it again on the same port and storage.
+    fn restart_after(&mut self, while_down: impl FnOnce()) {
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGTERM) };
+        let _ = self.child.wait();
+        while_down();
+        self.child = spawn_nats(self.port, self.dir.path());
+    }
+}
+
+fn spawn_nats(port: u16, dir: &std::path::Path) -> Child {
     let child = Command::new("nats-server")
         .args(["-js", "-a", "127.0.0.1", "-p", &port.to_string(), "-sd"])
-        .arg(dir.path())
+        .arg(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -47,11 +70,7 @@ pub(crate) fn start_nats() -> Nats {
         assert!(Instant::now() < deadline, "nats-server did not listen");
         std::thread::sleep(Duration::from_millis(20));
     }
-    Nats {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-        _dir: dir,
-    }
+    child
 }
 
 fn line_value(text: &str, prefix: &str) -> Option<f64> {
@@ -147,5 +166,125 @@ fn every_event_is_published_once_in_order_with_its_subject_and_headers() {
             message.ack().await.expect("ack");
         }
         assert_eq!(seen, issued, "each issue once, in order");
+    });
+}
+
+/// The example subscriber (`examples/subscriber.rs`, built by `cargo
+/// test` beside this binary), its printed lines read as they come.
+struct Subscriber {
+    child: Child,
+    lines: std::sync::mpsc::Receiver<Value>,
+}
+
+impl Subscriber {
+    fn start(nats: &Nats, durable: &str) -> Self {
+        let exe = std::env::current_exe().expect("the test binary");
+        let bin = exe
+            .parent()
+            .and_then(|deps| deps.parent())
+            .expect("target/<profile>")
+            .join("examples")
+            .join("subscriber");
+        let mut child = Command::new(&bin)
+            .arg(durable)
+            .env("NATS_URL", &nats.url)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{}: {e}", bin.display()));
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if let Ok(value) = serde_json::from_str(&line) {
+                    if tx.send(value).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        Subscriber { child, lines }
+    }
+
+    fn next(&self, within: Duration) -> Option<Value> {
+        self.lines.recv_timeout(within).ok()
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn the_example_subscriber_reacts_to_each_issue_once_and_resumes_after_a_restart() {
+    let nats = start_nats();
+    let url = nats.url.clone();
+    let app = spawn_app_with(move |s| s.nats_url = Some(url));
+    let credential = app.create_credential("Watched");
+    let first: Vec<String> = ["ann@x.test", "ben@x.test"]
+        .iter()
+        .map(|e| {
+            app.issue(&credential, e)["entityId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    wait_relayed(&app);
+
+    let subscriber = Subscriber::start(&nats, "notifier");
+    let wait = Duration::from_secs(15);
+    for (want, email) in first.iter().zip(["ann@x.test", "ben@x.test"]) {
+        let line = subscriber.next(wait).expect("a reaction");
+        assert_eq!(line["assertion"], want.as_str(), "{line}");
+        assert_eq!(line["recipient"], email, "{line}");
+        assert_eq!(line["platform"], "acme", "{line}");
+        assert_eq!(line["credential"], credential.as_str(), "{line}");
+    }
+    // Killed, then an issue while it is away: a restart under the same
+    // durable name reacts to that one only.
+    drop(subscriber);
+    let later = app.issue(&credential, "cy@x.test")["entityId"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    wait_relayed(&app);
+    let subscriber = Subscriber::start(&nats, "notifier");
+    let line = subscriber.next(wait).expect("a reaction");
+    assert_eq!(line["assertion"], later.as_str(), "{line}");
+    assert_eq!(
+        subscriber.next(Duration::from_millis(1500)),
+        None,
+        "nothing twice"
+    );
+}
+
+#[test]
+fn the_relay_resumes_after_nats_restarts_and_loses_nothing() {
+    let mut nats = start_nats();
+    let url = nats.url.clone();
+    let app = spawn_app_with(move |s| s.nats_url = Some(url));
+    let credential = app.create_credential("Resilient");
+    app.issue(&credential, "ann@x.test");
+    wait_relayed(&app);
+    nats.restart_after(|| {
+        // Writes go on while NATS is down; the relay retries.
+        for e in ["ben@x.test", "cy@x.test", "di@x.test"] {
+            app.issue(&credential, e);
+        }
+    });
+    wait_relayed(&app);
+    let head = app.head();
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(&nats.url).await.expect("connect"));
+        let mut stream = js.get_stream("IBL_EVENTS").await.expect("the stream");
+        let info = stream.info().await.expect("stream info");
+        assert_eq!(info.state.messages, head, "every event, once");
     });
 }
