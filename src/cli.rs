@@ -1,4 +1,5 @@
-//! The command line: `serve` (the default) and `platform create`.
+//! The command line: `serve` (the default), `routes`, `relay`, `platform
+//! create` and `platform key`.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -29,6 +30,14 @@ pub enum Command {
     Serve,
     /// Print the routes and the permission each needs, as Markdown.
     Routes,
+    /// Publish the log's events after a position to NATS JetStream (the
+    /// server's relay does this as events arrive; this republishes history
+    /// for a new stream or a subscriber that lost its own), then exit.
+    Relay {
+        /// Publish the events after this position (0: all of them).
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+    },
     /// Manage platforms (tenants).
     Platform {
         #[command(subcommand)]
@@ -73,6 +82,20 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Routes => {
             print!("{}", crate::routes::markdown());
             0
+        }
+        Command::Relay { from } => {
+            let Some(url) = cli.settings.nats_url.clone() else {
+                eprintln!("error: relay needs --nats-url / NATS_URL");
+                return 2;
+            };
+            operator(&cli.settings.data_dir, async |store| {
+                let (published, last) =
+                    ibl_projections::relay::republish(store.as_ref(), &url, from)
+                        .await
+                        .map_err(ibl_edge::ApiError::Unavailable)?;
+                Ok(serde_json::json!({"published": published, "from": from, "to": last}))
+            })
+            .await
         }
         Command::Platform {
             command:

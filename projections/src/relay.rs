@@ -195,29 +195,65 @@ async fn relay(
     let mut sub = Subscription::new(store.clone(), checkpoint.position());
     loop {
         let batch = sub.next_batch(WINDOW).await.map_err(|e| e.to_string())?;
-        let mut acks = Vec::with_capacity(batch.len());
-        for event in &batch {
-            let subject = subject(event);
-            let headers = headers(event, &subject);
-            let payload = serde_json::to_vec(&event.payload).map_err(|e| e.to_string())?;
-            let ack = js
-                .publish_with_headers(subject, headers, payload.into())
-                .await
-                .map_err(|e| format!("publishing position {}: {e}", event.position))?;
-            acks.push((event.position, ack));
-        }
-        let mut last = None;
-        for (position, ack) in acks {
-            ack.await
-                .map_err(|e| format!("JetStream did not acknowledge position {position}: {e}"))?;
-            last = Some(position);
-        }
-        if let Some(position) = last {
+        if let Some(position) = publish(&js, &batch).await? {
             checkpoint
                 .store(position)
                 .map_err(|e| format!("the relay's checkpoint: {e}"))?;
         }
     }
+}
+
+/// Publishes `batch` and waits until JetStream acknowledged all of it;
+/// answers the last position.
+async fn publish(
+    js: &jetstream::Context,
+    batch: &[RecordedEvent],
+) -> Result<Option<Position>, String> {
+    let mut acks = Vec::with_capacity(batch.len());
+    for event in batch {
+        let subject = subject(event);
+        let headers = headers(event, &subject);
+        let payload = serde_json::to_vec(&event.payload).map_err(|e| e.to_string())?;
+        let ack = js
+            .publish_with_headers(subject, headers, payload.into())
+            .await
+            .map_err(|e| format!("publishing position {}: {e}", event.position))?;
+        acks.push((event.position, ack));
+    }
+    let mut last = None;
+    for (position, ack) in acks {
+        ack.await
+            .map_err(|e| format!("JetStream did not acknowledge position {position}: {e}"))?;
+        last = Some(position);
+    }
+    Ok(last)
+}
+
+/// Publishes every event after `from` up to the store's head as it is now
+/// (an operator republishing history: JetStream drops those still within
+/// its duplicate window, subscribers dedupe the rest by event id). Answers
+/// how many were published and the last position.
+pub async fn republish(
+    store: &dyn EventStore,
+    url: &str,
+    from: Position,
+) -> Result<(u64, Position), String> {
+    let js = connect(url).await?;
+    let head = *store.head().borrow();
+    let (mut count, mut after) = (0, from);
+    while after < head {
+        let batch = store
+            .read_all(after, WINDOW)
+            .await
+            .map_err(|e| e.to_string())?;
+        let batch: Vec<RecordedEvent> = batch.into_iter().filter(|e| e.position <= head).collect();
+        let Some(last) = publish(&js, &batch).await? else {
+            break;
+        };
+        count += batch.len() as u64;
+        after = last;
+    }
+    Ok((count, after))
 }
 
 #[cfg(test)]

@@ -288,3 +288,50 @@ fn the_relay_resumes_after_nats_restarts_and_loses_nothing() {
         assert_eq!(info.state.messages, head, "every event, once");
     });
 }
+
+fn stream_messages(url: &str) -> u64 {
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
+        let mut stream = js.get_stream("IBL_EVENTS").await.expect("the stream");
+        stream.info().await.expect("stream info").state.messages
+    })
+}
+
+#[test]
+fn ibl_relay_republishes_history_and_jetstream_drops_what_it_already_has() {
+    let nats = start_nats();
+    // A server that publishes nothing, beside which the operator relays.
+    let app = crate::helpers::spawn_app();
+    let credential = app.create_credential("History");
+    for e in ["ann@x.test", "ben@x.test"] {
+        app.issue(&credential, e);
+    }
+    let head = app.head();
+    let relay = |from: u64| -> Value {
+        let out = Command::new(crate::processes::BIN)
+            .args(["relay", "--from", &from.to_string(), "--data-dir"])
+            .arg(app.dir.path())
+            .env("NATS_URL", &nats.url)
+            .output()
+            .expect("ibl relay runs");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).expect("one JSON object")
+    };
+    let all = relay(0);
+    assert_eq!(all["published"], head, "{all}");
+    assert_eq!(all["to"], head, "{all}");
+    assert_eq!(stream_messages(&nats.url), head);
+    // Again, and from a later position: JetStream keeps one of each.
+    assert_eq!(relay(0)["published"], head);
+    assert_eq!(relay(head - 2)["published"], 2);
+    assert_eq!(
+        stream_messages(&nats.url),
+        head,
+        "duplicates dropped by Nats-Msg-Id"
+    );
+}
