@@ -116,6 +116,8 @@ pub fn headers(event: &RecordedEvent, subject: &str) -> HeaderMap {
 pub struct Checkpoint {
     path: PathBuf,
     position: AtomicU64,
+    /// Why the relay is not publishing, while it is not (`None`: it is).
+    trouble: std::sync::Mutex<Option<String>>,
 }
 
 impl Checkpoint {
@@ -132,7 +134,20 @@ impl Checkpoint {
         Ok(Self {
             path: path.to_owned(),
             position: AtomicU64::new(position),
+            trouble: std::sync::Mutex::new(Some("not connected yet".into())),
         })
+    }
+
+    /// Why the relay is not publishing, if it is not.
+    pub fn trouble(&self) -> Option<String> {
+        self.trouble
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn set_trouble(&self, trouble: Option<String>) {
+        *self.trouble.lock().unwrap_or_else(|p| p.into_inner()) = trouble;
     }
 
     pub fn position(&self) -> Position {
@@ -179,6 +194,7 @@ pub async fn run(store: Arc<dyn EventStore>, url: String, checkpoint: Arc<Checkp
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(%error, position = checkpoint.position(), "relay stopped; retrying");
+                checkpoint.set_trouble(Some(error));
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
@@ -192,6 +208,7 @@ async fn relay(
     checkpoint: &Checkpoint,
 ) -> Result<(), String> {
     let js = connect(url).await?;
+    checkpoint.set_trouble(None);
     let mut sub = Subscription::new(store.clone(), checkpoint.position());
     loop {
         let batch = sub.next_batch(WINDOW).await.map_err(|e| e.to_string())?;

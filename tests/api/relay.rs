@@ -113,6 +113,8 @@ fn every_event_is_published_once_in_order_with_its_subject_and_headers() {
         .collect();
     wait_relayed(&app);
     let head = app.head();
+    let ready = app.get("/readyz").send().expect(200).body;
+    assert_eq!(ready["backends"]["nats"]["state"], "up", "{ready}");
 
     let rt = tokio::runtime::Runtime::new().expect("a runtime");
     rt.block_on(async {
@@ -334,4 +336,29 @@ fn ibl_relay_republishes_history_and_jetstream_drops_what_it_already_has() {
         head,
         "duplicates dropped by Nats-Msg-Id"
     );
+}
+
+#[test]
+fn readyz_is_503_while_the_relay_cannot_reach_nats() {
+    // A port nothing listens on.
+    let url = format!("nats://127.0.0.1:{}", free_port());
+    let app = spawn_app_with(move |s| s.nats_url = Some(url));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = app.get("/readyz").send();
+        if r.status == 503 {
+            assert_eq!(r.body["backends"]["nats"]["state"], "down", "{}", r.text);
+            assert_eq!(
+                r.body["backends"]["event_store"]["state"], "up",
+                "{}",
+                r.text
+            );
+            assert!(r.header("retry-after").is_some(), "{:?}", r.headers);
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {}: {}", r.status, r.text);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // Writes go on: the log, not NATS, is the truth.
+    app.create_credential("Unpublished");
 }

@@ -331,7 +331,13 @@ pub async fn readyz(access: web::Data<MetricsAccess>, read: web::Data<ReadState>
         backend: "read_models",
         error: read.assertions.assertion("").err().map(|e| e.to_string()),
     };
-    let probes = [store, read_models];
+    let mut probes = vec![store, read_models];
+    if let Some(relay) = &access.relay {
+        probes.push(Probe {
+            backend: "nats",
+            error: relay.trouble(),
+        });
+    }
     for p in &probes {
         if let Some(error) = &p.error {
             tracing::warn!(backend = p.backend, %error, "not ready");
