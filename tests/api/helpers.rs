@@ -473,3 +473,12 @@ pub fn emails(list: &Value) -> Vec<String> {
     v.sort();
     v
 }
+
+/// The value of the first line of Prometheus text `text` that starts with
+/// `prefix` (a metric's name and labels).
+pub fn metric(text: &str, prefix: &str) -> Option<f64> {
+    text.lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}

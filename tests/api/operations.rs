@@ -2,14 +2,7 @@
 
 use serde_json::json;
 
-use crate::helpers::{spawn_app, spawn_app_with, ORG};
-
-fn line_value(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
+use crate::helpers::{metric, spawn_app, spawn_app_with, ORG};
 
 #[test]
 fn readyz_names_each_backend_and_is_ready_when_they_answer() {
@@ -51,27 +44,27 @@ fn metrics_count_answers_by_route_pattern_and_show_appends_and_projector_lag() {
     // By the route's pattern: ids make no new series.
     let series = "ibl_http_request_duration_seconds_count{method=\"GET\",route=\"/api/credentials/orgs/{org}/users/{user}/{entity_id}\"";
     assert_eq!(
-        line_value(&text, &format!("{series},status=\"200\"}}")),
+        metric(&text, &format!("{series},status=\"200\"}}")),
         Some(3.0),
         "{text}"
     );
     assert_eq!(
-        line_value(&text, &format!("{series},status=\"404\"}}")),
+        metric(&text, &format!("{series},status=\"404\"}}")),
         Some(1.0),
         "{text}"
     );
     assert!(!text.contains(&id), "no id in a label");
-    let appends = line_value(&text, "ibl_store_append_duration_seconds_count").unwrap();
+    let appends = metric(&text, "ibl_store_append_duration_seconds_count").unwrap();
     assert!(appends >= 1.0, "{text}");
-    let head = line_value(&text, "ibl_store_head_position ").unwrap();
+    let head = metric(&text, "ibl_store_head_position ").unwrap();
     assert!(head >= 1.0, "{text}");
     for model in ["credentials", "rbac", "assertions"] {
-        let position = line_value(
+        let position = metric(
             &text,
             &format!("ibl_projection_position{{model=\"{model}\"}}"),
         );
         assert_eq!(position, Some(head), "{model}: {text}");
-        let lag = line_value(
+        let lag = metric(
             &text,
             &format!("ibl_projection_lag_events{{model=\"{model}\"}}"),
         );

@@ -9,7 +9,7 @@ use async_nats::jetstream::{self, consumer::pull};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::helpers::{spawn_app_with, TestApp};
+use crate::helpers::{metric, spawn_app_with, TestApp};
 
 /// A `nats-server -js` of the test's own, stopped when dropped.
 pub(crate) struct Nats {
@@ -73,11 +73,23 @@ fn spawn_nats(port: u16, dir: &std::path::Path) -> Child {
     child
 }
 
-fn line_value(text: &str, prefix: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
+/// A server relaying to `nats`.
+fn relaying_app(nats: &Nats) -> TestApp {
+    let url = nats.url.clone();
+    spawn_app_with(move |s| s.nats_url = Some(url))
+}
+
+/// Issues `credential` to each email; answers the assertion ids.
+fn issue_all(app: &TestApp, credential: &str, emails: &[&str]) -> Vec<String> {
+    emails
+        .iter()
+        .map(|e| {
+            app.issue(credential, e)["entityId"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect()
 }
 
 /// Waits until the relay has published everything the store holds.
@@ -85,7 +97,7 @@ fn wait_relayed(app: &TestApp) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let text = app.get("/metrics").send().expect(200).text;
-        if line_value(&text, "ibl_relay_lag_events ") == Some(0.0) {
+        if metric(&text, "ibl_relay_lag_events ") == Some(0.0) {
             return;
         }
         assert!(
@@ -99,18 +111,13 @@ fn wait_relayed(app: &TestApp) {
 #[test]
 fn every_event_is_published_once_in_order_with_its_subject_and_headers() {
     let nats = start_nats();
-    let url = nats.url.clone();
-    let app = spawn_app_with(move |s| s.nats_url = Some(url));
+    let app = relaying_app(&nats);
     let credential = app.create_credential("Relayed");
-    let issued: Vec<String> = ["ann@x.test", "ben@x.test", "cy@x.test"]
-        .iter()
-        .map(|e| {
-            app.issue(&credential, e)["entityId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let issued = issue_all(
+        &app,
+        &credential,
+        &["ann@x.test", "ben@x.test", "cy@x.test"],
+    );
     wait_relayed(&app);
     let head = app.head();
     let ready = app.get("/readyz").send().expect(200).body;
@@ -225,18 +232,9 @@ impl Drop for Subscriber {
 #[test]
 fn the_example_subscriber_reacts_to_each_issue_once_and_resumes_after_a_restart() {
     let nats = start_nats();
-    let url = nats.url.clone();
-    let app = spawn_app_with(move |s| s.nats_url = Some(url));
+    let app = relaying_app(&nats);
     let credential = app.create_credential("Watched");
-    let first: Vec<String> = ["ann@x.test", "ben@x.test"]
-        .iter()
-        .map(|e| {
-            app.issue(&credential, e)["entityId"]
-                .as_str()
-                .unwrap()
-                .to_owned()
-        })
-        .collect();
+    let first = issue_all(&app, &credential, &["ann@x.test", "ben@x.test"]);
     wait_relayed(&app);
 
     let subscriber = Subscriber::start(&nats, "notifier");
@@ -269,8 +267,7 @@ fn the_example_subscriber_reacts_to_each_issue_once_and_resumes_after_a_restart(
 #[test]
 fn the_relay_resumes_after_nats_restarts_and_loses_nothing() {
     let mut nats = start_nats();
-    let url = nats.url.clone();
-    let app = spawn_app_with(move |s| s.nats_url = Some(url));
+    let app = relaying_app(&nats);
     let credential = app.create_credential("Resilient");
     app.issue(&credential, "ann@x.test");
     wait_relayed(&app);
