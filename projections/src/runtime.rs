@@ -27,20 +27,22 @@ pub struct Projections {
 const BATCH: usize = 2048;
 
 impl Projections {
-    /// Starts one projector task per model, each following the store from the
-    /// model's own checkpoint.
+    /// Starts the projector task: it reads the log once, from the lowest
+    /// checkpoint of the models, and hands every batch to each model in
+    /// turn (each skips what it has already applied).
     pub fn start(
         store: Arc<dyn EventStore>,
         models: Vec<Arc<dyn ReadModel>>,
     ) -> (Self, Vec<JoinHandle<()>>) {
         let mut progress = Vec::new();
-        let mut tasks = Vec::new();
+        let mut followers = Vec::new();
         for model in models {
             let (tx, rx) = watch::channel(model.checkpoint());
             progress.push((model.name(), rx));
-            tasks.push(tokio::spawn(run(store.clone(), model, tx)));
+            followers.push((model, tx));
         }
-        (Self { progress }, tasks)
+        let task = tokio::spawn(run(store, followers));
+        (Self { progress }, vec![task])
     }
 
     /// The lowest position every model has reached.
@@ -83,24 +85,31 @@ impl Projections {
     }
 }
 
-async fn run(store: Arc<dyn EventStore>, model: Arc<dyn ReadModel>, tx: watch::Sender<Position>) {
+async fn run(
+    store: Arc<dyn EventStore>,
+    models: Vec<(Arc<dyn ReadModel>, watch::Sender<Position>)>,
+) {
     let mut backoff = Duration::from_millis(50);
     loop {
+        let from = models
+            .iter()
+            .map(|(m, _)| m.checkpoint())
+            .min()
+            .unwrap_or(0);
         // The next batch is read while the current one is applied.
         let (batches, mut incoming) = tokio::sync::mpsc::channel(2);
-        let reader = tokio::spawn(read_ahead(
-            Subscription::new(store.clone(), model.checkpoint()),
-            batches,
-        ));
+        let reader = tokio::spawn(read_ahead(Subscription::new(store.clone(), from), batches));
         let mut failure = None;
         while let Some(batch) = incoming.recv().await {
             match batch {
                 Ok(batch) => {
                     // In place: a model applies a batch in memory (the
                     // assertions' file is written by a thread of its own).
-                    model.apply(&batch);
+                    for (model, tx) in &models {
+                        model.apply(&batch);
+                        tx.send_replace(model.checkpoint());
+                    }
                     backoff = Duration::from_millis(50);
-                    tx.send_replace(model.checkpoint());
                 }
                 Err(e) => {
                     failure = Some(e.to_string());
@@ -109,11 +118,11 @@ async fn run(store: Arc<dyn EventStore>, model: Arc<dyn ReadModel>, tx: watch::S
             }
         }
         reader.abort();
-        if tx.is_closed() {
+        if models.iter().all(|(_, tx)| tx.is_closed()) {
             return;
         }
         let error = failure.unwrap_or_else(|| "subscription ended".into());
-        tracing::warn!(model = model.name(), %error, "projector stopped; retrying");
+        tracing::warn!(%error, "projectors stopped; retrying");
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
