@@ -98,6 +98,16 @@ pub struct Settings {
     /// `IBL_EVENTS`); none: events are not published.
     #[arg(long, global = true, env = "NATS_URL")]
     pub nats_url: Option<String>,
+    /// Milliseconds a read with `X-Min-Position` waits for the read models
+    /// to reach that position (then 503 with `Retry-After`).
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_MIN_POSITION_WAIT_MS",
+        default_value_t = 2000,
+        value_parser = clap::value_parser!(u64).range(1..=60_000)
+    )]
+    pub min_position_wait_ms: u64,
 }
 
 /// Parses `--position-key` without echoing a refused value (clap's own
@@ -149,6 +159,7 @@ impl Settings {
             public_burst: 100,
             metrics_token: None,
             nats_url: None,
+            min_position_wait_ms: 2000,
         }
     }
 }
@@ -284,6 +295,7 @@ pub async fn build_with(
         assertions,
         rbac,
         projections,
+        min_position_wait: Duration::from_millis(settings.min_position_wait_ms),
         positions: positions.clone(),
     });
     let write = web::Data::new(WriteState::new(store.clone()));

@@ -722,3 +722,24 @@ fn the_public_route_ignores_x_min_position() {
     // Routes with a key still honour it.
     read_at(&app, "not a token").expect_client_error(400);
 }
+
+#[test]
+fn a_read_waits_for_a_position_not_reached_only_so_long_then_503_with_retry_after() {
+    let app = spawn_app_with(|s| s.min_position_wait_ms = 300);
+    let ahead = app.token(app.head() + 1_000);
+    let started = std::time::Instant::now();
+    let r = read_at(&app, &ahead);
+    let waited = started.elapsed();
+    assert_eq!(r.status, 503, "{}", r.text);
+    assert_eq!(r.header("retry-after"), Some("1"), "{:?}", r.headers);
+    assert!(
+        waited >= std::time::Duration::from_millis(300)
+            && waited < std::time::Duration::from_secs(2),
+        "{waited:?}"
+    );
+    // The default is 2 s.
+    assert_eq!(
+        ibl_data_manager::Settings::new("x").min_position_wait_ms,
+        2000
+    );
+}

@@ -127,6 +127,11 @@ impl ResponseError for ApiError {
             ApiError::TooManyRequests(seconds) => {
                 response.insert_header(("Retry-After", (*seconds).max(1).to_string()));
             }
+            // A backend that did not answer, or read models behind the
+            // position asked for: worth a retry soon.
+            ApiError::Unavailable(_) => {
+                response.insert_header(("Retry-After", "1"));
+            }
             _ => {}
         }
         response.json(Value::Object(body))

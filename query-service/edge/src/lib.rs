@@ -29,6 +29,9 @@ pub struct ReadState {
     pub assertions: Arc<ibl_projections::assertions::AssertionsModel>,
     pub rbac: Arc<ibl_projections::rbac::RbacModel>,
     pub projections: Projections,
+    /// How long a read with `X-Min-Position` waits for the read models to
+    /// reach it (then 503 with `Retry-After`).
+    pub min_position_wait: std::time::Duration,
     /// Turns positions into the tokens of `X-Position` and back.
     pub positions: position::PositionKey,
 }

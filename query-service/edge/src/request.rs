@@ -3,7 +3,6 @@
 //! the credentials routes, and read-your-writes (`X-Min-Position`).
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use actix_web::HttpRequest;
 
@@ -90,7 +89,7 @@ pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> 
         .and_then(|token| read.positions.decode(token.trim()))?;
     if read
         .projections
-        .wait_for(position, Duration::from_secs(5))
+        .wait_for(position, read.min_position_wait)
         .await
     {
         Ok(())
