@@ -49,7 +49,9 @@ fn snake(name: &str) -> String {
     out
 }
 
-/// The subject of `event`: `ibl.<platform>.<aggregate>.<event>`. The
+/// The subject of `event`: `ibl.<platform>.<aggregate>.<event>` (the
+/// platform of the key that wrote it, else the one the event or its
+/// platform stream names, else `_`). The
 /// aggregate is the stream's kind (`assertion-…` → `assertion`); the event
 /// is its type less the aggregate's name when it starts with it
 /// (`AssertionIssued` → `issued`).
@@ -63,6 +65,7 @@ pub fn subject(event: &RecordedEvent) -> String {
             ["platform", "platform_key"]
                 .iter()
                 .find_map(|k| event.payload.get(*k).and_then(|v| v.as_str()))
+                .or_else(|| event.stream.strip_prefix("platform-"))
                 .map(str::to_owned)
         })
         .filter(|p| {
@@ -341,7 +344,7 @@ mod tests {
                     None,
                     serde_json::json!({"key": "beta"}),
                 ),
-                "ibl._.platform.created",
+                "ibl.beta.platform.created",
             ),
             (
                 event(
