@@ -87,3 +87,15 @@ fn with_a_token_set_metrics_need_it() {
         .expect(200);
     assert!(ok.text.contains("ibl_store_head_position"), "{}", ok.text);
 }
+
+#[test]
+fn without_a_token_metrics_are_for_this_machine_not_for_a_proxy_on_it() {
+    let app = spawn_app();
+    app.get("/metrics").send().expect(200);
+    for header in ["X-Forwarded-For", "Forwarded"] {
+        app.get("/metrics")
+            .header(header, "for=203.0.113.7")
+            .send()
+            .expect_client_error(403);
+    }
+}

@@ -69,11 +69,17 @@ impl Histogram {
     }
 }
 
+/// One series of a route: method, status and the answers' latency.
+type Series = (String, u16, Arc<Histogram>);
+
 /// The process's metrics (app data).
 #[derive(Default)]
 pub struct Metrics {
     /// (method, route, status) -> latency of the answers.
-    requests: RwLock<HashMap<(String, String, u16), Arc<Histogram>>>,
+    /// route -> (method, status, latency of the answers). Keyed by route
+    /// first so that counting an answer looks up with borrowed strings:
+    /// no allocation per request.
+    requests: RwLock<HashMap<String, Vec<Series>>>,
     appends: Histogram,
     append_errors: AtomicU64,
 }
@@ -93,21 +99,32 @@ impl Metrics {
 
     /// Counts an answer of `route` (its pattern; `"unmatched"` for none).
     pub fn request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let find = |series: &Vec<Series>| {
+            series
+                .iter()
+                .find(|(m, s, _)| m == method && *s == status)
+                .map(|(_, _, h)| h.clone())
+        };
         let found = self
             .requests
             .read()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&(method.to_owned(), route.to_owned(), status))
-            .cloned();
+            .get(route)
+            .and_then(find);
         let histogram = match found {
             Some(h) => h,
-            None => self
-                .requests
-                .write()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry((method.to_owned(), route.to_owned(), status))
-                .or_default()
-                .clone(),
+            None => {
+                let mut requests = self.requests.write().unwrap_or_else(|p| p.into_inner());
+                let series = requests.entry(route.to_owned()).or_default();
+                match find(series) {
+                    Some(h) => h,
+                    None => {
+                        let h = Arc::new(Histogram::default());
+                        series.push((method.to_owned(), status, h.clone()));
+                        h
+                    }
+                }
+            }
         };
         histogram.observe(elapsed);
     }
@@ -124,16 +141,18 @@ impl Metrics {
         out.push_str("# HELP ibl_http_request_duration_seconds Answers by method, route and status, and how long they took.\n");
         out.push_str("# TYPE ibl_http_request_duration_seconds histogram\n");
         let requests = self.requests.read().unwrap_or_else(|p| p.into_inner());
-        let mut keys: Vec<_> = requests.keys().collect();
-        keys.sort();
-        for key in keys {
-            let (method, route, status) = key;
+        let mut series: Vec<_> = requests
+            .iter()
+            .flat_map(|(route, s)| s.iter().map(move |(m, status, h)| (m, route, *status, h)))
+            .collect();
+        series.sort_by(|a, b| (a.0, a.1, a.2).cmp(&(b.0, b.1, b.2)));
+        for (method, route, status, histogram) in series {
             let labels = format!(
                 "method=\"{}\",route=\"{}\",status=\"{status}\"",
                 label(method),
                 label(route)
             );
-            requests[key].render(&mut out, "ibl_http_request_duration_seconds", &labels);
+            histogram.render(&mut out, "ibl_http_request_duration_seconds", &labels);
         }
         drop(requests);
         out.push_str("# HELP ibl_store_append_duration_seconds Appends to the event store, acknowledged (durable) or refused.\n");
@@ -280,7 +299,8 @@ pub struct MetricsAccess {
 
 impl MetricsAccess {
     /// Whether `req` may read the metrics: with the token when one is set,
-    /// else from loopback (they tell how much every tenant writes).
+    /// else from loopback and not through a proxy (they tell how much every
+    /// tenant writes).
     fn allows(&self, req: &HttpRequest) -> bool {
         match &self.token {
             Some(token) => req
@@ -294,7 +314,13 @@ impl MetricsAccess {
                     let (a, b) = (Sha256::digest(given), Sha256::digest(token));
                     a.iter().zip(b.iter()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
                 }),
-            None => req.peer_addr().is_some_and(|a| a.ip().is_loopback()),
+            // A client on this machine, not a proxy on it forwarding one
+            // from elsewhere (a proxy says so in its headers).
+            None => {
+                req.peer_addr().is_some_and(|a| a.ip().is_loopback())
+                    && !req.headers().contains_key("forwarded")
+                    && !req.headers().contains_key("x-forwarded-for")
+            }
         }
     }
 }
