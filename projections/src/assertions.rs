@@ -677,12 +677,14 @@ impl ReadModel for AssertionsModel {
         let Some(last) = events.last().map(|e| e.position) else {
             return;
         };
-        let pending = self.shared.tail().pending.len();
-        if pending + events.len() > MAX_TAIL || !events.iter().all(|e| may_wait(e)) {
+        let write_now = |events: Vec<&RecordedEvent>| {
             let batch: Vec<RecordedEvent> = events.into_iter().cloned().collect();
             self.shared.flush(&batch);
             self.shared.checkpoint.store(last, Ordering::Release);
-            return;
+        };
+        let pending = self.shared.tail().pending.len();
+        if pending + events.len() > MAX_TAIL || !events.iter().all(|e| may_wait(e)) {
+            return write_now(events);
         }
         // The records these events touch, as the tail or else the file has
         // them (read before the tail is locked: only this projector adds).
@@ -697,7 +699,12 @@ impl ReadModel for AssertionsModel {
             if !records.contains_key(&id) {
                 let known = match self.shared.tail().records.get(&id) {
                     Some(record) => Some(record.clone()),
-                    None => self.idempotency(platform, &tag.key).unwrap_or_default(),
+                    // A record the file cannot show now: the writer, which
+                    // reads and merges it in its transaction, does it.
+                    None => match self.idempotency(platform, &tag.key) {
+                        Ok(known) => known,
+                        Err(_) => return write_now(events),
+                    },
                 };
                 records.insert(
                     id.clone(),
