@@ -135,20 +135,7 @@ pub async fn run(cli: Cli) -> i32 {
 
 async fn serve(settings: &Settings) -> i32 {
     match build(settings).await {
-        Ok(app) => {
-            tracing::info!(addr = %settings.addr, port = app.port, "serving");
-            match app.server.await {
-                Ok(()) => {
-                    app.snapshots.save_changed().await;
-                    tracing::info!("stopped");
-                    0
-                }
-                Err(e) => {
-                    tracing::error!(error = %e, "server failed");
-                    1
-                }
-            }
-        }
+        Ok(app) => app.until_stopped(&settings.addr).await,
         Err(e) => {
             eprintln!("error: {e}");
             1

@@ -1,9 +1,13 @@
-//! The all-in-one application: event store, projectors and both services in
-//! one process, and the operator commands.
+//! The processes of the system: the all-in-one `ibl` (event store,
+//! projectors and both services in one process, and the operator commands),
+//! and the thin mains of `command-service`, `query-service` and
+//! `projections`.
 #![forbid(unsafe_code)]
 
 pub mod app;
 pub mod cli;
+pub mod process;
+pub mod projections;
 pub mod routes;
 
 pub use app::{build, build_with, Application, Settings};

@@ -12,6 +12,7 @@ pub mod platforms;
 pub mod reservations;
 pub mod routes;
 pub mod secrets;
+pub mod server;
 pub mod users;
 
 pub use http::WriteState;

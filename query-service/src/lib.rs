@@ -8,3 +8,4 @@ pub mod rbac;
 pub mod rbac_routes;
 pub mod routes;
 pub mod scim;
+pub mod server;

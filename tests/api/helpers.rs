@@ -97,8 +97,8 @@ pub fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
                 ready_tx
                     .send(Ready {
                         port: app.port,
-                        store: app.store.clone(),
-                        positions: app.positions.clone(),
+                        store: app.side.store.clone(),
+                        positions: app.side.positions.clone(),
                         key: acme.api_key,
                         other_key: other.api_key,
                         admin_id: acme.admin.id,

@@ -69,7 +69,7 @@ impl Server {
             .arg("127.0.0.1:0")
             .arg("--data-dir")
             .arg(dir)
-            .env("RUST_LOG", "warn,ibl_data_manager::cli=info")
+            .env("RUST_LOG", "warn,ibl::process=info")
             .env("NO_COLOR", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -10,10 +10,7 @@ use serde_json::{json, Value};
 
 use crate::processes::{agent, created_key, Server};
 
-const STARTUP_LOG: (&str, &str) = (
-    "RUST_LOG",
-    "warn,ibl_data_manager::cli=info,ibl::startup=info",
-);
+const STARTUP_LOG: (&str, &str) = ("RUST_LOG", "warn,ibl::process=info,ibl::startup=info");
 
 struct Client {
     base: String,

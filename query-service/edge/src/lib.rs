@@ -18,7 +18,9 @@ pub mod paging;
 pub mod position;
 pub mod rbac;
 pub mod request;
+pub mod routes;
 pub mod scim;
+pub mod server;
 pub mod wire;
 
 pub use error::ApiError;
