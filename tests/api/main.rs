@@ -19,3 +19,4 @@ mod restart;
 mod schema;
 mod scim;
 mod security;
+mod split;

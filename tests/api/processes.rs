@@ -63,8 +63,19 @@ impl Server {
 
     /// A server with these environment variables set (`IBL_*` settings).
     pub(crate) fn start_with(dir: &Path, env: &[(&str, &str)]) -> Server {
-        let mut child = Command::new(BIN)
-            .arg("serve")
+        let mut command = Command::new(BIN);
+        command.arg("serve");
+        Server::launch(command, dir, env)
+    }
+
+    /// Another binary of the package (`command-service`, ...), with the
+    /// same flags.
+    pub(crate) fn start_binary(bin: &str, dir: &Path, env: &[(&str, &str)]) -> Server {
+        Server::launch(Command::new(bin), dir, env)
+    }
+
+    fn launch(mut command: Command, dir: &Path, env: &[(&str, &str)]) -> Server {
+        let mut child = command
             .arg("--addr")
             .arg("127.0.0.1:0")
             .arg("--data-dir")
@@ -76,7 +87,7 @@ impl Server {
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
-            .expect("ibl serve starts");
+            .expect("the server starts");
         let stderr = child.stderr.take().expect("stderr");
         let log = Arc::new(Mutex::new(String::new()));
         let (tx, rx) = mpsc::channel();
