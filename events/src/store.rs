@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-mod checks;
+pub mod checks;
 pub mod memory;
 pub mod sqlite;
 

@@ -1,9 +1,10 @@
-//! Checks every adapter applies the same way.
+//! Checks every adapter applies the same way (public for the adapters that
+//! live in crates of their own, such as `ibl-events-kurrentdb`).
 
 use super::{EventData, ExpectedRevision, StoreError};
 
 /// Checks an append request for problems that do not depend on the store.
-pub(crate) fn validate_append(stream: &str, events: &[EventData]) -> Result<(), StoreError> {
+pub fn validate_append(stream: &str, events: &[EventData]) -> Result<(), StoreError> {
     if stream.is_empty() {
         return Err(StoreError::Invalid("empty stream name".into()));
     }
@@ -24,7 +25,7 @@ pub(crate) fn validate_append(stream: &str, events: &[EventData]) -> Result<(), 
 }
 
 /// Checks the stream's last revision against the expectation.
-pub(crate) fn check_expected(
+pub fn check_expected(
     stream: &str,
     expected: ExpectedRevision,
     actual: Option<u64>,
