@@ -18,7 +18,7 @@ pub type Application = Running;
 /// listener; the server answers once the read models are current.
 pub async fn build(settings: &Settings) -> std::io::Result<Application> {
     let metrics = Metrics::new();
-    let store = open_store(settings, &metrics)?;
+    let store = open_store(settings, &metrics).await?;
     let listener = TcpListener::bind(&settings.addr)?;
     assemble(store, metrics, listener, settings).await
 }

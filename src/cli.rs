@@ -1,12 +1,10 @@
 //! The command line: `serve` (the default), `routes`, `relay`, `platform
 //! create` and `platform key`.
 
-use std::path::Path;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 use ibl_command_service::platforms::{create_platform, mint_key, NewPlatform};
-use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 
 use crate::app::{build, Settings};
@@ -88,7 +86,7 @@ pub async fn run(cli: Cli) -> i32 {
                 eprintln!("error: relay needs --nats-url / NATS_URL");
                 return 2;
             };
-            operator(&cli.settings.data_dir, async |store| {
+            operator(&cli.settings, async |store| {
                 let (published, last) =
                     ibl_projections::relay::republish(store.as_ref(), &url, from)
                         .await
@@ -112,8 +110,10 @@ pub async fn run(cli: Cli) -> i32 {
                 admin_username,
                 admin_email,
             };
-            let data_dir = &cli.settings.data_dir;
-            operator(data_dir, async |store| create_platform(&store, new).await).await
+            operator(&cli.settings, async |store| {
+                create_platform(&store, new).await
+            })
+            .await
         }
         Command::Platform {
             command:
@@ -124,8 +124,7 @@ pub async fn run(cli: Cli) -> i32 {
                     reactivate,
                 },
         } => {
-            let data_dir = &cli.settings.data_dir;
-            operator(data_dir, async |store| {
+            operator(&cli.settings, async |store| {
                 mint_key(&store, &key, &username, name, reactivate).await
             })
             .await
@@ -143,19 +142,16 @@ async fn serve(settings: &Settings) -> i32 {
     }
 }
 
-/// Runs an operator command against the store in `data_dir` and prints its
+/// Runs an operator command against the configured store and prints its
 /// result as one JSON object; exit code 2 when the command is refused.
 async fn operator<T: serde::Serialize>(
-    data_dir: &Path,
+    settings: &Settings,
     command: impl AsyncFnOnce(Arc<dyn EventStore>) -> Result<T, ibl_edge::ApiError>,
 ) -> i32 {
-    let store: Arc<dyn EventStore> = match SqliteStore::open(data_dir) {
-        Ok(s) => Arc::new(s),
+    let store = match ibl_edge::server::open_event_store(settings).await {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!(
-                "error: opening the event store in {}: {e}",
-                data_dir.display()
-            );
+            eprintln!("error: {e}");
             return 1;
         }
     };

@@ -9,7 +9,7 @@ use ibl_edge::server::{open_store, serve, start_read_side, Relay, Running, Setti
 
 pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Result<Running> {
     let metrics = Metrics::new();
-    let store = open_store(settings, &metrics)?;
+    let store = open_store(settings, &metrics).await?;
     if settings.nats_url.is_none() {
         tracing::warn!(
             target: "ibl::startup",

@@ -58,7 +58,7 @@ pub fn app_data(
 /// the read models and serves the write routes on `listener`.
 pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Result<Running> {
     let metrics = Metrics::new();
-    let store = open_store(settings, &metrics)?;
+    let store = open_store(settings, &metrics).await?;
     migrate(&store).await?;
     let side = start_read_side(store.clone(), metrics, settings, Relay::Never).await?;
     let write = web::Data::new(WriteState::new(store));

@@ -57,7 +57,7 @@ pub fn app_data(
 /// `listener`.
 pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Result<Running> {
     let metrics = Metrics::new();
-    let store = open_store(settings, &metrics)?;
+    let store = open_store(settings, &metrics).await?;
     let side = start_read_side(store, metrics, settings, Relay::Never).await?;
     serve(listener, settings, side, table(), app_data(settings)?)
 }

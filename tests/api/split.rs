@@ -141,3 +141,55 @@ fn three_processes_on_one_store_serve_writes_reads_and_operations() {
     assert_eq!(read["name"], "Renamed");
     assert!(started.elapsed() < Duration::from_secs(2));
 }
+
+/// With `EVENTSTORE_URL` set, the processes and the operator commands use
+/// EventStoreDB: when it cannot be reached they exit 1 naming it, and do
+/// not fall back to the embedded store. (The adapter's contract suite runs
+/// in `events/kurrentdb` where a server is given.)
+#[test]
+fn an_unreachable_eventstore_is_named_and_nothing_falls_back_to_the_embedded_store() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let url = format!("esdb://127.0.0.1:{port}?tls=false");
+    for args in [
+        vec![
+            crate::processes::BIN,
+            "platform",
+            "create",
+            "--key",
+            "acme",
+            "--name",
+            "Acme",
+            "--admin-username",
+            "admin",
+            "--admin-email",
+            "admin@acme.test",
+        ],
+        vec![crate::processes::BIN, "serve", "--addr", "127.0.0.1:0"],
+        vec![COMMAND, "--addr", "127.0.0.1:0"],
+    ] {
+        let out = std::process::Command::new(args[0])
+            .args(&args[1..])
+            .arg("--data-dir")
+            .arg(dir.path())
+            .env("EVENTSTORE_URL", &url)
+            .env("RUST_LOG", "off")
+            .output()
+            .expect("runs");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("connecting to EventStoreDB"),
+            "{args:?}: {stderr}"
+        );
+    }
+    assert!(
+        !dir.path().join("events.db").exists(),
+        "no embedded store was made"
+    );
+}

@@ -46,9 +46,14 @@ pub struct Settings {
         default_value = "127.0.0.1:8080"
     )]
     pub addr: String,
-    /// Folder of the embedded event store.
+    /// Folder of the embedded event store (and of the position key and the
+    /// persisted read models, whichever store holds the events).
     #[arg(long, global = true, env = "IBL_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
+    /// EventStoreDB / KurrentDB to keep the events in instead of the
+    /// embedded store (`esdb://host:2113?tls=false`, `kurrentdb://...`).
+    #[arg(long, global = true, env = "EVENTSTORE_URL", hide_env_values = true)]
+    pub eventstore_url: Option<String>,
     /// HTTP worker threads (default: one per core).
     #[arg(long, global = true, env = "IBL_WORKERS")]
     pub workers: Option<usize>,
@@ -157,6 +162,7 @@ impl Settings {
         Self {
             addr: "127.0.0.1:8080".into(),
             data_dir: data_dir.into(),
+            eventstore_url: None,
             workers: None,
             position_key: None,
             public_url: None,
@@ -185,15 +191,30 @@ const SNAPSHOT_EVERY: Duration = Duration::from_secs(10);
 /// The file of the position key in a data folder.
 pub const POSITION_KEY_FILE: &str = "position.key";
 
-/// Opens the event store the settings name, timed for `/metrics`.
-pub fn open_store(
+/// Opens the event store the settings name: EventStoreDB when
+/// `EVENTSTORE_URL` is set, else the embedded store in the data folder.
+pub async fn open_event_store(settings: &Settings) -> std::io::Result<Arc<dyn EventStore>> {
+    Ok(match &settings.eventstore_url {
+        Some(url) => Arc::new(
+            ibl_events_kurrentdb::KurrentStore::connect(url)
+                .await
+                .map_err(|e| std::io::Error::other(format!("connecting to EventStoreDB: {e}")))?,
+        ),
+        None => Arc::new(SqliteStore::open(&settings.data_dir).map_err(|e| {
+            std::io::Error::other(format!(
+                "opening the event store in {}: {e}",
+                settings.data_dir.display()
+            ))
+        })?),
+    })
+}
+
+/// [`open_event_store`], timed for `/metrics`.
+pub async fn open_store(
     settings: &Settings,
     metrics: &Arc<Metrics>,
 ) -> std::io::Result<Arc<dyn EventStore>> {
-    let store: Arc<dyn EventStore> = Arc::new(
-        SqliteStore::open(&settings.data_dir)
-            .map_err(|e| std::io::Error::other(format!("opening the event store: {e}")))?,
-    );
+    let store = open_event_store(settings).await?;
     Ok(TimedStore::wrap(store, metrics.clone()))
 }
 
