@@ -163,14 +163,14 @@ fn idempotency_tag(req: &HttpRequest, body_hash: &str) -> Result<Option<Idempote
 /// The `Idempotency-Key` of a write on `platform`: 422 when the read models
 /// show the key used there for another request (racing requests are told
 /// apart when the key is claimed: [`claim_key`]).
-pub fn idempotency(
+pub async fn idempotency(
     req: &HttpRequest,
     read: &ReadState,
     platform: &str,
     body_hash: &str,
 ) -> Result<Option<IdempotencyTag>, ApiError> {
     let tag = idempotency_tag(req, body_hash)?;
-    earlier(read, platform, tag.as_ref())?;
+    earlier(read, platform, tag.as_ref()).await?;
     Ok(tag)
 }
 
@@ -247,13 +247,13 @@ where
 /// The earlier request under the same key, if any: `Ok(Some)` when it had the
 /// same hash (answer as then), an error when the key was used for another
 /// request.
-fn earlier(
+async fn earlier(
     read: &ReadState,
     platform: &str,
     tag: Option<&IdempotencyTag>,
 ) -> Result<Option<IdempotencyRecord>, ApiError> {
     let Some(tag) = tag else { return Ok(None) };
-    match read.assertions.idempotency(platform, &tag.key)? {
+    match read.assertions.idempotency(platform, &tag.key).await? {
         Some(record) if record.request_hash == tag.request_hash => Ok(Some(record)),
         Some(_) => Err(ApiError::IdempotencyKeyReused),
         None => Ok(None),
@@ -284,7 +284,7 @@ pub async fn begin(
     let params = Params::of(req)?;
     let platform = platform_of(principal, org, &params)?;
     let tag = idempotency_tag(req, body_hash)?;
-    let replay = earlier(read, &platform, tag.as_ref())?;
+    let replay = earlier(read, &platform, tag.as_ref()).await?;
     if let Some(record) = &replay {
         settle(read, record.position).await;
     }

@@ -184,6 +184,86 @@ pub struct AssertionFilter {
 #[error("the assertions read model: {0}")]
 pub struct ReadError(String);
 
+impl ReadError {
+    pub fn new(what: impl Into<String>) -> Self {
+        ReadError(what.into())
+    }
+}
+
+/// The queries every adapter of the assertions read model answers (SQLite
+/// in the data folder: [`AssertionsModel`]; Redis: [`crate::redis_assertions`]).
+/// Async, so that an adapter over the network does not block a worker.
+#[async_trait::async_trait]
+pub trait AssertionQueries: Send + Sync + 'static {
+    /// Any platform's assertion: for public verification.
+    async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError>;
+
+    /// A page of a platform's assertions, in issue order, and the count of
+    /// all that match.
+    async fn assertions(
+        &self,
+        platform: &str,
+        filter: &AssertionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::credentials::Page<AssertionView>, ReadError>;
+
+    /// Of `recipients`, those who already hold a valid assertion of the
+    /// credential other than those in `except`: their emails (lower case)
+    /// and their usernames. Looks up only these recipients.
+    async fn holders_among(
+        &self,
+        credential_id: &str,
+        platform: &str,
+        now: DateTime<Utc>,
+        recipients: &[Recipient],
+        except: &HashSet<&str>,
+    ) -> Result<(HashSet<String>, HashSet<String>), ReadError>;
+
+    /// The record of a request sent with an `Idempotency-Key`.
+    async fn idempotency(
+        &self,
+        platform: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ReadError>;
+}
+
+#[async_trait::async_trait]
+impl AssertionQueries for AssertionsModel {
+    async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
+        AssertionsModel::assertion(self, entity_id)
+    }
+
+    async fn assertions(
+        &self,
+        platform: &str,
+        filter: &AssertionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<crate::credentials::Page<AssertionView>, ReadError> {
+        AssertionsModel::assertions(self, platform, filter, offset, limit)
+    }
+
+    async fn holders_among(
+        &self,
+        credential_id: &str,
+        platform: &str,
+        now: DateTime<Utc>,
+        recipients: &[Recipient],
+        except: &HashSet<&str>,
+    ) -> Result<(HashSet<String>, HashSet<String>), ReadError> {
+        AssertionsModel::holders_among(self, credential_id, platform, now, recipients, except)
+    }
+
+    async fn idempotency(
+        &self,
+        platform: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ReadError> {
+        AssertionsModel::idempotency(self, platform, key)
+    }
+}
+
 impl From<rusqlite::Error> for ReadError {
     fn from(e: rusqlite::Error) -> Self {
         ReadError(e.to_string())

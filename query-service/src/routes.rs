@@ -58,7 +58,7 @@ pub async fn get_credential(
     Ok(HttpResponse::Ok().json(wire::credential(&wire::base_url(&req), &c)))
 }
 
-fn assertion_page(
+async fn assertion_page(
     req: &HttpRequest,
     read: &ReadState,
     platform: &str,
@@ -78,7 +78,8 @@ fn assertion_page(
     params.flag("exclude_main_tenant_assertions", false)?;
     let page = read
         .assertions
-        .assertions(platform, &filter, p.offset(), p.size)?;
+        .assertions(platform, &filter, p.offset(), p.size)
+        .await?;
     p.check_in_range(page.count)?;
     let base = wire::base_url(req);
     let data = page
@@ -99,7 +100,7 @@ pub async fn list_assertions(
     path: web::Path<OrgUser>,
 ) -> Result<HttpResponse, ApiError> {
     let (params, platform) = scoped(&req, &read, &principal, &path.org).await?;
-    assertion_page(&req, &read, &platform, None, &params)
+    assertion_page(&req, &read, &platform, None, &params).await
 }
 
 pub async fn list_credential_assertions(
@@ -119,6 +120,7 @@ pub async fn list_credential_assertions(
         Some(path.entity_id.clone()),
         &params,
     )
+    .await
 }
 
 pub async fn get_assertion(
@@ -130,7 +132,8 @@ pub async fn get_assertion(
     let (_, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let a = read
         .assertions
-        .assertion(&path.entity_id)?
+        .assertion(&path.entity_id)
+        .await?
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
     let c = read.models.credential(&platform, &a.credential_id);
@@ -169,7 +172,8 @@ pub async fn verify_assertion(
         .map_err(|wait| ApiError::TooManyRequests(retry_after_secs(wait)))?;
     let a = read
         .assertions
-        .assertion(&entity_id)?
+        .assertion(&entity_id)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let c = read.models.credential(&a.platform, &a.credential_id);
     let issuer = c

@@ -162,14 +162,15 @@ fn path_user_recipient(read: &ReadState, platform: &str, user: &str) -> Recipien
     }
 }
 
-fn assertion_answer(
+async fn assertion_answer(
     req: &HttpRequest,
     read: &ReadState,
     entity_id: &str,
 ) -> Result<Value, ApiError> {
     let a = read
         .assertions
-        .assertion(entity_id)?
+        .assertion(entity_id)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     let c = read.models.credential(&a.platform, &a.credential_id);
     Ok(wire::assertion(
@@ -200,7 +201,7 @@ pub async fn issue_assertion(
             &read,
             StatusCode::OK,
             record.position,
-            assertion_answer(&req, &read, id)?,
+            assertion_answer(&req, &read, id).await?,
         ));
     }
     let now = Utc::now();
@@ -252,7 +253,7 @@ pub async fn issue_assertion(
         &read,
         StatusCode::OK,
         outcome.position(),
-        assertion_answer(&req, &read, &entity_id)?,
+        assertion_answer(&req, &read, &entity_id).await?,
     ))
 }
 
@@ -313,9 +314,10 @@ pub async fn bulk_issue(
     let recipients: Vec<Recipient> = body.recipients.into_iter().map(Recipient::from).collect();
     let ids = bulk_ids(seed, recipients.len());
     let own: HashSet<&str> = ids.iter().map(String::as_str).collect();
-    let (emails, usernames) =
-        read.assertions
-            .holders_among(&path.entity_id, &platform, now, &recipients, &own)?;
+    let (emails, usernames) = read
+        .assertions
+        .holders_among(&path.entity_id, &platform, now, &recipients, &own)
+        .await?;
     let mut next = ids.iter().cloned();
     let plan = plan_bulk_issue(
         BulkIssue {
@@ -349,7 +351,7 @@ pub async fn bulk_issue(
     settle(&read, position).await;
     let mut issued = Vec::with_capacity(plan.issue.len());
     for (id, _) in &plan.issue {
-        issued.push(assertion_answer(&req, &read, id)?);
+        issued.push(assertion_answer(&req, &read, id).await?);
     }
     let skipped: Vec<Value> = plan
         .skipped
@@ -393,7 +395,8 @@ pub async fn update_assertion(
     } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     let current = read
         .assertions
-        .assertion(&path.entity_id)?
+        .assertion(&path.entity_id)
+        .await?
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
@@ -401,7 +404,7 @@ pub async fn update_assertion(
             &read,
             StatusCode::OK,
             record.position,
-            assertion_answer(&req, &read, &path.entity_id)?,
+            assertion_answer(&req, &read, &path.entity_id).await?,
         ));
     }
     match body.value.revoked {
@@ -418,7 +421,7 @@ pub async fn update_assertion(
                 &read,
                 StatusCode::OK,
                 0,
-                assertion_answer(&req, &read, &path.entity_id)?,
+                assertion_answer(&req, &read, &path.entity_id).await?,
             ))
         }
     }
@@ -451,6 +454,6 @@ pub async fn update_assertion(
         &read,
         StatusCode::OK,
         outcome.position(),
-        assertion_answer(&req, &read, &path.entity_id)?,
+        assertion_answer(&req, &read, &path.entity_id).await?,
     ))
 }

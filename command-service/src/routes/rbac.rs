@@ -80,7 +80,7 @@ struct Call<'a> {
 }
 
 impl<'a> Call<'a> {
-    fn new(
+    async fn new(
         req: &'a HttpRequest,
         read: &'a ReadState,
         write: &'a WriteState,
@@ -88,7 +88,7 @@ impl<'a> Call<'a> {
         platform: &str,
         body_hash: &str,
     ) -> Result<Self, ApiError> {
-        let tag = idempotency(req, read, platform, body_hash)?;
+        let tag = idempotency(req, read, platform, body_hash).await?;
         Ok(Call {
             req,
             read,
@@ -358,7 +358,7 @@ pub async fn create_role(
     let body = body.value;
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let name = required(body.name, "name")?;
-    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash).await?;
     let (actions, data_actions) = (
         body.actions.unwrap_or_default(),
         body.data_actions.unwrap_or_default(),
@@ -397,7 +397,7 @@ pub async fn update_role(
         let still_admin = makes_admin(actions);
         keeps_an_admin(&read, &principal, |_, g| g.role_id == id && !still_admin)?;
     }
-    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash).await?;
     let command = RoleCommand::Update {
         platform: platform.clone(),
         changes: UpdateRole {
@@ -561,7 +561,7 @@ pub async fn create_group(
         .copied()
         .filter(|u| !body.users_to_remove.contains(u))
         .collect();
-    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash).await?;
     let (name, description) = (
         body.name.unwrap_or_default(),
         body.description.unwrap_or_default(),
@@ -608,7 +608,7 @@ pub async fn update_group(
             removed.contains(&u) && g.via == Via::Group(id)
         })?;
     }
-    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash).await?;
     let unique_id = body.unique_id.clone();
     let command = GroupCommand::Update {
         platform: platform.clone(),
@@ -708,7 +708,7 @@ pub async fn create_policy(
         .copied()
         .filter(|g| !body.groups_to_remove.contains(g))
         .collect();
-    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash).await?;
     let pk = platform_pk(&read, &principal, &platform);
     let name = body
         .name
@@ -773,7 +773,7 @@ pub async fn update_policy(
                     || matches!(g.via, Via::Group(gid) if groups_out.contains(&gid)))
         })?;
     }
-    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash).await?;
     let command = PolicyCommand::Update {
         platform: platform.clone(),
         changes: UpdatePolicy {
@@ -887,7 +887,7 @@ pub async fn mentor_access(
             &mentor,
         )?;
     }
-    let call = Call::new(&req, &read, &write, &principal, &platform, &hash)?;
+    let call = Call::new(&req, &read, &write, &principal, &platform, &hash).await?;
     let ctx = &call.ctx;
     call.claim_key().await?;
     // The one policy of this mentor and role: reserved, so that two first

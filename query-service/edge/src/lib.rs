@@ -28,7 +28,7 @@ pub use error::ApiError;
 pub struct ReadState {
     pub models: Arc<CredentialsModel>,
     /// Assertions and idempotency records (SQLite, off the heap).
-    pub assertions: Arc<ibl_projections::assertions::AssertionsModel>,
+    pub assertions: Arc<dyn ibl_projections::assertions::AssertionQueries>,
     pub rbac: Arc<ibl_projections::rbac::RbacModel>,
     pub projections: Projections,
     /// How long a read with `X-Min-Position` waits for the read models to

@@ -355,7 +355,12 @@ pub async fn readyz(access: web::Data<MetricsAccess>, read: web::Data<ReadState>
     let store = probe_store(access.store.as_ref(), timeout).await;
     let read_models = Probe {
         backend: "read_models",
-        error: read.assertions.assertion("").err().map(|e| e.to_string()),
+        error: read
+            .assertions
+            .assertion("")
+            .await
+            .err()
+            .map(|e| e.to_string()),
     };
     let mut probes = vec![store, read_models];
     if let Some(relay) = &access.relay {
