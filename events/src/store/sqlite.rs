@@ -121,8 +121,11 @@ pub const DB_FILE: &str = "events.db";
 /// (another process appending, a checkpoint) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// How often the poller looks for commits of other processes.
-pub const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// How often the poller looks for commits of other processes: one
+/// `PRAGMA data_version` (a read of the WAL index in shared memory, no I/O)
+/// each time, so that a service reading another's writes lags by
+/// milliseconds.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(5);
 
 /// How often the checkpointer copies the log into the database file.
 pub const CHECKPOINT_INTERVAL: Duration = Duration::from_millis(100);
