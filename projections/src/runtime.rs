@@ -45,6 +45,13 @@ impl Projections {
         (Self { progress }, vec![task])
     }
 
+    /// Adds a model another process applies (a read model in Redis that
+    /// the projections process writes): `progress` follows its checkpoint,
+    /// and [`wait_for`](Self::wait_for) waits for it too.
+    pub fn observe(&mut self, name: &'static str, progress: watch::Receiver<Position>) {
+        self.progress.push((name, progress));
+    }
+
     /// The lowest position every model has reached.
     pub fn position(&self) -> Position {
         self.progress
