@@ -1,5 +1,6 @@
 //! The pure core of tamper evidence.
 
+pub mod jcs;
 pub mod merkle;
 
 pub use merkle::{
