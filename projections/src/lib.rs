@@ -7,6 +7,8 @@
 //! the same model as following the log live.
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod assertion_cases;
 pub mod assertions;
 pub mod credentials;
 pub mod rbac;
