@@ -12,6 +12,7 @@ mod assertion_cases;
 pub mod assertions;
 pub mod credentials;
 pub mod rbac;
+pub mod redis_assertions;
 pub mod relay;
 mod runtime;
 pub mod snapshot;
