@@ -1223,3 +1223,441 @@ impl ReadModel for RedisAssertions {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::assertion_cases::{self as cases, answers, issue, rich};
+    use crate::assertions::AssertionsModel;
+    use crate::testing::{credential, sample};
+    use ibl_events::{Actor, Metadata};
+
+    /// A `redis-server` of a test's own on a free port (no persistence),
+    /// killed on drop.
+    struct Server {
+        child: Child,
+        port: u16,
+    }
+
+    impl Server {
+        fn start() -> Self {
+            for _ in 0..20 {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                if let Some(server) = Self::start_on(port) {
+                    return server;
+                }
+            }
+            panic!("redis-server did not start on any of 20 free ports");
+        }
+
+        /// The server on `port`, or `None` when it cannot listen there.
+        fn start_on(port: u16) -> Option<Self> {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                    "redis-server is not installed (not on PATH): the Redis adapter's tests \
+                     start one of their own (Debian: apt-get install redis-server)"
+                ),
+                Err(e) => panic!("starting redis-server: {e}"),
+            };
+            let mut server = Server { child, port };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if !matches!(server.child.try_wait(), Ok(None)) {
+                    return None; // it exited: the port was taken
+                }
+                // Ours, not another test's server that took the port first.
+                let ours = format!("process_id:{}\r", server.child.id());
+                let info = Client::open(server.url(0))
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+                match info {
+                    Ok(info) if info.contains(&ours) => return Some(server),
+                    Ok(_) => return None,
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            None
+        }
+
+        fn url(&self, db: u8) -> String {
+            format!("redis://127.0.0.1:{}/{db}", self.port)
+        }
+
+        fn connection(&self) -> redis::Connection {
+            Client::open(self.url(0))
+                .and_then(|c| c.get_connection())
+                .expect("connect")
+        }
+
+        /// Every key of database 0 (SCAN: the tests only).
+        fn keys(&self) -> Vec<String> {
+            let mut con = self.connection();
+            let mut keys: Vec<String> = con
+                .scan::<String>()
+                .expect("scan")
+                .collect::<RedisResult<_>>()
+                .expect("scan");
+            keys.sort();
+            keys
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Blocks of 4 positions and scripts of about 3 changes: every list
+    /// crosses blocks and every batch takes several scripts.
+    async fn model(server: &Server, db: u8) -> RedisAssertions {
+        RedisAssertions::open_with(&server.url(db), 4, 3)
+            .await
+            .expect("open")
+    }
+
+    impl RedisAssertions {
+        /// Forgets that events after `to` were applied (as a process that
+        /// read an older checkpoint would).
+        fn rewind(&self, to: Position) {
+            self.checkpoint.store(to, Ordering::Release);
+        }
+
+        /// Writes `batch` as far as `scripts` scripts (a crash then).
+        fn apply_partly(&self, batch: &[RecordedEvent], scripts: usize) -> bool {
+            let events: Vec<&RecordedEvent> = batch.iter().collect();
+            let last = batch.last().map_or(0, |e| e.position);
+            self.write(&decode(&events), last, Some(scripts))
+                .expect("write")
+        }
+    }
+
+    use redis::Commands;
+
+    #[tokio::test]
+    async fn lists_leave_out_revoked_and_expired_unless_asked_and_filter_by_credential_and_course()
+    {
+        let server = Server::start();
+        cases::lists_leave_out_revoked_and_expired_unless_asked_and_filter_by_credential_and_course(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_applied_twice_changes_nothing_the_second_time() {
+        let server = Server::start();
+        let (once, twice) = (model(&server, 0).await, model(&server, 1).await);
+        cases::a_batch_applied_twice_changes_nothing_the_second_time(&once, &twice).await;
+    }
+
+    #[tokio::test]
+    async fn idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote() {
+        let server = Server::start();
+        cases::idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_course_change_moves_a_credentials_assertions_between_course_lists() {
+        let server = Server::start();
+        cases::a_course_change_moves_a_credentials_assertions_between_course_lists(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn holders_are_found_by_email_and_username_unless_revoked_expired_or_excepted() {
+        let server = Server::start();
+        cases::holders_are_found_by_email_and_username_unless_revoked_expired_or_excepted(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn pages_match_a_plain_filter_of_the_log_whatever_the_offset() {
+        let server = Server::start();
+        cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&model(&server, 0).await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn pages_match_with_the_default_block_width_and_script_size() {
+        let server = Server::start();
+        let model = RedisAssertions::open(&server.url(0)).await.expect("open");
+        cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&model).await;
+    }
+
+    #[tokio::test]
+    async fn the_answers_are_the_sqlite_models_after_every_batch() {
+        let server = Server::start();
+        let redis = model(&server, 0).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sqlite, _) = AssertionsModel::open(
+            &dir.path().join("a.db"),
+            &ibl_events::memory::MemoryStore::new(),
+        )
+        .await
+        .expect("open");
+        let log = rich();
+        for batch in log.events.chunks(4) {
+            redis.apply(batch);
+            sqlite.apply(batch);
+            assert_eq!(
+                answers(&redis).await,
+                answers(&sqlite).await,
+                "after position {}",
+                redis.checkpoint()
+            );
+        }
+        assert!(answers(&redis).await.contains("narrative of e2"));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_or_overlapping_batch_doubles_nothing() {
+        let server = Server::start();
+        let log = rich();
+        let reference = model(&server, 0).await;
+        reference.apply(&log.events);
+        let expected = answers(&reference).await;
+
+        // The whole log again, the scripts skipping every event.
+        reference.rewind(0);
+        reference.apply(&log.events);
+        assert_eq!(answers(&reference).await, expected, "replayed");
+
+        // Overlapping batches, each from before the last one's end.
+        let overlapping = model(&server, 1).await;
+        let n = log.events.len();
+        for (from, to) in [(0, 7), (3, 12), (12, 13), (5, 20), (0, n)] {
+            overlapping.rewind(from as u64);
+            overlapping.apply(&log.events[from..to]);
+            assert_eq!(overlapping.checkpoint(), to as u64);
+        }
+        assert_eq!(answers(&overlapping).await, expected, "overlapping");
+
+        // A process started on the same database resumes at its end.
+        let again = model(&server, 1).await;
+        assert_eq!(again.checkpoint(), n as u64);
+        again.apply(&log.events);
+        assert_eq!(answers(&again).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_scripts_is_completed_by_the_next_apply() {
+        let server = Server::start();
+        let log = rich();
+        let reference = model(&server, 1).await;
+        reference.apply(&log.events);
+        let expected = answers(&reference).await;
+        let mut crashes = 0;
+        for scripts in 0.. {
+            let _: () = redis::cmd("FLUSHDB")
+                .query(&mut server.connection())
+                .expect("flush");
+            let crashed = model(&server, 0).await;
+            // The first events in a batch of their own, then the rest.
+            crashed.apply(&log.events[..6]);
+            if crashed.apply_partly(&log.events[6..], scripts) {
+                break;
+            }
+            crashes += 1;
+            if scripts == 0 {
+                // The lookups are written, not the assertions.
+                assert!(crashed.assertion("e1").await.expect("read").is_none());
+            }
+            // The process restarts: it reads the global checkpoint.
+            let restarted = model(&server, 0).await;
+            assert_eq!(restarted.checkpoint(), 6, "the last complete batch");
+            restarted.apply(&log.events);
+            assert_eq!(
+                answers(&restarted).await,
+                expected,
+                "after a crash after {scripts} scripts"
+            );
+        }
+        assert!(crashes > 5, "a batch of several scripts: {crashes}");
+    }
+
+    #[tokio::test]
+    async fn every_key_of_a_platform_carries_its_hash_tag() {
+        let server = Server::start();
+        let model = model(&server, 0).await;
+        let mut log = rich();
+        let weird = "we{ir}d:p%";
+        let metadata = Metadata {
+            actor: Actor {
+                platform: Some(weird.into()),
+                ..Actor::default()
+            },
+            idempotency: Some(ibl_events::IdempotencyTag {
+                key: "k:{1}".into(),
+                request_hash: "h".into(),
+            }),
+            ..Metadata::default()
+        };
+        log.push_with(
+            "credential-w:1",
+            CredentialEvent::CredentialCreated {
+                platform: weird.into(),
+                entity_id: "w:1".into(),
+                fields: credential("W", "", Some("a {course}: with colons")),
+                created_at: crate::testing::at(0),
+            },
+            metadata.clone(),
+        );
+        log.push_with(
+            "assertion-w{2}",
+            issue(
+                weird,
+                "w{2}",
+                "w:1",
+                ("x:y@z", "u{s}r"),
+                Some(crate::testing::at(30)),
+            ),
+            metadata,
+        );
+        model.apply(&log.events);
+        let lookups = [
+            "ibl:checkpoint:assertions",
+            "ibl:layout:assertions",
+            "ibl:assertion-platform:",
+            "ibl:credential-platform:",
+        ];
+        let kinds = [
+            "checkpoint:assertions",
+            "assertion:",
+            "list:",
+            "expiry:",
+            "blocks:",
+            "course-of",
+            "holders:",
+            "idempotency:",
+        ];
+        let mut tags = HashSet::new();
+        let keys = server.keys();
+        for key in &keys {
+            if lookups.iter().any(|l| key.starts_with(l)) {
+                continue;
+            }
+            let tag = key
+                .strip_prefix("ibl:{")
+                .and_then(|rest| rest.split_once('}'))
+                .map(|(tag, rest)| {
+                    assert!(
+                        kinds
+                            .iter()
+                            .any(|k| rest.strip_prefix(':').unwrap_or("").starts_with(k)),
+                        "{key}: a documented kind of key"
+                    );
+                    assert!(!rest.contains(['{', '}']), "{key}: one hash tag");
+                    tag
+                });
+            match tag {
+                Some(tag) => tags.insert(tag.to_owned()),
+                None => panic!("{key}: neither a platform's key nor a documented lookup"),
+            };
+        }
+        assert_eq!(
+            tags,
+            HashSet::from(["acme".into(), "beta".into(), "we%7Bir%7Dd%3Ap%25".into()])
+        );
+        for (key, platform) in [
+            ("ibl:assertion-platform:w%7B2%7D", weird),
+            ("ibl:credential-platform:w%3A1", weird),
+            ("ibl:assertion-platform:f1", "beta"),
+        ] {
+            assert!(keys.contains(&key.to_owned()), "{key}");
+            let stored: String = server.connection().get(key).expect("get");
+            assert_eq!(stored, platform);
+        }
+        // And the weird names answer as any other.
+        let course = AssertionFilter {
+            course: Some("a {course}: with colons".into()),
+            ..crate::testing::filter(false, false)
+        };
+        let page = model.assertions(weird, &course, 0, 10).await.expect("read");
+        assert_eq!(cases::entity_ids(&page), ["w{2}"]);
+        let record = model.idempotency(weird, "k:{1}").await.expect("read");
+        assert_eq!(
+            record.expect("recorded").streams,
+            ["credential-w:1", "assertion-w{2}"]
+        );
+        assert!(model.assertion("w{2}").await.expect("read").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_database_is_kept_across_opens_and_another_layout_is_refused() {
+        let server = Server::start();
+        let log = sample();
+        let model = model(&server, 0).await;
+        model.apply(&log.events);
+        drop(model);
+        let reopened = RedisAssertions::open_with(&server.url(0), 4, 100)
+            .await
+            .expect("open");
+        assert_eq!(reopened.checkpoint(), log.events.len() as u64);
+        assert!(reopened.assertion("a1").await.expect("read").is_some());
+        let error = RedisAssertions::open(&server.url(0))
+            .await
+            .err()
+            .expect("another block width");
+        assert!(error.to_string().contains("layout"), "{error}");
+        let fresh = RedisAssertions::open(&server.url(2)).await.expect("open");
+        assert_eq!(fresh.checkpoint(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_query_fails_while_redis_is_down_and_apply_waits_for_it() {
+        let server = Server::start();
+        let port = server.port;
+        let log = sample();
+        let model = model(&server, 0).await;
+        model.apply(&log.events[..5]);
+        assert!(model.assertion("a1").await.expect("read").is_some());
+        drop(server);
+        assert!(model.assertion("a1").await.is_err(), "a ReadError: 503");
+        assert!(model
+            .assertions("acme", &crate::testing::filter(false, false), 0, 10)
+            .await
+            .is_err());
+        let (restarted, ()) = std::thread::scope(|s| {
+            let applying = s.spawn(|| model.apply(&log.events[5..]));
+            std::thread::sleep(Duration::from_millis(400));
+            assert!(!applying.is_finished(), "apply waits for Redis");
+            // The server comes back, empty: the batch is written to it.
+            let restarted = Server::start_on(port).expect("restart on the same port");
+            (restarted, applying.join().expect("apply"))
+        });
+        assert_eq!(model.checkpoint(), log.events.len() as u64);
+        let mut read = model.assertion("a3").await;
+        for _ in 0..3 {
+            if read.is_ok() {
+                break;
+            }
+            read = model.assertion("a3").await; // the reader reconnects
+        }
+        let a3 = read
+            .expect("read again")
+            .expect("written after the restart");
+        assert!(a3.revoked.is_some());
+        drop(restarted);
+    }
+}
