@@ -1002,7 +1002,8 @@ fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::testing::{at, filter, issued, sample, Log};
+    use crate::assertion_cases::{self as cases, answers, rich};
+    use crate::testing::{sample, Log};
     use ibl_events::memory::MemoryStore;
     use ibl_events::{EventData, ExpectedRevision};
 
@@ -1032,142 +1033,54 @@ mod tests {
             .expect("open")
     }
 
-    /// The sample, then a bulk issue of `n` (ids `b0`...) under key `bulk`.
-    fn with_bulk(n: usize) -> Log {
-        let mut log = sample();
-        for i in 0..n {
-            let id = format!("b{i}");
-            log.push(
-                &format!("assertion-{id}"),
-                issued(&id, "c1", "x@example.com", None),
-                Some("bulk"),
-            );
-        }
-        log
-    }
-
-    fn entity_ids(page: &crate::credentials::Page<AssertionView>) -> Vec<&str> {
-        page.items.iter().map(|a| a.entity_id.as_str()).collect()
+    /// A fresh model in a folder of its own under `dir`.
+    async fn fresh(dir: &Path, name: &str) -> AssertionsModel {
+        model_in(&dir.join(name), &MemoryStore::new()).await.0
     }
 
     #[tokio::test]
     async fn lists_leave_out_revoked_and_expired_unless_asked_and_filter_by_credential_and_course()
     {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = sample();
-        let (model, _) = model_in(dir.path(), &MemoryStore::new()).await;
-        model.apply(&log.events);
-        let list = |f: &AssertionFilter| model.assertions("acme", f, 0, 10).expect("read");
-        assert_eq!(entity_ids(&list(&filter(false, false))), ["a1"]);
-        assert_eq!(entity_ids(&list(&filter(true, false))), ["a1", "a3"]);
-        assert_eq!(entity_ids(&list(&filter(false, true))), ["a1", "a2"]);
-        assert_eq!(entity_ids(&list(&filter(true, true))), ["a1", "a2", "a3"]);
-        let page = model
-            .assertions("acme", &filter(true, true), 1, 1)
-            .expect("read");
-        assert_eq!((page.count, entity_ids(&page)), (3, vec!["a2"]), "paged");
-        let of_c2 = AssertionFilter {
-            credential: Some("c2".into()),
-            ..filter(true, true)
-        };
-        assert_eq!(entity_ids(&list(&of_c2)), ["a3"]);
-        let course = AssertionFilter {
-            course: Some("course-1".into()),
-            ..filter(true, true)
-        };
-        assert_eq!(
-            entity_ids(&list(&course)),
-            ["a1", "a2"],
-            "c1 is in course-1"
-        );
-        assert_eq!(
-            model
-                .assertions("other", &filter(true, true), 0, 10)
-                .expect("read")
-                .count,
-            0
-        );
-
-        let revoked = model
-            .assertion("a3")
-            .expect("read")
-            .expect("kept after revocation");
-        assert_eq!(revoked.revoked.map(|r| r.reason), Some("mistake".into()));
-        assert!(model.assertion("nope").expect("read").is_none());
-        // bob holds c1 (a1); eve's a2 has expired; a3 (c2) is revoked.
-        let who = |credential: &str, platform: &str, except: &[&str]| {
-            let recipients: Vec<Recipient> =
-                ["BOB@example.com", "eve@example.com", "nobody@x.test"]
-                    .iter()
-                    .map(|e| Recipient {
-                        email: e.to_string(),
-                        ..Recipient::default()
-                    })
-                    .collect();
-            let except = except.iter().copied().collect();
-            model
-                .holders_among(credential, platform, at(10), &recipients, &except)
-                .expect("read")
-                .0
-        };
-        assert_eq!(
-            who("c1", "acme", &[]),
-            HashSet::from(["bob@example.com".to_owned()])
-        );
-        assert!(who("c1", "acme", &["a1"]).is_empty(), "a retry's own");
-        assert!(who("c2", "acme", &[]).is_empty(), "revoked");
-        assert!(who("c1", "other", &[]).is_empty(), "another platform");
+        let model = fresh(dir.path(), "m").await;
+        cases::lists_leave_out_revoked_and_expired_unless_asked_and_filter_by_credential_and_course(&model).await;
     }
 
     #[tokio::test]
     async fn a_batch_applied_twice_changes_nothing_the_second_time() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = sample();
-        let store = MemoryStore::new();
-        let (once, _) = model_in(&dir.path().join("once"), &store).await;
-        once.apply(&log.events);
-        let (twice, _) = model_in(&dir.path().join("twice"), &store).await;
-        twice.apply(&log.events[..5]);
-        twice.apply(&log.events);
-        twice.apply(&log.events);
-        assert_eq!(twice.checkpoint(), log.events.len() as u64);
-        let all = filter(true, true);
-        assert_eq!(
-            twice.assertions("acme", &all, 0, 10).expect("read").items,
-            once.assertions("acme", &all, 0, 10).expect("read").items
-        );
-        assert_eq!(
-            twice.idempotency("acme", "key-c1").expect("read"),
-            once.idempotency("acme", "key-c1").expect("read")
-        );
+        let once = fresh(dir.path(), "once").await;
+        let twice = fresh(dir.path(), "twice").await;
+        cases::a_batch_applied_twice_changes_nothing_the_second_time(&once, &twice).await;
     }
 
     #[tokio::test]
     async fn idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let log = with_bulk(5);
-        let (model, _) = model_in(dir.path(), &MemoryStore::new()).await;
-        // Split over two batches: the record is read back and extended.
-        let (first, rest) = log.events.split_at(log.events.len() - 2);
-        model.apply(first);
-        model.apply(rest);
-        let record = model
-            .idempotency("acme", "key-c2")
-            .expect("read")
-            .expect("recorded");
-        assert_eq!(record.streams, ["credential-c2"]);
-        assert_eq!(record.request_hash, "h");
-        assert!(model
-            .idempotency("other", "key-c2")
-            .expect("read")
-            .is_none());
-        let bulk = model
-            .idempotency("acme", "bulk")
-            .expect("read")
-            .expect("recorded");
-        assert_eq!(bulk.streams, ["assertion-b0"]);
-        assert_eq!(bulk.created("assertion-"), "b0");
-        assert_eq!(bulk.position, log.events.len() as u64, "its last event");
+        let model = fresh(dir.path(), "m").await;
+        cases::idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote(&model).await;
+    }
+
+    #[tokio::test]
+    async fn a_course_change_moves_a_credentials_assertions_between_course_lists() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = fresh(dir.path(), "m").await;
+        cases::a_course_change_moves_a_credentials_assertions_between_course_lists(&model).await;
+    }
+
+    #[tokio::test]
+    async fn holders_are_found_by_email_and_username_unless_revoked_expired_or_excepted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = fresh(dir.path(), "m").await;
+        cases::holders_are_found_by_email_and_username_unless_revoked_expired_or_excepted(&model)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn pages_match_a_plain_filter_of_the_log_whatever_the_offset() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let model = fresh(dir.path(), "m").await;
+        cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&model).await;
     }
 
     #[tokio::test]
@@ -1216,65 +1129,10 @@ mod tests {
         );
     }
 
-    /// Every answer of the model about `log`'s data, as text.
-    fn answers(model: &AssertionsModel) -> String {
-        let mut out = String::new();
-        for include in [(false, false), (true, false), (false, true), (true, true)] {
-            let all = filter(include.0, include.1);
-            for (offset, limit) in [(0, 100), (0, 2), (1, 2), (3, 2), (5, 100)] {
-                let page = model.assertions("acme", &all, offset, limit).expect("read");
-                out += &format!("{} {:?}\n", page.count, entity_ids(&page));
-            }
-            for f in [
-                AssertionFilter {
-                    credential: Some("c1".into()),
-                    ..all.clone()
-                },
-                AssertionFilter {
-                    course: Some("course-1".into()),
-                    ..all.clone()
-                },
-            ] {
-                let page = model.assertions("acme", &f, 0, 100).expect("read");
-                out += &format!("{} {:?}\n", page.count, entity_ids(&page));
-            }
-        }
-        for id in ["a1", "a2", "a3", "b0", "b1", "b2", "b3"] {
-            out += &format!("{:?}\n", model.assertion(id).expect("read"));
-        }
-        let recipients: Vec<Recipient> = ["bob@example.com", "x@example.com", "eve@example.com"]
-            .iter()
-            .map(|e| Recipient {
-                email: e.to_string(),
-                ..Recipient::default()
-            })
-            .collect();
-        let mut holders: Vec<String> = model
-            .holders_among("c1", "acme", at(10), &recipients, &HashSet::new())
-            .expect("read")
-            .0
-            .into_iter()
-            .collect();
-        holders.sort();
-        out += &format!(
-            "{holders:?} {:?}\n",
-            model.idempotency("acme", "bulk").expect("read")
-        );
-        out
-    }
-
     #[tokio::test]
     async fn answers_are_the_same_whether_events_wait_in_the_tail_or_are_in_the_file() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut log = with_bulk(4);
-        log.push(
-            "assertion-b1",
-            AssertionEvent::AssertionRevoked {
-                reason: "r".into(),
-                revoked_at: at(4),
-            },
-            None,
-        );
+        let log = rich();
         let store = store_of(&log).await;
         let (written, _) = model_in(&dir.path().join("written"), &store).await;
         let (tailed, _) = model_in(&dir.path().join("tailed"), &store).await;
@@ -1292,9 +1150,16 @@ mod tests {
             if n % 3 == 2 {
                 tailed.flush();
             }
-            assert_eq!(answers(&tailed), answers(&written), "after event {n}");
+            assert_eq!(
+                answers(&tailed).await,
+                answers(&written).await,
+                "after event {n}"
+            );
         }
-        assert!(answers(&tailed).contains("b3"), "the answers are not empty");
+        assert!(
+            answers(&tailed).await.contains("b3"),
+            "the answers are not empty"
+        );
         assert!(waited > 3, "issues waited in the tail: {waited}");
         drop(tailed);
         let (reopened, _) = model_in(&dir.path().join("tailed"), &store).await;

@@ -7,9 +7,12 @@
 //! the same model as following the log live.
 #![forbid(unsafe_code)]
 
+#[cfg(test)]
+mod assertion_cases;
 pub mod assertions;
 pub mod credentials;
 pub mod rbac;
+pub mod redis_assertions;
 pub mod relay;
 mod runtime;
 pub mod snapshot;

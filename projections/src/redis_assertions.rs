@@ -1,0 +1,1663 @@
+//! The Redis adapter of the assertions read model ([`RedisAssertions`]): the
+//! same answers as the SQLite one ([`crate::assertions::AssertionsModel`]),
+//! kept in a Redis server shared by every process that reads them.
+//!
+//! # Writing: one script per platform, then the global checkpoint
+//!
+//! Each [`ReadModel::apply`] turns its batch into changes grouped by platform
+//! and sends each platform's changes, in log order, to one Lua script
+//! (`EVALSHA`, [`redis::Script`]) that reads the platform's checkpoint,
+//! applies only the changes of events past it, and moves it: one atomic step
+//! (a script runs alone, and never stops half way: it checks its input
+//! before its first write, and Redis refuses a script for lack of memory
+//! only before its first write). A platform's changes of a large batch are
+//! sent in several scripts of about [`CHUNK`] changes, cut between two
+//! events, each moving the platform's checkpoint to its last event: no
+//! script blocks the server for long. When every platform's scripts of the
+//! batch have succeeded, the global checkpoint moves to the batch's last
+//! event: it is where the projector resumes after a restart
+//! ([`ReadModel::checkpoint`]); events between it and a platform's own
+//! checkpoint are replayed as no-ops. So a projector killed at any point
+//! resumes without skipping or doubling an event.
+//!
+//! Every key of a platform carries the platform's hash tag (`{acme}`): each
+//! script touches one slot, so it stays atomic on a Redis Cluster too (the
+//! scripts build the key names they touch from the platform's prefix, all
+//! in the slot of the declared key). What must be found without knowing the
+//! platform (an assertion by its id alone, for public verification; the
+//! platform of a credential or an assertion named by a later event of its
+//! stream) has a lookup key outside the platforms' slots, written (`SET
+//! NX`, never changed) before the platform's script: a crash between them
+//! leaves a lookup to an assertion not yet written, which reads as missing,
+//! and the replay finds it the same.
+//!
+//! `apply` cannot fail: when Redis cannot be reached or answers an error,
+//! it logs a warning and retries the whole batch (every step is idempotent)
+//! with a backoff from 50 ms to 5 s, until it succeeds. It never skips a
+//! batch, and the projector waits meanwhile. On a multi-threaded tokio
+//! runtime the wait is in [`tokio::task::block_in_place`], so the worker's
+//! other tasks move to another thread. Queries never retry: a Redis failure
+//! is a [`ReadError`] (the API answers 503), and the next query reconnects.
+//!
+//! # Keys
+//!
+//! `P` is the platform key, `C` a credential id, `X` a course, `A` an
+//! assertion id, `E` a recipient's email in lower case, `U` a username, `K`
+//! an `Idempotency-Key`, each with `%`, `:`, `{` and `}` percent-encoded
+//! (`%25`, `%3A`, `%7B`, `%7D`), so that every name splits one way and the
+//! only braces are the hash tag's. Positions are those of the log.
+//!
+//! Outside any platform:
+//!
+//! | key | type | holds |
+//! |-----|------|-------|
+//! | `ibl:checkpoint:assertions` | string | the position of the last event every platform has applied: where the projector resumes |
+//! | `ibl:layout:assertions` | string | the layout of these keys (version, block width); another layout is refused at open |
+//! | `ibl:assertion-platform:A` | string | the platform of assertion A (written before its issue's script) |
+//! | `ibl:credential-platform:C` | string | the platform of credential C (written before its creation's script) |
+//!
+//! In platform P's slot, prefix `ibl:{P}:`:
+//!
+//! | key | type | holds |
+//! |-----|------|-------|
+//! | `checkpoint:assertions` | string | the position of the last event applied to P's keys |
+//! | `assertion:A` | hash | `view` (the [`AssertionView`] as issued, JSON, `revoked: null`), `revocation` (the [`Revocation`], JSON, once revoked), `position` (of the issue), `credential` (C), `email` (E), `username` (U), `expires` (µs since the epoch, `""`: never) |
+//! | `list:S:V` | sorted set | the assertions of scope S and variant V, scored by the position of their issue (issue order) |
+//! | `expiry:S:V` | sorted set | those of `list:S:V` that expire, scored by their expiry (µs): counts the expired |
+//! | `expiry:S:V:B` | sorted set | those of `expiry:S:V` issued in block B (positions `B * W` to `B * W + W - 1`, W = [`WIDTH`]), scored by expiry |
+//! | `blocks:S:V` | sorted set | the blocks B with a non-empty `expiry:S:V:B`, scored by B |
+//! | `course-of` | hash | C → X, the course of each credential of P that has one |
+//! | `holders:C:email:E` | sorted set | the unrevoked assertions of credential C whose recipient's email is E, scored by expiry (`+inf`: never) |
+//! | `holders:C:username:U` | sorted set | the same by username |
+//! | `idempotency:K` | hash | `request_hash`, `streams` (JSON array: the first stream of each kind the request wrote), `position` (its last event) |
+//!
+//! The scopes S: `platform` (all of P's assertions), `credential:C` (those
+//! of credential C), `course:X` (those of the credentials whose course is
+//! X); the variants V: `issued` (all) and `unrevoked`. An assertion issued
+//! is added to both variants of its platform's, its credential's and its
+//! credential's course's scopes; a revocation removes it from the
+//! `unrevoked` ones (and from the holders).
+//!
+//! # Lists
+//!
+//! A list is one scope and variant (`include_revoked` picks the variant;
+//! a filter on both a credential and a course is the credential's list when
+//! its course is that one, else empty), answered by one read-only script:
+//! one round trip, one consistent state.
+//!
+//! * Expired included: the count is `ZCARD list`, the page one `ZRANGE` at
+//!   the offset: O(log n + page).
+//! * Expired left out (the API's default): the count is `ZCARD list`
+//!   minus `ZCOUNT expiry -inf now`, exact, O(log n). When nothing in the
+//!   scope has expired, the page is the plain `ZRANGE`. Otherwise the page
+//!   is found by walking the blocks that hold expiring assertions, in
+//!   order, by counts alone: a stretch between two such blocks holds no
+//!   expiring assertion (`ZCOUNT list`), a block holds `ZCOUNT list` over
+//!   its positions minus its `ZCOUNT expiry:…:B -inf now` expired ones.
+//!   Only a block where the page starts or continues while some of its
+//!   assertions have expired is read member by member (at most W of the
+//!   scope's assertions). Cost: O(b log n) for the b blocks with expiring
+//!   assertions before the page's end, plus O(W) for each such block the
+//!   page touches, plus the page; independent of how many have expired.
+//!   With W = 4,096 a scope over a log of 10 million events has at most
+//!   2,442 blocks.
+//! * Course: the `course:X` scope is kept up to date when an assertion is
+//!   issued (the credential's course is read in `course-of`) and when a
+//!   credential's course changes (created, updated, deleted): its
+//!   assertions move from the old course's sets to the new one's, in the
+//!   same script, O(m log n) for the credential's m assertions; such a
+//!   change is rare, and then blocks the server for about a second per
+//!   100,000 assertions of the credential.
+//!
+//! Expiries and `now` are compared in µs as Redis scores (doubles): exact
+//! for instants before the year 2255.
+//!
+//! # Holders
+//!
+//! [`AssertionQueries::holders_among`] reads, in one script, only the
+//! holders keys of the request's recipients: `ZRANGEBYSCORE (now +inf`
+//! until an assertion not in `except` is found, so it reads at most one
+//! more assertion than those of `except` per recipient.
+//!
+//! # Credential and assertion platforms
+//!
+//! An assertion's platform is its issue's `platform`; a revocation finds it
+//! through `ibl:assertion-platform:A` (and is ignored when the assertion is
+//! unknown, as in SQLite). A credential's platform is its creation's, found
+//! later through `ibl:credential-platform:C` (or, when the creation was
+//! never seen, the actor's platform of the event). The course filter
+//! therefore assumes an assertion and its credential share a platform, as
+//! the command side makes them.
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ibl_events::credentials::{AssertionEvent, CredentialEvent, Recipient};
+use ibl_events::{DomainEvent, Position, RecordedEvent};
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script};
+
+use crate::assertions::{
+    AssertionFilter, AssertionQueries, AssertionView, IdempotencyRecord, ReadError, Revocation,
+};
+use crate::credentials::Page;
+use crate::ReadModel;
+
+/// The width of an expiry block, in log positions.
+pub const WIDTH: u64 = 4096;
+
+/// About how many changes one script applies (it is cut between events).
+pub const CHUNK: usize = 512;
+
+/// The version of the key layout: bump it when the keys change shape.
+const LAYOUT_VERSION: u32 = 1;
+
+const GLOBAL_CHECKPOINT: &str = "ibl:checkpoint:assertions";
+const LAYOUT: &str = "ibl:layout:assertions";
+
+/// The longest a query waits for Redis (then: 503).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// The longest the projector waits for a script (a course change moving
+/// many assertions takes a while).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// Applies one platform's changes after its checkpoint and moves it.
+///
+/// KEYS[1]: the platform's checkpoint. ARGV[1]: the platform's prefix,
+/// ARGV[2]: the block width, ARGV[3]: the checkpoint to move to (the last
+/// change's position); then the changes: an operation, its position and its
+/// fields (`issue`: id, credential, email, username, expires, view;
+/// `revoke`: id, revocation; `course`: credential, course or "";
+/// `record`: key, request hash, stream).
+static APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix = ARGV[1]
+local width = tonumber(ARGV[2])
+local upto = ARGV[3]
+local done = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(upto) <= done then
+  return 0
+end
+
+local fields = {issue = 6, revoke = 2, course = 2, record = 3}
+local i = 4
+while i <= #ARGV do
+  local n = fields[ARGV[i]]
+  if not n or i + 1 + n > #ARGV then
+    return redis.error_reply('malformed change at argument ' .. i)
+  end
+  i = i + 2 + n
+end
+
+local function block_of(position)
+  return string.format('%d', math.floor(tonumber(position) / width))
+end
+
+local function index(scope, variant, id, position, expires, block)
+  local s = scope .. ':' .. variant
+  redis.call('ZADD', prefix .. 'list:' .. s, position, id)
+  if expires ~= '' then
+    redis.call('ZADD', prefix .. 'expiry:' .. s, expires, id)
+    redis.call('ZADD', prefix .. 'expiry:' .. s .. ':' .. block, expires, id)
+    redis.call('ZADD', prefix .. 'blocks:' .. s, block, block)
+  end
+end
+
+local function unindex(scope, variant, id, expires, block)
+  local s = scope .. ':' .. variant
+  redis.call('ZREM', prefix .. 'list:' .. s, id)
+  if expires ~= '' then
+    redis.call('ZREM', prefix .. 'expiry:' .. s, id)
+    local b = prefix .. 'expiry:' .. s .. ':' .. block
+    redis.call('ZREM', b, id)
+    if redis.call('EXISTS', b) == 0 then
+      redis.call('ZREM', prefix .. 'blocks:' .. s, block)
+    end
+  end
+end
+
+local function scopes_of(credential)
+  local scopes = {'platform', 'credential:' .. credential}
+  local course = redis.call('HGET', prefix .. 'course-of', credential)
+  if course then
+    scopes[3] = 'course:' .. course
+  end
+  return scopes
+end
+
+local function holders(credential, field, value)
+  return prefix .. 'holders:' .. credential .. ':' .. field .. ':' .. value
+end
+
+local function issue(position, id, credential, email, username, expires, view)
+  local key = prefix .. 'assertion:' .. id
+  if redis.call('EXISTS', key) == 1 then
+    return
+  end
+  redis.call('HSET', key, 'view', view, 'position', position, 'credential', credential,
+    'email', email, 'username', username, 'expires', expires)
+  local block = block_of(position)
+  for _, scope in ipairs(scopes_of(credential)) do
+    index(scope, 'issued', id, position, expires, block)
+    index(scope, 'unrevoked', id, position, expires, block)
+  end
+  local score = expires
+  if score == '' then
+    score = '+inf'
+  end
+  if email ~= '' then
+    redis.call('ZADD', holders(credential, 'email', email), score, id)
+  end
+  if username ~= '' then
+    redis.call('ZADD', holders(credential, 'username', username), score, id)
+  end
+end
+
+local function revoke(id, revocation)
+  local key = prefix .. 'assertion:' .. id
+  local a = redis.call('HMGET', key, 'position', 'credential', 'email', 'username', 'expires',
+    'revocation')
+  if not a[1] then
+    return
+  end
+  redis.call('HSET', key, 'revocation', revocation)
+  if a[6] then
+    return
+  end
+  local block = block_of(a[1])
+  for _, scope in ipairs(scopes_of(a[2])) do
+    unindex(scope, 'unrevoked', id, a[5], block)
+  end
+  if a[3] ~= '' then
+    redis.call('ZREM', holders(a[2], 'email', a[3]), id)
+  end
+  if a[4] ~= '' then
+    redis.call('ZREM', holders(a[2], 'username', a[4]), id)
+  end
+end
+
+local function set_course(credential, course)
+  local of = prefix .. 'course-of'
+  local old = redis.call('HGET', of, credential)
+  if course == '' then
+    course = false
+  end
+  if old == course then
+    return
+  end
+  for _, variant in ipairs({'issued', 'unrevoked'}) do
+    local s = 'credential:' .. credential .. ':' .. variant
+    local expiries = {}
+    local e = redis.call('ZRANGE', prefix .. 'expiry:' .. s, 0, -1, 'WITHSCORES')
+    for j = 1, #e, 2 do
+      expiries[e[j]] = e[j + 1]
+    end
+    local members = redis.call('ZRANGE', prefix .. 'list:' .. s, 0, -1, 'WITHSCORES')
+    for j = 1, #members, 2 do
+      local id, position = members[j], members[j + 1]
+      local expires = expiries[id] or ''
+      local block = block_of(position)
+      if old then
+        unindex('course:' .. old, variant, id, expires, block)
+      end
+      if course then
+        index('course:' .. course, variant, id, position, expires, block)
+      end
+    end
+  end
+  if course then
+    redis.call('HSET', of, credential, course)
+  else
+    redis.call('HDEL', of, credential)
+  end
+end
+
+local function kind(stream)
+  local dash = string.find(stream, '-', 1, true)
+  if dash then
+    return string.sub(stream, 1, dash - 1)
+  end
+  return stream
+end
+
+local records, order = {}, {}
+local function record(position, key, request_hash, stream)
+  local r = records[key]
+  if not r then
+    local stored = redis.call('HMGET', prefix .. 'idempotency:' .. key, 'request_hash', 'streams')
+    if stored[1] then
+      r = {request_hash = stored[1], streams = cjson.decode(stored[2])}
+    else
+      r = {request_hash = request_hash, streams = {}}
+    end
+    records[key] = r
+    order[#order + 1] = key
+  end
+  local k = kind(stream)
+  for _, s in ipairs(r.streams) do
+    if kind(s) == k then
+      r.position = position
+      return
+    end
+  end
+  r.streams[#r.streams + 1] = stream
+  r.position = position
+end
+
+i = 4
+while i <= #ARGV do
+  local op, position = ARGV[i], ARGV[i + 1]
+  local a = i + 2
+  if tonumber(position) > done then
+    if op == 'issue' then
+      issue(position, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+    elseif op == 'revoke' then
+      revoke(ARGV[a], ARGV[a + 1])
+    elseif op == 'course' then
+      set_course(ARGV[a], ARGV[a + 1])
+    else
+      record(position, ARGV[a], ARGV[a + 1], ARGV[a + 2])
+    end
+  end
+  i = a + fields[op]
+end
+for _, key in ipairs(order) do
+  local r = records[key]
+  redis.call('HSET', prefix .. 'idempotency:' .. key, 'request_hash', r.request_hash,
+    'streams', cjson.encode(r.streams), 'position', r.position)
+end
+redis.call('SET', KEYS[1], upto)
+return 1
+"#,
+    )
+});
+
+/// Moves KEYS[1] forward to ARGV[1] (never back).
+static MOVE_CHECKPOINT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"#,
+    )
+});
+
+/// A page of a list and its count.
+///
+/// KEYS: the list, its expiry set, its blocks, the platform's `course-of`.
+/// ARGV: now (µs), offset, limit, the block width, the prefix of the
+/// assertions' keys, the prefix of the expiry blocks' keys, "1" to leave
+/// the expired out, a credential and a course ("" and "": no check) that
+/// must match in `course-of`. Answers the count, then each assertion's view
+/// and revocation ("" when none).
+static LIST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local list, expiry, blocks = KEYS[1], KEYS[2], KEYS[3]
+local now = ARGV[1]
+local offset, limit, width = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
+if ARGV[8] ~= '' and redis.call('HGET', KEYS[4], ARGV[8]) ~= ARGV[9] then
+  return {'0'}
+end
+local total = redis.call('ZCARD', list)
+local count = total
+if ARGV[7] == '1' then
+  count = total - redis.call('ZCOUNT', expiry, '-inf', now)
+end
+
+-- The members `skip` to `skip + want - 1` of the list that have not
+-- expired, by counts over the blocks holding expiring members.
+local function unexpired(skip, want)
+  local out = {}
+  -- Every member of the list between lo and hi is unexpired.
+  local function stretch(lo, hi)
+    local n = redis.call('ZCOUNT', list, lo, hi)
+    if skip >= n then
+      skip = skip - n
+      return
+    end
+    local got = redis.call('ZRANGEBYSCORE', list, lo, hi, 'LIMIT', skip, want - #out)
+    skip = 0
+    for _, id in ipairs(got) do
+      out[#out + 1] = id
+    end
+  end
+  local previous = '-inf'
+  for _, b in ipairs(redis.call('ZRANGE', blocks, 0, -1)) do
+    local first = tonumber(b) * width
+    local lo = string.format('%d', first)
+    local hi = string.format('%d', first + width - 1)
+    stretch(previous, '(' .. lo)
+    if #out >= want then
+      return out
+    end
+    local key = ARGV[6] .. b
+    local expired = redis.call('ZCOUNT', key, '-inf', now)
+    if expired == 0 then
+      stretch(lo, hi)
+    else
+      local n = redis.call('ZCOUNT', list, lo, hi) - expired
+      if skip >= n then
+        skip = skip - n
+      else
+        local gone = {}
+        for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now)) do
+          gone[id] = true
+        end
+        for _, id in ipairs(redis.call('ZRANGEBYSCORE', list, lo, hi)) do
+          if not gone[id] then
+            if skip > 0 then
+              skip = skip - 1
+            else
+              out[#out + 1] = id
+              if #out >= want then
+                return out
+              end
+            end
+          end
+        end
+      end
+    end
+    if #out >= want then
+      return out
+    end
+    previous = '(' .. hi
+  end
+  stretch(previous, '+inf')
+  return out
+end
+
+local ids = {}
+if limit > 0 and offset < count then
+  if count == total then
+    ids = redis.call('ZRANGE', list, offset, offset + limit - 1)
+  else
+    ids = unexpired(offset, limit)
+  end
+end
+local out = {tostring(count)}
+for _, id in ipairs(ids) do
+  local a = redis.call('HMGET', ARGV[5] .. id, 'view', 'revocation')
+  out[#out + 1] = a[1] or ''
+  out[#out + 1] = a[2] or ''
+end
+return out
+"#,
+    )
+});
+
+/// For each holders key in KEYS: 1 when it holds an assertion unexpired at
+/// ARGV[1] (µs) and not among ARGV[2..], else 0.
+static HOLDERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local after = '(' .. ARGV[1]
+local except = {}
+for j = 2, #ARGV do
+  except[ARGV[j]] = true
+end
+local found = {}
+for k, key in ipairs(KEYS) do
+  found[k] = 0
+  local start = 0
+  while found[k] == 0 do
+    local ids = redis.call('ZRANGEBYSCORE', key, after, '+inf', 'LIMIT', start, 100)
+    for _, id in ipairs(ids) do
+      if not except[id] then
+        found[k] = 1
+        break
+      end
+    end
+    if #ids < 100 then
+      break
+    end
+    start = start + 100
+  end
+end
+return found
+"#,
+    )
+});
+
+/// A name's part, percent-encoded so that it holds no `:` and no braces.
+fn esc(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', ':', '{', '}']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ':' => out.push_str("%3A"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// The prefix of platform `p`'s keys, its hash tag included.
+fn prefix(platform: &str) -> String {
+    format!("ibl:{{{}}}:", esc(platform))
+}
+
+fn assertion_lookup(id: &str) -> String {
+    format!("ibl:assertion-platform:{}", esc(id))
+}
+
+fn credential_lookup(id: &str) -> String {
+    format!("ibl:credential-platform:{}", esc(id))
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+/// Runs blocking work: on a multi-threaded runtime the worker's other
+/// tasks move to another thread meanwhile.
+fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+fn read_error(e: RedisError) -> ReadError {
+    ReadError::new(format!("redis: {e}"))
+}
+
+/// What an event changes, decoded once per batch.
+struct Change {
+    position: Position,
+    what: Option<What>,
+    /// The request's record: its platform, key, hash and this stream.
+    record: Option<(String, String, String, String)>,
+}
+
+enum What {
+    Issue(Box<AssertionView>),
+    Revoke {
+        id: String,
+        revocation: Revocation,
+    },
+    Course {
+        credential: String,
+        /// The platform of a creation.
+        created_in: Option<String>,
+        /// The actor's platform: used when the creation is unknown.
+        actor: Option<String>,
+        course: Option<String>,
+    },
+}
+
+fn decode(events: &[&RecordedEvent]) -> Vec<Change> {
+    let mut changes = Vec::with_capacity(events.len());
+    for event in events {
+        let record = match (&event.metadata.idempotency, &event.metadata.actor.platform) {
+            (Some(tag), Some(platform)) => Some((
+                platform.clone(),
+                tag.key.clone(),
+                tag.request_hash.clone(),
+                event.stream.clone(),
+            )),
+            _ => None,
+        };
+        let what = match decode_one(event) {
+            Ok(what) => what,
+            Err(error) => {
+                tracing::error!(
+                    stream = %event.stream, revision = event.revision, %error,
+                    "event skipped by the assertions read model"
+                );
+                None
+            }
+        };
+        if what.is_some() || record.is_some() {
+            changes.push(Change {
+                position: event.position,
+                what,
+                record,
+            });
+        }
+    }
+    changes
+}
+
+fn decode_one(event: &RecordedEvent) -> Result<Option<What>, serde_json::Error> {
+    let stream = event.stream.as_str();
+    if let Some(id) = stream.strip_prefix("credential-") {
+        let course = |created_in, course| What::Course {
+            credential: id.to_owned(),
+            created_in,
+            actor: event.metadata.actor.platform.clone(),
+            course,
+        };
+        return Ok(match CredentialEvent::from_recorded(event)? {
+            CredentialEvent::CredentialCreated {
+                platform, fields, ..
+            } => Some(course(Some(platform), fields.course)),
+            CredentialEvent::CredentialUpdated { fields, .. } => Some(course(None, fields.course)),
+            CredentialEvent::CredentialDeleted { .. } => Some(course(None, None)),
+            CredentialEvent::CredentialRetired { .. } => None,
+        });
+    }
+    if let Some(id) = stream.strip_prefix("assertion-") {
+        return Ok(match AssertionEvent::from_recorded(event)? {
+            issued @ AssertionEvent::AssertionIssued { .. } => {
+                AssertionView::issued(issued).map(|v| What::Issue(Box::new(v)))
+            }
+            AssertionEvent::AssertionRevoked { reason, revoked_at } => Some(What::Revoke {
+                id: id.to_owned(),
+                revocation: Revocation {
+                    reason,
+                    at: revoked_at,
+                },
+            }),
+        });
+    }
+    Ok(None)
+}
+
+/// One change for a platform's script: its position and its arguments
+/// (the operation first).
+struct Op {
+    position: Position,
+    args: Vec<String>,
+}
+
+/// Cuts `ops` (in log order) into runs of about `size`, between events.
+fn chunks(ops: &[Op], size: usize) -> Vec<&[Op]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < ops.len() {
+        let mut end = (start + size.max(1)).min(ops.len());
+        while end < ops.len() && ops[end].position == ops[end - 1].position {
+            end += 1;
+        }
+        out.push(&ops[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// The Redis adapter of the assertions read model: see the module.
+pub struct RedisAssertions {
+    client: Client,
+    /// The projector's connection (`None`: reconnect before the next use).
+    writer: Mutex<Option<redis::Connection>>,
+    /// The queries' connection, replaced when it breaks.
+    reader: Mutex<MultiplexedConnection>,
+    checkpoint: AtomicU64,
+    width: u64,
+    chunk: usize,
+}
+
+fn async_config() -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(CONNECT_TIMEOUT))
+        .set_response_timeout(Some(RESPONSE_TIMEOUT))
+}
+
+fn connect_writer(client: &Client) -> RedisResult<redis::Connection> {
+    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
+    con.set_read_timeout(Some(WRITE_TIMEOUT))?;
+    con.set_write_timeout(Some(WRITE_TIMEOUT))?;
+    Ok(con)
+}
+
+impl RedisAssertions {
+    /// Connects to the Redis server at `url` (`redis://host:port/db`) and
+    /// reads where the model is. Refuses a database whose keys have another
+    /// layout.
+    pub async fn open(url: &str) -> Result<Self, ReadError> {
+        Self::open_with(url, WIDTH, CHUNK).await
+    }
+
+    async fn open_with(url: &str, width: u64, chunk: usize) -> Result<Self, ReadError> {
+        let client = Client::open(url).map_err(read_error)?;
+        let mut reader = client
+            .get_multiplexed_async_connection_with_config(&async_config())
+            .await
+            .map_err(read_error)?;
+        let writer = blocking(|| connect_writer(&client)).map_err(read_error)?;
+        let layout = format!("{LAYOUT_VERSION} width={width}");
+        let (stored, checkpoint): (String, Option<Position>) = redis::pipe()
+            .cmd("SET")
+            .arg(LAYOUT)
+            .arg(&layout)
+            .arg("NX")
+            .ignore()
+            .cmd("GET")
+            .arg(LAYOUT)
+            .cmd("GET")
+            .arg(GLOBAL_CHECKPOINT)
+            .query_async(&mut reader)
+            .await
+            .map_err(read_error)?;
+        if stored != layout {
+            return Err(ReadError::new(format!(
+                "the Redis database holds assertions in layout {stored:?}, this code's is \
+                 {layout:?}: delete the ibl:* keys to rebuild them"
+            )));
+        }
+        Ok(Self {
+            client,
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(reader),
+            checkpoint: AtomicU64::new(checkpoint.unwrap_or(0)),
+            width,
+            chunk,
+        })
+    }
+
+    fn reader(&self) -> MultiplexedConnection {
+        self.reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A query's failure: replaces a broken connection for the next one.
+    async fn failed(&self, e: RedisError) -> ReadError {
+        if e.is_unrecoverable_error() || e.is_connection_dropped() {
+            if let Ok(con) = self
+                .client
+                .get_multiplexed_async_connection_with_config(&async_config())
+                .await
+            {
+                *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = con;
+            }
+        }
+        read_error(e)
+    }
+
+    /// Runs `f` on the projector's connection, connecting first if needed;
+    /// a failure drops the connection.
+    fn with_writer<T>(
+        &self,
+        f: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
+    ) -> RedisResult<T> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let con = match guard.as_mut() {
+            Some(con) => con,
+            None => guard.insert(connect_writer(&self.client)?),
+        };
+        let result = f(con);
+        if result.is_err() {
+            *guard = None;
+        }
+        result
+    }
+
+    /// Writes the changes of a batch ending at `last`: the lookups, each
+    /// platform's scripts, then the global checkpoint. With `scripts`, stops
+    /// after that many scripts (a crash, for the tests): when they are all
+    /// the batch's, before the global checkpoint. Answers whether it wrote
+    /// everything.
+    fn write(
+        &self,
+        changes: &[Change],
+        last: Position,
+        scripts: Option<usize>,
+    ) -> RedisResult<bool> {
+        self.with_writer(|con| {
+            let ops = self.plan(con, changes)?;
+            let mut left = scripts;
+            for (platform, ops) in &ops {
+                let pfx = prefix(platform);
+                let checkpoint = format!("{pfx}checkpoint:assertions");
+                for chunk in chunks(ops, self.chunk) {
+                    if left == Some(0) {
+                        return Ok(false);
+                    }
+                    let upto = chunk.last().map_or(0, |op| op.position);
+                    let mut call = APPLY.prepare_invoke();
+                    call.key(&checkpoint).arg(&pfx).arg(self.width).arg(upto);
+                    for op in chunk {
+                        call.arg(&op.args[0]).arg(op.position).arg(&op.args[1..]);
+                    }
+                    call.invoke::<i64>(con)?;
+                    left = left.map(|n| n - 1);
+                }
+            }
+            if left == Some(0) {
+                return Ok(false); // the crash before the global checkpoint
+            }
+            MOVE_CHECKPOINT
+                .key(GLOBAL_CHECKPOINT)
+                .arg(last)
+                .invoke::<i64>(con)
+                .map(|_| true)
+        })
+    }
+
+    /// Finds the platform of every change (writing the lookups of new
+    /// assertions and credentials) and answers each platform's operations,
+    /// in log order.
+    fn plan(
+        &self,
+        con: &mut redis::Connection,
+        changes: &[Change],
+    ) -> RedisResult<BTreeMap<String, Vec<Op>>> {
+        let mut wanted: Vec<String> = Vec::new();
+        let mut seen = HashSet::new();
+        for change in changes {
+            let key = match &change.what {
+                Some(What::Issue(view)) => assertion_lookup(&view.entity_id),
+                Some(What::Revoke { id, .. }) => assertion_lookup(id),
+                Some(What::Course { credential, .. }) => credential_lookup(credential),
+                None => continue,
+            };
+            if seen.insert(key.clone()) {
+                wanted.push(key);
+            }
+        }
+        let mut platform_of: HashMap<String, String> = HashMap::new();
+        if !wanted.is_empty() {
+            let mut pipe = redis::pipe();
+            for key in &wanted {
+                pipe.cmd("GET").arg(key);
+            }
+            let known: Vec<Option<String>> = pipe.query(con)?;
+            platform_of.extend(
+                wanted
+                    .into_iter()
+                    .zip(known)
+                    .filter_map(|(k, p)| p.map(|p| (k, p))),
+            );
+        }
+        let mut lookups: Vec<(String, String)> = Vec::new();
+        let mut ops: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+        let mut push = |platform: &str, position: Position, args: Vec<String>| {
+            ops.entry(platform.to_owned())
+                .or_default()
+                .push(Op { position, args });
+        };
+        for change in changes {
+            let position = change.position;
+            if let Some((platform, key, hash, stream)) = &change.record {
+                push(
+                    platform,
+                    position,
+                    vec![
+                        "record".into(),
+                        esc(key).into_owned(),
+                        hash.clone(),
+                        stream.clone(),
+                    ],
+                );
+            }
+            match &change.what {
+                None => {}
+                Some(What::Issue(view)) => {
+                    let key = assertion_lookup(&view.entity_id);
+                    match platform_of.get(&key) {
+                        Some(p) if *p != view.platform => {
+                            tracing::warn!(
+                                assertion = %view.entity_id, platform = %p,
+                                "an assertion issued again in another platform is ignored"
+                            );
+                            continue;
+                        }
+                        Some(_) => {}
+                        None => {
+                            platform_of.insert(key.clone(), view.platform.clone());
+                            lookups.push((key, view.platform.clone()));
+                        }
+                    }
+                    let json = serde_json::to_string(view).map_err(|e| {
+                        RedisError::from((
+                            redis::ErrorKind::Client,
+                            "an assertion's view",
+                            e.to_string(),
+                        ))
+                    })?;
+                    push(
+                        &view.platform,
+                        position,
+                        vec![
+                            "issue".into(),
+                            esc(&view.entity_id).into_owned(),
+                            esc(&view.credential_id).into_owned(),
+                            esc(&view.recipient.email.to_lowercase()).into_owned(),
+                            esc(&view.recipient.username).into_owned(),
+                            view.expires
+                                .map(|t| micros(t).to_string())
+                                .unwrap_or_default(),
+                            json,
+                        ],
+                    );
+                }
+                Some(What::Revoke { id, revocation }) => {
+                    let Some(platform) = platform_of.get(&assertion_lookup(id)) else {
+                        continue; // never issued: nothing to revoke
+                    };
+                    let json = serde_json::to_string(revocation).map_err(|e| {
+                        RedisError::from((redis::ErrorKind::Client, "a revocation", e.to_string()))
+                    })?;
+                    push(
+                        platform,
+                        position,
+                        vec!["revoke".into(), esc(id).into_owned(), json],
+                    );
+                }
+                Some(What::Course {
+                    credential,
+                    created_in,
+                    actor,
+                    course,
+                }) => {
+                    let key = credential_lookup(credential);
+                    let platform = match (platform_of.get(&key), created_in) {
+                        (Some(p), _) => p.clone(),
+                        (None, Some(p)) => {
+                            platform_of.insert(key.clone(), p.clone());
+                            lookups.push((key, p.clone()));
+                            p.clone()
+                        }
+                        (None, None) => match actor {
+                            Some(p) => p.clone(),
+                            None => continue,
+                        },
+                    };
+                    push(
+                        &platform,
+                        position,
+                        vec![
+                            "course".into(),
+                            esc(credential).into_owned(),
+                            course.as_deref().map(esc).unwrap_or_default().into_owned(),
+                        ],
+                    );
+                }
+            }
+        }
+        if !lookups.is_empty() {
+            let mut pipe = redis::pipe();
+            for (key, platform) in &lookups {
+                pipe.cmd("SET").arg(key).arg(platform).arg("NX").ignore();
+            }
+            pipe.query::<()>(con)?;
+        }
+        Ok(ops)
+    }
+
+    fn decode_view(view: &str, revocation: &str) -> Result<AssertionView, ReadError> {
+        let mut view: AssertionView = serde_json::from_str(view)
+            .map_err(|e| ReadError::new(format!("a stored view: {e}")))?;
+        if !revocation.is_empty() {
+            view.revoked = Some(
+                serde_json::from_str(revocation)
+                    .map_err(|e| ReadError::new(format!("a stored revocation: {e}")))?,
+            );
+        }
+        Ok(view)
+    }
+}
+
+/// The largest offset or limit sent to a script (no list is longer).
+const MAX_RANGE: usize = 1 << 40;
+
+#[async_trait::async_trait]
+impl AssertionQueries for RedisAssertions {
+    async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
+        let mut con = self.reader();
+        let platform: Option<String> = match redis::cmd("GET")
+            .arg(assertion_lookup(entity_id))
+            .query_async(&mut con)
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => return Err(self.failed(e).await),
+        };
+        let Some(platform) = platform else {
+            return Ok(None);
+        };
+        let stored: (Option<String>, Option<String>) = match redis::cmd("HMGET")
+            .arg(format!("{}assertion:{}", prefix(&platform), esc(entity_id)))
+            .arg("view")
+            .arg("revocation")
+            .query_async(&mut con)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Err(self.failed(e).await),
+        };
+        match stored {
+            (Some(view), revocation) => Ok(Some(Self::decode_view(
+                &view,
+                revocation.as_deref().unwrap_or_default(),
+            )?)),
+            // A lookup written before a crash, its script not yet.
+            (None, _) => Ok(None),
+        }
+    }
+
+    async fn assertions(
+        &self,
+        platform: &str,
+        filter: &AssertionFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<AssertionView>, ReadError> {
+        let pfx = prefix(platform);
+        let scope = match (&filter.credential, &filter.course) {
+            (Some(c), _) => format!("credential:{}", esc(c)),
+            (None, Some(x)) => format!("course:{}", esc(x)),
+            (None, None) => "platform".to_owned(),
+        };
+        let (credential, course) = match (&filter.credential, &filter.course) {
+            (Some(c), Some(x)) => (esc(c), esc(x)),
+            _ => (Cow::Borrowed(""), Cow::Borrowed("")),
+        };
+        let variant = if filter.include_revoked {
+            "issued"
+        } else {
+            "unrevoked"
+        };
+        let s = format!("{scope}:{variant}");
+        let mut con = self.reader();
+        let reply: Vec<String> = match LIST
+            .key(format!("{pfx}list:{s}"))
+            .key(format!("{pfx}expiry:{s}"))
+            .key(format!("{pfx}blocks:{s}"))
+            .key(format!("{pfx}course-of"))
+            .arg(micros(filter.now))
+            .arg(offset.min(MAX_RANGE))
+            .arg(limit.min(MAX_RANGE))
+            .arg(self.width)
+            .arg(format!("{pfx}assertion:"))
+            .arg(format!("{pfx}expiry:{s}:"))
+            .arg(if filter.include_expired { "0" } else { "1" })
+            .arg(credential.as_ref())
+            .arg(course.as_ref())
+            .invoke_async(&mut con)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Err(self.failed(e).await),
+        };
+        let mut reply = reply.into_iter();
+        let count = reply
+            .next()
+            .and_then(|c| c.parse::<usize>().ok())
+            .ok_or_else(|| ReadError::new("a list's count is missing"))?;
+        let mut items = Vec::new();
+        while let (Some(view), Some(revocation)) = (reply.next(), reply.next()) {
+            // A member without a view cannot be: the script writes both.
+            if !view.is_empty() {
+                items.push(Self::decode_view(&view, &revocation)?);
+            }
+        }
+        Ok(Page { count, items })
+    }
+
+    async fn holders_among(
+        &self,
+        credential_id: &str,
+        platform: &str,
+        now: DateTime<Utc>,
+        recipients: &[Recipient],
+        except: &HashSet<&str>,
+    ) -> Result<(HashSet<String>, HashSet<String>), ReadError> {
+        let pfx = prefix(platform);
+        let credential = esc(credential_id);
+        let mut emails: Vec<String> = Vec::new();
+        let mut usernames: Vec<String> = Vec::new();
+        for r in recipients {
+            let email = r.email.to_lowercase();
+            if !email.is_empty() && !emails.contains(&email) {
+                emails.push(email);
+            }
+            if !r.username.is_empty() && !usernames.contains(&r.username) {
+                usernames.push(r.username.clone());
+            }
+        }
+        if emails.is_empty() && usernames.is_empty() {
+            return Ok(Default::default());
+        }
+        let mut call = HOLDERS.prepare_invoke();
+        for email in &emails {
+            call.key(format!("{pfx}holders:{credential}:email:{}", esc(email)));
+        }
+        for username in &usernames {
+            call.key(format!(
+                "{pfx}holders:{credential}:username:{}",
+                esc(username)
+            ));
+        }
+        call.arg(micros(now));
+        for id in except {
+            call.arg(esc(id).as_ref());
+        }
+        let mut con = self.reader();
+        let found: Vec<i64> = match call.invoke_async(&mut con).await {
+            Ok(f) => f,
+            Err(e) => return Err(self.failed(e).await),
+        };
+        let (found_emails, found_usernames) = found.split_at(emails.len().min(found.len()));
+        let pick = |values: Vec<String>, found: &[i64]| -> HashSet<String> {
+            values
+                .into_iter()
+                .zip(found)
+                .filter(|(_, f)| **f == 1)
+                .map(|(v, _)| v)
+                .collect()
+        };
+        Ok((pick(emails, found_emails), pick(usernames, found_usernames)))
+    }
+
+    async fn idempotency(
+        &self,
+        platform: &str,
+        key: &str,
+    ) -> Result<Option<IdempotencyRecord>, ReadError> {
+        let mut con = self.reader();
+        let stored: (Option<String>, Option<String>, Option<Position>) = match redis::cmd("HMGET")
+            .arg(format!("{}idempotency:{}", prefix(platform), esc(key)))
+            .arg("request_hash")
+            .arg("streams")
+            .arg("position")
+            .query_async(&mut con)
+            .await
+        {
+            Ok(s) => s,
+            Err(e) => return Err(self.failed(e).await),
+        };
+        match stored {
+            (Some(request_hash), Some(streams), Some(position)) => Ok(Some(IdempotencyRecord {
+                request_hash,
+                streams: serde_json::from_str(&streams)
+                    .map_err(|e| ReadError::new(format!("a stored record: {e}")))?,
+                position,
+            })),
+            _ => Ok(None),
+        }
+    }
+}
+
+impl ReadModel for RedisAssertions {
+    fn name(&self) -> &'static str {
+        "assertions"
+    }
+
+    fn checkpoint(&self) -> Position {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Applies the batch's events past the checkpoint; retries until Redis
+    /// takes them (see the module).
+    fn apply(&self, batch: &[RecordedEvent]) {
+        let checkpoint = self.checkpoint();
+        let events: Vec<&RecordedEvent> =
+            batch.iter().filter(|e| e.position > checkpoint).collect();
+        let Some(last) = events.last().map(|e| e.position) else {
+            return;
+        };
+        let changes = decode(&events);
+        blocking(|| {
+            let mut delay = Duration::from_millis(50);
+            while let Err(error) = self.write(&changes, last, None) {
+                // (Without a limit, a success is a complete write.)
+                tracing::warn!(
+                    %error, position = last,
+                    "the Redis assertions read model could not apply a batch; retrying"
+                );
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        });
+        self.checkpoint.store(last, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::process::{Child, Command, Stdio};
+    use std::time::Instant;
+
+    use super::*;
+    use crate::assertion_cases::{self as cases, answers, issue, rich};
+    use crate::assertions::AssertionsModel;
+    use crate::testing::{credential, sample};
+    use ibl_events::{Actor, Metadata};
+
+    /// A `redis-server` of a test's own on a free port (no persistence),
+    /// killed on drop.
+    struct Server {
+        child: Child,
+        port: u16,
+    }
+
+    impl Server {
+        fn start() -> Self {
+            for _ in 0..20 {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .expect("a free port")
+                    .port();
+                if let Some(server) = Self::start_on(port) {
+                    return server;
+                }
+            }
+            panic!("redis-server did not start on any of 20 free ports");
+        }
+
+        /// The server on `port`, or `None` when it cannot listen there.
+        fn start_on(port: u16) -> Option<Self> {
+            let child = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--save", "", "--appendonly", "no"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn();
+            let child = match child {
+                Ok(child) => child,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                    "redis-server is not installed (not on PATH): the Redis adapter's tests \
+                     start one of their own (Debian: apt-get install redis-server)"
+                ),
+                Err(e) => panic!("starting redis-server: {e}"),
+            };
+            let mut server = Server { child, port };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if !matches!(server.child.try_wait(), Ok(None)) {
+                    return None; // it exited: the port was taken
+                }
+                // Ours, not another test's server that took the port first.
+                let ours = format!("process_id:{}\r", server.child.id());
+                let info = Client::open(server.url(0))
+                    .and_then(|c| c.get_connection())
+                    .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+                match info {
+                    Ok(info) if info.contains(&ours) => return Some(server),
+                    Ok(_) => return None,
+                    Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                }
+            }
+            None
+        }
+
+        fn url(&self, db: u8) -> String {
+            format!("redis://127.0.0.1:{}/{db}", self.port)
+        }
+
+        fn connection(&self) -> redis::Connection {
+            Client::open(self.url(0))
+                .and_then(|c| c.get_connection())
+                .expect("connect")
+        }
+
+        /// Every key of database 0 (SCAN: the tests only).
+        fn keys(&self) -> Vec<String> {
+            let mut con = self.connection();
+            let mut keys: Vec<String> = con
+                .scan::<String>()
+                .expect("scan")
+                .collect::<RedisResult<_>>()
+                .expect("scan");
+            keys.sort();
+            keys
+        }
+    }
+
+    impl Drop for Server {
+        fn drop(&mut self) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+
+    /// Blocks of 4 positions and scripts of about 3 changes: every list
+    /// crosses blocks and every batch takes several scripts.
+    async fn model(server: &Server, db: u8) -> RedisAssertions {
+        RedisAssertions::open_with(&server.url(db), 4, 3)
+            .await
+            .expect("open")
+    }
+
+    impl RedisAssertions {
+        /// Forgets that events after `to` were applied (as a process that
+        /// read an older checkpoint would).
+        fn rewind(&self, to: Position) {
+            self.checkpoint.store(to, Ordering::Release);
+        }
+
+        /// Writes `batch` as far as `scripts` scripts (a crash then).
+        fn apply_partly(&self, batch: &[RecordedEvent], scripts: usize) -> bool {
+            let events: Vec<&RecordedEvent> = batch.iter().collect();
+            let last = batch.last().map_or(0, |e| e.position);
+            self.write(&decode(&events), last, Some(scripts))
+                .expect("write")
+        }
+    }
+
+    use redis::Commands;
+
+    #[tokio::test]
+    async fn lists_leave_out_revoked_and_expired_unless_asked_and_filter_by_credential_and_course()
+    {
+        let server = Server::start();
+        cases::lists_leave_out_revoked_and_expired_unless_asked_and_filter_by_credential_and_course(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_batch_applied_twice_changes_nothing_the_second_time() {
+        let server = Server::start();
+        let (once, twice) = (model(&server, 0).await, model(&server, 1).await);
+        cases::a_batch_applied_twice_changes_nothing_the_second_time(&once, &twice).await;
+    }
+
+    #[tokio::test]
+    async fn idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote() {
+        let server = Server::start();
+        cases::idempotency_records_keep_the_first_stream_of_each_kind_a_request_wrote(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_course_change_moves_a_credentials_assertions_between_course_lists() {
+        let server = Server::start();
+        cases::a_course_change_moves_a_credentials_assertions_between_course_lists(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn holders_are_found_by_email_and_username_unless_revoked_expired_or_excepted() {
+        let server = Server::start();
+        cases::holders_are_found_by_email_and_username_unless_revoked_expired_or_excepted(
+            &model(&server, 0).await,
+        )
+        .await;
+    }
+
+    #[tokio::test]
+    async fn pages_match_a_plain_filter_of_the_log_whatever_the_offset() {
+        let server = Server::start();
+        cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&model(&server, 0).await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn pages_match_with_the_default_block_width_and_script_size() {
+        let server = Server::start();
+        let model = RedisAssertions::open(&server.url(0)).await.expect("open");
+        cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&model).await;
+    }
+
+    #[tokio::test]
+    async fn the_answers_are_the_sqlite_models_after_every_batch() {
+        let server = Server::start();
+        let redis = model(&server, 0).await;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sqlite, _) = AssertionsModel::open(
+            &dir.path().join("a.db"),
+            &ibl_events::memory::MemoryStore::new(),
+        )
+        .await
+        .expect("open");
+        let log = rich();
+        for batch in log.events.chunks(4) {
+            redis.apply(batch);
+            sqlite.apply(batch);
+            assert_eq!(
+                answers(&redis).await,
+                answers(&sqlite).await,
+                "after position {}",
+                redis.checkpoint()
+            );
+        }
+        assert!(answers(&redis).await.contains("narrative of e2"));
+    }
+
+    #[tokio::test]
+    async fn a_replayed_or_overlapping_batch_doubles_nothing() {
+        let server = Server::start();
+        let log = rich();
+        let reference = model(&server, 0).await;
+        reference.apply(&log.events);
+        let expected = answers(&reference).await;
+
+        // The whole log again, the scripts skipping every event.
+        reference.rewind(0);
+        reference.apply(&log.events);
+        assert_eq!(answers(&reference).await, expected, "replayed");
+
+        // Overlapping batches, each from before the last one's end.
+        let overlapping = model(&server, 1).await;
+        let n = log.events.len();
+        for (from, to) in [(0, 7), (3, 12), (12, 13), (5, 20), (0, n)] {
+            overlapping.rewind(from as u64);
+            overlapping.apply(&log.events[from..to]);
+            assert_eq!(overlapping.checkpoint(), to as u64);
+        }
+        assert_eq!(answers(&overlapping).await, expected, "overlapping");
+
+        // A process started on the same database resumes at its end.
+        let again = model(&server, 1).await;
+        assert_eq!(again.checkpoint(), n as u64);
+        again.apply(&log.events);
+        assert_eq!(answers(&again).await, expected);
+    }
+
+    #[tokio::test]
+    async fn a_crash_between_scripts_is_completed_by_the_next_apply() {
+        let server = Server::start();
+        let log = rich();
+        let reference = model(&server, 1).await;
+        reference.apply(&log.events);
+        let expected = answers(&reference).await;
+        let mut crashes = 0;
+        for scripts in 0.. {
+            let _: () = redis::cmd("FLUSHDB")
+                .query(&mut server.connection())
+                .expect("flush");
+            let crashed = model(&server, 0).await;
+            // The first events in a batch of their own, then the rest.
+            crashed.apply(&log.events[..6]);
+            if crashed.apply_partly(&log.events[6..], scripts) {
+                break;
+            }
+            crashes += 1;
+            if scripts == 0 {
+                // The lookups are written, not the assertions.
+                assert!(crashed.assertion("e1").await.expect("read").is_none());
+            }
+            // The process restarts: it reads the global checkpoint.
+            let restarted = model(&server, 0).await;
+            assert_eq!(restarted.checkpoint(), 6, "the last complete batch");
+            restarted.apply(&log.events);
+            assert_eq!(
+                answers(&restarted).await,
+                expected,
+                "after a crash after {scripts} scripts"
+            );
+        }
+        assert!(crashes > 5, "a batch of several scripts: {crashes}");
+    }
+
+    #[tokio::test]
+    async fn every_key_of_a_platform_carries_its_hash_tag() {
+        let server = Server::start();
+        let model = model(&server, 0).await;
+        let mut log = rich();
+        let weird = "we{ir}d:p%";
+        let metadata = Metadata {
+            actor: Actor {
+                platform: Some(weird.into()),
+                ..Actor::default()
+            },
+            idempotency: Some(ibl_events::IdempotencyTag {
+                key: "k:{1}".into(),
+                request_hash: "h".into(),
+            }),
+            ..Metadata::default()
+        };
+        log.push_with(
+            "credential-w:1",
+            CredentialEvent::CredentialCreated {
+                platform: weird.into(),
+                entity_id: "w:1".into(),
+                fields: credential("W", "", Some("a {course}: with colons")),
+                created_at: crate::testing::at(0),
+            },
+            metadata.clone(),
+        );
+        log.push_with(
+            "assertion-w{2}",
+            issue(
+                weird,
+                "w{2}",
+                "w:1",
+                ("x:y@z", "u{s}r"),
+                Some(crate::testing::at(30)),
+            ),
+            metadata,
+        );
+        model.apply(&log.events);
+        let lookups = [
+            "ibl:checkpoint:assertions",
+            "ibl:layout:assertions",
+            "ibl:assertion-platform:",
+            "ibl:credential-platform:",
+        ];
+        let kinds = [
+            "checkpoint:assertions",
+            "assertion:",
+            "list:",
+            "expiry:",
+            "blocks:",
+            "course-of",
+            "holders:",
+            "idempotency:",
+        ];
+        let mut tags = HashSet::new();
+        let keys = server.keys();
+        for key in &keys {
+            if lookups.iter().any(|l| key.starts_with(l)) {
+                continue;
+            }
+            let tag = key
+                .strip_prefix("ibl:{")
+                .and_then(|rest| rest.split_once('}'))
+                .map(|(tag, rest)| {
+                    assert!(
+                        kinds
+                            .iter()
+                            .any(|k| rest.strip_prefix(':').unwrap_or("").starts_with(k)),
+                        "{key}: a documented kind of key"
+                    );
+                    assert!(!rest.contains(['{', '}']), "{key}: one hash tag");
+                    tag
+                });
+            match tag {
+                Some(tag) => tags.insert(tag.to_owned()),
+                None => panic!("{key}: neither a platform's key nor a documented lookup"),
+            };
+        }
+        assert_eq!(
+            tags,
+            HashSet::from(["acme".into(), "beta".into(), "we%7Bir%7Dd%3Ap%25".into()])
+        );
+        for (key, platform) in [
+            ("ibl:assertion-platform:w%7B2%7D", weird),
+            ("ibl:credential-platform:w%3A1", weird),
+            ("ibl:assertion-platform:f1", "beta"),
+        ] {
+            assert!(keys.contains(&key.to_owned()), "{key}");
+            let stored: String = server.connection().get(key).expect("get");
+            assert_eq!(stored, platform);
+        }
+        // And the weird names answer as any other.
+        let course = AssertionFilter {
+            course: Some("a {course}: with colons".into()),
+            ..crate::testing::filter(false, false)
+        };
+        let page = model.assertions(weird, &course, 0, 10).await.expect("read");
+        assert_eq!(cases::entity_ids(&page), ["w{2}"]);
+        let record = model.idempotency(weird, "k:{1}").await.expect("read");
+        assert_eq!(
+            record.expect("recorded").streams,
+            ["credential-w:1", "assertion-w{2}"]
+        );
+        assert!(model.assertion("w{2}").await.expect("read").is_some());
+    }
+
+    #[tokio::test]
+    async fn a_database_is_kept_across_opens_and_another_layout_is_refused() {
+        let server = Server::start();
+        let log = sample();
+        let model = model(&server, 0).await;
+        model.apply(&log.events);
+        drop(model);
+        let reopened = RedisAssertions::open_with(&server.url(0), 4, 100)
+            .await
+            .expect("open");
+        assert_eq!(reopened.checkpoint(), log.events.len() as u64);
+        assert!(reopened.assertion("a1").await.expect("read").is_some());
+        let error = RedisAssertions::open(&server.url(0))
+            .await
+            .err()
+            .expect("another block width");
+        assert!(error.to_string().contains("layout"), "{error}");
+        let fresh = RedisAssertions::open(&server.url(2)).await.expect("open");
+        assert_eq!(fresh.checkpoint(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_query_fails_while_redis_is_down_and_apply_waits_for_it() {
+        let server = Server::start();
+        let port = server.port;
+        let log = sample();
+        let model = model(&server, 0).await;
+        model.apply(&log.events[..5]);
+        assert!(model.assertion("a1").await.expect("read").is_some());
+        drop(server);
+        assert!(model.assertion("a1").await.is_err(), "a ReadError: 503");
+        assert!(model
+            .assertions("acme", &crate::testing::filter(false, false), 0, 10)
+            .await
+            .is_err());
+        let (restarted, ()) = std::thread::scope(|s| {
+            let applying = s.spawn(|| model.apply(&log.events[5..]));
+            std::thread::sleep(Duration::from_millis(400));
+            assert!(!applying.is_finished(), "apply waits for Redis");
+            // The server comes back, empty: the batch is written to it.
+            let restarted = Server::start_on(port).expect("restart on the same port");
+            (restarted, applying.join().expect("apply"))
+        });
+        assert_eq!(model.checkpoint(), log.events.len() as u64);
+        let mut read = model.assertion("a3").await;
+        for _ in 0..3 {
+            if read.is_ok() {
+                break;
+            }
+            read = model.assertion("a3").await; // the reader reconnects
+        }
+        let a3 = read
+            .expect("read again")
+            .expect("written after the restart");
+        assert!(a3.revoked.is_some());
+        drop(restarted);
+    }
+}
