@@ -8,6 +8,8 @@ command -v cargo >/dev/null || { echo "cargo is required (https://rustup.rs)" >&
 command -v python3 >/dev/null || { apt-get update -qq && apt-get install -y -qq python3 python3-venv; }
 # The relay's tests start their own `nats-server -js` on a free port.
 command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y -qq nats-server; }
+# The Redis read model's tests start their own `redis-server` on a free port.
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
 echo "== formatting and lints"
 cargo fmt --all --check
