@@ -302,6 +302,15 @@ local function revoke(id, revocation)
   end
 end
 
+-- cmd key args..., in calls of at most 1,000 arguments (pairs kept whole).
+local function bulk(cmd, key, args)
+  for j = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, j, math.min(j + 999, #args)))
+  end
+end
+
+-- Moves a credential's assertions from its course's lists to another's:
+-- one variadic command per key.
 local function set_course(credential, course)
   local of = prefix .. 'course-of'
   local old = redis.call('HGET', of, credential)
@@ -313,20 +322,65 @@ local function set_course(credential, course)
   end
   for _, variant in ipairs({'issued', 'unrevoked'}) do
     local s = 'credential:' .. credential .. ':' .. variant
-    local expiries = {}
-    local e = redis.call('ZRANGE', prefix .. 'expiry:' .. s, 0, -1, 'WITHSCORES')
-    for j = 1, #e, 2 do
-      expiries[e[j]] = e[j + 1]
-    end
     local members = redis.call('ZRANGE', prefix .. 'list:' .. s, 0, -1, 'WITHSCORES')
+    local expiring = redis.call('ZRANGE', prefix .. 'expiry:' .. s, 0, -1, 'WITHSCORES')
+    local position = {}
+    local ids, pairs_ = {}, {}
     for j = 1, #members, 2 do
-      local id, position = members[j], members[j + 1]
-      local expires = expiries[id] or ''
-      if old then
-        unindex('course:' .. old, variant, id, position, expires)
+      position[members[j]] = members[j + 1]
+      ids[#ids + 1] = members[j]
+      pairs_[#pairs_ + 1] = members[j + 1]
+      pairs_[#pairs_ + 1] = members[j]
+    end
+    -- The expiring ones: all of them, and by block of each width.
+    local gone, expiry_pairs = {}, {}
+    local blocks = {}
+    for _, w in ipairs(widths) do
+      blocks[w] = {}
+    end
+    for j = 1, #expiring, 2 do
+      local id, e = expiring[j], expiring[j + 1]
+      gone[#gone + 1] = id
+      expiry_pairs[#expiry_pairs + 1] = e
+      expiry_pairs[#expiry_pairs + 1] = id
+      for _, w in ipairs(widths) do
+        local b = block_of(position[id], w)
+        local in_block = blocks[w][b]
+        if not in_block then
+          in_block = {ids = {}, pairs = {}}
+          blocks[w][b] = in_block
+        end
+        in_block.ids[#in_block.ids + 1] = id
+        in_block.pairs[#in_block.pairs + 1] = e
+        in_block.pairs[#in_block.pairs + 1] = id
       end
-      if course then
-        index('course:' .. course, variant, id, position, expires)
+    end
+    for _, target in ipairs({old, course}) do
+      if target then
+        local t = 'course:' .. target .. ':' .. variant
+        local adding = target == course
+        if adding then
+          bulk('ZADD', prefix .. 'list:' .. t, pairs_)
+          bulk('ZADD', prefix .. 'expiry:' .. t, expiry_pairs)
+        else
+          bulk('ZREM', prefix .. 'list:' .. t, ids)
+          bulk('ZREM', prefix .. 'expiry:' .. t, gone)
+        end
+        for _, w in ipairs(widths) do
+          local registry = prefix .. 'blocks:' .. t .. ':' .. w
+          for b, in_block in pairs(blocks[w]) do
+            local key = prefix .. 'expiry:' .. t .. ':' .. w .. ':' .. b
+            if adding then
+              bulk('ZADD', key, in_block.pairs)
+              redis.call('ZADD', registry, b, b)
+            else
+              bulk('ZREM', key, in_block.ids)
+              if redis.call('EXISTS', key) == 0 then
+                redis.call('ZREM', registry, b)
+              end
+            end
+          end
+        end
       end
     end
   end
