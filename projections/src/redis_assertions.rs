@@ -52,7 +52,7 @@
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `ibl:checkpoint:assertions` | string | the position of the last event every platform has applied: where the projector resumes |
-//! | `ibl:layout:assertions` | string | the layout of these keys (version, block width); another layout is refused at open |
+//! | `ibl:layout:assertions` | string | the layout of these keys (version, block widths); another layout is refused at open |
 //! | `ibl:assertion-platform:A` | string | the platform of assertion A (written before its issue's script) |
 //! | `ibl:credential-platform:C` | string | the platform of credential C (written before its creation's script) |
 //!
@@ -64,8 +64,8 @@
 //! | `assertion:A` | hash | `view` (the [`AssertionView`] as issued, JSON, `revoked: null`), `revocation` (the [`Revocation`], JSON, once revoked), `position` (of the issue), `credential` (C), `email` (E), `username` (U), `expires` (µs since the epoch, `""`: never) |
 //! | `list:S:V` | sorted set | the assertions of scope S and variant V, scored by the position of their issue (issue order) |
 //! | `expiry:S:V` | sorted set | those of `list:S:V` that expire, scored by their expiry (µs): counts the expired |
-//! | `expiry:S:V:B` | sorted set | those of `expiry:S:V` issued in block B (positions `B * W` to `B * W + W - 1`, W = [`WIDTH`]), scored by expiry |
-//! | `blocks:S:V` | sorted set | the blocks B with a non-empty `expiry:S:V:B`, scored by B |
+//! | `expiry:S:V:W:B` | sorted set | those of `expiry:S:V` issued in block B of width W (positions `B * W` to `B * W + W - 1`; W one of [`WIDTHS`]), scored by expiry |
+//! | `blocks:S:V:W` | sorted set | the blocks B of width W with a non-empty `expiry:S:V:W:B`, scored by B |
 //! | `course-of` | hash | C → X, the course of each credential of P that has one |
 //! | `holders:C:email:E` | sorted set | the unrevoked assertions of credential C whose recipient's email is E, scored by expiry (`+inf`: never) |
 //! | `holders:C:username:U` | sorted set | the same by username |
@@ -89,25 +89,36 @@
 //!   the offset: O(log n + page).
 //! * Expired left out (the API's default): the count is `ZCARD list`
 //!   minus `ZCOUNT expiry -inf now`, exact, O(log n). When nothing in the
-//!   scope has expired, the page is the plain `ZRANGE`. Otherwise the page
-//!   is found by walking the blocks that hold expiring assertions, in
-//!   order, by counts alone: a stretch between two such blocks holds no
-//!   expiring assertion (`ZCOUNT list`), a block holds `ZCOUNT list` over
-//!   its positions minus its `ZCOUNT expiry:…:B -inf now` expired ones.
-//!   Only a block where the page starts or continues while some of its
-//!   assertions have expired is read member by member (at most W of the
-//!   scope's assertions). Cost: O(b log n) for the b blocks with expiring
-//!   assertions before the page's end, plus O(W) for each such block the
-//!   page touches, plus the page; independent of how many have expired.
-//!   With W = 4,096 a scope over a log of 10 million events has at most
-//!   2,442 blocks.
+//!   scope has expired at `now`, the page is the plain `ZRANGE`. Otherwise
+//!   the page is found by counts over blocks of the log's positions, on
+//!   two levels ([`WIDTHS`]: 65,536 positions, each split in 64 blocks of
+//!   1,024), walked in order: a stretch between two blocks that hold
+//!   expiring assertions holds only unexpired ones (`ZCOUNT list`); a
+//!   block holds `ZCOUNT list` over its positions minus `ZCOUNT
+//!   expiry:…:W:B -inf now` unexpired ones, and is skipped whole when the
+//!   page starts after it. The large block where the page starts is walked
+//!   the same way by its small blocks; in the small block where it starts,
+//!   the start is found by a binary search over its positions (the
+//!   unexpired up to p are `ZCOUNT list` up to p minus the block's expired
+//!   ones up to p, whose positions are read once, `ZMSCORE`), and the page
+//!   is read from there, each candidate's expiry checked (`ZMSCORE`).
+//!   Cost, whatever the offset and however many have expired: two `ZCOUNT`
+//!   (O(log n)) per large block with expiring assertions before the page
+//!   (a scope spread over a log of 10 million events has at most 153) and
+//!   per small block of the large one where it starts (at most 64), the
+//!   expired of one small block (at most 1,024 of the scope's assertions),
+//!   plus the page and the expired among its span. Redis 6.2 or later
+//!   (`ZMSCORE`).
 //! * Course: the `course:X` scope is kept up to date when an assertion is
 //!   issued (the credential's course is read in `course-of`) and when a
 //!   credential's course changes (created, updated, deleted): its
 //!   assertions move from the old course's sets to the new one's, in the
-//!   same script, O(m log n) for the credential's m assertions; such a
-//!   change is rare, and then blocks the server for about a second per
-//!   100,000 assertions of the credential.
+//!   same script, O(m log n) for the credential's m assertions: such a
+//!   change is rare, and blocks the server meanwhile (see the benchmark,
+//!   `examples/redis_assertions_bench.rs`, for a figure). The write side
+//!   keeps 6 sorted-set entries per assertion (3 scopes × 2 variants) and,
+//!   for one that expires, 3 more per scope and variant (the count's set
+//!   and a block of each level).
 //!
 //! Expiries and `now` are compared in µs as Redis scores (doubles): exact
 //! for instants before the year 2255.
@@ -147,14 +158,16 @@ use crate::assertions::{
 use crate::credentials::Page;
 use crate::ReadModel;
 
-/// The width of an expiry block, in log positions.
-pub const WIDTH: u64 = 4096;
+/// The widths of the expiry blocks, in log positions: blocks of 65,536
+/// positions, each split in blocks of 1,024 (each width divides the one
+/// before it).
+pub const WIDTHS: [u64; 2] = [65_536, 1_024];
 
 /// About how many changes one script applies (it is cut between events).
 pub const CHUNK: usize = 512;
 
 /// The version of the key layout: bump it when the keys change shape.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 const GLOBAL_CHECKPOINT: &str = "ibl:checkpoint:assertions";
 const LAYOUT: &str = "ibl:layout:assertions";
@@ -169,7 +182,7 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 /// Applies one platform's changes after its checkpoint and moves it.
 ///
 /// KEYS[1]: the platform's checkpoint. ARGV[1]: the platform's prefix,
-/// ARGV[2]: the block width, ARGV[3]: the checkpoint to move to (the last
+/// ARGV[2]: the block widths, ARGV[3]: the checkpoint to move to (the last
 /// change's position); then the changes: an operation, its position and its
 /// fields (`issue`: id, credential, email, username, expires, view;
 /// `revoke`: id, revocation; `course`: credential, course or "";
@@ -178,7 +191,10 @@ static APPLY: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local prefix = ARGV[1]
-local width = tonumber(ARGV[2])
+local widths = {}
+for w in string.gmatch(ARGV[2], '%d+') do
+  widths[#widths + 1] = w
+end
 local upto = ARGV[3]
 local done = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(upto) <= done then
@@ -195,29 +211,35 @@ while i <= #ARGV do
   i = i + 2 + n
 end
 
-local function block_of(position)
-  return string.format('%d', math.floor(tonumber(position) / width))
+local function block_of(position, width)
+  return string.format('%d', math.floor(tonumber(position) / tonumber(width)))
 end
 
-local function index(scope, variant, id, position, expires, block)
+local function index(scope, variant, id, position, expires)
   local s = scope .. ':' .. variant
   redis.call('ZADD', prefix .. 'list:' .. s, position, id)
   if expires ~= '' then
     redis.call('ZADD', prefix .. 'expiry:' .. s, expires, id)
-    redis.call('ZADD', prefix .. 'expiry:' .. s .. ':' .. block, expires, id)
-    redis.call('ZADD', prefix .. 'blocks:' .. s, block, block)
+    for _, w in ipairs(widths) do
+      local block = block_of(position, w)
+      redis.call('ZADD', prefix .. 'expiry:' .. s .. ':' .. w .. ':' .. block, expires, id)
+      redis.call('ZADD', prefix .. 'blocks:' .. s .. ':' .. w, block, block)
+    end
   end
 end
 
-local function unindex(scope, variant, id, expires, block)
+local function unindex(scope, variant, id, position, expires)
   local s = scope .. ':' .. variant
   redis.call('ZREM', prefix .. 'list:' .. s, id)
   if expires ~= '' then
     redis.call('ZREM', prefix .. 'expiry:' .. s, id)
-    local b = prefix .. 'expiry:' .. s .. ':' .. block
-    redis.call('ZREM', b, id)
-    if redis.call('EXISTS', b) == 0 then
-      redis.call('ZREM', prefix .. 'blocks:' .. s, block)
+    for _, w in ipairs(widths) do
+      local block = block_of(position, w)
+      local b = prefix .. 'expiry:' .. s .. ':' .. w .. ':' .. block
+      redis.call('ZREM', b, id)
+      if redis.call('EXISTS', b) == 0 then
+        redis.call('ZREM', prefix .. 'blocks:' .. s .. ':' .. w, block)
+      end
     end
   end
 end
@@ -242,10 +264,9 @@ local function issue(position, id, credential, email, username, expires, view)
   end
   redis.call('HSET', key, 'view', view, 'position', position, 'credential', credential,
     'email', email, 'username', username, 'expires', expires)
-  local block = block_of(position)
   for _, scope in ipairs(scopes_of(credential)) do
-    index(scope, 'issued', id, position, expires, block)
-    index(scope, 'unrevoked', id, position, expires, block)
+    index(scope, 'issued', id, position, expires)
+    index(scope, 'unrevoked', id, position, expires)
   end
   local score = expires
   if score == '' then
@@ -270,9 +291,8 @@ local function revoke(id, revocation)
   if a[6] then
     return
   end
-  local block = block_of(a[1])
   for _, scope in ipairs(scopes_of(a[2])) do
-    unindex(scope, 'unrevoked', id, a[5], block)
+    unindex(scope, 'unrevoked', id, a[1], a[5])
   end
   if a[3] ~= '' then
     redis.call('ZREM', holders(a[2], 'email', a[3]), id)
@@ -282,6 +302,15 @@ local function revoke(id, revocation)
   end
 end
 
+-- cmd key args..., in calls of at most 1,000 arguments (pairs kept whole).
+local function bulk(cmd, key, args)
+  for j = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, j, math.min(j + 999, #args)))
+  end
+end
+
+-- Moves a credential's assertions from its course's lists to another's:
+-- one variadic command per key.
 local function set_course(credential, course)
   local of = prefix .. 'course-of'
   local old = redis.call('HGET', of, credential)
@@ -293,21 +322,65 @@ local function set_course(credential, course)
   end
   for _, variant in ipairs({'issued', 'unrevoked'}) do
     local s = 'credential:' .. credential .. ':' .. variant
-    local expiries = {}
-    local e = redis.call('ZRANGE', prefix .. 'expiry:' .. s, 0, -1, 'WITHSCORES')
-    for j = 1, #e, 2 do
-      expiries[e[j]] = e[j + 1]
-    end
     local members = redis.call('ZRANGE', prefix .. 'list:' .. s, 0, -1, 'WITHSCORES')
+    local expiring = redis.call('ZRANGE', prefix .. 'expiry:' .. s, 0, -1, 'WITHSCORES')
+    local position = {}
+    local ids, pairs_ = {}, {}
     for j = 1, #members, 2 do
-      local id, position = members[j], members[j + 1]
-      local expires = expiries[id] or ''
-      local block = block_of(position)
-      if old then
-        unindex('course:' .. old, variant, id, expires, block)
+      position[members[j]] = members[j + 1]
+      ids[#ids + 1] = members[j]
+      pairs_[#pairs_ + 1] = members[j + 1]
+      pairs_[#pairs_ + 1] = members[j]
+    end
+    -- The expiring ones: all of them, and by block of each width.
+    local gone, expiry_pairs = {}, {}
+    local blocks = {}
+    for _, w in ipairs(widths) do
+      blocks[w] = {}
+    end
+    for j = 1, #expiring, 2 do
+      local id, e = expiring[j], expiring[j + 1]
+      gone[#gone + 1] = id
+      expiry_pairs[#expiry_pairs + 1] = e
+      expiry_pairs[#expiry_pairs + 1] = id
+      for _, w in ipairs(widths) do
+        local b = block_of(position[id], w)
+        local in_block = blocks[w][b]
+        if not in_block then
+          in_block = {ids = {}, pairs = {}}
+          blocks[w][b] = in_block
+        end
+        in_block.ids[#in_block.ids + 1] = id
+        in_block.pairs[#in_block.pairs + 1] = e
+        in_block.pairs[#in_block.pairs + 1] = id
       end
-      if course then
-        index('course:' .. course, variant, id, position, expires, block)
+    end
+    for _, target in ipairs({old, course}) do
+      if target then
+        local t = 'course:' .. target .. ':' .. variant
+        local adding = target == course
+        if adding then
+          bulk('ZADD', prefix .. 'list:' .. t, pairs_)
+          bulk('ZADD', prefix .. 'expiry:' .. t, expiry_pairs)
+        else
+          bulk('ZREM', prefix .. 'list:' .. t, ids)
+          bulk('ZREM', prefix .. 'expiry:' .. t, gone)
+        end
+        for _, w in ipairs(widths) do
+          local registry = prefix .. 'blocks:' .. t .. ':' .. w
+          for b, in_block in pairs(blocks[w]) do
+            local key = prefix .. 'expiry:' .. t .. ':' .. w .. ':' .. b
+            if adding then
+              bulk('ZADD', key, in_block.pairs)
+              redis.call('ZADD', registry, b, b)
+            else
+              bulk('ZREM', key, in_block.ids)
+              if redis.call('EXISTS', key) == 0 then
+                redis.call('ZREM', registry, b)
+              end
+            end
+          end
+        end
       end
     end
   end
@@ -393,19 +466,24 @@ return 1
 
 /// A page of a list and its count.
 ///
-/// KEYS: the list, its expiry set, its blocks, the platform's `course-of`.
-/// ARGV: now (µs), offset, limit, the block width, the prefix of the
-/// assertions' keys, the prefix of the expiry blocks' keys, "1" to leave
-/// the expired out, a credential and a course ("" and "": no check) that
-/// must match in `course-of`. Answers the count, then each assertion's view
-/// and revocation ("" when none).
+/// KEYS: the list, its expiry set, the platform's `course-of`. ARGV: now
+/// (µs), offset, limit, the block widths (largest first), the prefix of
+/// the assertions' keys, the prefix of the list's expiry blocks' keys, "1"
+/// to leave the expired out, a credential and a course ("" and "": no
+/// check) that must match in `course-of`, the prefix of the list's blocks
+/// keys. Answers the count, then each assertion's view and revocation (""
+/// when none).
 static LIST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
-local list, expiry, blocks = KEYS[1], KEYS[2], KEYS[3]
+local list, expiry = KEYS[1], KEYS[2]
 local now = ARGV[1]
-local offset, limit, width = tonumber(ARGV[2]), tonumber(ARGV[3]), tonumber(ARGV[4])
-if ARGV[8] ~= '' and redis.call('HGET', KEYS[4], ARGV[8]) ~= ARGV[9] then
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local widths = {}
+for w in string.gmatch(ARGV[4], '%d+') do
+  widths[#widths + 1] = w
+end
+if ARGV[8] ~= '' and redis.call('HGET', KEYS[3], ARGV[8]) ~= ARGV[9] then
   return {'0'}
 end
 local total = redis.call('ZCARD', list)
@@ -414,65 +492,151 @@ if ARGV[7] == '1' then
   count = total - redis.call('ZCOUNT', expiry, '-inf', now)
 end
 
+local function int(n)
+  if n == math.huge then
+    return '+inf'
+  end
+  return string.format('%d', n)
+end
+
 -- The members `skip` to `skip + want - 1` of the list that have not
 -- expired, by counts over the blocks holding expiring members.
 local function unexpired(skip, want)
   local out = {}
-  -- Every member of the list between lo and hi is unexpired.
+  local current = tonumber(now)
+  -- Every member of the list from position lo to hi is unexpired.
   local function stretch(lo, hi)
-    local n = redis.call('ZCOUNT', list, lo, hi)
+    if lo > hi then
+      return
+    end
+    local n = redis.call('ZCOUNT', list, int(lo), int(hi))
     if skip >= n then
       skip = skip - n
       return
     end
-    local got = redis.call('ZRANGEBYSCORE', list, lo, hi, 'LIMIT', skip, want - #out)
+    local got = redis.call('ZRANGEBYSCORE', list, int(lo), int(hi), 'LIMIT', skip, want - #out)
     skip = 0
     for _, id in ipairs(got) do
       out[#out + 1] = id
     end
   end
-  local previous = '-inf'
-  for _, b in ipairs(redis.call('ZRANGE', blocks, 0, -1)) do
-    local first = tonumber(b) * width
-    local lo = string.format('%d', first)
-    local hi = string.format('%d', first + width - 1)
-    stretch(previous, '(' .. lo)
-    if #out >= want then
-      return out
-    end
-    local key = ARGV[6] .. b
-    local expired = redis.call('ZCOUNT', key, '-inf', now)
-    if expired == 0 then
-      stretch(lo, hi)
-    else
-      local n = redis.call('ZCOUNT', list, lo, hi) - expired
-      if skip >= n then
-        skip = skip - n
-      else
-        local gone = {}
-        for _, id in ipairs(redis.call('ZRANGEBYSCORE', key, '-inf', now)) do
-          gone[id] = true
-        end
-        for _, id in ipairs(redis.call('ZRANGEBYSCORE', list, lo, hi)) do
-          if not gone[id] then
-            if skip > 0 then
-              skip = skip - 1
-            else
-              out[#out + 1] = id
-              if #out >= want then
-                return out
-              end
-            end
+  -- The members of a block (expiry key `key`) from position `from` to
+  -- `hi`, the expired left out, until the page is full.
+  local function scan(key, from, hi)
+    local size = math.min(2 * want + 32, 1024)
+    from = int(from)
+    while true do
+      local got = redis.call('ZRANGEBYSCORE', list, from, int(hi), 'WITHSCORES', 'LIMIT', 0, size)
+      if #got == 0 then
+        return
+      end
+      local ids = {}
+      for j = 1, #got, 2 do
+        ids[#ids + 1] = got[j]
+      end
+      local expiries = redis.call('ZMSCORE', key, unpack(ids))
+      for j, id in ipairs(ids) do
+        local e = expiries[j]
+        if not e or tonumber(e) > current then
+          out[#out + 1] = id
+          if #out >= want then
+            return
           end
         end
       end
+      if #ids < size then
+        return
+      end
+      from = '(' .. got[#got]
     end
-    if #out >= want then
-      return out
-    end
-    previous = '(' .. hi
   end
-  stretch(previous, '+inf')
+  -- The position of the block's unexpired member after `skip` others,
+  -- by a binary search over the block's positions: the unexpired up to p
+  -- are ZCOUNT(list, lo, p) minus the expired up to p.
+  local function start_of(key, lo, hi)
+    local gone = redis.call('ZRANGEBYSCORE', key, '-inf', now)
+    local positions = {}
+    for j = 1, #gone, 512 do
+      local part = redis.call('ZMSCORE', list, unpack(gone, j, math.min(j + 511, #gone)))
+      for k = 1, #part do
+        if part[k] then
+          positions[#positions + 1] = tonumber(part[k])
+        end
+      end
+    end
+    table.sort(positions)
+    local function gone_upto(p)
+      local a, z = 0, #positions
+      while a < z do
+        local m = math.floor((a + z + 1) / 2)
+        if positions[m] <= p then
+          a = m
+        else
+          z = m - 1
+        end
+      end
+      return a
+    end
+    local a, z = lo, hi
+    while a < z do
+      local mid = math.floor((a + z) / 2)
+      if redis.call('ZCOUNT', list, lo, int(mid)) - gone_upto(mid) > skip then
+        z = mid
+      else
+        a = mid + 1
+      end
+    end
+    return a
+  end
+  -- Positions lo to hi, by the blocks of `widths[level]` that hold
+  -- expiring members; a block where the page starts is walked at the next
+  -- level, or member by member at the last.
+  local function walk(level, lo, hi)
+    local ws = widths[level]
+    local w = tonumber(ws)
+    local registry = ARGV[10] .. ws
+    local blocks
+    if hi == math.huge then
+      blocks = redis.call('ZRANGE', registry, 0, -1)
+    else
+      blocks = redis.call('ZRANGEBYSCORE', registry, int(math.floor(lo / w)),
+        int(math.floor(hi / w)))
+    end
+    local previous = lo
+    for _, b in ipairs(blocks) do
+      local first = tonumber(b) * w
+      local last = first + w - 1
+      stretch(previous, first - 1)
+      if #out >= want then
+        return
+      end
+      local key = ARGV[6] .. ws .. ':' .. b
+      local expired = redis.call('ZCOUNT', key, '-inf', now)
+      if expired == 0 then
+        stretch(first, last)
+      else
+        local n = redis.call('ZCOUNT', list, int(first), int(last)) - expired
+        if skip >= n then
+          skip = skip - n
+        elseif level < #widths then
+          walk(level + 1, first, last)
+        else
+          local from = first
+          if skip > 0 then
+            from = start_of(key, first, last)
+            skip = 0
+          end
+          scan(key, from, last)
+        end
+      end
+      if #out >= want then
+        return
+      end
+      previous = last + 1
+    end
+    stretch(previous, hi)
+  end
+  walk(1, 0, math.huge)
   return out
 end
 
@@ -700,7 +864,8 @@ pub struct RedisAssertions {
     /// The queries' connection, replaced when it breaks.
     reader: Mutex<MultiplexedConnection>,
     checkpoint: AtomicU64,
-    width: u64,
+    /// The block widths, as the scripts take them ("65536,1024").
+    widths: String,
     chunk: usize,
 }
 
@@ -722,17 +887,28 @@ impl RedisAssertions {
     /// reads where the model is. Refuses a database whose keys have another
     /// layout.
     pub async fn open(url: &str) -> Result<Self, ReadError> {
-        Self::open_with(url, WIDTH, CHUNK).await
+        Self::open_with(url, &WIDTHS, CHUNK).await
     }
 
-    async fn open_with(url: &str, width: u64, chunk: usize) -> Result<Self, ReadError> {
+    async fn open_with(url: &str, widths: &[u64], chunk: usize) -> Result<Self, ReadError> {
+        let nested = widths.windows(2).all(|w| w[1] > 0 && w[0] % w[1] == 0);
+        if widths.is_empty() || widths[0] == 0 || !nested {
+            return Err(ReadError::new(format!(
+                "block widths {widths:?}: each must divide the one before"
+            )));
+        }
+        let widths = widths
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(",");
         let client = Client::open(url).map_err(read_error)?;
         let mut reader = client
             .get_multiplexed_async_connection_with_config(&async_config())
             .await
             .map_err(read_error)?;
         let writer = blocking(|| connect_writer(&client)).map_err(read_error)?;
-        let layout = format!("{LAYOUT_VERSION} width={width}");
+        let layout = format!("{LAYOUT_VERSION} widths={widths}");
         let (stored, checkpoint): (String, Option<Position>) = redis::pipe()
             .cmd("SET")
             .arg(LAYOUT)
@@ -757,7 +933,7 @@ impl RedisAssertions {
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
             checkpoint: AtomicU64::new(checkpoint.unwrap_or(0)),
-            width,
+            widths,
             chunk,
         })
     }
@@ -824,7 +1000,7 @@ impl RedisAssertions {
                     }
                     let upto = chunk.last().map_or(0, |op| op.position);
                     let mut call = APPLY.prepare_invoke();
-                    call.key(&checkpoint).arg(&pfx).arg(self.width).arg(upto);
+                    call.key(&checkpoint).arg(&pfx).arg(&self.widths).arg(upto);
                     for op in chunk {
                         call.arg(&op.args[0]).arg(op.position).arg(&op.args[1..]);
                     }
@@ -1072,17 +1248,17 @@ impl AssertionQueries for RedisAssertions {
         let reply: Vec<String> = match LIST
             .key(format!("{pfx}list:{s}"))
             .key(format!("{pfx}expiry:{s}"))
-            .key(format!("{pfx}blocks:{s}"))
             .key(format!("{pfx}course-of"))
             .arg(micros(filter.now))
             .arg(offset.min(MAX_RANGE))
             .arg(limit.min(MAX_RANGE))
-            .arg(self.width)
+            .arg(&self.widths)
             .arg(format!("{pfx}assertion:"))
             .arg(format!("{pfx}expiry:{s}:"))
             .arg(if filter.include_expired { "0" } else { "1" })
             .arg(credential.as_ref())
             .arg(course.as_ref())
+            .arg(format!("{pfx}blocks:{s}:"))
             .invoke_async(&mut con)
             .await
         {
@@ -1321,10 +1497,10 @@ mod tests {
         }
     }
 
-    /// Blocks of 4 positions and scripts of about 3 changes: every list
-    /// crosses blocks and every batch takes several scripts.
+    /// Blocks of 16 positions split in 4, and scripts of about 3 changes:
+    /// every list crosses blocks and every batch takes several scripts.
     async fn model(server: &Server, db: u8) -> RedisAssertions {
-        RedisAssertions::open_with(&server.url(db), 4, 3)
+        RedisAssertions::open_with(&server.url(db), &[16, 4], 3)
             .await
             .expect("open")
     }
@@ -1399,10 +1575,21 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn pages_match_with_the_default_block_width_and_script_size() {
+    async fn pages_match_with_other_block_widths_and_script_sizes() {
         let server = Server::start();
-        let model = RedisAssertions::open(&server.url(0)).await.expect("open");
-        cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&model).await;
+        let default = RedisAssertions::open(&server.url(0)).await.expect("open");
+        cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&default).await;
+        for (db, widths, chunk) in [(1, &[5][..], 1), (2, &[64, 8, 2], 50)] {
+            let model = RedisAssertions::open_with(&server.url(db), widths, chunk)
+                .await
+                .expect("open");
+            cases::pages_match_a_plain_filter_of_the_log_whatever_the_offset(&model).await;
+        }
+        let error = RedisAssertions::open_with(&server.url(3), &[16, 5], 10)
+            .await
+            .err()
+            .expect("5 does not divide 16");
+        assert!(error.to_string().contains("divide"), "{error}");
     }
 
     #[tokio::test]
@@ -1610,7 +1797,7 @@ mod tests {
         let model = model(&server, 0).await;
         model.apply(&log.events);
         drop(model);
-        let reopened = RedisAssertions::open_with(&server.url(0), 4, 100)
+        let reopened = RedisAssertions::open_with(&server.url(0), &[16, 4], 100)
             .await
             .expect("open");
         assert_eq!(reopened.checkpoint(), log.events.len() as u64);
