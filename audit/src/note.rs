@@ -279,20 +279,7 @@ impl Signer {
         let rest = skey
             .strip_prefix(SKEY_PREFIX)
             .ok_or(Bad("it does not start with PRIVATE+KEY+"))?;
-        let (name, rest) = rest.split_once('+').ok_or(Bad("no key id"))?;
-        let (hex, key64) = rest.split_once('+').ok_or(Bad("no key"))?;
-        check_key_name(name)?;
-        let claimed = parse_key_id(hex).ok_or(Bad("the key id is not 8 hex digits"))?;
-        let key = BASE64
-            .decode(key64)
-            .map_err(|_| Bad("the key is not standard base64"))?;
-        let (&alg, seed) = key.split_first().ok_or(Bad("empty key"))?;
-        if alg != ALG_ED25519 {
-            return Err(NoteError::UnknownAlgorithm(alg));
-        }
-        let seed: [u8; 32] = seed
-            .try_into()
-            .map_err(|_| Bad("an Ed25519 seed is 32 bytes"))?;
+        let (name, claimed, seed) = split_key(rest, Bad)?;
         let signer = Self::from_seed(seed, name)?;
         if signer.key_id != claimed {
             return Err(NoteError::KeyIdMismatch {
@@ -388,26 +375,37 @@ pub struct Verifier {
     key: VerifyingKey,
 }
 
+/// Splits `<name>+<hex id>+<base64(0x01 ‖ 32-byte key)>` (the tail of a
+/// signer key, or a verifier key) into the name, the claimed key id and the
+/// key; `bad` names what is malformed. The base64 key may itself contain
+/// '+': the text is split at the first two.
+fn split_key(
+    text: &str,
+    bad: fn(&'static str) -> NoteError,
+) -> Result<(&str, u32, [u8; 32]), NoteError> {
+    let (name, rest) = text.split_once('+').ok_or(bad("no key id"))?;
+    let (hex, key64) = rest.split_once('+').ok_or(bad("no key"))?;
+    check_key_name(name)?;
+    let claimed = parse_key_id(hex).ok_or(bad("the key id is not 8 hex digits"))?;
+    let key = BASE64
+        .decode(key64)
+        .map_err(|_| bad("the key is not standard base64"))?;
+    let (&alg, key) = key.split_first().ok_or(bad("empty key"))?;
+    if alg != ALG_ED25519 {
+        return Err(NoteError::UnknownAlgorithm(alg));
+    }
+    let key: [u8; 32] = key
+        .try_into()
+        .map_err(|_| bad("an Ed25519 key is 32 bytes"))?;
+    Ok((name, claimed, key))
+}
+
 impl Verifier {
     /// Reads a verifier key `<name>+<hex id>+<base64(0x01 ‖ public key)>`,
     /// checking that the id is that of the name and key.
     pub fn from_vkey(vkey: &str) -> Result<Self, NoteError> {
         use NoteError::MalformedVerifierKey as Bad;
-        // The base64 key may itself contain '+': split at the first two.
-        let (name, rest) = vkey.split_once('+').ok_or(Bad("no key id"))?;
-        let (hex, key64) = rest.split_once('+').ok_or(Bad("no key"))?;
-        check_key_name(name)?;
-        let claimed = parse_key_id(hex).ok_or(Bad("the key id is not 8 hex digits"))?;
-        let key = BASE64
-            .decode(key64)
-            .map_err(|_| Bad("the key is not standard base64"))?;
-        let (&alg, public_key) = key.split_first().ok_or(Bad("empty key"))?;
-        if alg != ALG_ED25519 {
-            return Err(NoteError::UnknownAlgorithm(alg));
-        }
-        let public_key: [u8; 32] = public_key
-            .try_into()
-            .map_err(|_| Bad("an Ed25519 public key is 32 bytes"))?;
+        let (name, claimed, public_key) = split_key(vkey, Bad)?;
         let verifier = Self::from_public_key(name, public_key)?;
         if verifier.key_id != claimed {
             return Err(NoteError::KeyIdMismatch {
