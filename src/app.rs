@@ -7,7 +7,7 @@ use std::sync::Arc;
 use actix_web::web;
 use ibl_command_service::WriteState;
 use ibl_edge::metrics::{Metrics, TimedStore};
-use ibl_edge::server::{open_store, serve, start_read_side, Relay, Running};
+use ibl_edge::server::{open_store, serve, start_read_side, Role, Running};
 pub use ibl_edge::server::{Settings, POSITION_KEY_FILE, READ_MODELS_DIR};
 use ibl_events::EventStore;
 
@@ -42,7 +42,7 @@ async fn assemble(
     settings: &Settings,
 ) -> std::io::Result<Application> {
     ibl_command_service::server::migrate(&store).await?;
-    let side = start_read_side(store.clone(), metrics, settings, Relay::WhenConfigured).await?;
+    let side = start_read_side(store.clone(), metrics, settings, Role::Projector).await?;
     let write = ibl_command_service::server::app_data(web::Data::new(WriteState::new(store)));
     let read = ibl_query_service::server::app_data(settings)?;
     serve(listener, settings, side, crate::routes::api(), move |cfg| {

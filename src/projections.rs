@@ -5,7 +5,7 @@
 use std::net::TcpListener;
 
 use ibl_edge::metrics::Metrics;
-use ibl_edge::server::{open_store, serve, start_read_side, Relay, Running, Settings};
+use ibl_edge::server::{open_store, serve, start_read_side, Role, Running, Settings};
 
 pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Result<Running> {
     let metrics = Metrics::new();
@@ -16,6 +16,6 @@ pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Resul
             "no NATS_URL: events are not published"
         );
     }
-    let side = start_read_side(store, metrics, settings, Relay::WhenConfigured).await?;
+    let side = start_read_side(store, metrics, settings, Role::Projector).await?;
     serve(listener, settings, side, Vec::new(), |_| {})
 }

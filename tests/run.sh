@@ -24,5 +24,7 @@ cargo test --workspace
 echo "== iblai client compatibility"
 if [ ! -x .venv/bin/python ]; then python3 -m venv .venv; fi
 .venv/bin/pip install -q --disable-pip-version-check -r tests/compat/requirements.txt
-cargo build --bin ibl
+cargo build --bins
 IBL_BIN="$PWD/target/debug/ibl" .venv/bin/python -m pytest tests/compat -q
+echo "== iblai client compatibility, split deployment (three services, Redis, a gateway)"
+IBL_SPLIT=1 IBL_BIN="$PWD/target/debug/ibl" .venv/bin/python -m pytest tests/compat -q

@@ -7,7 +7,7 @@ use actix_web::web;
 use ibl_edge::metrics::Metrics;
 use ibl_edge::route;
 use ibl_edge::routes::{Route, CORE, CRED, SCIM};
-use ibl_edge::server::{open_store, serve, start_read_side, Relay, Running, Settings};
+use ibl_edge::server::{open_store, serve, start_read_side, Role, Running, Settings};
 
 use crate::WriteState;
 
@@ -60,7 +60,7 @@ pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Resul
     let metrics = Metrics::new();
     let store = open_store(settings, &metrics).await?;
     migrate(&store).await?;
-    let side = start_read_side(store.clone(), metrics, settings, Relay::Never).await?;
+    let side = start_read_side(store.clone(), metrics, settings, Role::Service).await?;
     let write = web::Data::new(WriteState::new(store));
     serve(listener, settings, side, table(), app_data(write))
 }

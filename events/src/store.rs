@@ -152,6 +152,14 @@ pub trait EventStore: Send + Sync + 'static {
     /// appends and, within the adapter's polling interval, when another
     /// process does.
     fn head(&self) -> tokio::sync::watch::Receiver<Position>;
+
+    /// The last committed position, asked of the store now rather than as
+    /// this process last noticed it: what a read that must see every write
+    /// acknowledged before it began waits for. The default, [`head`](Self::head),
+    /// is exact for an adapter that learns of every commit as it is made.
+    async fn last_committed(&self) -> Result<Position, StoreError> {
+        Ok(*self.head().borrow())
+    }
 }
 
 /// Reads a whole stream.

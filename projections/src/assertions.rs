@@ -31,7 +31,7 @@ use rusqlite::{params, Connection, OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::ReadModel;
+use crate::{Applied, ReadModel};
 
 /// The schema this code writes (`PRAGMA user_version`): bump it when the
 /// tables or the stored views change shape; a file of another version is
@@ -195,6 +195,9 @@ impl ReadError {
 /// Async, so that an adapter over the network does not block a worker.
 #[async_trait::async_trait]
 pub trait AssertionQueries: Send + Sync + 'static {
+    /// The backend's name, as `/readyz` shows it.
+    fn backend(&self) -> &'static str;
+
     /// Any platform's assertion: for public verification.
     async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError>;
 
@@ -230,6 +233,10 @@ pub trait AssertionQueries: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 impl AssertionQueries for AssertionsModel {
+    fn backend(&self) -> &'static str {
+        "read_models"
+    }
+
     async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
         AssertionsModel::assertion(self, entity_id)
     }
@@ -750,7 +757,16 @@ impl ReadModel for AssertionsModel {
         self.shared.checkpoint.load(Ordering::Acquire)
     }
 
-    fn apply(&self, batch: &[RecordedEvent]) {
+    fn apply(&self, batch: &[RecordedEvent]) -> Applied {
+        self.take(batch);
+        Applied::Done
+    }
+}
+
+impl AssertionsModel {
+    /// Applies a batch: into the tail when its events may wait, else
+    /// written now.
+    fn take(&self, batch: &[RecordedEvent]) {
         let checkpoint = self.checkpoint();
         let events: Vec<&RecordedEvent> =
             batch.iter().filter(|e| e.position > checkpoint).collect();

@@ -13,7 +13,7 @@ use ibl_events::platform::{
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
-use crate::{ReadModel, Snapshot};
+use crate::{Applied, ReadModel, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlatformView {
@@ -312,7 +312,7 @@ impl ReadModel for CredentialsModel {
         self.read().checkpoint
     }
 
-    fn apply(&self, batch: &[RecordedEvent]) {
+    fn apply(&self, batch: &[RecordedEvent]) -> Applied {
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         for event in batch {
             if event.position <= s.checkpoint {
@@ -326,6 +326,7 @@ impl ReadModel for CredentialsModel {
             }
             s.checkpoint = event.position;
         }
+        Applied::Done
     }
 }
 

@@ -19,5 +19,5 @@ pub mod snapshot;
 #[cfg(test)]
 mod testing;
 
-pub use runtime::{Projections, ReadModel};
+pub use runtime::{Applied, Projections, ReadModel};
 pub use snapshot::Snapshot;

@@ -42,7 +42,7 @@ use ibl_events::{DomainEvent, Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
 pub use crate::credentials::Page;
-use crate::ReadModel;
+use crate::{Applied, ReadModel};
 
 /// The platform key of global roles: roles created with no platform (`""`)
 /// are listed on every platform that asks for `include_global_roles`, and a
@@ -1705,7 +1705,7 @@ impl ReadModel for RbacModel {
         self.read().checkpoint
     }
 
-    fn apply(&self, batch: &[RecordedEvent]) {
+    fn apply(&self, batch: &[RecordedEvent]) -> Applied {
         let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
         for event in batch {
             if event.position <= s.checkpoint {
@@ -1720,6 +1720,7 @@ impl ReadModel for RbacModel {
             s.checkpoint = event.position;
         }
         s.flush();
+        Applied::Done
     }
 }
 

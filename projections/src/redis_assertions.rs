@@ -143,7 +143,7 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{LazyLock, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -151,12 +151,13 @@ use ibl_events::credentials::{AssertionEvent, CredentialEvent, Recipient};
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script};
+use tokio::sync::watch;
 
 use crate::assertions::{
     AssertionFilter, AssertionQueries, AssertionView, IdempotencyRecord, ReadError, Revocation,
 };
 use crate::credentials::Page;
-use crate::ReadModel;
+use crate::{Applied, ReadModel};
 
 /// The widths of the expiry blocks, in log positions: blocks of 65,536
 /// positions, each split in blocks of 1,024 (each width divides the one
@@ -459,7 +460,7 @@ local current = tonumber(redis.call('GET', KEYS[1]) or '0')
 if tonumber(ARGV[1]) > current then
   redis.call('SET', KEYS[1], ARGV[1])
 end
-return 1
+return current
 "#,
     )
 });
@@ -723,6 +724,11 @@ fn credential_lookup(id: &str) -> String {
     format!("ibl:credential-platform:{}", esc(id))
 }
 
+/// The layout of a model with these block widths.
+fn layout(widths: &str) -> String {
+    format!("{LAYOUT_VERSION} widths={widths}")
+}
+
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
@@ -740,6 +746,16 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 
 fn read_error(e: RedisError) -> ReadError {
     ReadError::new(format!("redis: {e}"))
+}
+
+/// How far [`RedisAssertions::write`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Written {
+    Done,
+    /// Stopped after the scripts it was allowed (tests).
+    Partly,
+    /// The server had lost the model: nothing can be resumed.
+    Lost,
 }
 
 /// What an event changes, decoded once per batch.
@@ -890,6 +906,47 @@ impl RedisAssertions {
         Self::open_with(url, &WIDTHS, CHUNK).await
     }
 
+    /// Follows the model as another process writes it: its global
+    /// checkpoint, read every `every`, as a watch (what a read with
+    /// `X-Min-Position` waits on). A failed read keeps the last position
+    /// (queries answer 503 meanwhile). The task stops when the model or
+    /// every receiver is dropped.
+    pub fn follow(self: &Arc<Self>, every: Duration) -> watch::Receiver<Position> {
+        let (tx, rx) = watch::channel(self.checkpoint());
+        let model = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                let Some(model) = model.upgrade().filter(|_| !tx.is_closed()) else {
+                    return;
+                };
+                let mut con = model.reader();
+                let read = redis::cmd("GET")
+                    .arg(GLOBAL_CHECKPOINT)
+                    .query_async::<Option<Position>>(&mut con)
+                    .await;
+                match read {
+                    Ok(position) => {
+                        failing = false;
+                        let position = position.unwrap_or(0);
+                        tx.send_if_modified(|p| std::mem::replace(p, position) != position);
+                    }
+                    Err(e) => {
+                        let error = model.failed(e).await;
+                        if !failing {
+                            tracing::warn!(%error, "cannot read the Redis assertions' checkpoint");
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
     async fn open_with(url: &str, widths: &[u64], chunk: usize) -> Result<Self, ReadError> {
         let nested = widths.windows(2).all(|w| w[1] > 0 && w[0] % w[1] == 0);
         if widths.is_empty() || widths[0] == 0 || !nested {
@@ -908,7 +965,7 @@ impl RedisAssertions {
             .await
             .map_err(read_error)?;
         let writer = blocking(|| connect_writer(&client)).map_err(read_error)?;
-        let layout = format!("{LAYOUT_VERSION} widths={widths}");
+        let layout = layout(&widths);
         let (stored, checkpoint): (String, Option<Position>) = redis::pipe()
             .cmd("SET")
             .arg(LAYOUT)
@@ -936,6 +993,10 @@ impl RedisAssertions {
             widths,
             chunk,
         })
+    }
+
+    fn layout(&self) -> String {
+        layout(&self.widths)
     }
 
     fn reader(&self) -> MultiplexedConnection {
@@ -977,18 +1038,25 @@ impl RedisAssertions {
         result
     }
 
-    /// Writes the changes of a batch ending at `last`: the lookups, each
-    /// platform's scripts, then the global checkpoint. With `scripts`, stops
-    /// after that many scripts (a crash, for the tests): when they are all
-    /// the batch's, before the global checkpoint. Answers whether it wrote
-    /// everything.
+    /// Writes the changes of a batch ending at `last` onto the model at
+    /// `from`: the lookups, each platform's scripts, then the global
+    /// checkpoint. With `scripts`, stops after that many scripts (a crash,
+    /// for the tests): when they are all the batch's, before the global
+    /// checkpoint. Answers [`Written::Lost`] when the server's global
+    /// checkpoint was found behind `from`, before or after the batch: it
+    /// lost what it held (it came back empty, or from an older dump).
     fn write(
         &self,
         changes: &[Change],
+        from: Position,
         last: Position,
         scripts: Option<usize>,
-    ) -> RedisResult<bool> {
+    ) -> RedisResult<Written> {
         self.with_writer(|con| {
+            let stored: Option<Position> = redis::cmd("GET").arg(GLOBAL_CHECKPOINT).query(con)?;
+            if stored.unwrap_or(0) < from {
+                return Ok(Written::Lost);
+            }
             let ops = self.plan(con, changes)?;
             let mut left = scripts;
             for (platform, ops) in &ops {
@@ -996,7 +1064,7 @@ impl RedisAssertions {
                 let checkpoint = format!("{pfx}checkpoint:assertions");
                 for chunk in chunks(ops, self.chunk) {
                     if left == Some(0) {
-                        return Ok(false);
+                        return Ok(Written::Partly);
                     }
                     let upto = chunk.last().map_or(0, |op| op.position);
                     let mut call = APPLY.prepare_invoke();
@@ -1009,13 +1077,45 @@ impl RedisAssertions {
                 }
             }
             if left == Some(0) {
-                return Ok(false); // the crash before the global checkpoint
+                return Ok(Written::Partly); // the crash before the global checkpoint
             }
-            MOVE_CHECKPOINT
+            let before: Position = MOVE_CHECKPOINT
                 .key(GLOBAL_CHECKPOINT)
                 .arg(last)
-                .invoke::<i64>(con)
-                .map(|_| true)
+                .invoke(con)?;
+            Ok(if before < from {
+                Written::Lost
+            } else {
+                Written::Done
+            })
+        })
+    }
+
+    /// Deletes every key of the model (a server that lost part of them:
+    /// what is left cannot be resumed from) and writes the layout again.
+    fn clear(&self) -> RedisResult<()> {
+        self.with_writer(|con| {
+            for pattern in [
+                "ibl:{*",
+                "ibl:assertion-platform:*",
+                "ibl:credential-platform:*",
+            ] {
+                let keys = redis::Commands::scan_match::<_, String>(con, pattern)?
+                    .collect::<RedisResult<Vec<String>>>()?;
+                for some in keys.chunks(1_000) {
+                    redis::cmd("UNLINK").arg(some).query::<()>(con)?;
+                }
+            }
+            redis::pipe()
+                .cmd("DEL")
+                .arg(GLOBAL_CHECKPOINT)
+                .ignore()
+                .cmd("SET")
+                .arg(LAYOUT)
+                .arg(self.layout())
+                .arg("NX")
+                .ignore()
+                .query::<()>(con)
         })
     }
 
@@ -1188,6 +1288,10 @@ const MAX_RANGE: usize = 1 << 40;
 
 #[async_trait::async_trait]
 impl AssertionQueries for RedisAssertions {
+    fn backend(&self) -> &'static str {
+        "redis"
+    }
+
     async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
         let mut con = self.reader();
         let platform: Option<String> = match redis::cmd("GET")
@@ -1375,27 +1479,46 @@ impl ReadModel for RedisAssertions {
 
     /// Applies the batch's events past the checkpoint; retries until Redis
     /// takes them (see the module).
-    fn apply(&self, batch: &[RecordedEvent]) {
+    fn apply(&self, batch: &[RecordedEvent]) -> Applied {
         let checkpoint = self.checkpoint();
         let events: Vec<&RecordedEvent> =
             batch.iter().filter(|e| e.position > checkpoint).collect();
         let Some(last) = events.last().map(|e| e.position) else {
-            return;
+            return Applied::Done;
         };
         let changes = decode(&events);
+        let retrying = |error: RedisError, delay: &mut Duration| {
+            tracing::warn!(
+                %error, position = last,
+                "the Redis assertions read model could not apply a batch; retrying"
+            );
+            std::thread::sleep(*delay);
+            *delay = (*delay * 2).min(Duration::from_secs(5));
+        };
         blocking(|| {
             let mut delay = Duration::from_millis(50);
-            while let Err(error) = self.write(&changes, last, None) {
-                // (Without a limit, a success is a complete write.)
-                tracing::warn!(
-                    %error, position = last,
-                    "the Redis assertions read model could not apply a batch; retrying"
-                );
-                std::thread::sleep(delay);
-                delay = (delay * 2).min(Duration::from_secs(5));
+            loop {
+                match self.write(&changes, checkpoint, last, None) {
+                    // (Without a limit, a write is never partial.)
+                    Ok(Written::Done | Written::Partly) => {
+                        self.checkpoint.store(last, Ordering::Release);
+                        return Applied::Done;
+                    }
+                    Ok(Written::Lost) => break,
+                    Err(error) => retrying(error, &mut delay),
+                }
             }
-        });
-        self.checkpoint.store(last, Ordering::Release);
+            tracing::warn!(
+                position = checkpoint,
+                "the Redis server lost the assertions read model (its checkpoint is behind this \
+                 projector's): rebuilding it from the log"
+            );
+            while let Err(error) = self.clear() {
+                retrying(error, &mut delay);
+            }
+            self.checkpoint.store(0, Ordering::Release);
+            Applied::Rewound
+        })
     }
 }
 
@@ -1516,8 +1639,10 @@ mod tests {
         fn apply_partly(&self, batch: &[RecordedEvent], scripts: usize) -> bool {
             let events: Vec<&RecordedEvent> = batch.iter().collect();
             let last = batch.last().map_or(0, |e| e.position);
-            self.write(&decode(&events), last, Some(scripts))
-                .expect("write")
+            let written = self
+                .write(&decode(&events), self.checkpoint(), last, Some(scripts))
+                .expect("write");
+            written == Written::Done
         }
     }
 
@@ -1812,7 +1937,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_query_fails_while_redis_is_down_and_apply_waits_for_it() {
+    async fn a_query_fails_while_redis_is_down_apply_waits_and_a_server_back_empty_is_rebuilt() {
         let server = Server::start();
         let port = server.port;
         let log = sample();
@@ -1825,14 +1950,19 @@ mod tests {
             .assertions("acme", &crate::testing::filter(false, false), 0, 10)
             .await
             .is_err());
-        let (restarted, ()) = std::thread::scope(|s| {
+        let (restarted, applied) = std::thread::scope(|s| {
             let applying = s.spawn(|| model.apply(&log.events[5..]));
             std::thread::sleep(Duration::from_millis(400));
             assert!(!applying.is_finished(), "apply waits for Redis");
-            // The server comes back, empty: the batch is written to it.
+            // The server comes back, empty: the model sees it lost what it
+            // held, clears it and goes back to 0.
             let restarted = Server::start_on(port).expect("restart on the same port");
             (restarted, applying.join().expect("apply"))
         });
+        assert_eq!(applied, Applied::Rewound);
+        assert_eq!(model.checkpoint(), 0);
+        // The projector reads the log again from 0.
+        assert_eq!(model.apply(&log.events), Applied::Done);
         assert_eq!(model.checkpoint(), log.events.len() as u64);
         let mut read = model.assertion("a3").await;
         for _ in 0..3 {
@@ -1844,6 +1974,10 @@ mod tests {
         let a3 = read
             .expect("read again")
             .expect("written after the restart");
+        assert!(
+            model.assertion("a1").await.expect("read").is_some(),
+            "what the server lost is written again"
+        );
         assert!(a3.revoked.is_some());
         drop(restarted);
     }

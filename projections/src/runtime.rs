@@ -15,13 +15,28 @@ pub trait ReadModel: Send + Sync + 'static {
     fn checkpoint(&self) -> Position;
     /// Applies a batch in order, skipping events at or below the checkpoint,
     /// and moves the checkpoint to the last event in the same atomic step.
-    fn apply(&self, batch: &[RecordedEvent]);
+    /// May block (a model in another server waits for it).
+    fn apply(&self, batch: &[RecordedEvent]) -> Applied;
+}
+
+/// What became of a batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    /// Applied: the checkpoint is the batch's last event.
+    Done,
+    /// The model's store lost what it held (a Redis server that came back
+    /// empty): the model was cleared, its checkpoint went back, and the
+    /// projector reads the log again from there.
+    Rewound,
 }
 
 /// The projectors of one process and how far they have got.
 #[derive(Clone)]
 pub struct Projections {
+    /// The models this process applies.
     progress: Vec<(&'static str, watch::Receiver<Position>)>,
+    /// The models another process applies.
+    observed: Vec<(&'static str, watch::Receiver<Position>)>,
 }
 
 const BATCH: usize = 2048;
@@ -42,38 +57,38 @@ impl Projections {
             followers.push((model, tx));
         }
         let task = tokio::spawn(run(store, followers));
-        (Self { progress }, vec![task])
+        let observed = Vec::new();
+        (Self { progress, observed }, vec![task])
     }
 
     /// Adds a model another process applies (a read model in Redis that
     /// the projections process writes): `progress` follows its checkpoint,
     /// and [`wait_for`](Self::wait_for) waits for it too.
+    /// [`catch_up`](Self::catch_up) does not wait for it: that process
+    /// may be behind, or down.
     pub fn observe(&mut self, name: &'static str, progress: watch::Receiver<Position>) {
-        self.progress.push((name, progress));
+        self.observed.push((name, progress));
+    }
+
+    fn all(&self) -> impl Iterator<Item = &(&'static str, watch::Receiver<Position>)> {
+        self.progress.iter().chain(&self.observed)
     }
 
     /// The lowest position every model has reached.
     pub fn position(&self) -> Position {
-        self.progress
-            .iter()
-            .map(|(_, p)| *p.borrow())
-            .min()
-            .unwrap_or(0)
+        self.all().map(|(_, p)| *p.borrow()).min().unwrap_or(0)
     }
 
     /// Each model's name and the position it has reached.
     pub fn positions(&self) -> Vec<(&'static str, Position)> {
-        self.progress
-            .iter()
-            .map(|(n, p)| (*n, *p.borrow()))
-            .collect()
+        self.all().map(|(n, p)| (*n, *p.borrow())).collect()
     }
 
     /// Waits until every model has applied `position`. Returns false on
     /// timeout.
     pub async fn wait_for(&self, position: Position, timeout: Duration) -> bool {
         let all = async {
-            for (_, rx) in &self.progress {
+            for (_, rx) in self.all() {
                 let mut rx = rx.clone();
                 if rx.wait_for(|p| *p >= position).await.is_err() {
                     return false;
@@ -84,17 +99,22 @@ impl Projections {
         tokio::time::timeout(timeout, all).await.unwrap_or(false)
     }
 
-    /// Waits until every model has caught up with the store's head as it is
-    /// now (used at start-up, before the service answers `/healthz`).
+    /// Waits until every model this process applies has caught up with the
+    /// store's head as it is now (used at start-up, before the service
+    /// answers `/healthz`).
     pub async fn catch_up(&self, store: &dyn EventStore) -> bool {
         let head = *store.head().borrow();
-        self.wait_for(head, Duration::from_secs(3600)).await
+        let own = Self {
+            progress: self.progress.clone(),
+            observed: Vec::new(),
+        };
+        own.wait_for(head, Duration::from_secs(3600)).await
     }
 }
 
 async fn run(
     store: Arc<dyn EventStore>,
-    models: Vec<(Arc<dyn ReadModel>, watch::Sender<Position>)>,
+    mut models: Vec<(Arc<dyn ReadModel>, watch::Sender<Position>)>,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -110,13 +130,23 @@ async fn run(
         while let Some(batch) = incoming.recv().await {
             match batch {
                 Ok(batch) => {
-                    // In place: a model applies a batch in memory (the
-                    // assertions' file is written by a thread of its own).
-                    for (model, tx) in &models {
-                        model.apply(&batch);
-                        tx.send_replace(model.checkpoint());
-                    }
+                    // Off the async thread: a model may wait for its server.
+                    let (back, applied) = tokio::task::spawn_blocking(move || {
+                        let mut rewound = false;
+                        for (model, tx) in &models {
+                            rewound |= model.apply(&batch) == Applied::Rewound;
+                            tx.send_replace(model.checkpoint());
+                        }
+                        (models, rewound)
+                    })
+                    .await
+                    .expect("a read model panicked");
+                    models = back;
                     backoff = Duration::from_millis(50);
+                    if applied {
+                        failure = Some("a read model was rewound".to_owned());
+                        break;
+                    }
                 }
                 Err(e) => {
                     failure = Some(e.to_string());
@@ -208,6 +238,60 @@ mod tests {
         assert_eq!(
             rebuilt.credentials("acme", &all, 0, 100).items,
             live.credentials("acme", &all, 0, 100).items
+        );
+    }
+
+    /// A model that sums the positions it applied, and loses everything
+    /// once, at the batch that crosses `lose_at` (as a Redis server that
+    /// came back empty).
+    struct Forgetful {
+        state: std::sync::Mutex<(Position, u64, Option<Position>)>,
+    }
+
+    impl ReadModel for Forgetful {
+        fn name(&self) -> &'static str {
+            "forgetful"
+        }
+
+        fn checkpoint(&self) -> Position {
+            self.state.lock().unwrap().0
+        }
+
+        fn apply(&self, batch: &[RecordedEvent]) -> Applied {
+            let mut s = self.state.lock().unwrap();
+            if s.2.is_some_and(|at| batch.iter().any(|e| e.position >= at)) {
+                *s = (0, 0, None);
+                return Applied::Rewound;
+            }
+            for e in batch {
+                if e.position > s.0 {
+                    s.1 += e.position;
+                    s.0 = e.position;
+                }
+            }
+            Applied::Done
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rewound_model_is_fed_the_log_again_from_its_new_checkpoint() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let model = Arc::new(Forgetful {
+            state: std::sync::Mutex::new((0, 0, Some(30))),
+        });
+        let (projections, _tasks) = Projections::start(store.clone(), vec![model.clone()]);
+        let mut last = 0;
+        for i in 0..60 {
+            last = create(store.as_ref(), &format!("c{i}")).await;
+        }
+        assert!(projections.wait_for(last, Duration::from_secs(5)).await);
+        let (checkpoint, sum, lose) = *model.state.lock().unwrap();
+        assert_eq!(lose, None, "it lost its state once");
+        assert_eq!(checkpoint, last);
+        assert_eq!(
+            sum,
+            (1..=last).sum::<u64>(),
+            "every event once, after the loss"
         );
     }
 

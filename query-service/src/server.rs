@@ -6,7 +6,7 @@ use actix_web::web;
 use ibl_edge::metrics::Metrics;
 use ibl_edge::route;
 use ibl_edge::routes::{Route, CORE, CRED, SCIM};
-use ibl_edge::server::{open_store, serve, start_read_side, Relay, Running, Settings};
+use ibl_edge::server::{open_store, serve, start_read_side, Role, Running, Settings};
 
 use crate::ratelimit::{Rate, RateLimiter};
 use crate::routes::PublicLimit;
@@ -58,6 +58,6 @@ pub fn app_data(
 pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Result<Running> {
     let metrics = Metrics::new();
     let store = open_store(settings, &metrics).await?;
-    let side = start_read_side(store, metrics, settings, Relay::Never).await?;
+    let side = start_read_side(store, metrics, settings, Role::Service).await?;
     serve(listener, settings, side, table(), app_data(settings)?)
 }

@@ -14,6 +14,7 @@ mod operations;
 mod processes;
 mod rbac;
 mod rbac_routes;
+mod redis;
 mod relay;
 mod restart;
 mod schema;

@@ -193,3 +193,366 @@ fn an_unreachable_eventstore_is_named_and_nothing_falls_back_to_the_embedded_sto
         "no embedded store was made"
     );
 }
+
+/// `GET` with the key and a minimum position; answers the JSON body.
+fn read_at(base: &str, path: &str, auth: &str, position: &str) -> Value {
+    let (status, res) = code(
+        agent()
+            .get(&format!("{base}{path}"))
+            .set("Authorization", auth)
+            .set("X-Min-Position", position)
+            .call(),
+    );
+    let res = res.unwrap();
+    assert_eq!(
+        status,
+        200,
+        "{path}: {}",
+        res.into_string().unwrap_or_default()
+    );
+    res.into_json().unwrap()
+}
+
+/// Every page of the platform's assertion list (revoked ones included),
+/// as the query service at `base` answers them.
+fn all_assertions(base: &str, auth: &str, position: &str) -> (u64, Vec<Value>) {
+    let mut items = Vec::new();
+    let mut count = 0;
+    for page in 1.. {
+        let path = format!(
+            "/api/credentials/orgs/acme/users/admin/assertions/?include_revoked=true&page_size=100&page={page}"
+        );
+        let body = read_at(base, &path, auth, position);
+        count = body["count"].as_u64().expect("count");
+        let results = body["data"].as_array().expect("data").clone();
+        let last = results.len() < 100;
+        items.extend(results);
+        if last || items.len() as u64 >= count {
+            break;
+        }
+    }
+    (count, items)
+}
+
+/// The log's events on JetStream: each one's `Ibl-Position`, in stream
+/// order.
+fn published_positions(url: &str) -> Vec<u64> {
+    use async_nats::jetstream::{self, consumer::pull};
+    use futures_util::StreamExt;
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(url).await.expect("connect"));
+        let stream = js.get_stream("IBL_EVENTS").await.expect("the stream");
+        let consumer = stream
+            .create_consumer(pull::Config::default())
+            .await
+            .expect("a consumer");
+        let mut positions = Vec::new();
+        loop {
+            let mut batch = consumer
+                .fetch()
+                .max_messages(1_000)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await
+                .expect("messages");
+            let before = positions.len();
+            while let Some(message) = batch.next().await {
+                let message = message.expect("a message");
+                let headers = message.headers.clone().expect("headers");
+                let position = headers.get("Ibl-Position").expect("Ibl-Position");
+                positions.push(position.as_str().parse().expect("a position"));
+                message.ack().await.expect("ack");
+            }
+            if positions.len() == before {
+                return positions;
+            }
+        }
+    })
+}
+
+/// The issue's end-to-end check of the split deployment: Redis, NATS and
+/// the three binaries as separate processes, the command service and
+/// projections on one embedded store. The projections process is killed
+/// with SIGKILL in the middle of 10,000 writes and started again; the
+/// Redis read model then answers exactly what a rebuild from position 0
+/// into another database answers, and every event is on NATS once.
+#[test]
+fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    let redis = crate::redis::Redis::start();
+    let nats = crate::relay::start_nats();
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let live = redis.url(0);
+    let projector_env = [
+        ("REDIS_URL", live.as_str()),
+        ("NATS_URL", nats.url.as_str()),
+    ];
+    let mut projections = Server::start_binary(PROJECTIONS, dir.path(), &projector_env);
+    let commands = Server::start_binary(COMMAND, dir.path(), &[("REDIS_URL", &live)]);
+    // (One public URL for both query services: the answers carry it.)
+    let public = ("IBL_PUBLIC_URL", "https://api.example.test");
+    let queries = Server::start_binary(QUERY, dir.path(), &[("REDIS_URL", &live), public]);
+    let credentials = "/api/credentials/orgs/acme/users/admin/";
+
+    let (status, res) = code(
+        agent()
+            .post(&format!("{}{credentials}", commands.base))
+            .set("Authorization", &auth)
+            .send_json(json!({"name": "Split badge"})),
+    );
+    assert_eq!(status, 200, "{}", commands.log());
+    let created: Value = res.unwrap().into_json().unwrap();
+    let credential = created["result"]["credential_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let bulk = format!(
+        "{}{credentials}{credential}/assertions/bulk/",
+        commands.base
+    );
+    let ready: Value = agent()
+        .get(&format!("{}/readyz", queries.base))
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(ready["backends"]["redis"]["state"], "up", "{ready}");
+
+    // One issue, read at once through the query service: from Redis, once
+    // the projections process has written it there.
+    let (status, res) = code(
+        agent()
+            .post(&bulk)
+            .set("Authorization", &auth)
+            .send_json(json!({"recipients": [{"email": "first@x.test"}]})),
+    );
+    assert_eq!(status, 200);
+    let res = res.unwrap();
+    let position = res.header("X-Position").unwrap().to_owned();
+    let first: Value = res.into_json().unwrap();
+    let first = first["issued"][0]["entityId"].as_str().unwrap().to_owned();
+    let read = read_at(
+        &queries.base,
+        &format!("{credentials}assertions/{first}"),
+        &auth,
+        &position,
+    );
+    assert_eq!(read["entityId"], first.as_str(), "{read}");
+
+    // 10,000 writes from 4 clients (bulk requests of 100); the projections
+    // process is killed after a third of them and started again.
+    const CLIENTS: usize = 4;
+    const REQUESTS: usize = 25;
+    let done = AtomicUsize::new(0);
+    let last_positions = std::thread::scope(|s| {
+        let writers: Vec<_> = (0..CLIENTS)
+            .map(|c| {
+                let (bulk, auth, done) = (&bulk, &auth, &done);
+                s.spawn(move || {
+                    let mut last = String::new();
+                    for r in 0..REQUESTS {
+                        let recipients: Vec<Value> = (0..100)
+                            .map(|i| json!({"email": format!("c{c}-r{r}-{i}@x.test")}))
+                            .collect();
+                        let res = agent()
+                            .post(bulk)
+                            .set("Authorization", auth)
+                            .send_json(json!({ "recipients": recipients }))
+                            .expect("a bulk issue");
+                        last = res.header("X-Position").unwrap().to_owned();
+                        let body: Value = res.into_json().unwrap();
+                        assert_eq!(body["issued"].as_array().unwrap().len(), 100);
+                        done.fetch_add(1, Ordering::SeqCst);
+                    }
+                    last
+                })
+            })
+            .collect();
+        while done.load(Ordering::SeqCst) < CLIENTS * REQUESTS / 3 {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        // SAFETY: a signal to our own child process.
+        unsafe { libc::kill(projections.pid(), libc::SIGKILL) };
+        projections.wait(Duration::from_secs(10)).expect("killed");
+        let killed_at = done.load(Ordering::SeqCst);
+        assert!(killed_at < CLIENTS * REQUESTS, "killed mid-load");
+        projections = Server::start_binary(PROJECTIONS, dir.path(), &projector_env);
+        writers
+            .into_iter()
+            .map(|w| w.join().expect("a writer"))
+            .collect::<Vec<_>>()
+    });
+
+    // Ten revocations, then the last write's position.
+    let list = read_at(
+        &queries.base,
+        &format!("{credentials}assertions/?page_size=10"),
+        &auth,
+        &last_positions[0],
+    );
+    let mut position = String::new();
+    for item in list["data"].as_array().unwrap() {
+        let id = item["entityId"].as_str().unwrap();
+        let res = agent()
+            .put(&format!("{}{credentials}assertions/{id}", commands.base))
+            .set("Authorization", &auth)
+            .send_json(json!({"revoked": true, "revocationReason": "test"}))
+            .expect("a revocation");
+        position = res.header("X-Position").unwrap().to_owned();
+    }
+
+    // Every write, through the query service on the Redis model.
+    let (count, live_items) = all_assertions(&queries.base, &auth, &position);
+    assert_eq!(count, 1 + (CLIENTS * REQUESTS * 100) as u64);
+    assert_eq!(live_items.len() as u64, count);
+    let revoked = live_items
+        .iter()
+        .filter(|a| a["revoked"] == json!(true))
+        .count();
+    assert_eq!(revoked, 10);
+
+    // A rebuild from position 0 into another database answers the same.
+    let rebuilt = redis.url(1);
+    let rebuild_dir = tempfile::tempdir().unwrap();
+    let rebuild_env = [
+        ("REDIS_URL", rebuilt.as_str()),
+        ("IBL_READ_MODELS_DIR", rebuild_dir.path().to_str().unwrap()),
+    ];
+    let _rebuilder = Server::start_binary(PROJECTIONS, dir.path(), &rebuild_env);
+    let reader = Server::start_binary(QUERY, dir.path(), &[("REDIS_URL", &rebuilt), public]);
+    let (rebuilt_count, rebuilt_items) = all_assertions(&reader.base, &auth, &position);
+    assert_eq!(rebuilt_count, count);
+    if let Some((live, rebuilt)) = live_items.iter().zip(&rebuilt_items).find(|(a, b)| a != b) {
+        panic!("the live Redis model differs from a rebuild:\n{live}\n{rebuilt}");
+    }
+
+    // Every event on NATS once, in order, after the projector's restart.
+    let head = {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let text = agent()
+                .get(&format!("{}/metrics", projections.base))
+                .call()
+                .unwrap()
+                .into_string()
+                .unwrap();
+            let metric = |name: &str| crate::helpers::metric(&text, name);
+            if metric("ibl_relay_lag_events ") == Some(0.0) {
+                break metric("ibl_store_head_position ").expect("head") as u64;
+            }
+            assert!(std::time::Instant::now() < deadline, "{text}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    };
+    let published = published_positions(&nats.url);
+    assert_eq!(published, (1..=head).collect::<Vec<_>>());
+}
+
+/// Redis stopped under load and started again empty: reads answer 503
+/// with `Retry-After` meanwhile, writes answer 200 or 503 (a 503 wrote
+/// nothing), never a 500; the projector rebuilds the model, and every
+/// acknowledged write is read back.
+#[test]
+fn redis_stopped_under_load_answers_503_and_back_empty_is_rebuilt_with_every_write() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let mut redis = crate::redis::Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let url = redis.url(0);
+    let env = [("REDIS_URL", url.as_str())];
+    let _projections = Server::start_binary(PROJECTIONS, dir.path(), &env);
+    let commands = Server::start_binary(COMMAND, dir.path(), &env);
+    let queries = Server::start_binary(QUERY, dir.path(), &env);
+    let credentials = "/api/credentials/orgs/acme/users/admin/";
+    let created: Value = agent()
+        .post(&format!("{}{credentials}", commands.base))
+        .set("Authorization", &auth)
+        .send_json(json!({"name": "Through an outage"}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let credential = created["result"]["credential_id"].as_str().unwrap();
+    let issue = format!("{}{credentials}{credential}/assertions/", commands.base);
+    let list = format!("{}{credentials}assertions/?page_size=1", queries.base);
+
+    let stop = AtomicBool::new(false);
+    let (writes, reads) = std::thread::scope(|s| {
+        let writer = s.spawn(|| {
+            let mut answers = Vec::new();
+            for i in 0.. {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let (status, res) = code(
+                    agent()
+                        .post(&issue)
+                        .set("Authorization", &auth)
+                        .send_json(json!({"recipient": {"email": format!("l{i}@x.test")}})),
+                );
+                let position = res
+                    .and_then(|r| r.header("X-Position").map(str::to_owned))
+                    .filter(|_| status == 200);
+                answers.push((status, position));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            answers
+        });
+        let reader = s.spawn(|| {
+            let mut answers = Vec::new();
+            while !stop.load(Ordering::SeqCst) {
+                let (status, res) = code(agent().get(&list).set("Authorization", &auth).call());
+                let retry = res.and_then(|r| r.header("Retry-After").map(str::to_owned));
+                answers.push((status, retry));
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            answers
+        });
+        std::thread::sleep(Duration::from_millis(500));
+        redis.restart_empty_after(|| std::thread::sleep(Duration::from_millis(1500)));
+        std::thread::sleep(Duration::from_millis(1000));
+        stop.store(true, Ordering::SeqCst);
+        (writer.join().unwrap(), reader.join().unwrap())
+    });
+
+    let unexpected: Vec<_> = writes
+        .iter()
+        .filter(|(s, _)| ![200, 503].contains(s))
+        .collect();
+    assert!(unexpected.is_empty(), "writes: {unexpected:?}");
+    assert!(
+        reads.iter().all(|(s, _)| [200, 503].contains(s)),
+        "reads: {:?}",
+        reads.iter().map(|(s, _)| s).collect::<Vec<_>>()
+    );
+    let unavailable: Vec<_> = reads.iter().filter(|(s, _)| *s == 503).collect();
+    assert!(!unavailable.is_empty(), "reads failed while Redis was down");
+    assert!(
+        unavailable.iter().all(|(_, retry)| retry.is_some()),
+        "a 503 says when to retry"
+    );
+    assert!(
+        reads.last().is_some_and(|(s, _)| *s == 200),
+        "reads recover"
+    );
+
+    // Every acknowledged issue is in the rebuilt model, and nothing else.
+    let acknowledged = writes.iter().filter(|(s, _)| *s == 200).count();
+    let last = writes
+        .iter()
+        .rev()
+        .find_map(|(_, p)| p.clone())
+        .expect("writes succeeded");
+    let body = read_at(
+        &queries.base,
+        &format!("{credentials}assertions/?page_size=1"),
+        &auth,
+        &last,
+    );
+    assert_eq!(body["count"].as_u64(), Some(acknowledged as u64), "{body}");
+}

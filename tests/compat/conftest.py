@@ -9,6 +9,8 @@ paths).
 
 from __future__ import annotations
 
+import http.client
+import http.server
 import json
 import os
 import shutil
@@ -16,8 +18,10 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -129,44 +133,154 @@ def _wait_key_visible(base: str, tenant: Tenant) -> None:
     raise RuntimeError(f"key of {tenant.key} not accepted after {KEY_VISIBLE_TIMEOUT_S} s (last {status})")
 
 
+def _start(command: list[str], log_path: Path, env: dict | None = None) -> tuple[subprocess.Popen, str]:
+    """Starts one process of ours on a free port; answers it and its base URL."""
+    port = _free_port()
+    log = open(log_path, "wb")
+    proc = subprocess.Popen(
+        command + ["--addr", f"127.0.0.1:{port}"],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, **(env or {})},
+    )
+    log.close()
+    return proc, f"http://127.0.0.1:{port}"
+
+
+def _stop(proc: subprocess.Popen) -> int | None:
+    """SIGTERM, then the exit code (None: it had to be killed)."""
+    if proc.poll() is not None:
+        return proc.returncode
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        return None
+
+
+class _Gateway(http.server.ThreadingHTTPServer):
+    """What `docker/nginx.conf` does in front of the split deployment: reads
+    (and the permission check, a POST) to the query service, every other
+    write to the command service; one base URL for the client."""
+
+    daemon_threads = True
+
+    def __init__(self):
+        self.upstreams: dict = {}
+        super().__init__(("127.0.0.1", 0), _Forward)
+
+    def route_to(self, command: str, query: str) -> None:
+        self.upstreams = {"command": urllib.parse.urlsplit(command), "query": urllib.parse.urlsplit(query)}
+
+
+class _Forward(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade", "proxy-connection"}
+
+    def _side(self) -> str:
+        path = urllib.parse.urlsplit(self.path).path
+        if self.command in ("GET", "HEAD", "OPTIONS"):
+            return "query"
+        if self.command == "POST" and path.rstrip("/").endswith("/permissions/check"):
+            return "query"
+        return "command"
+
+    def _forward(self) -> None:
+        upstream = self.server.upstreams[self._side()]
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else None
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in self.HOP}
+        conn = http.client.HTTPConnection(upstream.hostname, upstream.port, timeout=30)
+        try:
+            conn.request(self.command, self.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        finally:
+            conn.close()
+        self.send_response_only(resp.status, resp.reason)
+        for k, v in resp.getheaders():
+            if k.lower() not in self.HOP and k.lower() != "content-length":
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    do_GET = do_HEAD = do_OPTIONS = do_POST = do_PUT = do_PATCH = do_DELETE = _forward
+
+    def log_message(self, *args) -> None:
+        pass
+
+
 @pytest.fixture(scope="session")
 def server():
+    """`ibl serve`; with ``IBL_SPLIT=1``, the split deployment instead:
+    ``projections``, ``command-service`` and ``query-service`` (beside
+    ``IBL_BIN``) on one data folder, the assertions in a ``redis-server``
+    of the session's own, reads with ``IBL_READ_CONSISTENCY=strong`` (the
+    client sends no ``X-Min-Position``), behind a gateway that routes as
+    ``docker/nginx.conf`` does."""
     binary = os.environ.get("IBL_BIN", str(REPO / "target" / "debug" / "ibl"))
     if not Path(binary).is_file():
         pytest.exit(f"server binary not found at {binary}: run `cargo build` first", returncode=2)
     data_dir = tempfile.mkdtemp(prefix="ibl-compat-")
     log_path = Path(data_dir) / "server.log"
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}"
-    log = open(log_path, "wb")
-    proc = subprocess.Popen(
-        [binary, "serve", "--addr", f"127.0.0.1:{port}", "--data-dir", data_dir],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        stdin=subprocess.DEVNULL,
-    )
+    procs: list[subprocess.Popen] = []
+    helpers: list[subprocess.Popen] = []
+    gateway = None
     try:
-        _wait_healthy(base, proc, log_path)
+        if os.environ.get("IBL_SPLIT") == "1":
+            bin_dir = Path(binary).parent
+            redis_port = _free_port()
+            helpers.append(subprocess.Popen(
+                ["redis-server", "--port", str(redis_port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+            gateway = _Gateway()
+            base = f"http://127.0.0.1:{gateway.server_address[1]}"
+            env = {
+                "REDIS_URL": f"redis://127.0.0.1:{redis_port}/0",
+                "IBL_READ_CONSISTENCY": "strong",
+                "IBL_PUBLIC_URL": base,  # the URLs in answers are the gateway's
+            }
+            bases = {}
+            for name in ("projections", "command-service", "query-service"):
+                proc, bases[name] = _start(
+                    [str(bin_dir / name), "--data-dir", data_dir], Path(data_dir) / f"{name}.log", env
+                )
+                procs.append(proc)
+                _wait_healthy(bases[name], proc, Path(data_dir) / f"{name}.log")
+            gateway.route_to(bases["command-service"], bases["query-service"])
+            threading.Thread(target=gateway.serve_forever, daemon=True).start()
+            log_path = Path(data_dir) / "query-service.log"
+        else:
+            proc, base = _start([binary, "serve", "--data-dir", data_dir], log_path)
+            procs.append(proc)
+            _wait_healthy(base, proc, log_path)
         acme = _create_platform(binary, data_dir, "acme", "Acme", "alice", "alice@example.com")
         other = _create_platform(binary, data_dir, "other", "Other", "oscar", "oscar@example.org")
         _wait_key_visible(base, acme)
         _wait_key_visible(base, other)
         yield Server(base=base, acme=acme, other=other, log_path=log_path)
     finally:
-        exit_code = None
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                exit_code = proc.wait(timeout=SHUTDOWN_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        else:
-            exit_code = proc.returncode
-        log.close()
-        tail = log_path.read_text(errors="replace")[-4000:]
+        if gateway is not None:
+            if gateway.upstreams:
+                gateway.shutdown()
+            gateway.server_close()
+        exit_codes = [_stop(proc) for proc in procs]
+        for helper in helpers:
+            helper.kill()
+            helper.wait()
+        tails = "\n".join(
+            p.read_text(errors="replace")[-2000:] for p in Path(data_dir).glob("*.log")
+        )
         shutil.rmtree(data_dir, ignore_errors=True)
-    assert exit_code == 0, f"server did not stop cleanly on SIGTERM (exit {exit_code}):\n{tail}"
+    assert all(code == 0 for code in exit_codes), (
+        f"a server did not stop cleanly on SIGTERM (exit codes {exit_codes}):\n{tails}"
+    )
 
 
 def make_client(base: str, api_key: str | None) -> iblai.ApiClient:

@@ -493,6 +493,19 @@ impl EventStore for SqliteStore {
     fn head(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
     }
+
+    /// Read from the file: another process's commit counts at once, not
+    /// at the next poll.
+    async fn last_committed(&self) -> Result<Position, StoreError> {
+        let last = self
+            .read(|conn| {
+                conn.query_row("SELECT COALESCE(MAX(position), 0) FROM events", [], |r| {
+                    r.get::<_, i64>(0)
+                })
+            })
+            .await?;
+        Ok(u64::try_from(last).unwrap_or(0))
+    }
 }
 
 // ---------------------------------------------------------------------------

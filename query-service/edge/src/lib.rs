@@ -34,6 +34,9 @@ pub struct ReadState {
     /// How long a read with `X-Min-Position` waits for the read models to
     /// reach it (then 503 with `Retry-After`).
     pub min_position_wait: std::time::Duration,
+    /// The store, when a read without `X-Min-Position` waits for every write
+    /// it had committed when the read arrived (`IBL_READ_CONSISTENCY=strong`).
+    pub strong_reads: Option<std::sync::Arc<dyn ibl_events::EventStore>>,
     /// Turns positions into the tokens of `X-Position` and back.
     pub positions: position::PositionKey,
 }

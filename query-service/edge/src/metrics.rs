@@ -248,6 +248,10 @@ impl EventStore for TimedStore {
     fn head(&self) -> tokio::sync::watch::Receiver<Position> {
         self.inner.head()
     }
+
+    async fn last_committed(&self) -> Result<Position, StoreError> {
+        self.inner.last_committed().await
+    }
 }
 
 /// One backend's state as `/readyz` shows it.
@@ -354,7 +358,7 @@ pub async fn readyz(access: web::Data<MetricsAccess>, read: web::Data<ReadState>
     let timeout = Duration::from_secs(1);
     let store = probe_store(access.store.as_ref(), timeout).await;
     let read_models = Probe {
-        backend: "read_models",
+        backend: read.assertions.backend(),
         error: read
             .assertions
             .assertion("")

@@ -79,14 +79,17 @@ pub async fn scoped(
 /// Honours `X-Min-Position`: waits until the read models have applied the
 /// position of that token (read-your-writes for a client that got it from
 /// a write's `X-Position`). A token this server did not write is a 400.
+/// Without the header, with strong reads configured, waits for the last
+/// position the store had committed.
 pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> {
-    let Some(value) = req.headers().get(position::MIN_HEADER) else {
-        return Ok(());
+    let position = match (req.headers().get(position::MIN_HEADER), &read.strong_reads) {
+        (Some(value), _) => value
+            .to_str()
+            .map_err(|_| position::InvalidToken)
+            .and_then(|token| read.positions.decode(token.trim()))?,
+        (None, Some(store)) => store.last_committed().await?,
+        (None, None) => return Ok(()),
     };
-    let position = value
-        .to_str()
-        .map_err(|_| position::InvalidToken)
-        .and_then(|token| read.positions.decode(token.trim()))?;
     if read
         .projections
         .wait_for(position, read.min_position_wait)

@@ -18,9 +18,10 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
-use ibl_projections::assertions::AssertionsModel;
+use ibl_projections::assertions::{AssertionQueries, AssertionsModel};
 use ibl_projections::credentials::CredentialsModel;
 use ibl_projections::rbac::RbacModel;
+use ibl_projections::redis_assertions::RedisAssertions;
 use ibl_projections::relay::{self, Checkpoint};
 use ibl_projections::snapshot::Snapshots;
 use ibl_projections::{Projections, ReadModel, Snapshot};
@@ -99,6 +100,11 @@ pub struct Settings {
     /// clients on this machine, on loopback, may read it).
     #[arg(long, global = true, env = "IBL_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Redis server to keep the assertions read model in
+    /// (`redis://host:6379/0`), shared by every process; none: each process
+    /// keeps its own in its read models' folder.
+    #[arg(long, global = true, env = "REDIS_URL", hide_env_values = true)]
+    pub redis_url: Option<String>,
     /// NATS server to publish every event to (JetStream stream
     /// `IBL_EVENTS`); none: events are not published.
     #[arg(long, global = true, env = "NATS_URL")]
@@ -113,12 +119,34 @@ pub struct Settings {
         value_parser = clap::value_parser!(u64).range(1..=60_000)
     )]
     pub min_position_wait_ms: u64,
+    /// What a read sent without `X-Min-Position` sees: `eventual` (what the
+    /// read models have applied, typically milliseconds behind) or `strong`
+    /// (it first waits, as with `X-Min-Position`, for every write the store
+    /// had committed when the read arrived: read-your-writes for clients
+    /// that send no header, at the cost of the projection lag on each read).
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_READ_CONSISTENCY",
+        value_enum,
+        default_value_t = Consistency::Eventual
+    )]
+    pub read_consistency: Consistency,
     /// Folder of this process's persisted read models (default:
     /// `<data-dir>/readmodels`). One process at a time holds it; another
     /// process on the same data folder builds its read models in a
     /// temporary folder of its own unless given one here.
     #[arg(long, global = true, env = "IBL_READ_MODELS_DIR")]
     pub read_models_dir: Option<PathBuf>,
+}
+
+/// What a read without `X-Min-Position` waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Consistency {
+    /// Nothing: it sees what the read models have applied.
+    Eventual,
+    /// Every write committed when it arrived.
+    Strong,
 }
 
 /// Parses `--position-key` without echoing a refused value (clap's own
@@ -171,7 +199,9 @@ impl Settings {
             public_burst: 100,
             metrics_token: None,
             nats_url: None,
+            redis_url: None,
             min_position_wait_ms: 2000,
+            read_consistency: Consistency::Eventual,
             read_models_dir: None,
         }
     }
@@ -292,15 +322,21 @@ pub struct ReadSide {
     pub dir: ReadModelsDir,
 }
 
-/// Whether a process publishes the log's events to NATS (when the settings
-/// name a server).
+/// What a process does with the read models in shared servers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Relay {
-    /// `ibl serve` and the projections process.
-    WhenConfigured,
-    /// The command and query services: the projections process publishes.
-    Never,
+pub enum Role {
+    /// `ibl serve` and the projections process: they write the read models
+    /// in Redis and publish the log's events to NATS, when the settings
+    /// name these servers.
+    Projector,
+    /// The command and query services: they read the read models in Redis
+    /// and follow its checkpoint; they publish nothing.
+    Service,
 }
+
+/// How often a service reads the checkpoint of a read model another
+/// process writes (a bound on the extra wait of `X-Min-Position`).
+const FOLLOW_EVERY: Duration = Duration::from_millis(2);
 
 /// Loads the read models (from their files and snapshots, else from the
 /// log), catches them up with the log and starts following it.
@@ -308,7 +344,7 @@ pub async fn start_read_side(
     store: Arc<dyn EventStore>,
     metrics: Arc<Metrics>,
     settings: &Settings,
-    relay: Relay,
+    role: Role,
 ) -> std::io::Result<ReadSide> {
     let positions = match &settings.position_key {
         Some(key) => key.clone(),
@@ -318,14 +354,43 @@ pub async fn start_read_side(
     let started = std::time::Instant::now();
     let dir = ReadModelsDir::acquire(settings)?;
     let read_dir = dir.path.clone();
-    let (assertions, rebuilt) =
-        AssertionsModel::open(&read_dir.join("assertions.db"), store.as_ref())
-            .await
-            .map_err(|e| std::io::Error::other(format!("the assertions read model: {e}")))?;
-    if let Some(why) = rebuilt {
-        tracing::info!(target: "ibl::startup", why, "assertions read model rebuilt from the log");
-    }
-    let assertions = Arc::new(assertions);
+    let mut read_models: Vec<Arc<dyn ReadModel>> = Vec::new();
+    let mut followed = None;
+    let assertions: Arc<dyn AssertionQueries> = match &settings.redis_url {
+        Some(url) => {
+            let redis = RedisAssertions::open(url).await.map_err(|e| {
+                std::io::Error::other(format!(
+                    "the assertions read model in Redis (REDIS_URL): {e}"
+                ))
+            })?;
+            let redis = Arc::new(redis);
+            tracing::info!(
+                target: "ibl::startup",
+                position = redis.checkpoint(),
+                writes = role == Role::Projector,
+                "assertions read model in Redis"
+            );
+            match role {
+                Role::Projector => read_models.push(redis.clone()),
+                Role::Service => followed = Some(redis.follow(FOLLOW_EVERY)),
+            }
+            redis
+        }
+        None => {
+            let (assertions, rebuilt) =
+                AssertionsModel::open(&read_dir.join("assertions.db"), store.as_ref())
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::other(format!("the assertions read model: {e}"))
+                    })?;
+            if let Some(why) = rebuilt {
+                tracing::info!(target: "ibl::startup", why, "assertions read model rebuilt from the log");
+            }
+            let assertions = Arc::new(assertions);
+            read_models.push(assertions.clone());
+            assertions
+        }
+    };
     let models = Arc::new(CredentialsModel::new());
     let rbac = Arc::new(RbacModel::new());
     let snapshots = Arc::new(Snapshots::new(
@@ -343,9 +408,11 @@ pub async fn start_read_side(
             }
         }
     }
-    let read_models: Vec<Arc<dyn ReadModel>> =
-        vec![models.clone(), rbac.clone(), assertions.clone()];
-    let (projections, _tasks) = Projections::start(store.clone(), read_models);
+    read_models.extend([models.clone() as Arc<dyn ReadModel>, rbac.clone()]);
+    let (mut projections, _tasks) = Projections::start(store.clone(), read_models);
+    if let Some(progress) = followed {
+        projections.observe("assertions", progress);
+    }
     projections.catch_up(store.as_ref()).await;
     // Start-up facts under their own target, so that they can be logged
     // without the per-request lines (`RUST_LOG=warn,ibl::startup=info`).
@@ -356,8 +423,8 @@ pub async fn start_read_side(
         "read models caught up with the log"
     );
     snapshots.clone().spawn(SNAPSHOT_EVERY);
-    let relay = match (&settings.nats_url, relay) {
-        (Some(url), Relay::WhenConfigured) => {
+    let relay = match (&settings.nats_url, role) {
+        (Some(url), Role::Projector) => {
             let checkpoint = Checkpoint::open(&read_dir.join(RELAY_CHECKPOINT))
                 .map_err(|e| std::io::Error::other(format!("the relay's checkpoint: {e}")))?;
             let checkpoint = Arc::new(checkpoint);
@@ -386,6 +453,7 @@ pub async fn start_read_side(
         rbac,
         projections,
         min_position_wait: Duration::from_millis(settings.min_position_wait_ms),
+        strong_reads: (settings.read_consistency == Consistency::Strong).then(|| store.clone()),
         positions: positions.clone(),
     });
     Ok(ReadSide {
