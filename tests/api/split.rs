@@ -556,3 +556,35 @@ fn redis_stopped_under_load_answers_503_and_back_empty_is_rebuilt_with_every_wri
     );
     assert_eq!(body["count"].as_u64(), Some(acknowledged as u64), "{body}");
 }
+
+/// `IBL_READ_CONSISTENCY=strong`: a read sent without `X-Min-Position`
+/// right after a write through another process sees it (it waits for the
+/// store's last commit); each read of 30 does.
+#[test]
+fn strong_reads_see_every_earlier_write_of_another_process_without_a_header() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let commands = Server::start_binary(COMMAND, dir.path(), &[]);
+    let queries = Server::start_binary(QUERY, dir.path(), &[("IBL_READ_CONSISTENCY", "strong")]);
+    let credentials = "/api/credentials/orgs/acme/users/admin/";
+    for i in 0..30 {
+        let created: Value = agent()
+            .post(&format!("{}{credentials}", commands.base))
+            .set("Authorization", &auth)
+            .send_json(json!({ "name": format!("Badge {i}") }))
+            .unwrap()
+            .into_json()
+            .unwrap();
+        let id = created["result"]["credential_id"].as_str().unwrap();
+        let (status, res) = code(
+            agent()
+                .get(&format!("{}{credentials}{id}", queries.base))
+                .set("Authorization", &auth)
+                .call(),
+        );
+        assert_eq!(status, 200, "write {i} not seen: {}", queries.log());
+        let read: Value = res.unwrap().into_json().unwrap();
+        assert_eq!(read["name"], format!("Badge {i}"));
+    }
+}
