@@ -588,3 +588,35 @@ fn strong_reads_see_every_earlier_write_of_another_process_without_a_header() {
         assert_eq!(read["name"], format!("Badge {i}"));
     }
 }
+
+/// The temporary read-models folder of a process killed with SIGKILL is
+/// removed by the next process that makes one; a live process's is kept.
+#[test]
+fn a_killed_process_s_temporary_read_models_are_swept_at_the_next_start() {
+    let dir = tempfile::tempdir().unwrap();
+    created_key(dir.path(), "acme");
+    let temporary = || -> Vec<std::path::PathBuf> {
+        let mut found: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("readmodels-"))
+            .map(|e| e.path())
+            .collect();
+        found.sort();
+        found
+    };
+    let _holder = Server::start_binary(COMMAND, dir.path(), &[]);
+    let mut killed = Server::start_binary(QUERY, dir.path(), &[]);
+    let live = Server::start_binary(QUERY, dir.path(), &[]);
+    assert_eq!(temporary().len(), 2);
+    // SAFETY: a signal to our own child process.
+    unsafe { libc::kill(killed.pid(), libc::SIGKILL) };
+    killed.wait(Duration::from_secs(10)).expect("killed");
+    let before = temporary();
+    let _next = Server::start_binary(QUERY, dir.path(), &[]);
+    let after = temporary();
+    assert_eq!(after.len(), 2, "{before:?} -> {after:?}");
+    let kept: Vec<_> = before.iter().filter(|p| after.contains(p)).collect();
+    assert_eq!(kept.len(), 1, "only the live process's folder is kept");
+    drop(live);
+}

@@ -211,6 +211,12 @@ impl Settings {
 /// rebuilds them from the log at the next start.
 pub const READ_MODELS_DIR: &str = "readmodels";
 
+/// The lock file of a read models' folder.
+const LOCK_FILE: &str = "LOCK";
+
+/// The start of the name of a process's temporary read models' folder.
+const TEMPORARY_PREFIX: &str = "readmodels-";
+
 /// The relay's checkpoint, in the read models' folder.
 const RELAY_CHECKPOINT: &str = "relay.position";
 
@@ -277,8 +283,9 @@ impl ReadModelsDir {
         if let Some(dir) = Self::lock(default.clone(), None)? {
             return Ok(dir);
         }
+        Self::sweep(&settings.data_dir);
         let temporary = tempfile::Builder::new()
-            .prefix("readmodels-")
+            .prefix(TEMPORARY_PREFIX)
             .tempdir_in(&settings.data_dir)?;
         tracing::warn!(
             target: "ibl::startup",
@@ -291,14 +298,57 @@ impl ReadModelsDir {
             .ok_or_else(|| std::io::Error::other(format!("{} is locked", path.display())))
     }
 
+    /// Removes the temporary read-models folders of processes that are
+    /// gone (killed before they could remove them): those whose lock no
+    /// process holds. A folder not locked yet (its process is starting)
+    /// has no lock file, or one this sweep cannot lock, and is kept.
+    fn sweep(data_dir: &std::path::Path) {
+        let Ok(entries) = std::fs::read_dir(data_dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            if !name.to_string_lossy().starts_with(TEMPORARY_PREFIX) {
+                continue;
+            }
+            let path = entry.path();
+            let Ok(file) = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path.join(LOCK_FILE))
+            else {
+                continue;
+            };
+            if file.try_lock().is_ok() {
+                match std::fs::remove_dir_all(&path) {
+                    Ok(()) => tracing::info!(
+                        target: "ibl::startup",
+                        removed = %path.display(),
+                        "removed the temporary read models of a process that is gone"
+                    ),
+                    Err(e) => tracing::warn!(
+                        target: "ibl::startup",
+                        folder = %path.display(), error = %e,
+                        "could not remove the temporary read models of a process that is gone"
+                    ),
+                }
+            }
+        }
+    }
+
     fn lock(path: PathBuf, temporary: Option<tempfile::TempDir>) -> std::io::Result<Option<Self>> {
         std::fs::create_dir_all(&path)?;
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
-            .open(path.join("LOCK"))?;
+            .open(path.join(LOCK_FILE))?;
         match file.try_lock() {
+            // (A sweep by another process may have removed the folder
+            // between its creation and this lock: then it is not ours.)
+            Ok(()) if !path.join(LOCK_FILE).exists() => Err(std::io::Error::other(format!(
+                "{} was removed as it was being locked; start again",
+                path.display()
+            ))),
             Ok(()) => Ok(Some(Self {
                 path,
                 _lock: file,
