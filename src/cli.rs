@@ -82,13 +82,13 @@ pub async fn run(cli: Cli) -> i32 {
             0
         }
         Command::Relay { from } => {
-            let Some(url) = cli.settings.nats_url.clone() else {
+            let Some(bus) = cli.settings.bus() else {
                 eprintln!("error: relay needs --nats-url / NATS_URL");
                 return 2;
             };
             operator(&cli.settings, async |store| {
                 let (published, last) =
-                    ibl_projections::relay::republish(store.as_ref(), &url, from)
+                    ibl_projections::relay::republish(store.as_ref(), &bus, from)
                         .await
                         .map_err(ibl_edge::ApiError::Unavailable)?;
                 Ok(serde_json::json!({"published": published, "from": from, "to": last}))

@@ -171,9 +171,25 @@ impl Checkpoint {
     }
 }
 
-/// Connects to `url` and makes sure the stream exists.
-pub async fn connect(url: &str) -> Result<jetstream::Context, String> {
-    let client = async_nats::connect(url)
+/// Where the events go: the NATS servers (`nats://a:4222`, or several,
+/// comma-separated, of one cluster) and the replicas of the stream when it
+/// has to be created (3 on a cluster: an acknowledged message is then on
+/// two servers at least).
+#[derive(Debug, Clone)]
+pub struct Bus {
+    pub url: String,
+    pub replicas: usize,
+}
+
+/// Connects to the bus and makes sure the stream exists.
+pub async fn connect(bus: &Bus) -> Result<jetstream::Context, String> {
+    let url = &bus.url;
+    let servers = url
+        .split(',')
+        .map(|one| one.trim().parse::<async_nats::ServerAddr>())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("NATS_URL {url:?}: {e}"))?;
+    let client = async_nats::connect(servers)
         .await
         .map_err(|e| format!("connecting to NATS at {url}: {e}"))?;
     let js = jetstream::new(client);
@@ -181,6 +197,7 @@ pub async fn connect(url: &str) -> Result<jetstream::Context, String> {
         name: STREAM.into(),
         subjects: vec!["ibl.>".into()],
         storage: StorageType::File,
+        num_replicas: bus.replicas,
         ..Default::default()
     })
     .await
@@ -190,10 +207,10 @@ pub async fn connect(url: &str) -> Result<jetstream::Context, String> {
 
 /// Publishes the events after the checkpoint, following the log, until the
 /// task is dropped; reconnects with a growing back-off after a failure.
-pub async fn run(store: Arc<dyn EventStore>, url: String, checkpoint: Arc<Checkpoint>) {
+pub async fn run(store: Arc<dyn EventStore>, bus: Bus, checkpoint: Arc<Checkpoint>) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match relay(&store, &url, &checkpoint).await {
+        match relay(&store, &bus, &checkpoint).await {
             Ok(()) => return,
             Err(error) => {
                 tracing::warn!(%error, position = checkpoint.position(), "relay stopped; retrying");
@@ -207,10 +224,10 @@ pub async fn run(store: Arc<dyn EventStore>, url: String, checkpoint: Arc<Checkp
 
 async fn relay(
     store: &Arc<dyn EventStore>,
-    url: &str,
+    bus: &Bus,
     checkpoint: &Checkpoint,
 ) -> Result<(), String> {
-    let js = connect(url).await?;
+    let js = connect(bus).await?;
     checkpoint.set_trouble(None);
     let mut sub = Subscription::new(store.clone(), checkpoint.position());
     loop {
@@ -255,10 +272,10 @@ async fn publish(
 /// how many were published and the last position.
 pub async fn republish(
     store: &dyn EventStore,
-    url: &str,
+    bus: &Bus,
     from: Position,
 ) -> Result<(u64, Position), String> {
-    let js = connect(url).await?;
+    let js = connect(bus).await?;
     let head = *store.head().borrow();
     let (mut count, mut after) = (0, from);
     while after < head {

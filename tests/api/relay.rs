@@ -359,3 +359,161 @@ fn readyz_is_503_while_the_relay_cannot_reach_nats() {
     // Writes go on: the log, not NATS, is the truth.
     app.create_credential("Unpublished");
 }
+
+/// Three `nats-server -js` forming one cluster on free ports, stopped when
+/// dropped.
+struct Cluster {
+    nodes: Vec<Option<Child>>,
+    ports: Vec<u16>,
+    _dirs: Vec<tempfile::TempDir>,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for child in self.nodes.iter_mut().flatten() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let routes: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let all_routes = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut dirs = Vec::new();
+        let mut nodes = Vec::new();
+        for i in 0..3 {
+            let dir = tempfile::tempdir().expect("a folder for JetStream");
+            let child = Command::new("nats-server")
+                .args(["-js", "-a", "127.0.0.1", "-p", &ports[i].to_string()])
+                .args(["-n", &format!("n{i}"), "--cluster_name", "ibl"])
+                .args(["--cluster", &format!("nats://127.0.0.1:{}", routes[i])])
+                .args(["--routes", &all_routes, "-sd"])
+                .arg(dir.path())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("nats-server runs");
+            nodes.push(Some(child));
+            dirs.push(dir);
+        }
+        for port in &ports {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                assert!(Instant::now() < deadline, "nats-server did not listen");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        Cluster {
+            nodes,
+            ports,
+            _dirs: dirs,
+        }
+    }
+
+    /// Every node's URL, comma-separated (what `NATS_URL` takes).
+    fn urls(&self) -> String {
+        self.ports
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    fn kill(&mut self, i: usize) {
+        if let Some(mut child) = self.nodes[i].take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The relay on a three-node NATS cluster with `IBL_NATS_REPLICAS=3`: the
+/// stream is made with three replicas, and a node lost in the middle of
+/// the writes loses no event: every one is in the stream once, in order.
+#[test]
+fn on_a_three_node_cluster_losing_a_node_loses_no_event() {
+    let mut cluster = Cluster::start();
+    let urls = cluster.urls();
+    let app = spawn_app_with(move |s| {
+        s.nats_url = Some(urls);
+        s.nats_replicas = 3;
+    });
+    let credential = app.create_credential("Replicated");
+    for i in 0..30 {
+        app.issue(&credential, &format!("before-{i}@x.test"));
+    }
+    // (The cluster elects its JetStream leader in a few seconds; the relay
+    // retries until the stream is made.)
+    let wait = |app: &TestApp| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let text = app.get("/metrics").send().expect(200).text;
+            if metric(&text, "ibl_relay_lag_events ") == Some(0.0) {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the relay did not catch up: {text}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    wait(&app);
+    cluster.kill(0);
+    for i in 0..30 {
+        app.issue(&credential, &format!("after-{i}@x.test"));
+    }
+    wait(&app);
+    let head = app.head();
+    let survivor = format!("nats://127.0.0.1:{}", cluster.ports[1]);
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(&survivor).await.expect("connect"));
+        let mut stream = js.get_stream("IBL_EVENTS").await.expect("the stream");
+        let info = stream.info().await.expect("stream info");
+        assert_eq!(info.config.num_replicas, 3);
+        assert_eq!(info.state.messages, head, "every event, once");
+        // (A consumer of one replica, in memory; its creation is retried
+        // while the cluster settles without the lost node.)
+        let config = pull::Config {
+            num_replicas: 1,
+            memory_storage: true,
+            ..Default::default()
+        };
+        let mut tries = 0;
+        let consumer = loop {
+            match stream.create_consumer(config.clone()).await {
+                Ok(consumer) => break consumer,
+                Err(e) if tries < 10 => {
+                    tries += 1;
+                    eprintln!("creating a consumer: {e}; retrying");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+                Err(e) => panic!("a consumer: {e}"),
+            }
+        };
+        let mut messages = consumer
+            .fetch()
+            .max_messages(head as usize)
+            .expires(Duration::from_secs(5))
+            .messages()
+            .await
+            .expect("messages");
+        let mut positions = Vec::new();
+        while let Some(message) = messages.next().await {
+            let message = message.expect("a message");
+            let headers = message.headers.clone().expect("headers");
+            let position = headers.get("Ibl-Position").expect("Ibl-Position");
+            positions.push(position.as_str().parse::<u64>().expect("a position"));
+            message.ack().await.expect("ack");
+        }
+        assert_eq!(positions, (1..=head).collect::<Vec<_>>(), "in order");
+    });
+}

@@ -9,6 +9,10 @@
 //!
 //! `{n}` in the path or body becomes a number unique to each request, `{r}` a
 //! pseudo-random number in `--random-min ..= --random-max` (default 1..=1000).
+//!
+//! `--answers FILE` writes one line per answer: the wall-clock instant it
+//! arrived (µs since the Unix epoch), a space, and its body (for benchmarks
+//! that follow a write elsewhere, e.g. `projection_lag.sh`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -28,6 +32,7 @@ struct Args {
     connections: usize,
     random_min: u64,
     random_max: u64,
+    answers: Option<String>,
 }
 
 fn parse() -> Result<Args, String> {
@@ -43,6 +48,7 @@ fn parse() -> Result<Args, String> {
         connections: 64,
         random_min: 1,
         random_max: 1000,
+        answers: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -57,6 +63,7 @@ fn parse() -> Result<Args, String> {
             "--connections" => a.connections = value()?.parse().map_err(|_| "bad --connections")?,
             "--random-min" => a.random_min = value()?.parse().map_err(|_| "bad --random-min")?,
             "--random-max" => a.random_max = value()?.parse().map_err(|_| "bad --random-max")?,
+            "--answers" => a.answers = Some(value()?),
             other => return Err(format!("unknown flag {other}")),
         }
     }
@@ -75,8 +82,10 @@ fn parse() -> Result<Args, String> {
     Ok(a)
 }
 
-/// Reads one response; returns its status.
-async fn read_response(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std::io::Result<u16> {
+/// Reads one response; returns its status and body.
+async fn read_response(
+    r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>,
+) -> std::io::Result<(u16, Vec<u8>)> {
     let mut head = Vec::with_capacity(512);
     let mut byte = [0u8; 1];
     while !head.ends_with(b"\r\n\r\n") {
@@ -97,7 +106,13 @@ async fn read_response(r: &mut BufReader<tokio::net::tcp::OwnedReadHalf>) -> std
         .unwrap_or(0);
     let mut body = vec![0u8; length];
     r.read_exact(&mut body).await?;
-    Ok(status)
+    Ok((status, body))
+}
+
+fn unix_micros() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros())
 }
 
 #[tokio::main]
@@ -120,10 +135,11 @@ async fn main() {
         let counter = counter.clone();
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
+            let mut answers = Vec::new();
             let mut errors = 0u64;
             let stream = match TcpStream::connect(&args.host).await {
                 Ok(s) => s,
-                Err(_) => return (latencies, 1),
+                Err(_) => return (latencies, answers, 1),
             };
             stream.set_nodelay(true).ok();
             let (read, mut write) = stream.into_split();
@@ -174,8 +190,11 @@ async fn main() {
                     break;
                 }
                 match read_response(&mut read).await {
-                    Ok(status) => {
+                    Ok((status, body)) => {
                         latencies.push(from.elapsed());
+                        if args.answers.is_some() {
+                            answers.push((unix_micros(), body));
+                        }
                         if !(200..300).contains(&status) {
                             errors += 1;
                         }
@@ -187,15 +206,29 @@ async fn main() {
                 }
                 scheduled += interval;
             }
-            (latencies, errors)
+            (latencies, answers, errors)
         }));
     }
     let mut all = Vec::new();
+    let mut answers = Vec::new();
     let mut errors = 0;
     for t in tasks {
-        if let Ok((l, e)) = t.await {
+        if let Ok((l, a, e)) = t.await {
             all.extend(l);
+            answers.extend(a);
             errors += e;
+        }
+    }
+    if let Some(path) = &args.answers {
+        let mut text = Vec::new();
+        for (at, body) in &answers {
+            text.extend_from_slice(format!("{at} ").as_bytes());
+            text.extend(body.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
+            text.push(b'\n');
+        }
+        if let Err(e) = std::fs::write(path, text) {
+            eprintln!("loadgen: writing {path}: {e}");
+            std::process::exit(1);
         }
     }
     all.sort();

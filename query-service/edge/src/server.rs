@@ -100,6 +100,16 @@ pub struct Settings {
     /// clients on this machine, on loopback, may read it).
     #[arg(long, global = true, env = "IBL_METRICS_TOKEN", hide_env_values = true)]
     pub metrics_token: Option<String>,
+    /// Replicas of the JetStream stream `IBL_EVENTS` when the relay creates
+    /// it (3 on a NATS cluster; an existing stream keeps its own).
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_NATS_REPLICAS",
+        default_value_t = 1,
+        value_parser = clap::value_parser!(u8).range(1..=5)
+    )]
+    pub nats_replicas: u8,
     /// Redis server to keep the assertions read model in
     /// (`redis://host:6379/0`), shared by every process; none: each process
     /// keeps its own in its read models' folder.
@@ -184,6 +194,14 @@ fn positive(text: &str) -> Result<f64, String> {
 }
 
 impl Settings {
+    /// Where the relay publishes, when a NATS server is named.
+    pub fn bus(&self) -> Option<relay::Bus> {
+        self.nats_url.as_ref().map(|url| relay::Bus {
+            url: url.clone(),
+            replicas: usize::from(self.nats_replicas),
+        })
+    }
+
     /// The defaults, with the store in `data_dir` (what the command line
     /// gives when it sets nothing else).
     pub fn new(data_dir: impl Into<PathBuf>) -> Self {
@@ -199,6 +217,7 @@ impl Settings {
             public_burst: 100,
             metrics_token: None,
             nats_url: None,
+            nats_replicas: 1,
             redis_url: None,
             min_position_wait_ms: 2000,
             read_consistency: Consistency::Eventual,
@@ -473,18 +492,18 @@ pub async fn start_read_side(
         "read models caught up with the log"
     );
     snapshots.clone().spawn(SNAPSHOT_EVERY);
-    let relay = match (&settings.nats_url, role) {
-        (Some(url), Role::Projector) => {
+    let relay = match (settings.bus(), role) {
+        (Some(bus), Role::Projector) => {
             let checkpoint = Checkpoint::open(&read_dir.join(RELAY_CHECKPOINT))
                 .map_err(|e| std::io::Error::other(format!("the relay's checkpoint: {e}")))?;
             let checkpoint = Arc::new(checkpoint);
             tracing::info!(
                 target: "ibl::startup",
-                nats = %url,
+                nats = %bus.url, replicas = bus.replicas,
                 position = checkpoint.position(),
                 "relaying events to NATS JetStream"
             );
-            tokio::spawn(relay::run(store.clone(), url.clone(), checkpoint.clone()));
+            tokio::spawn(relay::run(store.clone(), bus, checkpoint.clone()));
             Some(checkpoint)
         }
         _ => None,

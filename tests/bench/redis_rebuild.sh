@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Rebuild of the Redis assertions read model from the log, beside what the
+# same Redis server does with plain pipelined SETs in the same run:
+#   - EVENTS assertions issued through the API (bulk, tests/bench/fill.rs)
+#     into an embedded store by `ibl serve`;
+#   - redis-benchmark -P 16 SET on a redis-server of the run's own;
+#   - `projections` started with REDIS_URL on that store and an empty
+#     database: the time to its /healthz (it answers once its models have
+#     caught up with the log), and events/s.
+# Usage: tests/bench/redis_rebuild.sh [EVENTS]   (default 1000000)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+EVENTS=${1:-1000000}
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+cargo build --release --bin ibl --bin projections --example fill
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 360000); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.01; done
+  echo "nothing healthy on port $1" >&2; return 1
+}
+PORT=$(free_port); REDIS_PORT=$(free_port)
+BASE=http://127.0.0.1:$PORT
+echo "== machine: $(nproc) cores; $(date -u +%FT%TZ)"
+KEY=$(target/release/ibl platform create --data-dir "$WORK/data" --key bench --name Bench \
+  --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
+RUST_LOG=warn target/release/ibl serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+FILLER=$!
+wait_port "$PORT"
+CRED=$(curl -fs -X POST "$BASE/api/credentials/orgs/bench/users/admin/" -H "Authorization: Api-Token $KEY" \
+  -H 'Content-Type: application/json' -d '{"name": "Rebuilt badge"}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["result"]["credential_id"])')
+echo "== fill: $EVENTS assertions through the API (bulk)"
+target/release/examples/fill "$BASE" "$KEY" "$EVENTS" bench "$CRED" 4
+kill $FILLER; wait $FILLER || true
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+for _ in $(seq 1 500); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.01; done
+echo "== ceiling: redis-benchmark SET, pipeline 16, 1,000,000 requests"
+redis-benchmark -p "$REDIS_PORT" -t set -n 1000000 -P 16 -q | tr '\r' '\n' | grep -v '^$' | tail -1
+redis-cli -p "$REDIS_PORT" flushall >/dev/null
+
+echo "== rebuild: projections with REDIS_URL on an empty database"
+START=$(date +%s.%N)
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 RUST_LOG=warn \
+  target/release/projections --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+wait_port "$PORT"
+END=$(date +%s.%N)
+HEAD=$(curl -fs "$BASE/metrics" | awk '/^ibl_store_head_position / {print $2}')
+LISTED=$(redis-cli -p "$REDIS_PORT" zcard 'ibl:{bench}:list:platform:issued')
+python3 -c "
+s = $END - $START
+print(f'{$HEAD} events in {s:.1f} s: {$HEAD / s:,.0f} events/s; {$LISTED} assertions in the platform list')"
+echo "Redis memory: $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human/ {print $2}' | tr -d '\r')"
