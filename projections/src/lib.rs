@@ -13,6 +13,7 @@ pub mod assertions;
 pub mod credentials;
 pub mod rbac;
 pub mod redis_assertions;
+pub mod redis_link;
 pub mod relay;
 mod runtime;
 pub mod snapshot;

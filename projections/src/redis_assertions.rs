@@ -31,6 +31,17 @@
 //! leaves a lookup to an assertion not yet written, which reads as missing,
 //! and the replay finds it the same.
 //!
+//! One server or a Redis Cluster ([`crate::redis_link`]: `REDIS_URL` lists
+//! the cluster's seed nodes, comma-separated); the lookups are read and
+//! written in bulk on each key's node, and the sweep after a loss scans
+//! every primary. Tested against a local cluster of three primaries.
+//!
+//! A server found behind the projector's checkpoint (it came back empty,
+//! or from an older dump) is noticed at the next batch: the model's keys
+//! are deleted and the projector rebuilds it from position 0
+//! ([`Applied::Rewound`]). Until an event arrives, an idle system reads
+//! what the server holds.
+//!
 //! `apply` cannot fail: when Redis cannot be reached or answers an error,
 //! it logs a warning and retries the whole batch (every step is idempotent)
 //! with a backoff from 50 ms to 5 s, until it succeeds. It never skips a
@@ -149,14 +160,14 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{AssertionEvent, CredentialEvent, Recipient};
 use ibl_events::{DomainEvent, Position, RecordedEvent};
-use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError, RedisResult, Script};
+use redis::{RedisError, RedisResult, Script};
 use tokio::sync::watch;
 
 use crate::assertions::{
     AssertionFilter, AssertionQueries, AssertionView, IdempotencyRecord, ReadError, Revocation,
 };
 use crate::credentials::Page;
+use crate::redis_link::{self, Reader, Servers, Writer};
 use crate::{Applied, ReadModel};
 
 /// The widths of the expiry blocks, in log positions: blocks of 65,536
@@ -172,13 +183,6 @@ const LAYOUT_VERSION: u32 = 2;
 
 const GLOBAL_CHECKPOINT: &str = "ibl:checkpoint:assertions";
 const LAYOUT: &str = "ibl:layout:assertions";
-
-/// The longest a query waits for Redis (then: 503).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// The longest the projector waits for a script (a course change moving
-/// many assertions takes a while).
-const WRITE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// Applies one platform's changes after its checkpoint and moves it.
 ///
@@ -874,28 +878,15 @@ fn chunks(ops: &[Op], size: usize) -> Vec<&[Op]> {
 
 /// The Redis adapter of the assertions read model: see the module.
 pub struct RedisAssertions {
-    client: Client,
+    servers: Servers,
     /// The projector's connection (`None`: reconnect before the next use).
-    writer: Mutex<Option<redis::Connection>>,
+    writer: Mutex<Option<Writer>>,
     /// The queries' connection, replaced when it breaks.
-    reader: Mutex<MultiplexedConnection>,
+    reader: Mutex<Reader>,
     checkpoint: AtomicU64,
     /// The block widths, as the scripts take them ("65536,1024").
     widths: String,
     chunk: usize,
-}
-
-fn async_config() -> AsyncConnectionConfig {
-    AsyncConnectionConfig::new()
-        .set_connection_timeout(Some(CONNECT_TIMEOUT))
-        .set_response_timeout(Some(RESPONSE_TIMEOUT))
-}
-
-fn connect_writer(client: &Client) -> RedisResult<redis::Connection> {
-    let con = client.get_connection_with_timeout(CONNECT_TIMEOUT)?;
-    con.set_read_timeout(Some(WRITE_TIMEOUT))?;
-    con.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    Ok(con)
 }
 
 impl RedisAssertions {
@@ -959,22 +950,24 @@ impl RedisAssertions {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let client = Client::open(url).map_err(read_error)?;
-        let mut reader = client
-            .get_multiplexed_async_connection_with_config(&async_config())
-            .await
-            .map_err(read_error)?;
-        let writer = blocking(|| connect_writer(&client)).map_err(read_error)?;
+        let servers = Servers::open(url).map_err(read_error)?;
+        let mut reader = servers.reader().await.map_err(read_error)?;
+        let writer = blocking(|| servers.writer()).map_err(read_error)?;
         let layout = layout(&widths);
-        let (stored, checkpoint): (String, Option<Position>) = redis::pipe()
-            .cmd("SET")
+        // (Two keys of two slots: one command each.)
+        redis::cmd("SET")
             .arg(LAYOUT)
             .arg(&layout)
             .arg("NX")
-            .ignore()
-            .cmd("GET")
+            .query_async::<()>(&mut reader)
+            .await
+            .map_err(read_error)?;
+        let stored: String = redis::cmd("GET")
             .arg(LAYOUT)
-            .cmd("GET")
+            .query_async(&mut reader)
+            .await
+            .map_err(read_error)?;
+        let checkpoint: Option<Position> = redis::cmd("GET")
             .arg(GLOBAL_CHECKPOINT)
             .query_async(&mut reader)
             .await
@@ -986,7 +979,7 @@ impl RedisAssertions {
             )));
         }
         Ok(Self {
-            client,
+            servers,
             writer: Mutex::new(Some(writer)),
             reader: Mutex::new(reader),
             checkpoint: AtomicU64::new(checkpoint.unwrap_or(0)),
@@ -999,7 +992,7 @@ impl RedisAssertions {
         layout(&self.widths)
     }
 
-    fn reader(&self) -> MultiplexedConnection {
+    fn reader(&self) -> Reader {
         self.reader
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -1009,11 +1002,7 @@ impl RedisAssertions {
     /// A query's failure: replaces a broken connection for the next one.
     async fn failed(&self, e: RedisError) -> ReadError {
         if e.is_unrecoverable_error() || e.is_connection_dropped() {
-            if let Ok(con) = self
-                .client
-                .get_multiplexed_async_connection_with_config(&async_config())
-                .await
-            {
+            if let Ok(con) = self.servers.reader().await {
                 *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = con;
             }
         }
@@ -1022,14 +1011,11 @@ impl RedisAssertions {
 
     /// Runs `f` on the projector's connection, connecting first if needed;
     /// a failure drops the connection.
-    fn with_writer<T>(
-        &self,
-        f: impl FnOnce(&mut redis::Connection) -> RedisResult<T>,
-    ) -> RedisResult<T> {
+    fn with_writer<T>(&self, f: impl FnOnce(&mut Writer) -> RedisResult<T>) -> RedisResult<T> {
         let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
         let con = match guard.as_mut() {
             Some(con) => con,
-            None => guard.insert(connect_writer(&self.client)?),
+            None => guard.insert(self.servers.writer()?),
         };
         let result = f(con);
         if result.is_err() {
@@ -1100,21 +1086,13 @@ impl RedisAssertions {
                 "ibl:assertion-platform:*",
                 "ibl:credential-platform:*",
             ] {
-                let keys = redis::Commands::scan_match::<_, String>(con, pattern)?
-                    .collect::<RedisResult<Vec<String>>>()?;
-                for some in keys.chunks(1_000) {
-                    redis::cmd("UNLINK").arg(some).query::<()>(con)?;
-                }
+                redis_link::unlink_matching(con, pattern)?;
             }
-            redis::pipe()
-                .cmd("DEL")
-                .arg(GLOBAL_CHECKPOINT)
-                .ignore()
-                .cmd("SET")
+            redis::cmd("DEL").arg(GLOBAL_CHECKPOINT).query::<()>(con)?;
+            redis::cmd("SET")
                 .arg(LAYOUT)
                 .arg(self.layout())
                 .arg("NX")
-                .ignore()
                 .query::<()>(con)
         })
     }
@@ -1122,11 +1100,7 @@ impl RedisAssertions {
     /// Finds the platform of every change (writing the lookups of new
     /// assertions and credentials) and answers each platform's operations,
     /// in log order.
-    fn plan(
-        &self,
-        con: &mut redis::Connection,
-        changes: &[Change],
-    ) -> RedisResult<BTreeMap<String, Vec<Op>>> {
+    fn plan(&self, con: &mut Writer, changes: &[Change]) -> RedisResult<BTreeMap<String, Vec<Op>>> {
         let mut wanted: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for change in changes {
@@ -1142,11 +1116,7 @@ impl RedisAssertions {
         }
         let mut platform_of: HashMap<String, String> = HashMap::new();
         if !wanted.is_empty() {
-            let mut pipe = redis::pipe();
-            for key in &wanted {
-                pipe.cmd("GET").arg(key);
-            }
-            let known: Vec<Option<String>> = pipe.query(con)?;
+            let known = redis_link::get_many(con, &wanted)?;
             platform_of.extend(
                 wanted
                     .into_iter()
@@ -1260,13 +1230,7 @@ impl RedisAssertions {
                 }
             }
         }
-        if !lookups.is_empty() {
-            let mut pipe = redis::pipe();
-            for (key, platform) in &lookups {
-                pipe.cmd("SET").arg(key).arg(platform).arg("NX").ignore();
-            }
-            pipe.query::<()>(con)?;
-        }
+        redis_link::set_nx_many(con, &lookups)?;
         Ok(ops)
     }
 
@@ -1578,7 +1542,7 @@ mod tests {
                 }
                 // Ours, not another test's server that took the port first.
                 let ours = format!("process_id:{}\r", server.child.id());
-                let info = Client::open(server.url(0))
+                let info = redis::Client::open(server.url(0))
                     .and_then(|c| c.get_connection())
                     .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
                 match info {
@@ -1595,7 +1559,7 @@ mod tests {
         }
 
         fn connection(&self) -> redis::Connection {
-            Client::open(self.url(0))
+            redis::Client::open(self.url(0))
                 .and_then(|c| c.get_connection())
                 .expect("connect")
         }
@@ -1622,6 +1586,159 @@ mod tests {
 
     /// Blocks of 16 positions split in 4, and scripts of about 3 changes:
     /// every list crosses blocks and every batch takes several scripts.
+    /// A Redis Cluster of three primaries of the test's own, on free
+    /// ports, killed on drop.
+    struct Cluster {
+        nodes: Vec<Child>,
+        ports: Vec<u16>,
+        _dir: tempfile::TempDir,
+    }
+
+    impl Drop for Cluster {
+        fn drop(&mut self) {
+            for node in &mut self.nodes {
+                let _ = node.kill();
+                let _ = node.wait();
+            }
+        }
+    }
+
+    impl Cluster {
+        fn start() -> Self {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let ports: Vec<u16> = (0..3)
+                .map(|_| {
+                    std::net::TcpListener::bind("127.0.0.1:0")
+                        .and_then(|l| l.local_addr())
+                        .expect("a free port")
+                        .port()
+                })
+                .collect();
+            let nodes = ports
+                .iter()
+                .map(|port| {
+                    Command::new("redis-server")
+                        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                        .args(["--save", "", "--appendonly", "no"])
+                        .args(["--cluster-enabled", "yes"])
+                        .arg("--cluster-config-file")
+                        .arg(dir.path().join(format!("nodes-{port}.conf")))
+                        .stdout(Stdio::null())
+                        .stderr(Stdio::null())
+                        .spawn()
+                        .expect("redis-server runs")
+                })
+                .collect();
+            let cluster = Cluster {
+                nodes,
+                ports,
+                _dir: dir,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            for port in &cluster.ports {
+                while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
+                    assert!(Instant::now() < deadline, "a node did not listen");
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+            }
+            let created = Command::new("redis-cli")
+                .args(["--cluster", "create"])
+                .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
+                .args(["--cluster-replicas", "0", "--cluster-yes"])
+                .output()
+                .expect("redis-cli runs");
+            assert!(
+                created.status.success(),
+                "{}",
+                String::from_utf8_lossy(&created.stdout)
+            );
+            for port in &cluster.ports {
+                loop {
+                    let info: String = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                        .and_then(|c| c.get_connection())
+                        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c))
+                        .unwrap_or_default();
+                    if info.contains("cluster_state:ok") {
+                        break;
+                    }
+                    assert!(Instant::now() < deadline, "the cluster is not ok: {info}");
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            cluster
+        }
+
+        fn url(&self) -> String {
+            self.ports
+                .iter()
+                .map(|p| format!("redis://127.0.0.1:{p}"))
+                .collect::<Vec<_>>()
+                .join(",")
+        }
+
+        /// How many keys each node holds.
+        fn keys_per_node(&self) -> Vec<u64> {
+            self.ports
+                .iter()
+                .map(|port| {
+                    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
+                        .and_then(|c| c.get_connection())
+                        .expect("connect");
+                    redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE")
+                })
+                .collect()
+        }
+
+        /// Deletes one key, wherever it lives.
+        fn delete(&self, key: &str) {
+            let mut con = redis::cluster::ClusterClient::new(self.url().split(','))
+                .and_then(|c| c.get_connection())
+                .expect("connect");
+            redis::cmd("DEL")
+                .arg(key)
+                .query::<()>(&mut con)
+                .expect("DEL");
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_three_node_cluster_the_answers_are_the_sqlite_models_and_a_loss_is_rebuilt() {
+        let cluster = Cluster::start();
+        let redis = RedisAssertions::open_with(&cluster.url(), &[16, 4], 3)
+            .await
+            .expect("open a cluster");
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sqlite, _) = AssertionsModel::open(
+            &dir.path().join("a.db"),
+            &ibl_events::memory::MemoryStore::new(),
+        )
+        .await
+        .expect("open");
+        let log = rich();
+        let (most, last) = log.events.split_at(log.events.len() - 1);
+        for batch in most.chunks(4) {
+            assert_eq!(redis.apply(batch), Applied::Done);
+            sqlite.apply(batch);
+            assert_eq!(answers(&redis).await, answers(&sqlite).await);
+        }
+        let spread = cluster.keys_per_node();
+        assert!(
+            spread.iter().filter(|n| **n > 0).count() >= 2,
+            "the keys live on several nodes: {spread:?}"
+        );
+        // The cluster comes back from an older dump (its checkpoint behind
+        // the projector's): the next batch finds it, the model's keys are
+        // deleted on each node (only the layout is left) and it is rebuilt
+        // from 0.
+        cluster.delete(GLOBAL_CHECKPOINT);
+        assert_eq!(redis.apply(last), Applied::Rewound);
+        assert_eq!(redis.checkpoint(), 0);
+        assert_eq!(cluster.keys_per_node().iter().sum::<u64>(), 1, "the layout");
+        assert_eq!(redis.apply(&log.events), Applied::Done);
+        sqlite.apply(last);
+        assert_eq!(answers(&redis).await, answers(&sqlite).await);
+    }
+
     async fn model(server: &Server, db: u8) -> RedisAssertions {
         RedisAssertions::open_with(&server.url(db), &[16, 4], 3)
             .await

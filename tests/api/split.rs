@@ -620,3 +620,58 @@ fn a_killed_process_s_temporary_read_models_are_swept_at_the_next_start() {
     assert_eq!(kept.len(), 1, "only the live process's folder is kept");
     drop(live);
 }
+
+/// A write's answer comes from the write itself, not from a read model that
+/// may lag or be down: with Redis stopped, an issue and a revocation
+/// through `ibl serve` still answer 200 with the assertion, while reads of
+/// the assertions answer 503.
+#[test]
+fn writes_are_answered_from_their_own_result_while_redis_is_down() {
+    let redis = crate::redis::Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let url = redis.url(0);
+    let server = Server::start_with(dir.path(), &[("REDIS_URL", url.as_str())]);
+    let credentials = format!("{}/api/credentials/orgs/acme/users/admin/", server.base);
+    let created: Value = agent()
+        .post(&credentials)
+        .set("Authorization", &auth)
+        .send_json(json!({"name": "Outage"}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let credential = created["result"]["credential_id"].as_str().unwrap();
+    let issue = |email: &str| -> Value {
+        agent()
+            .post(&format!("{credentials}{credential}/assertions/"))
+            .set("Authorization", &auth)
+            .send_json(json!({"recipient": {"email": email}}))
+            .expect("issued")
+            .into_json()
+            .unwrap()
+    };
+    let first = issue("before@x.test");
+    let first = first["entityId"].as_str().unwrap().to_owned();
+    drop(redis);
+
+    let revoked: Value = agent()
+        .put(&format!("{credentials}assertions/{first}"))
+        .set("Authorization", &auth)
+        .send_json(json!({"revoked": true, "revocationReason": "outage"}))
+        .expect("revoked while Redis is down")
+        .into_json()
+        .unwrap();
+    assert_eq!(revoked["entityId"], first.as_str(), "{revoked}");
+    assert_eq!(revoked["revoked"], true, "{revoked}");
+    let second = issue("during@x.test");
+    assert_eq!(second["recipient"]["email"], "during@x.test", "{second}");
+    let (status, res) = code(
+        agent()
+            .get(&format!("{credentials}assertions/"))
+            .set("Authorization", &auth)
+            .call(),
+    );
+    assert_eq!(status, 503);
+    assert!(res.unwrap().header("Retry-After").is_some());
+}

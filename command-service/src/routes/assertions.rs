@@ -10,12 +10,13 @@ use ibl_edge::extract::{JsonBody, Principal};
 use ibl_edge::request::OrgUserEntity;
 use ibl_edge::{wire, ApiError, ReadState};
 use ibl_events::credentials::{assertion_stream, credential_stream, Evidence, Recipient};
+use ibl_projections::assertions::{AssertionView, Revocation as ViewRevocation};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::domain::assertion::{
-    plan_bulk_issue, AssertionAggregate, AssertionCommand, AssertionTerms, BulkIssue,
+    plan_bulk_issue, Assertion, AssertionAggregate, AssertionCommand, AssertionTerms, BulkIssue,
     IssueAssertion, MAX_BULK_RECIPIENTS,
 };
 use crate::domain::credential::{CredentialAggregate, IssuableCredential};
@@ -162,6 +163,8 @@ fn path_user_recipient(read: &ReadState, platform: &str, user: &str) -> Recipien
     }
 }
 
+/// An assertion as the read models show it (the answer to a replayed
+/// request, whose record they hold).
 async fn assertion_answer(
     req: &HttpRequest,
     read: &ReadState,
@@ -172,13 +175,43 @@ async fn assertion_answer(
         .assertion(entity_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
+    Ok(view_answer(req, read, &a))
+}
+
+/// The view of an assertion as its stream left it.
+fn view_of(a: &Assertion) -> AssertionView {
+    AssertionView {
+        platform: a.platform.clone(),
+        entity_id: a.entity_id.clone(),
+        credential_id: a.credential_id.clone(),
+        recipient: a.recipient.clone(),
+        issued_on: a.issued_on,
+        expires: a.expires,
+        narrative: a.narrative.clone(),
+        metadata: a.metadata.clone(),
+        evidence: a.evidence.clone(),
+        revoked: a.revocation.as_ref().map(|r| ViewRevocation {
+            reason: r.reason.clone(),
+            at: r.revoked_at,
+        }),
+    }
+}
+
+/// The answer of a write about an assertion, from the write's own result:
+/// it never depends on the read models having caught up (a write that
+/// succeeded is never answered 404 or 503).
+fn written_answer(
+    req: &HttpRequest,
+    read: &ReadState,
+    a: Option<&Assertion>,
+) -> Result<Value, ApiError> {
+    let a = a.ok_or_else(|| ApiError::Internal("a written assertion has no state".into()))?;
+    Ok(view_answer(req, read, &view_of(a)))
+}
+
+fn view_answer(req: &HttpRequest, read: &ReadState, a: &AssertionView) -> Value {
     let c = read.models.credential(&a.platform, &a.credential_id);
-    Ok(wire::assertion(
-        &wire::base_url(req),
-        &a,
-        c.as_ref(),
-        Utc::now(),
-    ))
+    wire::assertion(&wire::base_url(req), a, c.as_ref(), Utc::now())
 }
 
 pub async fn issue_assertion(
@@ -253,7 +286,7 @@ pub async fn issue_assertion(
         &read,
         StatusCode::OK,
         outcome.position(),
-        assertion_answer(&req, &read, &entity_id).await?,
+        written_answer(&req, &read, outcome.state.get())?,
     ))
 }
 
@@ -349,10 +382,12 @@ pub async fn bulk_issue(
         }
     }
     settle(&read, position).await;
-    let mut issued = Vec::with_capacity(plan.issue.len());
-    for (id, _) in &plan.issue {
-        issued.push(assertion_answer(&req, &read, id).await?);
-    }
+    let issued: Vec<Value> = plan
+        .issue
+        .iter()
+        .filter_map(|(_, event)| AssertionView::issued(event.clone()))
+        .map(|view| view_answer(&req, &read, &view))
+        .collect();
     let skipped: Vec<Value> = plan
         .skipped
         .iter()
@@ -393,10 +428,14 @@ pub async fn update_assertion(
         replay,
         ..
     } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
-    let current = read
-        .assertions
-        .assertion(&path.entity_id)
-        .await?
+    // The assertion as its stream has it, not as the read models may not
+    // show it yet (an issue just answered).
+    let stream = assertion_stream(&path.entity_id);
+    let (state, _) = crate::handler::load::<AssertionAggregate>(write.store.as_ref(), &stream)
+        .await
+        .map_err(ApiError::from)?;
+    let current = state
+        .get()
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
@@ -409,7 +448,7 @@ pub async fn update_assertion(
     }
     match body.value.revoked {
         Some(true) => {}
-        Some(false) if current.revoked.is_some() => {
+        Some(false) if current.revocation.is_some() => {
             return Err(ApiError::field(
                 "revoked",
                 "A revoked assertion cannot be reinstated.",
@@ -421,7 +460,7 @@ pub async fn update_assertion(
                 &read,
                 StatusCode::OK,
                 0,
-                assertion_answer(&req, &read, &path.entity_id).await?,
+                written_answer(&req, &read, Some(current))?,
             ))
         }
     }
@@ -436,7 +475,6 @@ pub async fn update_assertion(
         reason,
         now: Utc::now(),
     };
-    let stream = assertion_stream(&path.entity_id);
     judge_and_claim::<AssertionAggregate>(
         &req,
         &write,
@@ -454,6 +492,6 @@ pub async fn update_assertion(
         &read,
         StatusCode::OK,
         outcome.position(),
-        assertion_answer(&req, &read, &path.entity_id).await?,
+        written_answer(&req, &read, outcome.state.get())?,
     ))
 }
