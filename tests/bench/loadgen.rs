@@ -10,9 +10,10 @@
 //! `{n}` in the path or body becomes a number unique to each request, `{r}` a
 //! pseudo-random number in `--random-min ..= --random-max` (default 1..=1000).
 //!
-//! `--answers FILE` writes one line per answer: the wall-clock instant it
-//! arrived (µs since the Unix epoch), a space, and its body (for benchmarks
-//! that follow a write elsewhere, e.g. `projection_lag.sh`).
+//! `--answers FILE` writes one line per answer: the wall-clock instants
+//! (µs since the Unix epoch) its request was sent and it arrived, and its
+//! body, separated by spaces (for benchmarks that follow a write elsewhere,
+//! e.g. `projection_lag.sh`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -185,6 +186,7 @@ async fn main() {
                 if let Some(b) = &body {
                     req.push_str(b);
                 }
+                let sent = unix_micros();
                 if write.write_all(req.as_bytes()).await.is_err() {
                     errors += 1;
                     break;
@@ -193,7 +195,7 @@ async fn main() {
                     Ok((status, body)) => {
                         latencies.push(from.elapsed());
                         if args.answers.is_some() {
-                            answers.push((unix_micros(), body));
+                            answers.push((sent, unix_micros(), body));
                         }
                         if !(200..300).contains(&status) {
                             errors += 1;
@@ -221,8 +223,8 @@ async fn main() {
     }
     if let Some(path) = &args.answers {
         let mut text = Vec::new();
-        for (at, body) in &answers {
-            text.extend_from_slice(format!("{at} ").as_bytes());
+        for (sent, at, body) in &answers {
+            text.extend_from_slice(format!("{sent} {at} ").as_bytes());
             text.extend(body.iter().map(|&b| if b == b'\n' { b' ' } else { b }));
             text.push(b'\n');
         }

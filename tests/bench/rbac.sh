@@ -5,12 +5,17 @@
 #   (b) a fixed offered load of RATE checks/s, open loop (tests/bench/loadgen.rs,
 #       latency from the schedule): p50/p99, beside /healthz at the same rate;
 #   and the memory of the check index (logged by the server at start).
+# The fill goes through `ibl serve`; the checks are measured against `ibl
+# serve`, or against the split deployment's query service with
+# IBL_BENCH_SERVICE=query-service (with REDIS_URL set, it reads the
+# assertions from Redis; the check index is in its memory either way).
 # Usage: tests/bench/rbac.sh [SECONDS] [USERS] [GROUPS] [POLICIES] [RATE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}; USERS=${2:-10000}; NGROUPS=${3:-1000}; POLICIES=${4:-2000}; RATE=${5:-5000}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
-cargo build --release --bin ibl --example fill_rbac --example loadgen
+SERVICE=${IBL_BENCH_SERVICE:-serve}
+cargo build --release --bin ibl --bin query-service --example fill_rbac --example loadgen
 BIN=target/release/ibl
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -18,7 +23,11 @@ PORT=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print
 BASE=http://127.0.0.1:$PORT
 KEY=$($BIN platform create --data-dir "$WORK/data" --key bench --name Bench --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
 serve() {
-  RUST_LOG=warn,ibl::startup=info $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" 2> "$WORK/server.log" &
+  if [ "${1:-serve}" = query-service ]; then
+    RUST_LOG=warn,ibl::startup=info target/release/query-service --addr 127.0.0.1:$PORT --data-dir "$WORK/data" 2> "$WORK/server.log" &
+  else
+    RUST_LOG=warn,ibl::startup=info $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" 2> "$WORK/server.log" &
+  fi
   for _ in $(seq 1 3000); do curl -fs "$BASE/healthz" >/dev/null 2>&1 && break; sleep 0.01; done
 }
 echo "== machine: $(nproc) cores; $(date -u +%FT%TZ); $USERS users, $NGROUPS groups, $POLICIES policies"
@@ -28,7 +37,8 @@ serve
 echo "== fill through the API"
 target/release/examples/fill_rbac "$BASE" bench "$KEY" "$USERS" "$NGROUPS" "$POLICIES" 32
 kill %1; wait %1 2>/dev/null || true
-serve
+echo "== checks against: $SERVICE"
+serve "$SERVICE"
 grep -o 'check index: [0-9]* grants, [0-9.]* MiB' "$WORK/server.log" || true
 echo "== (a) closed loop, 32 connections, ${SECS}s"
 wrk -t2 -c32 -d${SECS}s --latency "$BASE/healthz" | grep -E "Requests/sec|50%|99%" | sed 's/^/healthz: /'
