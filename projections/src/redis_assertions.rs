@@ -37,10 +37,10 @@
 //! every primary. Tested against a local cluster of three primaries.
 //!
 //! A server found behind the projector's checkpoint (it came back empty,
-//! or from an older dump) is noticed at the next batch: the model's keys
-//! are deleted and the projector rebuilds it from position 0
-//! ([`Applied::Rewound`]). Until an event arrives, an idle system reads
-//! what the server holds.
+//! or from an older dump) is noticed at the next batch, or within a second
+//! while the log is idle ([`ReadModel::verify`]): the model's keys are
+//! deleted and the projector rebuilds it from position 0
+//! ([`Applied::Rewound`]).
 //!
 //! `apply` cannot fail: when Redis cannot be reached or answers an error,
 //! it logs a warning and retries the whole batch (every step is idempotent)
@@ -1077,6 +1077,24 @@ impl RedisAssertions {
         })
     }
 
+    /// After a loss: clears the model (retrying until it can) and goes
+    /// back to position 0.
+    fn rebuild(&self, checkpoint: Position) -> Applied {
+        tracing::warn!(
+            position = checkpoint,
+            "the Redis server lost the assertions read model (its checkpoint is behind this \
+             projector's): rebuilding it from the log"
+        );
+        let mut delay = Duration::from_millis(50);
+        while let Err(error) = self.clear() {
+            tracing::warn!(%error, "the Redis assertions read model could not be cleared; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        self.checkpoint.store(0, Ordering::Release);
+        Applied::Rewound
+    }
+
     /// Deletes every key of the model (a server that lost part of them:
     /// what is left cannot be resumed from) and writes the layout again.
     fn clear(&self) -> RedisResult<()> {
@@ -1441,6 +1459,24 @@ impl ReadModel for RedisAssertions {
         self.checkpoint.load(Ordering::Acquire)
     }
 
+    /// Compares the server's global checkpoint with this model's: behind,
+    /// the server lost the model, which is cleared and rebuilt. A server
+    /// that cannot be reached is left to the next batch.
+    fn verify(&self) -> Applied {
+        let ours = self.checkpoint();
+        let stored = blocking(|| {
+            self.with_writer(|con| {
+                redis::cmd("GET")
+                    .arg(GLOBAL_CHECKPOINT)
+                    .query::<Option<Position>>(con)
+            })
+        });
+        match stored {
+            Ok(stored) if stored.unwrap_or(0) < ours => blocking(|| self.rebuild(ours)),
+            _ => Applied::Done,
+        }
+    }
+
     /// Applies the batch's events past the checkpoint; retries until Redis
     /// takes them (see the module).
     fn apply(&self, batch: &[RecordedEvent]) -> Applied {
@@ -1472,16 +1508,7 @@ impl ReadModel for RedisAssertions {
                     Err(error) => retrying(error, &mut delay),
                 }
             }
-            tracing::warn!(
-                position = checkpoint,
-                "the Redis server lost the assertions read model (its checkpoint is behind this \
-                 projector's): rebuilding it from the log"
-            );
-            while let Err(error) = self.clear() {
-                retrying(error, &mut delay);
-            }
-            self.checkpoint.store(0, Ordering::Release);
-            Applied::Rewound
+            self.rebuild(checkpoint)
         })
     }
 }
@@ -2051,6 +2078,27 @@ mod tests {
         assert!(error.to_string().contains("layout"), "{error}");
         let fresh = RedisAssertions::open(&server.url(2)).await.expect("open");
         assert_eq!(fresh.checkpoint(), 0);
+    }
+
+    #[tokio::test]
+    async fn verify_finds_a_server_that_lost_the_model_while_the_log_is_idle() {
+        let server = Server::start();
+        let log = sample();
+        let model = model(&server, 0).await;
+        model.apply(&log.events);
+        assert_eq!(model.verify(), Applied::Done, "nothing lost");
+        redis::cmd("FLUSHALL")
+            .query::<()>(&mut server.connection())
+            .expect("FLUSHALL");
+        assert_eq!(model.verify(), Applied::Rewound);
+        assert_eq!(model.checkpoint(), 0);
+        assert_eq!(
+            model.verify(),
+            Applied::Done,
+            "a model at 0 has lost nothing"
+        );
+        model.apply(&log.events);
+        assert!(model.assertion("a1").await.expect("read").is_some());
     }
 
     #[tokio::test]

@@ -17,6 +17,13 @@ pub trait ReadModel: Send + Sync + 'static {
     /// and moves the checkpoint to the last event in the same atomic step.
     /// May block (a model in another server waits for it).
     fn apply(&self, batch: &[RecordedEvent]) -> Applied;
+
+    /// Checks, while the log is idle, that the model's store still holds
+    /// what was applied (a server that came back empty is otherwise
+    /// noticed only at the next event). May block.
+    fn verify(&self) -> Applied {
+        Applied::Done
+    }
 }
 
 /// What became of a batch.
@@ -40,6 +47,9 @@ pub struct Projections {
 }
 
 const BATCH: usize = 2048;
+
+/// After this long without an event, the models verify their stores.
+const IDLE: Duration = Duration::from_secs(1);
 
 impl Projections {
     /// Starts the projector task: it reads the log once, from the lowest
@@ -127,7 +137,29 @@ async fn run(
         let (batches, mut incoming) = tokio::sync::mpsc::channel(2);
         let reader = tokio::spawn(read_ahead(Subscription::new(store.clone(), from), batches));
         let mut failure = None;
-        while let Some(batch) = incoming.recv().await {
+        loop {
+            let batch = match tokio::time::timeout(IDLE, incoming.recv()).await {
+                Ok(Some(batch)) => batch,
+                Ok(None) => break,
+                Err(_) => {
+                    let (back, rewound) = tokio::task::spawn_blocking(move || {
+                        let mut rewound = false;
+                        for (model, tx) in &models {
+                            rewound |= model.verify() == Applied::Rewound;
+                            tx.send_replace(model.checkpoint());
+                        }
+                        (models, rewound)
+                    })
+                    .await
+                    .expect("a read model panicked");
+                    models = back;
+                    if rewound {
+                        failure = Some("a read model was rewound".to_owned());
+                        break;
+                    }
+                    continue;
+                }
+            };
             match batch {
                 Ok(batch) => {
                     // Off the async thread: a model may wait for its server.

@@ -675,3 +675,62 @@ fn writes_are_answered_from_their_own_result_while_redis_is_down() {
     assert_eq!(status, 503);
     assert!(res.unwrap().header("Retry-After").is_some());
 }
+
+/// Redis restarted empty while nothing is written: the projections process
+/// notices within about a second (it compares checkpoints while the log is
+/// idle) and rebuilds the model, and the query service answers every
+/// assertion again, without a new write.
+#[test]
+fn redis_back_empty_while_the_log_is_idle_is_rebuilt_without_a_write() {
+    let mut redis = crate::redis::Redis::start();
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let url = redis.url(0);
+    let env = [("REDIS_URL", url.as_str())];
+    let _projections = Server::start_binary(PROJECTIONS, dir.path(), &env);
+    let commands = Server::start_binary(COMMAND, dir.path(), &env);
+    let queries = Server::start_binary(QUERY, dir.path(), &env);
+    let credentials = "/api/credentials/orgs/acme/users/admin/";
+    let created: Value = agent()
+        .post(&format!("{}{credentials}", commands.base))
+        .set("Authorization", &auth)
+        .send_json(json!({"name": "Idle"}))
+        .unwrap()
+        .into_json()
+        .unwrap();
+    let credential = created["result"]["credential_id"].as_str().unwrap();
+    let res = agent()
+        .post(&format!(
+            "{}{credentials}{credential}/assertions/bulk/",
+            commands.base
+        ))
+        .set("Authorization", &auth)
+        .send_json(json!({"recipients": [{"email": "a@x.test"}, {"email": "b@x.test"}]}))
+        .unwrap();
+    let position = res.header("X-Position").unwrap().to_owned();
+    let list = format!("{credentials}assertions/?page_size=10");
+    assert_eq!(read_at(&queries.base, &list, &auth, &position)["count"], 2);
+
+    redis.restart_empty_after(|| std::thread::sleep(Duration::from_millis(200)));
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        let (status, res) = code(
+            agent()
+                .get(&format!("{}{list}", queries.base))
+                .set("Authorization", &auth)
+                .call(),
+        );
+        if status == 200 {
+            let body: Value = res.unwrap().into_json().unwrap();
+            if body["count"] == 2 {
+                break;
+            }
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not rebuilt: {status}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
