@@ -734,3 +734,52 @@ fn redis_back_empty_while_the_log_is_idle_is_rebuilt_without_a_write() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// With strong reads, the query service judges a key as the log has it
+/// when the request arrives: a key deleted through the command service is
+/// refused at once (401), each of 10 times, not after the query service's
+/// models catch up.
+#[test]
+fn strong_reads_refuse_a_key_deleted_through_another_process_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let commands = Server::start_binary(COMMAND, dir.path(), &[]);
+    let queries = Server::start_binary(QUERY, dir.path(), &[("IBL_READ_CONSISTENCY", "strong")]);
+    let list = format!("{}/api/credentials/orgs/acme/users/admin/", queries.base);
+    for i in 0..10 {
+        let name = format!("short-lived-{i}");
+        let made: Value = agent()
+            .post(&format!("{}/api/core/platform/api-tokens/", commands.base))
+            .set("Authorization", &auth)
+            .send_json(json!({"name": name, "platform_key": "acme", "username": "admin"}))
+            .expect("a key")
+            .into_json()
+            .unwrap();
+        let secret = made["key"].as_str().expect("the secret").to_owned();
+        let (status, _) = code(
+            agent()
+                .get(&list)
+                .set("Authorization", &format!("Api-Token {secret}"))
+                .call(),
+        );
+        assert_eq!(status, 200, "a new key is accepted at once");
+        let (status, _) = code(
+            agent()
+                .delete(&format!(
+                    "{}/api/core/platform/api-tokens/{name}?platform_key=acme",
+                    commands.base
+                ))
+                .set("Authorization", &auth)
+                .call(),
+        );
+        assert_eq!(status, 204);
+        let (status, _) = code(
+            agent()
+                .get(&list)
+                .set("Authorization", &format!("Api-Token {secret}"))
+                .call(),
+        );
+        assert_eq!(status, 401, "key {i}, deleted, is refused at once");
+    }
+}

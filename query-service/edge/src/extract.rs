@@ -355,18 +355,38 @@ pub fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, Ap
     Ok(Principal { platform, key })
 }
 
+/// The key and the guard, judged on the read models as they are.
+fn principal_of(req: &HttpRequest, read: &ReadState) -> Result<Principal, ApiError> {
+    let principal = authenticate(req, read)?;
+    crate::guard::enforce(req, read, &principal)?;
+    Ok(principal)
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = std::future::Ready<Result<Self, ApiError>>;
+    type Future = futures_util::future::Either<
+        std::future::Ready<Result<Self, ApiError>>,
+        Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>,
+    >;
 
+    /// With `X-Min-Position`, or strong reads configured, the read models
+    /// first reach that position (see [`crate::request::fresh`]): a key
+    /// revoked, or a grant removed, by an earlier write is judged as it now
+    /// is, not as a lagging model shows it.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let result = match req.app_data::<web::Data<ReadState>>() {
-            Some(read) => authenticate(req, read).and_then(|principal| {
-                crate::guard::enforce(req, read, &principal)?;
-                Ok(principal)
-            }),
-            None => Err(ApiError::Internal("read state not configured".into())),
+        use futures_util::future::Either;
+        let Some(read) = req.app_data::<web::Data<ReadState>>().cloned() else {
+            return Either::Left(std::future::ready(Err(ApiError::Internal(
+                "read state not configured".into(),
+            ))));
         };
-        std::future::ready(result)
+        if crate::request::waits(req, &read) {
+            let req = req.clone();
+            return Either::Right(Box::pin(async move {
+                crate::request::fresh(&req, &read).await?;
+                principal_of(&req, &read)
+            }));
+        }
+        Either::Left(std::future::ready(principal_of(req, &read)))
     }
 }

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use actix_web::HttpRequest;
+use actix_web::{HttpMessage, HttpRequest};
 
 use crate::error::ApiError;
 use crate::extract::Principal;
@@ -76,12 +76,25 @@ pub async fn scoped(
     Ok((params, platform))
 }
 
+/// Marks a request whose read models [`fresh`] has already waited for.
+#[derive(Clone, Copy)]
+struct Fresh;
+
+/// Whether [`fresh`] makes this request wait (it has `X-Min-Position`, or
+/// strong reads are configured).
+pub fn waits(req: &HttpRequest, read: &ReadState) -> bool {
+    read.strong_reads.is_some() || req.headers().contains_key(position::MIN_HEADER)
+}
+
 /// Honours `X-Min-Position`: waits until the read models have applied the
 /// position of that token (read-your-writes for a client that got it from
 /// a write's `X-Position`). A token this server did not write is a 400.
 /// Without the header, with strong reads configured, waits for the last
 /// position the store had committed.
 pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> {
+    if req.extensions().contains::<Fresh>() {
+        return Ok(()); // (the key's extractor waited already)
+    }
     let position = match (req.headers().get(position::MIN_HEADER), &read.strong_reads) {
         (Some(value), _) => value
             .to_str()
@@ -95,6 +108,7 @@ pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> 
         .wait_for(position, read.min_position_wait)
         .await
     {
+        req.extensions_mut().insert(Fresh);
         Ok(())
     } else {
         Err(ApiError::Unavailable(
