@@ -94,7 +94,11 @@ fn issue_all(app: &TestApp, credential: &str, emails: &[&str]) -> Vec<String> {
 
 /// Waits until the relay has published everything the store holds.
 fn wait_relayed(app: &TestApp) {
-    let deadline = Instant::now() + Duration::from_secs(10);
+    wait_relayed_within(app, Duration::from_secs(10));
+}
+
+fn wait_relayed_within(app: &TestApp, within: Duration) {
+    let deadline = Instant::now() + within;
     loop {
         let text = app.get("/metrics").send().expect(200).text;
         if metric(&text, "ibl_relay_lag_events ") == Some(0.0) {
@@ -451,20 +455,7 @@ fn on_a_three_node_cluster_losing_a_node_loses_no_event() {
     }
     // (The cluster elects its JetStream leader in a few seconds; the relay
     // retries until the stream is made.)
-    let wait = |app: &TestApp| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let text = app.get("/metrics").send().expect(200).text;
-            if metric(&text, "ibl_relay_lag_events ") == Some(0.0) {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "the relay did not catch up: {text}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    };
+    let wait = |app: &TestApp| wait_relayed_within(app, Duration::from_secs(60));
     wait(&app);
     cluster.kill(0);
     for i in 0..30 {

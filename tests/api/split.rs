@@ -194,6 +194,24 @@ fn an_unreachable_eventstore_is_named_and_nothing_falls_back_to_the_embedded_sto
     );
 }
 
+const CREDENTIALS: &str = "/api/credentials/orgs/acme/users/admin/";
+
+/// Creates a credential named `name` through the server at `base`; its id.
+fn create_credential(base: &str, auth: &str, name: &str) -> String {
+    let (status, res) = code(
+        agent()
+            .post(&format!("{base}{CREDENTIALS}"))
+            .set("Authorization", auth)
+            .send_json(json!({ "name": name })),
+    );
+    assert_eq!(status, 200, "creating {name}");
+    let created: Value = res.unwrap().into_json().unwrap();
+    created["result"]["credential_id"]
+        .as_str()
+        .expect("credential_id")
+        .to_owned()
+}
+
 /// `GET` with the key and a minimum position; answers the JSON body.
 fn read_at(base: &str, path: &str, auth: &str, position: &str) -> Value {
     let (status, res) = code(
@@ -298,18 +316,7 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
     let queries = Server::start_binary(QUERY, dir.path(), &[("REDIS_URL", &live), public]);
     let credentials = "/api/credentials/orgs/acme/users/admin/";
 
-    let (status, res) = code(
-        agent()
-            .post(&format!("{}{credentials}", commands.base))
-            .set("Authorization", &auth)
-            .send_json(json!({"name": "Split badge"})),
-    );
-    assert_eq!(status, 200, "{}", commands.log());
-    let created: Value = res.unwrap().into_json().unwrap();
-    let credential = created["result"]["credential_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let credential = create_credential(&commands.base, &auth, "Split badge");
     let bulk = format!(
         "{}{credentials}{credential}/assertions/bulk/",
         commands.base
@@ -470,14 +477,7 @@ fn redis_stopped_under_load_answers_503_and_back_empty_is_rebuilt_with_every_wri
     let commands = Server::start_binary(COMMAND, dir.path(), &env);
     let queries = Server::start_binary(QUERY, dir.path(), &env);
     let credentials = "/api/credentials/orgs/acme/users/admin/";
-    let created: Value = agent()
-        .post(&format!("{}{credentials}", commands.base))
-        .set("Authorization", &auth)
-        .send_json(json!({"name": "Through an outage"}))
-        .unwrap()
-        .into_json()
-        .unwrap();
-    let credential = created["result"]["credential_id"].as_str().unwrap();
+    let credential = create_credential(&commands.base, &auth, "Through an outage");
     let issue = format!("{}{credentials}{credential}/assertions/", commands.base);
     let list = format!("{}{credentials}assertions/?page_size=1", queries.base);
 
@@ -569,14 +569,7 @@ fn strong_reads_see_every_earlier_write_of_another_process_without_a_header() {
     let queries = Server::start_binary(QUERY, dir.path(), &[("IBL_READ_CONSISTENCY", "strong")]);
     let credentials = "/api/credentials/orgs/acme/users/admin/";
     for i in 0..30 {
-        let created: Value = agent()
-            .post(&format!("{}{credentials}", commands.base))
-            .set("Authorization", &auth)
-            .send_json(json!({ "name": format!("Badge {i}") }))
-            .unwrap()
-            .into_json()
-            .unwrap();
-        let id = created["result"]["credential_id"].as_str().unwrap();
+        let id = create_credential(&commands.base, &auth, &format!("Badge {i}"));
         let (status, res) = code(
             agent()
                 .get(&format!("{}{credentials}{id}", queries.base))
@@ -633,15 +626,8 @@ fn writes_are_answered_from_their_own_result_while_redis_is_down() {
     let auth = format!("Api-Token {key}");
     let url = redis.url(0);
     let server = Server::start_with(dir.path(), &[("REDIS_URL", url.as_str())]);
-    let credentials = format!("{}/api/credentials/orgs/acme/users/admin/", server.base);
-    let created: Value = agent()
-        .post(&credentials)
-        .set("Authorization", &auth)
-        .send_json(json!({"name": "Outage"}))
-        .unwrap()
-        .into_json()
-        .unwrap();
-    let credential = created["result"]["credential_id"].as_str().unwrap();
+    let credentials = format!("{}{CREDENTIALS}", server.base);
+    let credential = create_credential(&server.base, &auth, "Outage");
     let issue = |email: &str| -> Value {
         agent()
             .post(&format!("{credentials}{credential}/assertions/"))
@@ -692,14 +678,7 @@ fn redis_back_empty_while_the_log_is_idle_is_rebuilt_without_a_write() {
     let commands = Server::start_binary(COMMAND, dir.path(), &env);
     let queries = Server::start_binary(QUERY, dir.path(), &env);
     let credentials = "/api/credentials/orgs/acme/users/admin/";
-    let created: Value = agent()
-        .post(&format!("{}{credentials}", commands.base))
-        .set("Authorization", &auth)
-        .send_json(json!({"name": "Idle"}))
-        .unwrap()
-        .into_json()
-        .unwrap();
-    let credential = created["result"]["credential_id"].as_str().unwrap();
+    let credential = create_credential(&commands.base, &auth, "Idle");
     let res = agent()
         .post(&format!(
             "{}{credentials}{credential}/assertions/bulk/",
