@@ -375,18 +375,19 @@ impl FromRequest for Principal {
     /// is, not as a lagging model shows it.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         use futures_util::future::Either;
-        let Some(read) = req.app_data::<web::Data<ReadState>>().cloned() else {
+        let Some(read) = req.app_data::<web::Data<ReadState>>() else {
             return Either::Left(std::future::ready(Err(ApiError::Internal(
                 "read state not configured".into(),
             ))));
         };
-        if crate::request::waits(req, &read) {
-            let req = req.clone();
+        if crate::request::waits(req, read) {
+            // (Cloned only here: most requests do not wait.)
+            let (req, read) = (req.clone(), read.clone());
             return Either::Right(Box::pin(async move {
                 crate::request::fresh(&req, &read).await?;
                 principal_of(&req, &read)
             }));
         }
-        Either::Left(std::future::ready(principal_of(req, &read)))
+        Either::Left(std::future::ready(principal_of(req, read)))
     }
 }
