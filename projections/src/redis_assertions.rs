@@ -152,22 +152,22 @@
 //! the command side makes them.
 
 use std::borrow::Cow;
-use std::collections::{BTreeMap, HashMap, HashSet};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{AssertionEvent, CredentialEvent, Recipient};
 use ibl_events::{DomainEvent, Position, RecordedEvent};
-use redis::{RedisError, RedisResult, Script};
+use redis::{RedisResult, Script};
 use tokio::sync::watch;
 
 use crate::assertions::{
     AssertionFilter, AssertionQueries, AssertionView, IdempotencyRecord, ReadError, Revocation,
 };
 use crate::credentials::Page;
-use crate::redis_link::{self, Reader, Servers, Writer};
+use crate::redis_link::{self, Writer};
+use crate::redis_model::{encode_error, esc, Op, Plan, RedisModel, Written, MAX_RANGE};
 use crate::{Applied, ReadModel};
 
 /// The widths of the expiry blocks, in log positions: blocks of 65,536
@@ -181,8 +181,7 @@ pub const CHUNK: usize = 512;
 /// The version of the key layout: bump it when the keys change shape.
 const LAYOUT_VERSION: u32 = 2;
 
-const GLOBAL_CHECKPOINT: &str = "ibl:checkpoint:assertions";
-const LAYOUT: &str = "ibl:layout:assertions";
+const NAME: &str = "assertions";
 
 /// Applies one platform's changes after its checkpoint and moves it.
 ///
@@ -456,19 +455,6 @@ return 1
     )
 });
 
-/// Moves KEYS[1] forward to ARGV[1] (never back).
-static MOVE_CHECKPOINT: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local current = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tonumber(ARGV[1]) > current then
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-return current
-"#,
-    )
-});
-
 /// A page of a list and its count.
 ///
 /// KEYS: the list, its expiry set, the platform's `course-of`. ARGV: now
@@ -697,24 +683,6 @@ return found
     )
 });
 
-/// A name's part, percent-encoded so that it holds no `:` and no braces.
-fn esc(s: &str) -> Cow<'_, str> {
-    if !s.contains(['%', ':', '{', '}']) {
-        return Cow::Borrowed(s);
-    }
-    let mut out = String::with_capacity(s.len() + 8);
-    for c in s.chars() {
-        match c {
-            '%' => out.push_str("%25"),
-            ':' => out.push_str("%3A"),
-            '{' => out.push_str("%7B"),
-            '}' => out.push_str("%7D"),
-            c => out.push(c),
-        }
-    }
-    Cow::Owned(out)
-}
-
 /// The prefix of platform `p`'s keys, its hash tag included.
 fn prefix(platform: &str) -> String {
     format!("ibl:{{{}}}:", esc(platform))
@@ -735,31 +703,6 @@ fn layout(widths: &str) -> String {
 
 fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
-}
-
-/// Runs blocking work: on a multi-threaded runtime the worker's other
-/// tasks move to another thread meanwhile.
-fn blocking<R>(f: impl FnOnce() -> R) -> R {
-    match tokio::runtime::Handle::try_current() {
-        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
-            tokio::task::block_in_place(f)
-        }
-        _ => f(),
-    }
-}
-
-fn read_error(e: RedisError) -> ReadError {
-    ReadError::new(format!("redis: {e}"))
-}
-
-/// How far [`RedisAssertions::write`] got.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Written {
-    Done,
-    /// Stopped after the scripts it was allowed (tests).
-    Partly,
-    /// The server had lost the model: nothing can be resumed.
-    Lost,
 }
 
 /// What an event changes, decoded once per batch.
@@ -854,40 +797,19 @@ fn decode_one(event: &RecordedEvent) -> Result<Option<What>, serde_json::Error> 
     Ok(None)
 }
 
-/// One change for a platform's script: its position and its arguments
-/// (the operation first).
-struct Op {
-    position: Position,
-    args: Vec<String>,
-}
-
-/// Cuts `ops` (in log order) into runs of about `size`, between events.
-fn chunks(ops: &[Op], size: usize) -> Vec<&[Op]> {
-    let mut out = Vec::new();
-    let mut start = 0;
-    while start < ops.len() {
-        let mut end = (start + size.max(1)).min(ops.len());
-        while end < ops.len() && ops[end].position == ops[end - 1].position {
-            end += 1;
-        }
-        out.push(&ops[start..end]);
-        start = end;
-    }
-    out
-}
-
 /// The Redis adapter of the assertions read model: see the module.
 pub struct RedisAssertions {
-    servers: Servers,
-    /// The projector's connection (`None`: reconnect before the next use).
-    writer: Mutex<Option<Writer>>,
-    /// The queries' connection, replaced when it breaks.
-    reader: Mutex<Reader>,
-    checkpoint: AtomicU64,
+    core: Arc<RedisModel>,
     /// The block widths, as the scripts take them ("65536,1024").
     widths: String,
-    chunk: usize,
 }
+
+/// The patterns of the model's keys (deleted after a loss).
+const KEYS: &[&str] = &[
+    "ibl:{*",
+    "ibl:assertion-platform:*",
+    "ibl:credential-platform:*",
+];
 
 impl RedisAssertions {
     /// Connects to the Redis server at `url` (`redis://host:port/db`) and
@@ -897,45 +819,10 @@ impl RedisAssertions {
         Self::open_with(url, &WIDTHS, CHUNK).await
     }
 
-    /// Follows the model as another process writes it: its global
-    /// checkpoint, read every `every`, as a watch (what a read with
-    /// `X-Min-Position` waits on). A failed read keeps the last position
-    /// (queries answer 503 meanwhile). The task stops when the model or
-    /// every receiver is dropped.
-    pub fn follow(self: &Arc<Self>, every: Duration) -> watch::Receiver<Position> {
-        let (tx, rx) = watch::channel(self.checkpoint());
-        let model = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(every);
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut failing = false;
-            loop {
-                tick.tick().await;
-                let Some(model) = model.upgrade().filter(|_| !tx.is_closed()) else {
-                    return;
-                };
-                let mut con = model.reader();
-                let read = redis::cmd("GET")
-                    .arg(GLOBAL_CHECKPOINT)
-                    .query_async::<Option<Position>>(&mut con)
-                    .await;
-                match read {
-                    Ok(position) => {
-                        failing = false;
-                        let position = position.unwrap_or(0);
-                        tx.send_if_modified(|p| std::mem::replace(p, position) != position);
-                    }
-                    Err(e) => {
-                        let error = model.failed(e).await;
-                        if !failing {
-                            tracing::warn!(%error, "cannot read the Redis assertions' checkpoint");
-                        }
-                        failing = true;
-                    }
-                }
-            }
-        });
-        rx
+    /// Follows the model as another process writes it (see
+    /// [`RedisModel::follow`]).
+    pub fn follow(&self, every: Duration) -> watch::Receiver<Position> {
+        self.core.follow(every)
     }
 
     async fn open_with(url: &str, widths: &[u64], chunk: usize) -> Result<Self, ReadError> {
@@ -950,87 +837,15 @@ impl RedisAssertions {
             .map(u64::to_string)
             .collect::<Vec<_>>()
             .join(",");
-        let servers = Servers::open(url).map_err(read_error)?;
-        let mut reader = servers.reader().await.map_err(read_error)?;
-        let writer = blocking(|| servers.writer()).map_err(read_error)?;
-        let layout = layout(&widths);
-        // (Two keys of two slots: one command each.)
-        redis::cmd("SET")
-            .arg(LAYOUT)
-            .arg(&layout)
-            .arg("NX")
-            .query_async::<()>(&mut reader)
-            .await
-            .map_err(read_error)?;
-        let stored: String = redis::cmd("GET")
-            .arg(LAYOUT)
-            .query_async(&mut reader)
-            .await
-            .map_err(read_error)?;
-        let checkpoint: Option<Position> = redis::cmd("GET")
-            .arg(GLOBAL_CHECKPOINT)
-            .query_async(&mut reader)
-            .await
-            .map_err(read_error)?;
-        if stored != layout {
-            return Err(ReadError::new(format!(
-                "the Redis database holds assertions in layout {stored:?}, this code's is \
-                 {layout:?}: delete the ibl:* keys to rebuild them"
-            )));
-        }
+        let core = RedisModel::open(NAME, url, layout(&widths), KEYS, chunk).await?;
         Ok(Self {
-            servers,
-            writer: Mutex::new(Some(writer)),
-            reader: Mutex::new(reader),
-            checkpoint: AtomicU64::new(checkpoint.unwrap_or(0)),
+            core: Arc::new(core),
             widths,
-            chunk,
         })
     }
 
-    fn layout(&self) -> String {
-        layout(&self.widths)
-    }
-
-    fn reader(&self) -> Reader {
-        self.reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-
-    /// A query's failure: replaces a broken connection for the next one.
-    async fn failed(&self, e: RedisError) -> ReadError {
-        if e.is_unrecoverable_error() || e.is_connection_dropped() {
-            if let Ok(con) = self.servers.reader().await {
-                *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = con;
-            }
-        }
-        read_error(e)
-    }
-
-    /// Runs `f` on the projector's connection, connecting first if needed;
-    /// a failure drops the connection.
-    fn with_writer<T>(&self, f: impl FnOnce(&mut Writer) -> RedisResult<T>) -> RedisResult<T> {
-        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let con = match guard.as_mut() {
-            Some(con) => con,
-            None => guard.insert(self.servers.writer()?),
-        };
-        let result = f(con);
-        if result.is_err() {
-            *guard = None;
-        }
-        result
-    }
-
     /// Writes the changes of a batch ending at `last` onto the model at
-    /// `from`: the lookups, each platform's scripts, then the global
-    /// checkpoint. With `scripts`, stops after that many scripts (a crash,
-    /// for the tests): when they are all the batch's, before the global
-    /// checkpoint. Answers [`Written::Lost`] when the server's global
-    /// checkpoint was found behind `from`, before or after the batch: it
-    /// lost what it held (it came back empty, or from an older dump).
+    /// `from` (see [`RedisModel::write`]).
     fn write(
         &self,
         changes: &[Change],
@@ -1038,87 +853,20 @@ impl RedisAssertions {
         last: Position,
         scripts: Option<usize>,
     ) -> RedisResult<Written> {
-        self.with_writer(|con| {
-            let stored: Option<Position> = redis::cmd("GET").arg(GLOBAL_CHECKPOINT).query(con)?;
-            if stored.unwrap_or(0) < from {
-                return Ok(Written::Lost);
-            }
-            let ops = self.plan(con, changes)?;
-            let mut left = scripts;
-            for (platform, ops) in &ops {
-                let pfx = prefix(platform);
-                let checkpoint = format!("{pfx}checkpoint:assertions");
-                for chunk in chunks(ops, self.chunk) {
-                    if left == Some(0) {
-                        return Ok(Written::Partly);
-                    }
-                    let upto = chunk.last().map_or(0, |op| op.position);
-                    let mut call = APPLY.prepare_invoke();
-                    call.key(&checkpoint).arg(&pfx).arg(&self.widths).arg(upto);
-                    for op in chunk {
-                        call.arg(&op.args[0]).arg(op.position).arg(&op.args[1..]);
-                    }
-                    call.invoke::<i64>(con)?;
-                    left = left.map(|n| n - 1);
-                }
-            }
-            if left == Some(0) {
-                return Ok(Written::Partly); // the crash before the global checkpoint
-            }
-            let before: Position = MOVE_CHECKPOINT
-                .key(GLOBAL_CHECKPOINT)
-                .arg(last)
-                .invoke(con)?;
-            Ok(if before < from {
-                Written::Lost
-            } else {
-                Written::Done
-            })
-        })
-    }
-
-    /// After a loss: clears the model (retrying until it can) and goes
-    /// back to position 0.
-    fn rebuild(&self, checkpoint: Position) -> Applied {
-        tracing::warn!(
-            position = checkpoint,
-            "the Redis server lost the assertions read model (its checkpoint is behind this \
-             projector's): rebuilding it from the log"
-        );
-        let mut delay = Duration::from_millis(50);
-        while let Err(error) = self.clear() {
-            tracing::warn!(%error, "the Redis assertions read model could not be cleared; retrying");
-            std::thread::sleep(delay);
-            delay = (delay * 2).min(Duration::from_secs(5));
-        }
-        self.checkpoint.store(0, Ordering::Release);
-        Applied::Rewound
-    }
-
-    /// Deletes every key of the model (a server that lost part of them:
-    /// what is left cannot be resumed from) and writes the layout again.
-    fn clear(&self) -> RedisResult<()> {
-        self.with_writer(|con| {
-            for pattern in [
-                "ibl:{*",
-                "ibl:assertion-platform:*",
-                "ibl:credential-platform:*",
-            ] {
-                redis_link::unlink_matching(con, pattern)?;
-            }
-            redis::cmd("DEL").arg(GLOBAL_CHECKPOINT).query::<()>(con)?;
-            redis::cmd("SET")
-                .arg(LAYOUT)
-                .arg(self.layout())
-                .arg("NX")
-                .query::<()>(con)
-        })
+        self.core.write(
+            &APPLY,
+            &self.widths,
+            |con| self.plan(con, changes),
+            from,
+            last,
+            scripts,
+        )
     }
 
     /// Finds the platform of every change (writing the lookups of new
     /// assertions and credentials) and answers each platform's operations,
     /// in log order.
-    fn plan(&self, con: &mut Writer, changes: &[Change]) -> RedisResult<BTreeMap<String, Vec<Op>>> {
+    fn plan(&self, con: &mut Writer, changes: &[Change]) -> RedisResult<Plan> {
         let mut wanted: Vec<String> = Vec::new();
         let mut seen = HashSet::new();
         for change in changes {
@@ -1143,9 +891,9 @@ impl RedisAssertions {
             );
         }
         let mut lookups: Vec<(String, String)> = Vec::new();
-        let mut ops: BTreeMap<String, Vec<Op>> = BTreeMap::new();
+        let mut ops = Plan::new();
         let mut push = |platform: &str, position: Position, args: Vec<String>| {
-            ops.entry(platform.to_owned())
+            ops.entry(prefix(platform))
                 .or_default()
                 .push(Op { position, args });
         };
@@ -1181,13 +929,8 @@ impl RedisAssertions {
                             lookups.push((key, view.platform.clone()));
                         }
                     }
-                    let json = serde_json::to_string(view).map_err(|e| {
-                        RedisError::from((
-                            redis::ErrorKind::Client,
-                            "an assertion's view",
-                            e.to_string(),
-                        ))
-                    })?;
+                    let json = serde_json::to_string(view)
+                        .map_err(|e| encode_error("an assertion's view", e))?;
                     push(
                         &view.platform,
                         position,
@@ -1208,9 +951,8 @@ impl RedisAssertions {
                     let Some(platform) = platform_of.get(&assertion_lookup(id)) else {
                         continue; // never issued: nothing to revoke
                     };
-                    let json = serde_json::to_string(revocation).map_err(|e| {
-                        RedisError::from((redis::ErrorKind::Client, "a revocation", e.to_string()))
-                    })?;
+                    let json = serde_json::to_string(revocation)
+                        .map_err(|e| encode_error("a revocation", e))?;
                     push(
                         platform,
                         position,
@@ -1265,9 +1007,6 @@ impl RedisAssertions {
     }
 }
 
-/// The largest offset or limit sent to a script (no list is longer).
-const MAX_RANGE: usize = 1 << 40;
-
 #[async_trait::async_trait]
 impl AssertionQueries for RedisAssertions {
     fn backend(&self) -> &'static str {
@@ -1275,14 +1014,14 @@ impl AssertionQueries for RedisAssertions {
     }
 
     async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
-        let mut con = self.reader();
+        let mut con = self.core.reader();
         let platform: Option<String> = match redis::cmd("GET")
             .arg(assertion_lookup(entity_id))
             .query_async(&mut con)
             .await
         {
             Ok(p) => p,
-            Err(e) => return Err(self.failed(e).await),
+            Err(e) => return Err(self.core.failed(e).await),
         };
         let Some(platform) = platform else {
             return Ok(None);
@@ -1295,7 +1034,7 @@ impl AssertionQueries for RedisAssertions {
             .await
         {
             Ok(s) => s,
-            Err(e) => return Err(self.failed(e).await),
+            Err(e) => return Err(self.core.failed(e).await),
         };
         match stored {
             (Some(view), revocation) => Ok(Some(Self::decode_view(
@@ -1330,7 +1069,7 @@ impl AssertionQueries for RedisAssertions {
             "unrevoked"
         };
         let s = format!("{scope}:{variant}");
-        let mut con = self.reader();
+        let mut con = self.core.reader();
         let reply: Vec<String> = match LIST
             .key(format!("{pfx}list:{s}"))
             .key(format!("{pfx}expiry:{s}"))
@@ -1349,7 +1088,7 @@ impl AssertionQueries for RedisAssertions {
             .await
         {
             Ok(r) => r,
-            Err(e) => return Err(self.failed(e).await),
+            Err(e) => return Err(self.core.failed(e).await),
         };
         let mut reply = reply.into_iter();
         let count = reply
@@ -1404,10 +1143,10 @@ impl AssertionQueries for RedisAssertions {
         for id in except {
             call.arg(esc(id).as_ref());
         }
-        let mut con = self.reader();
+        let mut con = self.core.reader();
         let found: Vec<i64> = match call.invoke_async(&mut con).await {
             Ok(f) => f,
-            Err(e) => return Err(self.failed(e).await),
+            Err(e) => return Err(self.core.failed(e).await),
         };
         let (found_emails, found_usernames) = found.split_at(emails.len().min(found.len()));
         let pick = |values: Vec<String>, found: &[i64]| -> HashSet<String> {
@@ -1426,7 +1165,7 @@ impl AssertionQueries for RedisAssertions {
         platform: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, ReadError> {
-        let mut con = self.reader();
+        let mut con = self.core.reader();
         let stored: (Option<String>, Option<String>, Option<Position>) = match redis::cmd("HMGET")
             .arg(format!("{}idempotency:{}", prefix(platform), esc(key)))
             .arg("request_hash")
@@ -1436,7 +1175,7 @@ impl AssertionQueries for RedisAssertions {
             .await
         {
             Ok(s) => s,
-            Err(e) => return Err(self.failed(e).await),
+            Err(e) => return Err(self.core.failed(e).await),
         };
         match stored {
             (Some(request_hash), Some(streams), Some(position)) => Ok(Some(IdempotencyRecord {
@@ -1452,63 +1191,22 @@ impl AssertionQueries for RedisAssertions {
 
 impl ReadModel for RedisAssertions {
     fn name(&self) -> &'static str {
-        "assertions"
+        NAME
     }
 
     fn checkpoint(&self) -> Position {
-        self.checkpoint.load(Ordering::Acquire)
+        self.core.checkpoint()
     }
 
-    /// Compares the server's global checkpoint with this model's: behind,
-    /// the server lost the model, which is cleared and rebuilt. A server
-    /// that cannot be reached is left to the next batch.
     fn verify(&self) -> Applied {
-        let ours = self.checkpoint();
-        let stored = blocking(|| {
-            self.with_writer(|con| {
-                redis::cmd("GET")
-                    .arg(GLOBAL_CHECKPOINT)
-                    .query::<Option<Position>>(con)
-            })
-        });
-        match stored {
-            Ok(stored) if stored.unwrap_or(0) < ours => blocking(|| self.rebuild(ours)),
-            _ => Applied::Done,
-        }
+        self.core.verify()
     }
 
     /// Applies the batch's events past the checkpoint; retries until Redis
     /// takes them (see the module).
     fn apply(&self, batch: &[RecordedEvent]) -> Applied {
-        let checkpoint = self.checkpoint();
-        let events: Vec<&RecordedEvent> =
-            batch.iter().filter(|e| e.position > checkpoint).collect();
-        let Some(last) = events.last().map(|e| e.position) else {
-            return Applied::Done;
-        };
-        let changes = decode(&events);
-        let retrying = |error: RedisError, delay: &mut Duration| {
-            tracing::warn!(
-                %error, position = last,
-                "the Redis assertions read model could not apply a batch; retrying"
-            );
-            std::thread::sleep(*delay);
-            *delay = (*delay * 2).min(Duration::from_secs(5));
-        };
-        blocking(|| {
-            let mut delay = Duration::from_millis(50);
-            loop {
-                match self.write(&changes, checkpoint, last, None) {
-                    // (Without a limit, a write is never partial.)
-                    Ok(Written::Done | Written::Partly) => {
-                        self.checkpoint.store(last, Ordering::Release);
-                        return Applied::Done;
-                    }
-                    Ok(Written::Lost) => break,
-                    Err(error) => retrying(error, &mut delay),
-                }
-            }
-            self.rebuild(checkpoint)
+        self.core.apply(batch, |events, from, last| {
+            self.write(&decode(events), from, last, None)
         })
     }
 }
@@ -1757,7 +1455,7 @@ mod tests {
         // the projector's): the next batch finds it, the model's keys are
         // deleted on each node (only the layout is left) and it is rebuilt
         // from 0.
-        cluster.delete(GLOBAL_CHECKPOINT);
+        cluster.delete("ibl:checkpoint:assertions");
         assert_eq!(redis.apply(last), Applied::Rewound);
         assert_eq!(redis.checkpoint(), 0);
         assert_eq!(cluster.keys_per_node().iter().sum::<u64>(), 1, "the layout");
@@ -1776,7 +1474,7 @@ mod tests {
         /// Forgets that events after `to` were applied (as a process that
         /// read an older checkpoint would).
         fn rewind(&self, to: Position) {
-            self.checkpoint.store(to, Ordering::Release);
+            self.core.set_checkpoint(to);
         }
 
         /// Writes `batch` as far as `scripts` scripts (a crash then).

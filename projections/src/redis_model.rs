@@ -1,0 +1,436 @@
+//! What every read model kept in Redis shares: its connections, its global
+//! checkpoint and layout, the per-platform scripts that apply a batch, the
+//! retries, and the sweep and rebuild after the server lost the model.
+//!
+//! A model named `N` keeps:
+//!
+//! | key | type | holds |
+//! |-----|------|-------|
+//! | `ibl:checkpoint:N` | string | the position of the last event every platform has applied: where the projector resumes |
+//! | `ibl:layout:N` | string | the layout of the model's keys; another layout is refused at open |
+//! | `<platform prefix>checkpoint:N` | string | the position of the last event applied to the platform's keys |
+//!
+//! A batch is turned by the model into operations grouped by platform
+//! prefix (every key of a platform carries its hash tag, so a script
+//! touches one Redis Cluster slot). Each platform's operations, in log
+//! order, go to the model's apply script in runs of about `chunk`, cut
+//! between two events: the script compares the platform's checkpoint,
+//! applies only what is past it and moves it, in one atomic step. When
+//! every platform's scripts have succeeded the global checkpoint moves to
+//! the batch's last event. So a projector killed at any point resumes
+//! without skipping or doubling an event.
+//!
+//! The apply script takes KEYS[1] the platform's checkpoint, ARGV[1] the
+//! platform's prefix, ARGV[2] a parameter of the model, ARGV[3] the
+//! position to move to, then each operation: its name, its position and
+//! its arguments.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use ibl_events::{Position, RecordedEvent};
+use redis::{RedisError, RedisResult, Script};
+use tokio::sync::watch;
+
+use crate::assertions::ReadError;
+use crate::redis_link::{self, Reader, Servers, Writer};
+use crate::Applied;
+
+/// Moves KEYS[1] forward to ARGV[1] (never back); answers where it was.
+static MOVE_CHECKPOINT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local current = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(ARGV[1]) > current then
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return current
+"#,
+    )
+});
+
+/// The largest offset or limit sent to a script (no list is longer).
+pub(crate) const MAX_RANGE: usize = 1 << 40;
+
+/// A name's part, percent-encoded so that it holds no `:` and no braces.
+pub(crate) fn esc(s: &str) -> Cow<'_, str> {
+    if !s.contains(['%', ':', '{', '}']) {
+        return Cow::Borrowed(s);
+    }
+    let mut out = String::with_capacity(s.len() + 8);
+    for c in s.chars() {
+        match c {
+            '%' => out.push_str("%25"),
+            ':' => out.push_str("%3A"),
+            '{' => out.push_str("%7B"),
+            '}' => out.push_str("%7D"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Runs blocking work: on a multi-threaded runtime the worker's other
+/// tasks move to another thread meanwhile.
+pub(crate) fn blocking<R>(f: impl FnOnce() -> R) -> R {
+    match tokio::runtime::Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
+pub(crate) fn read_error(e: RedisError) -> ReadError {
+    ReadError::new(format!("redis: {e}"))
+}
+
+/// A value the projector could not encode, as a Redis client error.
+pub(crate) fn encode_error(what: &'static str, e: serde_json::Error) -> RedisError {
+    RedisError::from((redis::ErrorKind::Client, what, e.to_string()))
+}
+
+/// How far [`RedisModel::write`] got.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Written {
+    Done,
+    /// Stopped after the scripts it was allowed (tests).
+    Partly,
+    /// The server had lost the model: nothing can be resumed.
+    Lost,
+}
+
+/// One operation of a platform's script: its position and its arguments
+/// (the operation's name first).
+pub(crate) struct Op {
+    pub position: Position,
+    pub args: Vec<String>,
+}
+
+/// Each platform's operations, in log order, by the platform's prefix.
+pub(crate) type Plan = BTreeMap<String, Vec<Op>>;
+
+/// Cuts `ops` (in log order) into runs of about `size`, between events.
+fn chunks(ops: &[Op], size: usize) -> Vec<&[Op]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    while start < ops.len() {
+        let mut end = (start + size.max(1)).min(ops.len());
+        while end < ops.len() && ops[end].position == ops[end - 1].position {
+            end += 1;
+        }
+        out.push(&ops[start..end]);
+        start = end;
+    }
+    out
+}
+
+/// The connections and checkpoints of one read model in Redis.
+pub(crate) struct RedisModel {
+    name: &'static str,
+    servers: Servers,
+    /// The projector's connection (`None`: reconnect before the next use).
+    writer: Mutex<Option<Writer>>,
+    /// The queries' connection, replaced when it breaks.
+    reader: Mutex<Reader>,
+    checkpoint: AtomicU64,
+    layout: String,
+    /// The patterns of the model's keys, deleted after a loss.
+    keys: &'static [&'static str],
+    chunk: usize,
+}
+
+impl RedisModel {
+    /// Connects to `url` and reads where the model `name` is. Refuses a
+    /// database whose keys have another layout than `layout`.
+    pub async fn open(
+        name: &'static str,
+        url: &str,
+        layout: String,
+        keys: &'static [&'static str],
+        chunk: usize,
+    ) -> Result<Self, ReadError> {
+        let servers = Servers::open(url).map_err(read_error)?;
+        let mut reader = servers.reader().await.map_err(read_error)?;
+        let writer = blocking(|| servers.writer()).map_err(read_error)?;
+        let layout_key = format!("ibl:layout:{name}");
+        // (Two keys of two slots: one command each.)
+        redis::cmd("SET")
+            .arg(&layout_key)
+            .arg(&layout)
+            .arg("NX")
+            .query_async::<()>(&mut reader)
+            .await
+            .map_err(read_error)?;
+        let stored: String = redis::cmd("GET")
+            .arg(&layout_key)
+            .query_async(&mut reader)
+            .await
+            .map_err(read_error)?;
+        let checkpoint: Option<Position> = redis::cmd("GET")
+            .arg(format!("ibl:checkpoint:{name}"))
+            .query_async(&mut reader)
+            .await
+            .map_err(read_error)?;
+        if stored != layout {
+            return Err(ReadError::new(format!(
+                "the Redis database holds the {name} read model in layout {stored:?}, this \
+                 code's is {layout:?}: delete its keys ({}) to rebuild it",
+                keys.join(", ")
+            )));
+        }
+        Ok(Self {
+            name,
+            servers,
+            writer: Mutex::new(Some(writer)),
+            reader: Mutex::new(reader),
+            checkpoint: AtomicU64::new(checkpoint.unwrap_or(0)),
+            layout,
+            keys,
+            chunk,
+        })
+    }
+
+    fn global_checkpoint(&self) -> String {
+        format!("ibl:checkpoint:{}", self.name)
+    }
+
+    pub fn checkpoint(&self) -> Position {
+        self.checkpoint.load(Ordering::Acquire)
+    }
+
+    /// Where this process believes the model is (the tests rewind it, as a
+    /// process that read an older checkpoint would).
+    #[cfg(test)]
+    pub fn set_checkpoint(&self, to: Position) {
+        self.checkpoint.store(to, Ordering::Release);
+    }
+
+    pub fn reader(&self) -> Reader {
+        self.reader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// A query's failure: replaces a broken connection for the next one.
+    pub async fn failed(&self, e: RedisError) -> ReadError {
+        if e.is_unrecoverable_error() || e.is_connection_dropped() {
+            if let Ok(con) = self.servers.reader().await {
+                *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = con;
+            }
+        }
+        read_error(e)
+    }
+
+    /// Runs `f` on the projector's connection, connecting first if needed;
+    /// a failure drops the connection.
+    pub fn with_writer<T>(&self, f: impl FnOnce(&mut Writer) -> RedisResult<T>) -> RedisResult<T> {
+        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        let con = match guard.as_mut() {
+            Some(con) => con,
+            None => guard.insert(self.servers.writer()?),
+        };
+        let result = f(con);
+        if result.is_err() {
+            *guard = None;
+        }
+        result
+    }
+
+    /// Follows the model as another process writes it: its global
+    /// checkpoint, read every `every`, as a watch (what a read with
+    /// `X-Min-Position` waits on). A failed read keeps the last position
+    /// (queries answer 503 meanwhile). The task stops when the model or
+    /// every receiver is dropped.
+    pub fn follow(self: &Arc<Self>, every: Duration) -> watch::Receiver<Position> {
+        let (tx, rx) = watch::channel(self.checkpoint());
+        let model = Arc::downgrade(self);
+        let key = self.global_checkpoint();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(every);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut failing = false;
+            loop {
+                tick.tick().await;
+                let Some(model) = model.upgrade().filter(|_| !tx.is_closed()) else {
+                    return;
+                };
+                let mut con = model.reader();
+                let read = redis::cmd("GET")
+                    .arg(&key)
+                    .query_async::<Option<Position>>(&mut con)
+                    .await;
+                match read {
+                    Ok(position) => {
+                        failing = false;
+                        let position = position.unwrap_or(0);
+                        tx.send_if_modified(|p| std::mem::replace(p, position) != position);
+                    }
+                    Err(e) => {
+                        let error = model.failed(e).await;
+                        if !failing {
+                            tracing::warn!(
+                                model = model.name, %error,
+                                "cannot read a Redis read model's checkpoint"
+                            );
+                        }
+                        failing = true;
+                    }
+                }
+            }
+        });
+        rx
+    }
+
+    /// Writes a batch ending at `last` onto the model at `from`: `plan`'s
+    /// operations (it may first write lookups outside the platforms), each
+    /// platform's scripts, then the global checkpoint. With `scripts`,
+    /// stops after that many scripts (a crash, for the tests): when they
+    /// are all the batch's, before the global checkpoint. Answers
+    /// [`Written::Lost`] when the server's global checkpoint was found
+    /// behind `from`, before or after the batch: it lost what it held (it
+    /// came back empty, or from an older dump).
+    pub fn write(
+        &self,
+        script: &Script,
+        param: &str,
+        plan: impl FnOnce(&mut Writer) -> RedisResult<Plan>,
+        from: Position,
+        last: Position,
+        scripts: Option<usize>,
+    ) -> RedisResult<Written> {
+        let global = self.global_checkpoint();
+        self.with_writer(|con| {
+            let stored: Option<Position> = redis::cmd("GET").arg(&global).query(con)?;
+            if stored.unwrap_or(0) < from {
+                return Ok(Written::Lost);
+            }
+            let ops = plan(con)?;
+            let mut left = scripts;
+            for (pfx, ops) in &ops {
+                let checkpoint = format!("{pfx}checkpoint:{}", self.name);
+                for chunk in chunks(ops, self.chunk) {
+                    if left == Some(0) {
+                        return Ok(Written::Partly);
+                    }
+                    let upto = chunk.last().map_or(0, |op| op.position);
+                    let mut call = script.prepare_invoke();
+                    call.key(&checkpoint).arg(pfx).arg(param).arg(upto);
+                    for op in chunk {
+                        call.arg(&op.args[0]).arg(op.position).arg(&op.args[1..]);
+                    }
+                    call.invoke::<i64>(con)?;
+                    left = left.map(|n| n - 1);
+                }
+            }
+            if left == Some(0) {
+                return Ok(Written::Partly); // the crash before the global checkpoint
+            }
+            let before: Position = MOVE_CHECKPOINT.key(&global).arg(last).invoke(con)?;
+            Ok(if before < from {
+                Written::Lost
+            } else {
+                Written::Done
+            })
+        })
+    }
+
+    /// Applies the events of `batch` past the checkpoint, written by
+    /// `write` (given the events, the checkpoint and the last position);
+    /// retries with a backoff from 50 ms to 5 s until Redis takes them
+    /// (every step is idempotent), and rebuilds after a loss.
+    pub fn apply(
+        &self,
+        batch: &[RecordedEvent],
+        write: impl Fn(&[&RecordedEvent], Position, Position) -> RedisResult<Written>,
+    ) -> Applied {
+        let checkpoint = self.checkpoint();
+        let events: Vec<&RecordedEvent> =
+            batch.iter().filter(|e| e.position > checkpoint).collect();
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Applied::Done;
+        };
+        blocking(|| {
+            let mut delay = Duration::from_millis(50);
+            loop {
+                match write(&events, checkpoint, last) {
+                    // (Without a limit, a write is never partial.)
+                    Ok(Written::Done | Written::Partly) => {
+                        self.checkpoint.store(last, Ordering::Release);
+                        return Applied::Done;
+                    }
+                    Ok(Written::Lost) => break,
+                    Err(error) => {
+                        tracing::warn!(
+                            model = self.name, %error, position = last,
+                            "a Redis read model could not apply a batch; retrying"
+                        );
+                        std::thread::sleep(delay);
+                        delay = (delay * 2).min(Duration::from_secs(5));
+                    }
+                }
+            }
+            self.rebuild(checkpoint)
+        })
+    }
+
+    /// Compares the server's global checkpoint with this model's: behind,
+    /// the server lost the model, which is cleared and rebuilt. A server
+    /// that cannot be reached is left to the next batch.
+    pub fn verify(&self) -> Applied {
+        let ours = self.checkpoint();
+        let global = self.global_checkpoint();
+        let stored = blocking(|| {
+            self.with_writer(|con| {
+                redis::cmd("GET")
+                    .arg(&global)
+                    .query::<Option<Position>>(con)
+            })
+        });
+        match stored {
+            Ok(stored) if stored.unwrap_or(0) < ours => blocking(|| self.rebuild(ours)),
+            _ => Applied::Done,
+        }
+    }
+
+    /// After a loss: clears the model (retrying until it can) and goes
+    /// back to position 0.
+    fn rebuild(&self, checkpoint: Position) -> Applied {
+        tracing::warn!(
+            model = self.name,
+            position = checkpoint,
+            "the Redis server lost a read model (its checkpoint is behind this projector's): \
+             rebuilding it from the log"
+        );
+        let mut delay = Duration::from_millis(50);
+        while let Err(error) = self.clear() {
+            tracing::warn!(model = self.name, %error, "a Redis read model could not be cleared; retrying");
+            std::thread::sleep(delay);
+            delay = (delay * 2).min(Duration::from_secs(5));
+        }
+        self.checkpoint.store(0, Ordering::Release);
+        Applied::Rewound
+    }
+
+    /// Deletes every key of the model (a server that lost part of them:
+    /// what is left cannot be resumed from) and writes the layout again.
+    pub fn clear(&self) -> RedisResult<()> {
+        self.with_writer(|con| {
+            for pattern in self.keys {
+                redis_link::unlink_matching(con, pattern)?;
+            }
+            redis::cmd("DEL")
+                .arg(self.global_checkpoint())
+                .query::<()>(con)?;
+            redis::cmd("SET")
+                .arg(format!("ibl:layout:{}", self.name))
+                .arg(&self.layout)
+                .arg("NX")
+                .query::<()>(con)
+        })
+    }
+}
