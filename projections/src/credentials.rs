@@ -13,6 +13,7 @@ use ibl_events::platform::{
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::assertions::ReadError;
 use crate::{Applied, ReadModel, Snapshot};
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -300,6 +301,108 @@ impl CredentialsModel {
             count: p.count,
             items: p.items.into_iter().cloned().collect(),
         }
+    }
+}
+
+/// The queries of the credentials and issuers (the catalog) every adapter
+/// answers: in memory ([`CredentialsModel`]) or in Redis
+/// ([`crate::redis_catalog::RedisCatalog`]).
+#[async_trait::async_trait]
+pub trait CatalogQueries: Send + Sync + 'static {
+    /// A platform's credential.
+    async fn credential(
+        &self,
+        platform: &str,
+        entity_id: &str,
+    ) -> Result<Option<CredentialView>, ReadError>;
+
+    /// A platform's credentials among `ids`, by id (those not found left
+    /// out): one round trip for a page of assertions.
+    async fn credentials_among(
+        &self,
+        platform: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, CredentialView>, ReadError>;
+
+    /// A page of a platform's credentials, in creation order, filtered,
+    /// and the count of all that match.
+    async fn credentials(
+        &self,
+        platform: &str,
+        filter: &CredentialFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<CredentialView>, ReadError>;
+
+    async fn issuer(
+        &self,
+        platform: &str,
+        entity_id: &str,
+    ) -> Result<Option<IssuerView>, ReadError>;
+
+    /// A page of a platform's issuers, in creation order, those whose name
+    /// or description holds `search` (any case), and the count.
+    async fn issuers(
+        &self,
+        platform: &str,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<IssuerView>, ReadError>;
+}
+
+#[async_trait::async_trait]
+impl CatalogQueries for CredentialsModel {
+    async fn credential(
+        &self,
+        platform: &str,
+        entity_id: &str,
+    ) -> Result<Option<CredentialView>, ReadError> {
+        Ok(CredentialsModel::credential(self, platform, entity_id))
+    }
+
+    async fn credentials_among(
+        &self,
+        platform: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, CredentialView>, ReadError> {
+        Ok(ids
+            .iter()
+            .filter_map(|id| CredentialsModel::credential(self, platform, id))
+            .map(|c| (c.entity_id.clone(), c))
+            .collect())
+    }
+
+    async fn credentials(
+        &self,
+        platform: &str,
+        filter: &CredentialFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<CredentialView>, ReadError> {
+        Ok(CredentialsModel::credentials(
+            self, platform, filter, offset, limit,
+        ))
+    }
+
+    async fn issuer(
+        &self,
+        platform: &str,
+        entity_id: &str,
+    ) -> Result<Option<IssuerView>, ReadError> {
+        Ok(CredentialsModel::issuer(self, platform, entity_id))
+    }
+
+    async fn issuers(
+        &self,
+        platform: &str,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<IssuerView>, ReadError> {
+        Ok(CredentialsModel::issuers(
+            self, platform, search, offset, limit,
+        ))
     }
 }
 

@@ -13,6 +13,7 @@ pub mod assertions;
 pub mod credentials;
 pub mod rbac;
 pub mod redis_assertions;
+pub mod redis_catalog;
 pub mod redis_link;
 mod redis_model;
 pub mod relay;

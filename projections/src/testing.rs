@@ -1,9 +1,14 @@
 //! Test helpers shared by the models' tests: a log of recorded events and
 //! a small sample of credentials and assertions.
 
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{AssertionEvent, CredentialEvent, CredentialFields, Recipient};
 use ibl_events::{Actor, DomainEvent, IdempotencyTag, Metadata, RecordedEvent};
+
+use redis::{Commands, RedisResult};
 
 use crate::assertions::AssertionFilter;
 
@@ -144,5 +149,92 @@ pub(crate) fn filter(include_revoked: bool, include_expired: bool) -> AssertionF
         include_revoked,
         include_expired,
         now: at(10),
+    }
+}
+
+/// A `redis-server` of a test's own on a free port (no persistence),
+/// killed on drop.
+pub(crate) struct RedisServer {
+    child: Child,
+    pub(crate) port: u16,
+}
+
+impl RedisServer {
+    pub(crate) fn start() -> Self {
+        for _ in 0..20 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .expect("a free port")
+                .port();
+            if let Some(server) = Self::start_on(port) {
+                return server;
+            }
+        }
+        panic!("redis-server did not start on any of 20 free ports");
+    }
+
+    /// The server on `port`, or `None` when it cannot listen there.
+    pub(crate) fn start_on(port: u16) -> Option<Self> {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn();
+        let child = match child {
+            Ok(child) => child,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => panic!(
+                "redis-server is not installed (not on PATH): the Redis adapter's tests \
+                 start one of their own (Debian: apt-get install redis-server)"
+            ),
+            Err(e) => panic!("starting redis-server: {e}"),
+        };
+        let mut server = RedisServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if !matches!(server.child.try_wait(), Ok(None)) {
+                return None; // it exited: the port was taken
+            }
+            // Ours, not another test's server that took the port first.
+            let ours = format!("process_id:{}\r", server.child.id());
+            let info = redis::Client::open(server.url(0))
+                .and_then(|c| c.get_connection())
+                .and_then(|mut c| redis::cmd("INFO").arg("server").query::<String>(&mut c));
+            match info {
+                Ok(info) if info.contains(&ours) => return Some(server),
+                Ok(_) => return None,
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        None
+    }
+
+    pub(crate) fn url(&self, db: u8) -> String {
+        format!("redis://127.0.0.1:{}/{db}", self.port)
+    }
+
+    pub(crate) fn connection(&self) -> redis::Connection {
+        redis::Client::open(self.url(0))
+            .and_then(|c| c.get_connection())
+            .expect("connect")
+    }
+
+    /// Every key of database 0 (SCAN: the tests only).
+    pub(crate) fn keys(&self) -> Vec<String> {
+        let mut con = self.connection();
+        let mut keys: Vec<String> = con
+            .scan::<String>()
+            .expect("scan")
+            .collect::<RedisResult<_>>()
+            .expect("scan");
+        keys.sort();
+        keys
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

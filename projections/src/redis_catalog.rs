@@ -1,0 +1,1276 @@
+//! The Redis adapter of the catalog: a platform's credentials and issuers
+//! ([`RedisCatalog`]), the same answers as the in-memory model
+//! ([`crate::credentials::CredentialsModel`]), kept in a Redis server shared
+//! by every process that reads them. The writing (one script per platform
+//! and batch, checkpoints, retries, the rebuild after a loss) is
+//! [`crate::redis_model`]'s.
+//!
+//! # Keys
+//!
+//! `P` is the platform key, `K` a kind (`credential` or `issuer`), `I` an
+//! entity id, `X` a course or a program, each percent-encoded as in
+//! [`crate::redis_assertions`]. Each entity of a kind gets, at its
+//! creation, the platform's next sequence number `S` of that kind: lists
+//! are in creation order, and an entity is the bit `S` of the bitmaps
+//! below.
+//!
+//! Outside any platform: `ibl:catalog:platform-of:K:I` (string), the
+//! platform of entity I, written (`SET NX`) before its creation's script,
+//! so that a later event of its stream finds its platform.
+//!
+//! In platform P's slot, prefix `ibl:catalog:{P}:`:
+//!
+//! | key | type | holds |
+//! |-----|------|-------|
+//! | `checkpoint:catalog` | string | the position of the last event applied to P's keys |
+//! | `K:entity:I` | hash | `seq` (S), `fields` (JSON), `created_at` (JSON), `retired` (`0`/`1`), `revision`, `created_by`; and what its bits were set from: `grams` (buckets), `course`, `program` (`=X`, or `""`: none) |
+//! | `K:seq` | string | the last S handed out |
+//! | `K:ids` | hash | S → I |
+//! | `K:names`, `K:descriptions` | hash | S → the name, the description, in lower case (the search's recheck) |
+//! | `K:alive` | bitmap | bit S set while the entity exists |
+//! | `K:gram:B` | bitmap | bit S set when a gram (1 to 3 characters) of the name or the description, in lower case, falls in bucket B (FNV-1a of its UTF-8 bytes modulo [`BUCKETS`]) |
+//! | `K:course:X`, `K:program:X` | bitmap | bit S set when the credential's course (program) is X |
+//! | `K:scratch` | bitmap | a list's intersection, deleted by the script that wrote it |
+//!
+//! # Lists
+//!
+//! A list is one read script: the bitmaps of the filters (`alive`, the
+//! course, the program, and for a search the buckets of the needle's grams:
+//! the needle itself up to 3 characters, else up to 16 of its trigrams) are
+//! intersected (`BITOP AND`); without a search the count is `BITCOUNT` and
+//! the page is found by counting set bits in 4 KiB ranges (a page at any
+//! offset costs O(S/8) bytes of bit counts, never a read of the entities).
+//! With a search the bitmaps give candidates (every entity holding the
+//! needle is one: each of its grams is in the name or the description), and
+//! each candidate's name and description are checked for the needle, so
+//! the answer is exact; the work is proportional to the candidates, not to
+//! the platform (as a trigram index with a recheck, PostgreSQL's pg_trgm,
+//! does). The memory is bounded: at most [`BUCKETS`] bitmaps of S/8 bytes
+//! per kind and platform (512 KiB per 1,000 credentials), plus the
+//! entities.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ibl_events::credentials::{CredentialEvent, IssuerEvent};
+use ibl_events::{DomainEvent, Position, RecordedEvent};
+use redis::{RedisResult, Script};
+use tokio::sync::watch;
+
+use crate::assertions::ReadError;
+use crate::credentials::{CatalogQueries, CredentialFilter, CredentialView, IssuerView, Page};
+use crate::redis_link::{self, Writer};
+use crate::redis_model::{esc, Op, Plan, RedisModel, Written, MAX_RANGE};
+use crate::{Applied, ReadModel};
+
+/// The buckets of the grams: each kind of each platform has at most this
+/// many gram bitmaps.
+pub const BUCKETS: u32 = 4096;
+
+/// At most this many of a long needle's trigrams are intersected (any of
+/// them narrow the candidates; the recheck makes the answer exact).
+const NEEDLE_GRAMS: usize = 16;
+
+/// About how many operations one script applies.
+const CHUNK: usize = 256;
+
+const NAME: &str = "catalog";
+
+/// The version of the key layout: bump it when the keys change shape.
+const LAYOUT_VERSION: u32 = 1;
+
+/// The patterns of the model's keys (deleted after a loss).
+const KEYS: &[&str] = &["ibl:catalog:*"];
+
+/// Applies one platform's operations after its checkpoint and moves it.
+///
+/// KEYS[1]: the platform's checkpoint. ARGV[1]: the platform's prefix,
+/// ARGV[2]: unused, ARGV[3]: the checkpoint to move to; then the
+/// operations: a name, a position, the kind, the entity id and the
+/// operation's fields (`create`: fields, created_at, created_by, name,
+/// description, grams, course, program, revision; `update`: fields, name,
+/// description, grams, course, program, revision; `retire`: revision;
+/// `delete`: none).
+static APPLY: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local prefix = ARGV[1]
+local upto = ARGV[3]
+local done = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tonumber(upto) <= done then
+  return 0
+end
+
+local fields = {create = 11, update = 9, retire = 3, delete = 2}
+local i = 4
+while i <= #ARGV do
+  local n = fields[ARGV[i]]
+  if not n or i + 1 + n > #ARGV then
+    return redis.error_reply('malformed change at argument ' .. i)
+  end
+  i = i + 2 + n
+end
+
+-- Sets (value 1) or clears (0) the bit seq of the bitmaps of these grams,
+-- course and program.
+local function index(k, seq, grams, course, program, value)
+  for b in string.gmatch(grams, '%d+') do
+    redis.call('SETBIT', prefix .. k .. ':gram:' .. b, seq, value)
+  end
+  if course ~= '' then
+    redis.call('SETBIT', prefix .. k .. ':course:' .. string.sub(course, 2), seq, value)
+  end
+  if program ~= '' then
+    redis.call('SETBIT', prefix .. k .. ':program:' .. string.sub(program, 2), seq, value)
+  end
+end
+
+local function texts(k, seq, name, description)
+  redis.call('HSET', prefix .. k .. ':names', seq, name)
+  redis.call('HSET', prefix .. k .. ':descriptions', seq, description)
+end
+
+local function create(k, id, f, created_at, created_by, name, description, grams, course,
+                      program, revision)
+  local key = prefix .. k .. ':entity:' .. id
+  if redis.call('EXISTS', key) == 1 then
+    return
+  end
+  local seq = redis.call('INCR', prefix .. k .. ':seq')
+  redis.call('HSET', key, 'seq', seq, 'fields', f, 'created_at', created_at,
+    'created_by', created_by, 'retired', '0', 'revision', revision, 'grams', grams,
+    'course', course, 'program', program)
+  redis.call('HSET', prefix .. k .. ':ids', seq, id)
+  texts(k, seq, name, description)
+  redis.call('SETBIT', prefix .. k .. ':alive', seq, 1)
+  index(k, seq, grams, course, program, 1)
+end
+
+local function update(k, id, f, name, description, grams, course, program, revision)
+  local key = prefix .. k .. ':entity:' .. id
+  local old = redis.call('HMGET', key, 'seq', 'grams', 'course', 'program')
+  if not old[1] then
+    return
+  end
+  local seq = old[1]
+  index(k, seq, old[2], old[3], old[4], 0)
+  index(k, seq, grams, course, program, 1)
+  redis.call('HSET', key, 'fields', f, 'revision', revision, 'grams', grams,
+    'course', course, 'program', program)
+  texts(k, seq, name, description)
+end
+
+local function retire(k, id, revision)
+  local key = prefix .. k .. ':entity:' .. id
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'retired', '1', 'revision', revision)
+  end
+end
+
+local function delete(k, id)
+  local key = prefix .. k .. ':entity:' .. id
+  local old = redis.call('HMGET', key, 'seq', 'grams', 'course', 'program')
+  if not old[1] then
+    return
+  end
+  local seq = old[1]
+  index(k, seq, old[2], old[3], old[4], 0)
+  redis.call('SETBIT', prefix .. k .. ':alive', seq, 0)
+  for _, h in ipairs({'ids', 'names', 'descriptions'}) do
+    redis.call('HDEL', prefix .. k .. ':' .. h, seq)
+  end
+  redis.call('DEL', key)
+end
+
+i = 4
+while i <= #ARGV do
+  local op, position = ARGV[i], ARGV[i + 1]
+  local a = i + 2
+  if tonumber(position) > done then
+    local k, id = ARGV[a], ARGV[a + 1]
+    if op == 'create' then
+      create(k, id, unpack(ARGV, a + 2, a + 10))
+    elseif op == 'update' then
+      update(k, id, unpack(ARGV, a + 2, a + 8))
+    elseif op == 'retire' then
+      retire(k, id, ARGV[a + 2])
+    else
+      delete(k, id)
+    end
+  end
+  i = a + fields[op]
+end
+redis.call('SET', KEYS[1], upto)
+return 1
+"#,
+    )
+});
+
+/// A page of a list and its count.
+///
+/// KEYS[1]: the kind's `alive` bitmap. ARGV: the kind's prefix
+/// (`ibl:catalog:{P}:K:`), offset, limit, the needle in lower case (""
+/// none), the buckets of its grams (comma-separated), the course and the
+/// program (`=X`, or "": no filter). Answers the count, then each entity's
+/// id and its `fields`, `created_at`, `retired`, `revision` and
+/// `created_by`.
+static LIST: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local kp = ARGV[1]
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local needle = ARGV[4]
+local sources = {KEYS[1]}
+for b in string.gmatch(ARGV[5], '%d+') do
+  sources[#sources + 1] = kp .. 'gram:' .. b
+end
+if ARGV[6] ~= '' then
+  sources[#sources + 1] = kp .. 'course:' .. string.sub(ARGV[6], 2)
+end
+if ARGV[7] ~= '' then
+  sources[#sources + 1] = kp .. 'program:' .. string.sub(ARGV[7], 2)
+end
+local set = KEYS[1]
+local scratch = kp .. 'scratch'
+if #sources > 1 then
+  redis.call('BITOP', 'AND', scratch, unpack(sources))
+  set = scratch
+end
+
+-- The set bits of `set`, the first `skip` left out, at most `want`
+-- (math.huge: all), by ranges of 4 KiB whose bits are counted first.
+local function bits(skip, want)
+  local out = {}
+  local len = redis.call('STRLEN', set)
+  local start = 0
+  while start < len and #out < want do
+    local stop = math.min(start + 4096, len) - 1
+    local n = redis.call('BITCOUNT', set, start, stop)
+    if skip >= n then
+      skip = skip - n
+    else
+      local bytes = redis.call('GETRANGE', set, start, stop)
+      for x = 1, #bytes do
+        local b = string.byte(bytes, x)
+        if b ~= 0 then
+          for y = 0, 7 do
+            if bit.band(b, bit.rshift(128, y)) ~= 0 then
+              if skip > 0 then
+                skip = skip - 1
+              else
+                out[#out + 1] = (start + x - 1) * 8 + y
+                if #out >= want then
+                  return out
+                end
+              end
+            end
+          end
+        end
+      end
+    end
+    start = stop + 1
+  end
+  return out
+end
+
+local count, seqs = 0, {}
+if needle == '' then
+  count = redis.call('BITCOUNT', set)
+  if limit > 0 and offset < count then
+    seqs = bits(offset, limit)
+  end
+else
+  local candidates = bits(0, math.huge)
+  for j = 1, #candidates, 512 do
+    local part = {unpack(candidates, j, math.min(j + 511, #candidates))}
+    local names = redis.call('HMGET', kp .. 'names', unpack(part))
+    local descriptions = redis.call('HMGET', kp .. 'descriptions', unpack(part))
+    for x, seq in ipairs(part) do
+      local n, d = names[x], descriptions[x]
+      if (n and string.find(n, needle, 1, true)) or (d and string.find(d, needle, 1, true)) then
+        if count >= offset and #seqs < limit then
+          seqs[#seqs + 1] = seq
+        end
+        count = count + 1
+      end
+    end
+  end
+end
+if set == scratch then
+  redis.call('DEL', scratch)
+end
+
+local out = {tostring(count)}
+if #seqs > 0 then
+  local ids = redis.call('HMGET', kp .. 'ids', unpack(seqs))
+  for _, id in ipairs(ids) do
+    if id then
+      local e = redis.call('HMGET', kp .. 'entity:' .. id, 'fields', 'created_at', 'retired',
+        'revision', 'created_by')
+      out[#out + 1] = id
+      for f = 1, 5 do
+        out[#out + 1] = e[f] or ''
+      end
+    end
+  end
+end
+return out
+"#,
+    )
+});
+
+/// The entities of ARGV[2..] (ids) of the kind whose prefix is ARGV[1]:
+/// for each, the five fields of a view, as [`LIST`] answers them ("" when
+/// it does not exist).
+/// KEYS[1]: the kind's `ids` (for the slot).
+static ENTITIES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {}
+for j = 2, #ARGV do
+  local e = redis.call('HMGET', ARGV[1] .. 'entity:' .. ARGV[j], 'fields', 'created_at',
+    'retired', 'revision', 'created_by')
+  for f = 1, 5 do
+    out[#out + 1] = e[f] or ''
+  end
+end
+return out
+"#,
+    )
+});
+
+/// The prefix of platform `p`'s keys, its hash tag included.
+fn prefix(platform: &str) -> String {
+    format!("ibl:catalog:{{{}}}:", esc(platform))
+}
+
+fn lookup(kind: Kind, id: &str) -> String {
+    format!("ibl:catalog:platform-of:{}:{}", kind.name(), esc(id))
+}
+
+/// The layout of this code's keys.
+fn layout() -> String {
+    format!("{LAYOUT_VERSION} buckets={BUCKETS}")
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Credential,
+    Issuer,
+}
+
+impl Kind {
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Credential => "credential",
+            Kind::Issuer => "issuer",
+        }
+    }
+}
+
+/// The bucket of a gram.
+fn bucket(gram: &str) -> u32 {
+    let mut hash: u32 = 0x811c_9dc5;
+    for byte in gram.bytes() {
+        hash ^= u32::from(byte);
+        hash = hash.wrapping_mul(0x0100_0193);
+    }
+    hash % BUCKETS
+}
+
+/// The byte offsets of `text`'s characters, and its length.
+fn boundaries(text: &str) -> Vec<usize> {
+    text.char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect()
+}
+
+/// The buckets of every gram of 1 to 3 characters of `texts` (in lower
+/// case), comma-separated.
+fn grams_of(texts: &[&str]) -> String {
+    let mut buckets = BTreeSet::new();
+    for text in texts {
+        let at = boundaries(text);
+        let chars = at.len() - 1;
+        for n in 1..=3 {
+            for start in 0..chars.saturating_sub(n - 1) {
+                buckets.insert(bucket(&text[at[start]..at[start + n]]));
+            }
+        }
+    }
+    buckets
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The buckets a text holding `needle` (in lower case) has: the needle's
+/// own up to 3 characters, else those of (up to [`NEEDLE_GRAMS`] of) its
+/// trigrams.
+fn needle_grams(needle: &str) -> String {
+    let at = boundaries(needle);
+    let chars = at.len() - 1;
+    let mut buckets: Vec<u32> = Vec::new();
+    if chars <= 3 {
+        buckets.push(bucket(needle));
+    } else {
+        for start in 0..chars - 2 {
+            let b = bucket(&needle[at[start]..at[start + 3]]);
+            if !buckets.contains(&b) {
+                buckets.push(b);
+            }
+            if buckets.len() == NEEDLE_GRAMS {
+                break;
+            }
+        }
+    }
+    buckets
+        .iter()
+        .map(u32::to_string)
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// A filter's value as the scripts take it.
+fn filter_arg(value: Option<&str>) -> String {
+    value.map(|v| format!("={}", esc(v))).unwrap_or_default()
+}
+
+/// What an event changes.
+struct Change {
+    position: Position,
+    kind: Kind,
+    id: String,
+    /// The platform of a creation.
+    created_in: Option<String>,
+    /// The actor's platform: used when the creation is unknown.
+    actor: Option<String>,
+    /// The operation's name and fields.
+    args: Vec<String>,
+}
+
+/// The operation's fields of new fields: the fields' JSON, the name and
+/// the description in lower case, their grams, the course and program.
+fn field_args(
+    fields: &impl serde::Serialize,
+    name: &str,
+    description: &str,
+    course: Option<&str>,
+    program: Option<&str>,
+) -> Result<Vec<String>, serde_json::Error> {
+    let name = name.to_lowercase();
+    let description = description.to_lowercase();
+    let grams = grams_of(&[&name, &description]);
+    Ok(vec![
+        serde_json::to_string(fields)?,
+        name,
+        description,
+        grams,
+        filter_arg(course),
+        filter_arg(program),
+    ])
+}
+
+fn decode(event: &RecordedEvent) -> Result<Option<Change>, serde_json::Error> {
+    let stream = event.stream.as_str();
+    let change = |kind, id: &str, created_in, args| Change {
+        position: event.position,
+        kind,
+        id: id.to_owned(),
+        created_in,
+        actor: event.metadata.actor.platform.clone(),
+        args,
+    };
+    let revision = event.revision.to_string();
+    if let Some(id) = stream.strip_prefix("credential-") {
+        let kind = Kind::Credential;
+        return Ok(Some(match CredentialEvent::from_recorded(event)? {
+            CredentialEvent::CredentialCreated {
+                platform,
+                fields,
+                created_at,
+                ..
+            } => {
+                let mut f = field_args(
+                    &fields,
+                    &fields.name,
+                    &fields.description,
+                    fields.course.as_deref(),
+                    fields.program.as_deref(),
+                )?;
+                let (json, texts) = (f.remove(0), f);
+                let mut args = vec![
+                    "create".to_owned(),
+                    json,
+                    serde_json::to_string(&created_at)?,
+                    event.metadata.actor.user.clone().unwrap_or_default(),
+                ];
+                args.extend(texts);
+                args.push(revision);
+                change(kind, id, Some(platform), args)
+            }
+            CredentialEvent::CredentialUpdated { fields, .. } => {
+                let mut args = vec!["update".to_owned()];
+                args.extend(field_args(
+                    &fields,
+                    &fields.name,
+                    &fields.description,
+                    fields.course.as_deref(),
+                    fields.program.as_deref(),
+                )?);
+                args.push(revision);
+                change(kind, id, None, args)
+            }
+            CredentialEvent::CredentialRetired { .. } => {
+                change(kind, id, None, vec!["retire".into(), revision])
+            }
+            CredentialEvent::CredentialDeleted { .. } => {
+                change(kind, id, None, vec!["delete".into()])
+            }
+        }));
+    }
+    if let Some(id) = stream.strip_prefix("issuer-") {
+        let kind = Kind::Issuer;
+        return Ok(Some(match IssuerEvent::from_recorded(event)? {
+            IssuerEvent::IssuerCreated {
+                platform,
+                fields,
+                created_at,
+                ..
+            } => {
+                let mut f = field_args(&fields, &fields.name, &fields.description, None, None)?;
+                let (json, texts) = (f.remove(0), f);
+                let mut args = vec![
+                    "create".to_owned(),
+                    json,
+                    serde_json::to_string(&created_at)?,
+                    String::new(),
+                ];
+                args.extend(texts);
+                args.push("0".into());
+                change(kind, id, Some(platform), args)
+            }
+            IssuerEvent::IssuerUpdated { fields, .. } => {
+                let mut args = vec!["update".to_owned()];
+                args.extend(field_args(
+                    &fields,
+                    &fields.name,
+                    &fields.description,
+                    None,
+                    None,
+                )?);
+                args.push("0".into());
+                change(kind, id, None, args)
+            }
+            IssuerEvent::IssuerDeleted { .. } => change(kind, id, None, vec!["delete".into()]),
+        }));
+    }
+    Ok(None)
+}
+
+fn decode_all(events: &[&RecordedEvent]) -> Vec<Change> {
+    events
+        .iter()
+        .filter_map(|event| match decode(event) {
+            Ok(change) => change,
+            Err(error) => {
+                tracing::error!(
+                    stream = %event.stream, revision = event.revision, %error,
+                    "event skipped by the catalog read model"
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// The Redis adapter of the catalog: see the module.
+pub struct RedisCatalog {
+    core: Arc<RedisModel>,
+}
+
+impl RedisCatalog {
+    /// Connects to the Redis server at `url` and reads where the model is.
+    /// Refuses a database whose keys have another layout.
+    pub async fn open(url: &str) -> Result<Self, ReadError> {
+        Self::open_with(url, CHUNK).await
+    }
+
+    async fn open_with(url: &str, chunk: usize) -> Result<Self, ReadError> {
+        let core = RedisModel::open(NAME, url, layout(), KEYS, chunk).await?;
+        Ok(Self {
+            core: Arc::new(core),
+        })
+    }
+
+    /// Follows the model as another process writes it (see
+    /// [`RedisModel::follow`]).
+    pub fn follow(&self, every: Duration) -> watch::Receiver<Position> {
+        self.core.follow(every)
+    }
+
+    fn write(
+        &self,
+        changes: &[Change],
+        from: Position,
+        last: Position,
+        scripts: Option<usize>,
+    ) -> RedisResult<Written> {
+        self.core
+            .write(&APPLY, "", |con| plan(con, changes), from, last, scripts)
+    }
+
+    /// Entity views of `kind` in `platform`, by id (the missing left out).
+    async fn entities(
+        &self,
+        platform: &str,
+        kind: Kind,
+        ids: &[&str],
+    ) -> Result<Vec<(String, [String; 5])>, ReadError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let kp = format!("{}{}:", prefix(platform), kind.name());
+        let mut call = ENTITIES.prepare_invoke();
+        call.key(format!("{kp}ids")).arg(&kp);
+        for id in ids {
+            call.arg(esc(id).as_ref());
+        }
+        let mut con = self.core.reader();
+        let reply: Vec<String> = match call.invoke_async(&mut con).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.core.failed(e).await),
+        };
+        let mut reply = reply.into_iter();
+        let mut out = Vec::new();
+        for id in ids {
+            let parts: [String; 5] = std::array::from_fn(|_| reply.next().unwrap_or_default());
+            if !parts[0].is_empty() {
+                out.push(((*id).to_owned(), parts));
+            }
+        }
+        Ok(out)
+    }
+
+    /// A page of a kind's list (an issuer has no course nor program).
+    async fn list(
+        &self,
+        platform: &str,
+        kind: Kind,
+        filter: &CredentialFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<(usize, Vec<(String, [String; 5])>), ReadError> {
+        let kp = format!("{}{}:", prefix(platform), kind.name());
+        let needle = filter
+            .search
+            .as_deref()
+            .map(str::to_lowercase)
+            .unwrap_or_default();
+        let grams = if needle.is_empty() {
+            String::new()
+        } else {
+            needle_grams(&needle)
+        };
+        let mut con = self.core.reader();
+        let reply: Vec<String> = match LIST
+            .key(format!("{kp}alive"))
+            .arg(&kp)
+            .arg(offset.min(MAX_RANGE))
+            .arg(limit.min(MAX_RANGE))
+            .arg(&needle)
+            .arg(grams)
+            .arg(filter_arg(filter.course.as_deref()))
+            .arg(filter_arg(filter.program.as_deref()))
+            .invoke_async(&mut con)
+            .await
+        {
+            Ok(r) => r,
+            Err(e) => return Err(self.core.failed(e).await),
+        };
+        let mut reply = reply.into_iter();
+        let count = reply
+            .next()
+            .and_then(|c| c.parse::<usize>().ok())
+            .ok_or_else(|| ReadError::new("a list's count is missing"))?;
+        let mut items = Vec::new();
+        while let Some(id) = reply.next() {
+            let parts: [String; 5] = std::array::from_fn(|_| reply.next().unwrap_or_default());
+            items.push((unescape(&id), parts));
+        }
+        Ok((count, items))
+    }
+}
+
+/// An id as written in a key (see [`esc`]) back to itself.
+fn unescape(s: &str) -> String {
+    if !s.contains('%') {
+        return s.to_owned();
+    }
+    s.replace("%3A", ":")
+        .replace("%7B", "{")
+        .replace("%7D", "}")
+        .replace("%25", "%")
+}
+
+fn stored<T: serde::de::DeserializeOwned>(what: &str, json: &str) -> Result<T, ReadError> {
+    serde_json::from_str(json).map_err(|e| ReadError::new(format!("a stored {what}: {e}")))
+}
+
+fn credential_view(
+    platform: &str,
+    id: String,
+    parts: [String; 5],
+) -> Result<CredentialView, ReadError> {
+    let [fields, created_at, retired, revision, created_by] = parts;
+    Ok(CredentialView {
+        platform: platform.to_owned(),
+        entity_id: id,
+        fields: stored("credential", &fields)?,
+        created_at: stored::<DateTime<Utc>>("creation time", &created_at)?,
+        retired: retired == "1",
+        revision: revision
+            .parse()
+            .map_err(|_| ReadError::new("a stored revision is not a number"))?,
+        created_by,
+    })
+}
+
+fn issuer_view(platform: &str, id: String, parts: [String; 5]) -> Result<IssuerView, ReadError> {
+    let [fields, created_at, ..] = parts;
+    Ok(IssuerView {
+        platform: platform.to_owned(),
+        entity_id: id,
+        fields: stored("issuer", &fields)?,
+        created_at: stored::<DateTime<Utc>>("creation time", &created_at)?,
+    })
+}
+
+/// Finds the platform of every change (writing the lookups of new
+/// entities) and answers each platform's operations, in log order.
+fn plan(con: &mut Writer, changes: &[Change]) -> RedisResult<Plan> {
+    let mut wanted: Vec<String> = Vec::new();
+    let mut seen = HashSet::new();
+    for change in changes {
+        let key = lookup(change.kind, &change.id);
+        if seen.insert(key.clone()) {
+            wanted.push(key);
+        }
+    }
+    let mut platform_of: HashMap<String, String> = HashMap::new();
+    if !wanted.is_empty() {
+        let known = redis_link::get_many(con, &wanted)?;
+        platform_of.extend(
+            wanted
+                .into_iter()
+                .zip(known)
+                .filter_map(|(k, p)| p.map(|p| (k, p))),
+        );
+    }
+    let mut lookups: Vec<(String, String)> = Vec::new();
+    let mut ops = Plan::new();
+    for change in changes {
+        let key = lookup(change.kind, &change.id);
+        let platform = match (platform_of.get(&key), &change.created_in) {
+            (Some(p), Some(created)) if p != created => {
+                tracing::warn!(
+                    entity = %change.id, platform = %p,
+                    "an entity created again in another platform is ignored"
+                );
+                continue;
+            }
+            (Some(p), _) => p.clone(),
+            (None, Some(p)) => {
+                platform_of.insert(key.clone(), p.clone());
+                lookups.push((key, p.clone()));
+                p.clone()
+            }
+            (None, None) => match &change.actor {
+                Some(p) => p.clone(),
+                None => continue,
+            },
+        };
+        let mut args = Vec::with_capacity(change.args.len() + 2);
+        args.push(change.args[0].clone());
+        args.push(change.kind.name().to_owned());
+        args.push(esc(&change.id).into_owned());
+        args.extend(change.args[1..].iter().cloned());
+        ops.entry(prefix(&platform)).or_default().push(Op {
+            position: change.position,
+            args,
+        });
+    }
+    redis_link::set_nx_many(con, &lookups)?;
+    Ok(ops)
+}
+
+#[async_trait::async_trait]
+impl CatalogQueries for RedisCatalog {
+    async fn credential(
+        &self,
+        platform: &str,
+        entity_id: &str,
+    ) -> Result<Option<CredentialView>, ReadError> {
+        let found = self
+            .entities(platform, Kind::Credential, &[entity_id])
+            .await?;
+        found
+            .into_iter()
+            .next()
+            .map(|(id, parts)| credential_view(platform, id, parts))
+            .transpose()
+    }
+
+    async fn credentials_among(
+        &self,
+        platform: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, CredentialView>, ReadError> {
+        let mut unique: Vec<&str> = Vec::with_capacity(ids.len());
+        for id in ids {
+            if !unique.contains(id) {
+                unique.push(id);
+            }
+        }
+        self.entities(platform, Kind::Credential, &unique)
+            .await?
+            .into_iter()
+            .map(|(id, parts)| Ok((id.clone(), credential_view(platform, id, parts)?)))
+            .collect()
+    }
+
+    async fn credentials(
+        &self,
+        platform: &str,
+        filter: &CredentialFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<CredentialView>, ReadError> {
+        let (count, items) = self
+            .list(platform, Kind::Credential, filter, offset, limit)
+            .await?;
+        let items = items
+            .into_iter()
+            .map(|(id, parts)| credential_view(platform, id, parts))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { count, items })
+    }
+
+    async fn issuer(
+        &self,
+        platform: &str,
+        entity_id: &str,
+    ) -> Result<Option<IssuerView>, ReadError> {
+        let found = self.entities(platform, Kind::Issuer, &[entity_id]).await?;
+        found
+            .into_iter()
+            .next()
+            .map(|(id, parts)| issuer_view(platform, id, parts))
+            .transpose()
+    }
+
+    async fn issuers(
+        &self,
+        platform: &str,
+        search: Option<&str>,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<IssuerView>, ReadError> {
+        let (count, items) = self
+            .list(
+                platform,
+                Kind::Issuer,
+                &CredentialFilter {
+                    search: search.map(str::to_owned),
+                    ..CredentialFilter::default()
+                },
+                offset,
+                limit,
+            )
+            .await?;
+        let items = items
+            .into_iter()
+            .map(|(id, parts)| issuer_view(platform, id, parts))
+            .collect::<Result<_, _>>()?;
+        Ok(Page { count, items })
+    }
+}
+
+impl ReadModel for RedisCatalog {
+    fn name(&self) -> &'static str {
+        NAME
+    }
+
+    fn checkpoint(&self) -> Position {
+        self.core.checkpoint()
+    }
+
+    fn verify(&self) -> Applied {
+        self.core.verify()
+    }
+
+    fn apply(&self, batch: &[RecordedEvent]) -> Applied {
+        self.core.apply(batch, |events, from, last| {
+            self.write(&decode_all(events), from, last, None)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::CredentialsModel;
+    use crate::testing::{at, credential, Log, RedisServer};
+    use ibl_events::credentials::IssuerFields;
+    use ibl_events::{Actor, Metadata};
+
+    /// A small deterministic generator (xorshift).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            (self.0 % n as u64) as usize
+        }
+
+        fn pick<'a>(&mut self, from: &[&'a str]) -> &'a str {
+            from[self.below(from.len())]
+        }
+    }
+
+    const WORDS: &[&str] = &[
+        "Rust",
+        "rustacean",
+        "GO",
+        "Python",
+        "snake",
+        "Ünïcode",
+        "straße",
+        "naïve",
+        "a",
+        "ab",
+        "data:science",
+        "{tag}",
+        "100%",
+        "ownership",
+        "borrow",
+        "",
+    ];
+
+    fn text(rng: &mut Rng, words: usize) -> String {
+        (0..words)
+            .map(|_| rng.pick(WORDS))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    fn metadata(platform: &str, user: &str) -> Metadata {
+        Metadata {
+            actor: Actor {
+                platform: Some(platform.into()),
+                user: Some(user.into()),
+                ..Actor::default()
+            },
+            ..Metadata::default()
+        }
+    }
+
+    /// A random history of credentials and issuers in two platforms:
+    /// creations, updates, retirements and deletions.
+    fn history(seed: u64, n: usize) -> Log {
+        let mut rng = Rng(seed);
+        let mut log = Log::default();
+        let mut credentials: Vec<(String, String)> = Vec::new();
+        let mut issuers: Vec<(String, String)> = Vec::new();
+        let courses = [None, Some("course-1"), Some("c:2{x}"), Some("")];
+        let programs = [None, Some("p1"), Some("p%2")];
+        for i in 0..n {
+            let platform = ["acme", "beta:{b}"][rng.below(2)].to_owned();
+            match rng.below(10) {
+                0..=3 => {
+                    let id = format!("c{i}:{}", rng.below(3));
+                    let mut f = credential(
+                        &text(&mut rng, 2),
+                        &text(&mut rng, 3),
+                        courses[rng.below(courses.len())],
+                    );
+                    f.program = programs[rng.below(programs.len())].map(str::to_owned);
+                    log.push_with(
+                        &format!("credential-{id}"),
+                        CredentialEvent::CredentialCreated {
+                            platform: platform.clone(),
+                            entity_id: id.clone(),
+                            fields: f,
+                            created_at: at(i as i64),
+                        },
+                        metadata(&platform, &format!("user{}", rng.below(3))),
+                    );
+                    credentials.push((id, platform));
+                }
+                4 | 5 if !credentials.is_empty() => {
+                    let (id, platform) = credentials[rng.below(credentials.len())].clone();
+                    let mut f = credential(
+                        &text(&mut rng, 2),
+                        &text(&mut rng, 2),
+                        courses[rng.below(courses.len())],
+                    );
+                    f.program = programs[rng.below(programs.len())].map(str::to_owned);
+                    log.push_with(
+                        &format!("credential-{id}"),
+                        CredentialEvent::CredentialUpdated {
+                            fields: f,
+                            updated_at: at(i as i64),
+                        },
+                        metadata(&platform, "editor"),
+                    );
+                }
+                6 if !credentials.is_empty() => {
+                    let (id, platform) = credentials[rng.below(credentials.len())].clone();
+                    let event = if rng.below(2) == 0 {
+                        CredentialEvent::CredentialRetired {
+                            reason: "old".into(),
+                            retired_at: at(i as i64),
+                        }
+                    } else {
+                        CredentialEvent::CredentialDeleted {
+                            deleted_at: at(i as i64),
+                        }
+                    };
+                    log.push_with(
+                        &format!("credential-{id}"),
+                        event,
+                        metadata(&platform, "editor"),
+                    );
+                }
+                7 | 8 => {
+                    let id = format!("i{i}");
+                    log.push_with(
+                        &format!("issuer-{id}"),
+                        IssuerEvent::IssuerCreated {
+                            platform: platform.clone(),
+                            entity_id: id.clone(),
+                            fields: IssuerFields {
+                                name: text(&mut rng, 2),
+                                description: text(&mut rng, 2),
+                                ..IssuerFields::default()
+                            },
+                            created_at: at(i as i64),
+                        },
+                        metadata(&platform, "admin"),
+                    );
+                    issuers.push((id, platform));
+                }
+                _ if !issuers.is_empty() => {
+                    let (id, platform) = issuers[rng.below(issuers.len())].clone();
+                    let event = if rng.below(2) == 0 {
+                        IssuerEvent::IssuerUpdated {
+                            fields: IssuerFields {
+                                name: text(&mut rng, 1),
+                                description: text(&mut rng, 3),
+                                ..IssuerFields::default()
+                            },
+                            updated_at: at(i as i64),
+                        }
+                    } else {
+                        IssuerEvent::IssuerDeleted {
+                            deleted_at: at(i as i64),
+                        }
+                    };
+                    log.push_with(&format!("issuer-{id}"), event, metadata(&platform, "admin"));
+                }
+                _ => {}
+            }
+        }
+        log
+    }
+
+    /// Needles of every length: none, one to three characters (one
+    /// gram), longer (trigrams), across words, in another case, absent.
+    const NEEDLES: &[Option<&str>] = &[
+        None,
+        Some("r"),
+        Some("Ü"),
+        Some("st"),
+        Some("%"),
+        Some("rus"),
+        Some("RUST"),
+        Some("ust r"),
+        Some("straße go"),
+        Some("data:sc"),
+        Some("{tag}"),
+        Some("naïve naïve"),
+        Some("haskell"),
+        Some("ownershipownership"),
+    ];
+
+    /// Every answer of `redis` equals `memory`'s: lists under each filter
+    /// and window, and each entity.
+    async fn same_answers(memory: &CredentialsModel, redis: &RedisCatalog, log: &Log) {
+        for platform in ["acme", "beta:{b}", "nobody"] {
+            for search in NEEDLES {
+                for course in [None, Some("course-1"), Some("c:2{x}"), Some("")] {
+                    for program in [None, Some("p%2")] {
+                        let filter = CredentialFilter {
+                            search: search.map(str::to_owned),
+                            course: course.map(str::to_owned),
+                            program: program.map(str::to_owned),
+                        };
+                        for (offset, limit) in [(0, 100), (1, 2), (3, 5), (1000, 10)] {
+                            let want = memory.credentials(platform, &filter, offset, limit);
+                            let got = CatalogQueries::credentials(
+                                redis, platform, &filter, offset, limit,
+                            )
+                            .await
+                            .expect("list");
+                            assert_eq!(got.count, want.count, "{platform} {filter:?} count");
+                            assert_eq!(got.items, want.items, "{platform} {filter:?} {offset}");
+                        }
+                    }
+                }
+                let want = memory.issuers(platform, *search, 1, 50);
+                let got = CatalogQueries::issuers(redis, platform, *search, 1, 50)
+                    .await
+                    .expect("issuers");
+                assert_eq!(got.count, want.count, "{platform} {search:?} issuers");
+                assert_eq!(got.items, want.items, "{platform} {search:?} issuers");
+            }
+        }
+        let mut ids: Vec<&str> = Vec::new();
+        for event in &log.events {
+            if let Some(id) = event.stream.strip_prefix("credential-") {
+                ids.push(id);
+                for platform in ["acme", "beta:{b}"] {
+                    assert_eq!(
+                        CatalogQueries::credential(redis, platform, id)
+                            .await
+                            .expect("credential"),
+                        memory.credential(platform, id),
+                        "{platform} {id}"
+                    );
+                }
+            }
+            if let Some(id) = event.stream.strip_prefix("issuer-") {
+                assert_eq!(
+                    CatalogQueries::issuer(redis, "acme", id)
+                        .await
+                        .expect("issuer"),
+                    memory.issuer("acme", id),
+                );
+            }
+        }
+        ids.push("missing");
+        let among = redis.credentials_among("acme", &ids).await.expect("among");
+        let want: HashMap<String, CredentialView> = ids
+            .iter()
+            .filter_map(|id| memory.credential("acme", id))
+            .map(|c| (c.entity_id.clone(), c))
+            .collect();
+        assert_eq!(among, want);
+    }
+
+    async fn model(server: &RedisServer, db: u8) -> RedisCatalog {
+        RedisCatalog::open_with(&server.url(db), 3)
+            .await
+            .expect("open")
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn the_answers_are_the_in_memory_models_after_every_batch() {
+        let server = RedisServer::start();
+        for (db, seed) in [(1, 7), (2, 1234567)] {
+            let log = history(seed, 120);
+            let memory = CredentialsModel::new();
+            let redis = model(&server, db).await;
+            for batch in log.events.chunks(17) {
+                memory.apply(batch);
+                assert_eq!(redis.apply(batch), Applied::Done);
+                assert_eq!(redis.checkpoint(), batch.last().expect("a batch").position);
+                same_answers(&memory, &redis, &log).await;
+            }
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_crash_between_scripts_or_a_replay_doubles_and_skips_nothing() {
+        let server = RedisServer::start();
+        let log = history(99, 80);
+        let memory = CredentialsModel::new();
+        memory.apply(&log.events);
+        let redis = model(&server, 0).await;
+        let (first, rest) = log.events.split_at(40);
+        assert_eq!(redis.apply(first), Applied::Done);
+        // A crash after two scripts of the next batch: its platform
+        // checkpoints moved, the global one did not.
+        let events: Vec<&RecordedEvent> = rest.iter().collect();
+        let last = rest.last().expect("events").position;
+        let written = redis
+            .write(&decode_all(&events), redis.checkpoint(), last, Some(2))
+            .expect("write");
+        assert_eq!(written, Written::Partly);
+        let restarted = model(&server, 0).await;
+        assert_eq!(
+            restarted.checkpoint(),
+            first.last().expect("events").position
+        );
+        // The whole log again: what was applied is skipped.
+        assert_eq!(restarted.apply(&log.events), Applied::Done);
+        assert_eq!(restarted.apply(&log.events), Applied::Done);
+        same_answers(&memory, &restarted, &log).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn every_key_of_a_platform_carries_its_hash_tag_and_a_loss_is_rebuilt() {
+        let server = RedisServer::start();
+        let log = history(5, 60);
+        let redis = model(&server, 0).await;
+        assert_eq!(redis.apply(&log.events), Applied::Done);
+        for key in server.keys() {
+            let in_slot = key.starts_with("ibl:catalog:{acme}:")
+                || key.starts_with("ibl:catalog:{beta%3A%7Bb%7D}:");
+            let outside = key.starts_with("ibl:catalog:platform-of:")
+                || key == "ibl:checkpoint:catalog"
+                || key == "ibl:layout:catalog";
+            assert!(in_slot || outside, "{key}");
+            assert!(
+                !key.ends_with(":scratch"),
+                "a list's scratch key was left: {key}"
+            );
+        }
+        // The server comes back empty: the next check rewinds and the
+        // model is rebuilt from the log.
+        redis::cmd("FLUSHDB")
+            .query::<()>(&mut server.connection())
+            .expect("flush");
+        assert_eq!(redis.verify(), Applied::Rewound);
+        assert_eq!(redis.checkpoint(), 0);
+        assert_eq!(redis.apply(&log.events), Applied::Done);
+        let memory = CredentialsModel::new();
+        memory.apply(&log.events);
+        same_answers(&memory, &redis, &log).await;
+    }
+
+    #[test]
+    fn grams_cover_every_substring_of_up_to_three_characters() {
+        let text = "straße ü";
+        let grams: BTreeSet<u32> = grams_of(&[text])
+            .split(',')
+            .map(|b| b.parse().expect("a bucket"))
+            .collect();
+        let at = boundaries(text);
+        for i in 0..at.len() - 1 {
+            for j in i + 1..at.len().min(i + 4) {
+                let needle = &text[at[i]..at[j]];
+                for b in needle_grams(needle).split(',') {
+                    assert!(grams.contains(&b.parse().expect("a bucket")), "{needle}");
+                }
+            }
+        }
+        assert_eq!(needle_grams("abcabcabc").split(',').count(), 3);
+    }
+}
