@@ -60,7 +60,7 @@ pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Resul
     let metrics = Metrics::new();
     let store = open_store(settings, &metrics).await?;
     migrate(&store).await?;
-    let side = start_read_side(store.clone(), metrics, settings, Role::Service).await?;
+    let side = start_read_side(store.clone(), metrics, settings, Role::Commands).await?;
     let write = web::Data::new(WriteState::new(store));
     serve(listener, settings, side, table(), app_data(write))
 }

@@ -115,9 +115,20 @@ struct State {
 }
 
 /// The in-memory adapter of the credentials read model.
-#[derive(Default)]
 pub struct CredentialsModel {
     state: RwLock<State>,
+    /// Whether it keeps the catalog (credentials and issuers): not when a
+    /// process reads them from Redis ([`Self::without_catalog`]).
+    catalog: bool,
+}
+
+impl Default for CredentialsModel {
+    fn default() -> Self {
+        Self {
+            state: RwLock::default(),
+            catalog: true,
+        }
+    }
 }
 
 fn lower_contains(haystack: &str, needle_lower: &str) -> bool {
@@ -139,6 +150,20 @@ fn page<T: Clone>(ids: impl Iterator<Item = T>, offset: usize, limit: usize) -> 
 impl CredentialsModel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// The platforms, users and API keys only: the credentials and issuers
+    /// are left to another model (in Redis), and none are found here.
+    pub fn without_catalog() -> Self {
+        Self {
+            catalog: false,
+            ..Self::default()
+        }
+    }
+
+    /// Whether an event of `stream` is this model's to apply.
+    fn keeps(&self, stream: &str) -> bool {
+        self.catalog || !(stream.starts_with("credential-") || stream.starts_with("issuer-"))
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -421,6 +446,10 @@ impl ReadModel for CredentialsModel {
             if event.position <= s.checkpoint {
                 continue;
             }
+            if !self.keeps(&event.stream) {
+                s.checkpoint = event.position;
+                continue;
+            }
             if let Err(error) = s.apply(event) {
                 tracing::error!(
                     stream = %event.stream, revision = event.revision, %error,
@@ -461,8 +490,14 @@ fn in_order<K: Eq + std::hash::Hash, V: Clone>(
 }
 
 impl Snapshot for CredentialsModel {
+    /// A snapshot without the catalog has a version of its own: it is
+    /// never restored into a model that keeps it.
     fn version(&self) -> u32 {
-        SNAPSHOT_VERSION
+        if self.catalog {
+            SNAPSHOT_VERSION
+        } else {
+            SNAPSHOT_VERSION | 1 << 16
+        }
     }
 
     fn snapshot(&self) -> (Position, Vec<u8>) {
@@ -790,6 +825,21 @@ mod tests {
             model.credential("other", "c1").is_none(),
             "scoped to its platform"
         );
+    }
+
+    #[test]
+    fn without_the_catalog_no_credential_is_kept_and_its_snapshot_differs() {
+        let log = sample();
+        let full = CredentialsModel::new();
+        let bare = CredentialsModel::without_catalog();
+        full.apply(&log.events);
+        bare.apply(&log.events);
+        assert_eq!(bare.checkpoint(), full.checkpoint());
+        assert_eq!(full.credential("acme", "c1").map(|c| c.revision), Some(0));
+        assert_eq!(bare.credential("acme", "c1"), None);
+        let all = CredentialFilter::default();
+        assert_eq!(bare.credentials("acme", &all, 0, 10).count, 0);
+        assert_ne!(Snapshot::version(&bare), Snapshot::version(&full));
     }
 
     #[test]

@@ -29,8 +29,9 @@ pub async fn list_credentials(
         program: params.get("program").map(str::to_owned),
     };
     let page = read
-        .models
-        .credentials(&platform, &filter, p.offset(), p.size);
+        .catalog
+        .credentials(&platform, &filter, p.offset(), p.size)
+        .await?;
     p.check_in_range(page.count)?;
     let base = wire::base_url(&req);
     let data = page
@@ -52,8 +53,9 @@ pub async fn get_credential(
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let c = read
-        .models
+        .catalog
         .credential(&platform, &path.entity_id)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok().json(wire::credential(&wire::base_url(&req), &c)))
 }
@@ -82,13 +84,16 @@ async fn assertion_page(
         .await?;
     p.check_in_range(page.count)?;
     let base = wire::base_url(req);
+    let ids: Vec<&str> = page
+        .items
+        .iter()
+        .map(|a| a.credential_id.as_str())
+        .collect();
+    let credentials = read.catalog.credentials_among(platform, &ids).await?;
     let data = page
         .items
         .iter()
-        .map(|a| {
-            let c = read.models.credential(platform, &a.credential_id);
-            wire::assertion(&base, a, c.as_ref(), now)
-        })
+        .map(|a| wire::assertion(&base, a, credentials.get(&a.credential_id), now))
         .collect();
     Ok(HttpResponse::Ok().json(wire::credentials_page(req, p, page.count, data)))
 }
@@ -110,8 +115,9 @@ pub async fn list_credential_assertions(
     path: web::Path<OrgUserEntity>,
 ) -> Result<HttpResponse, ApiError> {
     let (params, platform) = scoped(&req, &read, &principal, &path.org).await?;
-    read.models
+    read.catalog
         .credential(&platform, &path.entity_id)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     assertion_page(
         &req,
@@ -136,7 +142,7 @@ pub async fn get_assertion(
         .await?
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
-    let c = read.models.credential(&platform, &a.credential_id);
+    let c = read.catalog.credential(&platform, &a.credential_id).await?;
     Ok(HttpResponse::Ok().json(wire::assertion(
         &wire::base_url(&req),
         &a,
@@ -175,11 +181,14 @@ pub async fn verify_assertion(
         .assertion(&entity_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    let c = read.models.credential(&a.platform, &a.credential_id);
-    let issuer = c
-        .as_ref()
-        .and_then(|c| c.fields.issuer.as_deref())
-        .and_then(|id| read.models.issuer(&a.platform, id));
+    let c = read
+        .catalog
+        .credential(&a.platform, &a.credential_id)
+        .await?;
+    let issuer = match c.as_ref().and_then(|c| c.fields.issuer.as_deref()) {
+        Some(id) => read.catalog.issuer(&a.platform, id).await?,
+        None => None,
+    };
     let now = Utc::now();
     let mut body =
         wire::public_assertion(&wire::base_url(&req), &a, c.as_ref(), issuer.as_ref(), now);
@@ -200,7 +209,10 @@ pub async fn list_issuers(
     let (params, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let p = params.page()?;
     let search = params.get("q").or(params.get("search"));
-    let page = read.models.issuers(&platform, search, p.offset(), p.size);
+    let page = read
+        .catalog
+        .issuers(&platform, search, p.offset(), p.size)
+        .await?;
     p.check_in_range(page.count)?;
     let base = wire::base_url(&req);
     let data = page.items.iter().map(|i| wire::issuer(&base, i)).collect();
@@ -218,8 +230,9 @@ pub async fn get_issuer(
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = scoped(&req, &read, &principal, &path.org).await?;
     let i = read
-        .models
+        .catalog
         .issuer(&platform, &path.entity_id)
+        .await?
         .ok_or_else(ApiError::not_found)?;
     Ok(HttpResponse::Ok().json(wire::issuer(&wire::base_url(&req), &i)))
 }

@@ -58,6 +58,6 @@ pub fn app_data(
 pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Result<Running> {
     let metrics = Metrics::new();
     let store = open_store(settings, &metrics).await?;
-    let side = start_read_side(store, metrics, settings, Role::Service).await?;
+    let side = start_read_side(store, metrics, settings, Role::Queries).await?;
     serve(listener, settings, side, table(), app_data(settings)?)
 }

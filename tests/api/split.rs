@@ -252,6 +252,22 @@ fn all_assertions(base: &str, auth: &str, position: &str) -> (u64, Vec<Value>) {
     (count, items)
 }
 
+/// Every page of the platform's credential list filtered by `query`
+/// (`search=...`, or ""), as the query service at `base` answers it.
+fn all_credentials(base: &str, auth: &str, position: &str, query: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    for page in 1.. {
+        let path = format!("{CREDENTIALS}?page_size=100&page={page}&{query}");
+        let body = read_at(base, &path, auth, position);
+        let count = body["result"]["count"].as_u64().expect("count");
+        items.extend(body["result"]["data"].as_array().expect("data").clone());
+        if items.len() as u64 >= count {
+            break;
+        }
+    }
+    items
+}
+
 /// The log's events on JetStream: each one's `Ibl-Position`, in stream
 /// order.
 fn published_positions(url: &str) -> Vec<u64> {
@@ -359,9 +375,11 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
         let writers: Vec<_> = (0..CLIENTS)
             .map(|c| {
                 let (bulk, auth, done) = (&bulk, &auth, &done);
+                let commands = &commands.base;
                 s.spawn(move || {
                     let mut last = String::new();
                     for r in 0..REQUESTS {
+                        create_credential(commands, auth, &format!("Badge c{c} r{r}"));
                         let recipients: Vec<Value> = (0..100)
                             .map(|i| json!({"email": format!("c{c}-r{r}-{i}@x.test")}))
                             .collect();
@@ -422,6 +440,25 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
         .count();
     assert_eq!(revoked, 10);
 
+    let searches = [
+        "",
+        "search=BADGE",
+        "search=c1%20r2",
+        "search=r1",
+        "search=b",
+    ];
+    let live_credentials: Vec<Vec<Value>> = searches
+        .iter()
+        .map(|q| all_credentials(&queries.base, &auth, &position, q))
+        .collect();
+    assert_eq!(live_credentials[0].len(), 1 + CLIENTS * REQUESTS);
+    assert_eq!(
+        live_credentials[1].len(),
+        1 + CLIENTS * REQUESTS,
+        "and Split badge"
+    );
+    assert_eq!(live_credentials[2].len(), 6, "c1 r2, r20 to r24");
+
     // A rebuild from position 0 into another database answers the same.
     let rebuilt = redis.url(1);
     let rebuild_dir = tempfile::tempdir().unwrap();
@@ -435,6 +472,13 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
     assert_eq!(rebuilt_count, count);
     if let Some((live, rebuilt)) = live_items.iter().zip(&rebuilt_items).find(|(a, b)| a != b) {
         panic!("the live Redis model differs from a rebuild:\n{live}\n{rebuilt}");
+    }
+    for (query, live) in searches.iter().zip(&live_credentials) {
+        let rebuilt = all_credentials(&reader.base, &auth, &position, query);
+        assert_eq!(
+            &rebuilt, live,
+            "credentials {query:?}: live and rebuilt differ"
+        );
     }
 
     // Every event on NATS once, in order, after the projector's restart.

@@ -3,6 +3,11 @@
 //! CONCURRENCY requests at a time. Prints the rate (the bulk issuance
 //! benchmark) and every answer that was not a success:
 //! `cargo run --release --example fill -- BASE_URL API_KEY N PLATFORM CREDENTIAL_ID [CONCURRENCY]`.
+//!
+//! With `credentials` for CREDENTIAL_ID it creates `N` credentials instead,
+//! one request each: credential `i` is named "`<topic> <level> <i>`" with a
+//! sentence of description, course `course-<i % 500>` and program
+//! `program-<i % 20>` (the catalog benchmark, `tests/bench/catalog.sh`).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -30,6 +35,14 @@ fn main() {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(600))
         .build();
+    if args[5] == "credentials" {
+        let url = format!(
+            "{}/api/credentials/orgs/{}/users/admin/",
+            args[1].trim_end_matches('/'),
+            args[4]
+        );
+        return credentials(&agent, &url, &auth, n, concurrency);
+    }
     let batches = n.div_ceil(BATCH);
     let next = AtomicUsize::new(0);
     let issued = AtomicUsize::new(0);
@@ -67,5 +80,88 @@ fn main() {
     println!(
         "bulk issued {issued} of {n} assertions in {secs:.1} s = {:.0}/s ({concurrency} requests of {BATCH} at a time)",
         issued as f64 / secs
+    );
+}
+
+const TOPICS: &[&str] = &[
+    "Data Science",
+    "Machine Learning",
+    "Rust Programming",
+    "Cloud Security",
+    "Project Management",
+    "Digital Marketing",
+    "Nursing Practice",
+    "Financial Accounting",
+    "Graphic Design",
+    "Public Speaking",
+    "Supply Chain",
+    "Organic Chemistry",
+    "Spanish Language",
+    "Network Engineering",
+    "Creative Writing",
+    "Leadership",
+    "Statistics",
+    "Web Accessibility",
+    "Quantum Computing",
+    "Early Childhood Education",
+];
+const LEVELS: &[&str] = &[
+    "Foundations",
+    "Practitioner",
+    "Advanced",
+    "Expert",
+    "Capstone",
+];
+const VERBS: &[&str] = &[
+    "demonstrated",
+    "completed",
+    "mastered",
+    "applied",
+    "presented",
+    "designed",
+    "evaluated",
+];
+
+/// Creates `n` credentials, `concurrency` requests at a time.
+fn credentials(agent: &ureq::Agent, url: &str, auth: &str, n: usize, concurrency: usize) {
+    let next = AtomicUsize::new(0);
+    let created = AtomicUsize::new(0);
+    let started = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..concurrency {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                let topic = TOPICS[i % TOPICS.len()];
+                let level = LEVELS[(i / TOPICS.len()) % LEVELS.len()];
+                let verb = VERBS[i % VERBS.len()];
+                let body = json!({
+                    "name": format!("{topic} {level} {i}"),
+                    "description": format!(
+                        "Awarded to learners who {verb} the {level} outcomes of {topic} (cohort {}).",
+                        i % 97
+                    ),
+                    "course": format!("course-{}", i % 500),
+                    "program": format!("program-{}", i % 20),
+                });
+                match agent.post(url).set("Authorization", auth).send_json(body) {
+                    Ok(_) => {
+                        created.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(ureq::Error::Status(code, r)) => {
+                        eprintln!("credential {i}: {code} {}", r.into_string().unwrap_or_default());
+                    }
+                    Err(e) => eprintln!("credential {i}: {e}"),
+                }
+            });
+        }
+    });
+    let secs = started.elapsed().as_secs_f64();
+    let created = created.into_inner();
+    println!(
+        "created {created} of {n} credentials in {secs:.1} s = {:.0}/s ({concurrency} clients)",
+        created as f64 / secs
     );
 }

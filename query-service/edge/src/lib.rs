@@ -29,6 +29,9 @@ pub struct ReadState {
     pub models: Arc<CredentialsModel>,
     /// Assertions and idempotency records (SQLite, off the heap).
     pub assertions: Arc<dyn ibl_projections::assertions::AssertionQueries>,
+    /// Credentials and issuers: what the query routes read (in Redis, or
+    /// `models` itself).
+    pub catalog: Arc<dyn ibl_projections::credentials::CatalogQueries>,
     pub rbac: Arc<ibl_projections::rbac::RbacModel>,
     pub projections: Projections,
     /// How long a read with `X-Min-Position` waits for the read models to

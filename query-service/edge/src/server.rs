@@ -19,9 +19,10 @@ use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 use ibl_projections::assertions::{AssertionQueries, AssertionsModel};
-use ibl_projections::credentials::CredentialsModel;
+use ibl_projections::credentials::{CatalogQueries, CredentialsModel};
 use ibl_projections::rbac::RbacModel;
 use ibl_projections::redis_assertions::RedisAssertions;
+use ibl_projections::redis_catalog::RedisCatalog;
 use ibl_projections::relay::{self, Checkpoint};
 use ibl_projections::snapshot::Snapshots;
 use ibl_projections::{Projections, ReadModel, Snapshot};
@@ -398,9 +399,14 @@ pub enum Role {
     /// in Redis and publish the log's events to NATS, when the settings
     /// name these servers.
     Projector,
-    /// The command and query services: they read the read models in Redis
-    /// and follow its checkpoint; they publish nothing.
-    Service,
+    /// The command service: it reads the assertions in Redis and follows
+    /// their checkpoint; it publishes nothing. Its guards and checks read
+    /// models of its own, fed from the store (the catalog too).
+    Commands,
+    /// The query service: it reads the read models in Redis and follows
+    /// their checkpoints; it publishes nothing and keeps no catalog in
+    /// memory.
+    Queries,
 }
 
 /// How often a service reads the checkpoint of a read model another
@@ -424,7 +430,7 @@ pub async fn start_read_side(
     let dir = ReadModelsDir::acquire(settings)?;
     let read_dir = dir.path.clone();
     let mut read_models: Vec<Arc<dyn ReadModel>> = Vec::new();
-    let mut followed = None;
+    let mut followed = Vec::new();
     let assertions: Arc<dyn AssertionQueries> = match &settings.redis_url {
         Some(url) => {
             let redis = RedisAssertions::open(url).await.map_err(|e| {
@@ -441,7 +447,9 @@ pub async fn start_read_side(
             );
             match role {
                 Role::Projector => read_models.push(redis.clone()),
-                Role::Service => followed = Some(redis.follow(FOLLOW_EVERY)),
+                Role::Commands | Role::Queries => {
+                    followed.push((redis.name(), redis.follow(FOLLOW_EVERY)))
+                }
             }
             redis
         }
@@ -460,7 +468,38 @@ pub async fn start_read_side(
             assertions
         }
     };
-    let models = Arc::new(CredentialsModel::new());
+    // The catalog (credentials, issuers) in Redis is written by the
+    // projector and read by the query service; the command service checks
+    // writes against its own copy in memory.
+    let redis_catalog = match (&settings.redis_url, role) {
+        (Some(url), Role::Projector | Role::Queries) => {
+            let redis = RedisCatalog::open(url).await.map_err(|e| {
+                std::io::Error::other(format!("the catalog read model in Redis (REDIS_URL): {e}"))
+            })?;
+            let redis = Arc::new(redis);
+            tracing::info!(
+                target: "ibl::startup",
+                position = redis.checkpoint(),
+                writes = role == Role::Projector,
+                "catalog read model in Redis"
+            );
+            match role {
+                Role::Projector => read_models.push(redis.clone()),
+                _ => followed.push((redis.name(), redis.follow(FOLLOW_EVERY))),
+            }
+            Some(redis)
+        }
+        _ => None,
+    };
+    let models = Arc::new(if redis_catalog.is_some() && role == Role::Queries {
+        CredentialsModel::without_catalog()
+    } else {
+        CredentialsModel::new()
+    });
+    let catalog: Arc<dyn CatalogQueries> = match redis_catalog {
+        Some(redis) => redis,
+        None => models.clone(),
+    };
     let rbac = Arc::new(RbacModel::new());
     let snapshots = Arc::new(Snapshots::new(
         read_dir.clone(),
@@ -479,8 +518,8 @@ pub async fn start_read_side(
     }
     read_models.extend([models.clone() as Arc<dyn ReadModel>, rbac.clone()]);
     let (mut projections, _tasks) = Projections::start(store.clone(), read_models);
-    if let Some(progress) = followed {
-        projections.observe("assertions", progress);
+    for (name, progress) in followed {
+        projections.observe(name, progress);
     }
     projections.catch_up(store.as_ref()).await;
     // Start-up facts under their own target, so that they can be logged
@@ -519,6 +558,7 @@ pub async fn start_read_side(
     let read = web::Data::new(ReadState {
         models,
         assertions,
+        catalog,
         rbac,
         projections,
         min_position_wait: Duration::from_millis(settings.min_position_wait_ms),

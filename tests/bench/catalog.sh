@@ -1,0 +1,57 @@
+#!/usr/bin/env bash
+# The catalog in Redis at scale: N credentials in one platform, created
+# through the API (tests/bench/fill.rs, `credentials` mode) by `ibl serve`
+# with REDIS_URL (it writes the catalog into Redis); then the split
+# deployment's query service on that store and Redis (it keeps no catalog
+# in memory) answers each kind of list at a fixed offered rate, open loop
+# (tests/bench/loadgen.rs, latency from the schedule): p50/p99 beside
+# /healthz at the same rate, and the memory Redis holds.
+# Usage: tests/bench/catalog.sh [N] [RATE] [SECONDS]   (default 100000 200 10)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+N=${1:-100000}; RATE=${2:-200}; SECS=${3:-10}
+command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+cargo build --release --bin ibl --bin query-service --example fill --example loadgen
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+wait_port() {
+  for _ in $(seq 1 30000); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.01; done
+  echo "nothing healthy on port $1" >&2; return 1
+}
+PORT=$(free_port); REDIS_PORT=$(free_port)
+BASE=http://127.0.0.1:$PORT
+export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
+echo "== machine: $(nproc) cores; $(date -u +%FT%TZ); $N credentials"
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+for _ in $(seq 1 500); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.01; done
+KEY=$(target/release/ibl platform create --data-dir "$WORK/data" --key bench --name Bench \
+  --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
+RUST_LOG=warn target/release/ibl serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+FILLER=$!
+wait_port "$PORT"
+echo "== fill: $N credentials through the API, 16 clients"
+target/release/examples/fill "$BASE" "$KEY" "$N" bench credentials 16
+kill $FILLER; wait $FILLER || true
+echo "Redis memory: $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human/ {print $2}' | tr -d '\r')"
+
+RUST_LOG=warn target/release/query-service --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+wait_port "$PORT"
+LIST="$BASE/api/credentials/orgs/bench/users/admin/"
+run() {
+  local name=$1 url=$2; shift 2
+  target/release/examples/loadgen --url "$url" --header "Authorization: Api-Token $KEY" \
+    --rate "$RATE" --seconds "$SECS" "$@" | sed "s/^/$name: /"
+}
+echo "== open loop at $RATE/s, ${SECS}s each"
+target/release/examples/loadgen --url "$BASE/healthz" --rate "$RATE" --seconds "$SECS" | sed 's/^/healthz: /'
+run "first page (100)" "${LIST}?page_size=100"
+run "any page (10)" "${LIST}?page_size=10&page={n}" --random-min 1 --random-max $((N / 10))
+run "course filter" "${LIST}?course=course-{n}" --random-min 0 --random-max 499
+run "course+program, any page" "${LIST}?course=course-{n}&program=program-0&page_size=10" --random-min 0 --random-max 499
+run "search one of N (id)" "${LIST}?search={n}" --random-min $((N / 10)) --random-max $((N - 1))
+run "search a word (1/20), any page" "${LIST}?search=statistics&page={n}" --random-min 1 --random-max $((N / 200))
+run "search a phrase (1/100)" "${LIST}?search=quantum%20computing%20capstone"
+run "search 3 letters (1/5)" "${LIST}?search=cap&page={n}" --random-min 1 --random-max 100
+echo "== a search that every credential matches (the recheck reads each one)"
+RATE=5 run "search 'a' (all)" "${LIST}?search=a&page={n}" --random-min 1 --random-max 100
