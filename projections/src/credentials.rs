@@ -117,7 +117,7 @@ struct State {
 /// The in-memory adapter of the credentials read model.
 pub struct CredentialsModel {
     state: RwLock<State>,
-    /// Whether it keeps the catalog (credentials and issuers): not when a
+    /// Whether it keeps the catalog (credentials, issuers, users): not when a
     /// process reads them from Redis ([`Self::without_catalog`]).
     catalog: bool,
 }
@@ -152,7 +152,7 @@ impl CredentialsModel {
         Self::default()
     }
 
-    /// The platforms, users and API keys only: the credentials and issuers
+    /// The platforms and API keys only: the credentials, issuers and users
     /// are left to another model (in Redis), and none are found here.
     pub fn without_catalog() -> Self {
         Self {
@@ -163,7 +163,11 @@ impl CredentialsModel {
 
     /// Whether an event of `stream` is this model's to apply.
     fn keeps(&self, stream: &str) -> bool {
-        self.catalog || !(stream.starts_with("credential-") || stream.starts_with("issuer-"))
+        self.catalog
+            || !(stream.starts_with("credential-")
+                || stream.starts_with("issuer-")
+                || stream == USERS_STREAM
+                || user_of_stream(stream).is_some())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
@@ -374,6 +378,18 @@ pub trait CatalogQueries: Send + Sync + 'static {
         offset: usize,
         limit: usize,
     ) -> Result<Page<IssuerView>, ReadError>;
+
+    /// A platform's user.
+    async fn user(&self, platform: &str, id: u64) -> Result<Option<UserView>, ReadError>;
+
+    /// A page of a platform's users, by id, filtered, and the count.
+    async fn users(
+        &self,
+        platform: &str,
+        filter: &UserFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<UserView>, ReadError>;
 }
 
 #[async_trait::async_trait]
@@ -427,6 +443,22 @@ impl CatalogQueries for CredentialsModel {
     ) -> Result<Page<IssuerView>, ReadError> {
         Ok(CredentialsModel::issuers(
             self, platform, search, offset, limit,
+        ))
+    }
+
+    async fn user(&self, platform: &str, id: u64) -> Result<Option<UserView>, ReadError> {
+        Ok(CredentialsModel::user(self, id).filter(|u| u.platform == platform))
+    }
+
+    async fn users(
+        &self,
+        platform: &str,
+        filter: &UserFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<UserView>, ReadError> {
+        Ok(CredentialsModel::users(
+            self, platform, filter, offset, limit,
         ))
     }
 }

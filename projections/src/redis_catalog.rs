@@ -55,12 +55,15 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use ibl_events::credentials::{CredentialEvent, IssuerEvent};
+use ibl_events::platform::{user_of_stream, UserEvent, USERS_STREAM};
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 use redis::{RedisResult, Script};
 use tokio::sync::watch;
 
 use crate::assertions::ReadError;
-use crate::credentials::{CatalogQueries, CredentialFilter, CredentialView, IssuerView, Page};
+use crate::credentials::{
+    CatalogQueries, CredentialFilter, CredentialView, IssuerView, Page, UserFilter, UserView,
+};
 use crate::redis_link::{self, Writer};
 use crate::redis_model::{esc, Op, Plan, RedisModel, Written, MAX_RANGE};
 use crate::{Applied, ReadModel};
@@ -103,7 +106,8 @@ if tonumber(upto) <= done then
   return 0
 end
 
-local fields = {create = 11, update = 9, retire = 3, delete = 2}
+local fields = {create = 11, update = 9, retire = 3, delete = 2, register = 9, reuser = 9,
+  activate = 4}
 local i = 4
 while i <= #ARGV do
   local n = fields[ARGV[i]]
@@ -184,13 +188,62 @@ local function delete(k, id)
   redis.call('DEL', key)
 end
 
+-- Users: ordered by id, found by their user name and email in lower case
+-- (lu, le: percent-encoded), and by their exact user name.
+local function register(k, id, username, email, given, family, created, lu, le)
+  local key = prefix .. k .. ':entity:' .. id
+  local names = prefix .. k .. ':usernames'
+  if redis.call('EXISTS', key) == 1 or redis.call('HEXISTS', names, username) == 1 then
+    return
+  end
+  redis.call('HSET', key, 'username', username, 'email', email, 'given_name', given,
+    'family_name', family, 'active', '1', 'created', created, 'updated', created,
+    'lusername', lu, 'lemail', le)
+  redis.call('HSET', names, username, id)
+  redis.call('ZADD', prefix .. k .. ':order', id, id)
+  redis.call('ZADD', prefix .. k .. ':username:' .. lu, id, id)
+  redis.call('ZADD', prefix .. k .. ':email:' .. le, id, id)
+end
+
+local function reuser(k, id, username, email, given, family, updated, lu, le)
+  local key = prefix .. k .. ':entity:' .. id
+  local old = redis.call('HMGET', key, 'username', 'lusername', 'lemail')
+  if not old[1] then
+    return
+  end
+  local names = prefix .. k .. ':usernames'
+  if redis.call('HGET', names, old[1]) == id then
+    redis.call('HDEL', names, old[1])
+  end
+  redis.call('HSET', names, username, id)
+  redis.call('ZREM', prefix .. k .. ':username:' .. old[2], id)
+  redis.call('ZREM', prefix .. k .. ':email:' .. old[3], id)
+  redis.call('ZADD', prefix .. k .. ':username:' .. lu, id, id)
+  redis.call('ZADD', prefix .. k .. ':email:' .. le, id, id)
+  redis.call('HSET', key, 'username', username, 'email', email, 'given_name', given,
+    'family_name', family, 'updated', updated, 'lusername', lu, 'lemail', le)
+end
+
+local function activate(k, id, active, at)
+  local key = prefix .. k .. ':entity:' .. id
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HSET', key, 'active', active, 'updated', at)
+  end
+end
+
 i = 4
 while i <= #ARGV do
   local op, position = ARGV[i], ARGV[i + 1]
   local a = i + 2
   if tonumber(position) > done then
     local k, id = ARGV[a], ARGV[a + 1]
-    if op == 'create' then
+    if op == 'register' then
+      register(k, id, unpack(ARGV, a + 2, a + 8))
+    elseif op == 'reuser' then
+      reuser(k, id, unpack(ARGV, a + 2, a + 8))
+    elseif op == 'activate' then
+      activate(k, id, ARGV[a + 2], ARGV[a + 3])
+    elseif op == 'create' then
       create(k, id, unpack(ARGV, a + 2, a + 10))
     elseif op == 'update' then
       update(k, id, unpack(ARGV, a + 2, a + 8))
@@ -341,6 +394,67 @@ return out
     )
 });
 
+/// A page of a platform's users, by id.
+///
+/// KEYS[1]: the users' `order`. ARGV: the users' prefix
+/// (`ibl:catalog:{P}:user:`), offset, limit, the user name and the email
+/// filters in lower case (`=X`, or "": none), then the ids of single users
+/// to read instead of a list (offset, limit and filters then unused).
+/// Answers the count, then each user's id, user name, email, given and
+/// family names, `active` (`1`/`0`), creation and update times.
+static USERS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local kp = ARGV[1]
+local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
+local ids = {}
+local count = 0
+if #ARGV > 5 then
+  for j = 6, #ARGV do
+    ids[#ids + 1] = ARGV[j]
+  end
+else
+  local sets = {}
+  if ARGV[4] ~= '' then
+    sets[#sets + 1] = kp .. 'username:' .. string.sub(ARGV[4], 2)
+  end
+  if ARGV[5] ~= '' then
+    sets[#sets + 1] = kp .. 'email:' .. string.sub(ARGV[5], 2)
+  end
+  if #sets == 0 then
+    count = redis.call('ZCARD', KEYS[1])
+    if limit > 0 and offset < count then
+      ids = redis.call('ZRANGE', KEYS[1], offset, offset + limit - 1)
+    end
+  else
+    local all
+    if #sets == 1 then
+      all = redis.call('ZRANGE', sets[1], 0, -1)
+    else
+      all = redis.call('ZINTER', 2, sets[1], sets[2])
+    end
+    count = #all
+    for j = offset + 1, math.min(offset + limit, count) do
+      ids[#ids + 1] = all[j]
+    end
+  end
+end
+local out = {tostring(count)}
+for _, id in ipairs(ids) do
+  local u = redis.call('HMGET', kp .. 'entity:' .. id, 'username', 'email', 'given_name',
+    'family_name', 'active', 'created', 'updated')
+  if u[1] then
+    out[#out + 1] = id
+    for f = 1, 7 do
+      out[#out + 1] = u[f]
+    end
+  end
+end
+return out
+"#,
+    )
+});
+
 /// The prefix of platform `p`'s keys, its hash tag included.
 fn prefix(platform: &str) -> String {
     format!("ibl:catalog:{{{}}}:", esc(platform))
@@ -359,6 +473,7 @@ fn layout() -> String {
 enum Kind {
     Credential,
     Issuer,
+    User,
 }
 
 impl Kind {
@@ -366,6 +481,7 @@ impl Kind {
         match self {
             Kind::Credential => "credential",
             Kind::Issuer => "issuer",
+            Kind::User => "user",
         }
     }
 }
@@ -475,7 +591,98 @@ fn field_args(
     ])
 }
 
-fn decode(event: &RecordedEvent) -> Result<Option<Change>, serde_json::Error> {
+/// The operations of a user event (an import: those of the events it
+/// stands for).
+fn user_changes(event: &RecordedEvent, user: UserEvent) -> Result<Vec<Change>, serde_json::Error> {
+    let lower = |s: &str| esc(&s.to_lowercase()).into_owned();
+    let mut out = Vec::new();
+    for user in user.expanded() {
+        let (id, created_in, args) = match user {
+            UserEvent::UserRegistered {
+                id,
+                platform,
+                username,
+                email,
+                given_name,
+                family_name,
+                registered_at,
+            } => {
+                let (lu, le) = (lower(&username), lower(&email));
+                let args = vec![
+                    "register".to_owned(),
+                    username,
+                    email,
+                    given_name,
+                    family_name,
+                    serde_json::to_string(&registered_at)?,
+                    lu,
+                    le,
+                ];
+                (id, Some(platform), args)
+            }
+            UserEvent::UserUpdated {
+                id,
+                username,
+                email,
+                given_name,
+                family_name,
+                updated_at,
+            } => {
+                let (lu, le) = (lower(&username), lower(&email));
+                let args = vec![
+                    "reuser".to_owned(),
+                    username,
+                    email,
+                    given_name,
+                    family_name,
+                    serde_json::to_string(&updated_at)?,
+                    lu,
+                    le,
+                ];
+                (id, None, args)
+            }
+            UserEvent::UserDeactivated { id, deactivated_at } => (
+                id,
+                None,
+                vec![
+                    "activate".into(),
+                    "0".into(),
+                    serde_json::to_string(&deactivated_at)?,
+                ],
+            ),
+            UserEvent::UserReactivated { id, reactivated_at } => (
+                id,
+                None,
+                vec![
+                    "activate".into(),
+                    "1".into(),
+                    serde_json::to_string(&reactivated_at)?,
+                ],
+            ),
+            // (An import expands into the events above.)
+            UserEvent::UserImported { .. } => continue,
+        };
+        out.push(Change {
+            position: event.position,
+            kind: Kind::User,
+            id: id.to_string(),
+            created_in,
+            actor: event.metadata.actor.platform.clone(),
+            args,
+        });
+    }
+    Ok(out)
+}
+
+fn decode(event: &RecordedEvent) -> Result<Vec<Change>, serde_json::Error> {
+    let stream = event.stream.as_str();
+    if stream == USERS_STREAM || user_of_stream(stream).is_some() {
+        return user_changes(event, UserEvent::from_recorded(event)?);
+    }
+    Ok(decode_entity(event)?.into_iter().collect())
+}
+
+fn decode_entity(event: &RecordedEvent) -> Result<Option<Change>, serde_json::Error> {
     let stream = event.stream.as_str();
     let change = |kind, id: &str, created_in, args| Change {
         position: event.position,
@@ -575,14 +782,14 @@ fn decode(event: &RecordedEvent) -> Result<Option<Change>, serde_json::Error> {
 fn decode_all(events: &[&RecordedEvent]) -> Vec<Change> {
     events
         .iter()
-        .filter_map(|event| match decode(event) {
-            Ok(change) => change,
+        .flat_map(|event| match decode(event) {
+            Ok(changes) => changes,
             Err(error) => {
                 tracing::error!(
                     stream = %event.stream, revision = event.revision, %error,
                     "event skipped by the catalog read model"
                 );
-                None
+                Vec::new()
             }
         })
         .collect()
@@ -703,6 +910,61 @@ impl RedisCatalog {
             items.push((unescape(&id), parts));
         }
         Ok((count, items))
+    }
+}
+
+impl RedisCatalog {
+    /// Users of `platform`: the page of a filtered list, or the users of
+    /// `ids` (then the count is 0).
+    async fn read_users(
+        &self,
+        platform: &str,
+        filter: &UserFilter,
+        offset: usize,
+        limit: usize,
+        ids: &[u64],
+    ) -> Result<Page<UserView>, ReadError> {
+        let kp = format!("{}user:", prefix(platform));
+        let lower = |v: &Option<String>| v.as_deref().map(str::to_lowercase);
+        let mut call = USERS.prepare_invoke();
+        call.key(format!("{kp}order"))
+            .arg(&kp)
+            .arg(offset.min(MAX_RANGE))
+            .arg(limit.min(MAX_RANGE))
+            .arg(filter_arg(lower(&filter.username).as_deref()))
+            .arg(filter_arg(lower(&filter.email).as_deref()));
+        for id in ids {
+            call.arg(*id);
+        }
+        let mut con = self.core.reader();
+        let reply: Vec<String> = match call.invoke_async(&mut con).await {
+            Ok(r) => r,
+            Err(e) => return Err(self.core.failed(e).await),
+        };
+        let mut reply = reply.into_iter();
+        let count = reply
+            .next()
+            .and_then(|c| c.parse::<usize>().ok())
+            .ok_or_else(|| ReadError::new("a list's count is missing"))?;
+        let mut items = Vec::new();
+        while let Some(id) = reply.next() {
+            let [username, email, given_name, family_name, active, created, updated] =
+                std::array::from_fn(|_| reply.next().unwrap_or_default());
+            items.push(UserView {
+                id: id
+                    .parse()
+                    .map_err(|_| ReadError::new("a stored user id is not a number"))?,
+                platform: platform.to_owned(),
+                username,
+                email,
+                given_name,
+                family_name,
+                active: active == "1",
+                created: stored("registration time", &created)?,
+                updated: stored("update time", &updated)?,
+            });
+        }
+        Ok(Page { count, items })
     }
 }
 
@@ -898,6 +1160,23 @@ impl CatalogQueries for RedisCatalog {
             .collect::<Result<_, _>>()?;
         Ok(Page { count, items })
     }
+
+    async fn user(&self, platform: &str, id: u64) -> Result<Option<UserView>, ReadError> {
+        let page = self
+            .read_users(platform, &UserFilter::default(), 0, 0, &[id])
+            .await?;
+        Ok(page.items.into_iter().next())
+    }
+
+    async fn users(
+        &self,
+        platform: &str,
+        filter: &UserFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<UserView>, ReadError> {
+        self.read_users(platform, filter, offset, limit, &[]).await
+    }
 }
 
 impl ReadModel for RedisCatalog {
@@ -988,6 +1267,7 @@ mod tests {
         let mut log = Log::default();
         let mut credentials: Vec<(String, String)> = Vec::new();
         let mut issuers: Vec<(String, String)> = Vec::new();
+        let mut users: Vec<(u64, String)> = Vec::new();
         let courses = [None, Some("course-1"), Some("c:2{x}"), Some("")];
         let programs = [None, Some("p1"), Some("p%2")];
         for i in 0..n {
@@ -1011,7 +1291,7 @@ mod tests {
                         },
                         metadata(&platform, &format!("user{}", rng.below(3))),
                     );
-                    credentials.push((id, platform));
+                    credentials.push((id, platform.clone()));
                 }
                 4 | 5 if !credentials.is_empty() => {
                     let (id, platform) = credentials[rng.below(credentials.len())].clone();
@@ -1064,7 +1344,7 @@ mod tests {
                         },
                         metadata(&platform, "admin"),
                     );
-                    issuers.push((id, platform));
+                    issuers.push((id, platform.clone()));
                 }
                 _ if !issuers.is_empty() => {
                     let (id, platform) = issuers[rng.below(issuers.len())].clone();
@@ -1086,8 +1366,80 @@ mod tests {
                 }
                 _ => {}
             }
+            if rng.below(3) == 0 {
+                user_event(&mut rng, &mut log, &mut users, i, &platform);
+            }
         }
         log
+    }
+
+    const NAMES: &[&str] = &["Ann", "ann", "BOB", "bob:{x}", "Zoë", "zoë", "eve%"];
+
+    /// A user registered (sometimes under a name taken, or imported),
+    /// updated, deactivated or reactivated.
+    fn user_event(
+        rng: &mut Rng,
+        log: &mut Log,
+        users: &mut Vec<(u64, String)>,
+        i: usize,
+        platform: &str,
+    ) {
+        let name = match rng.below(2) {
+            0 => rng.pick(NAMES).to_owned(),
+            _ => format!("{}{i}", rng.pick(NAMES)),
+        };
+        let name = name.as_str();
+        let email = format!("{}@{}.test", rng.pick(NAMES), rng.pick(&["a", "B"]));
+        let choice = rng.below(6);
+        if users.is_empty() || choice < 2 {
+            let id = 1000 + i as u64;
+            let event = if choice == 1 {
+                UserEvent::UserImported {
+                    id,
+                    platform: platform.to_owned(),
+                    username: name.to_owned(),
+                    email,
+                    given_name: "Imported".into(),
+                    family_name: String::new(),
+                    active: rng.below(2) == 0,
+                    registered_at: at(1),
+                    updated_at: at(i as i64),
+                }
+            } else {
+                UserEvent::UserRegistered {
+                    id,
+                    platform: platform.to_owned(),
+                    username: name.to_owned(),
+                    email,
+                    given_name: "Given".into(),
+                    family_name: "Family".into(),
+                    registered_at: at(i as i64),
+                }
+            };
+            log.push_with(&format!("user-{id}"), event, metadata(platform, "scim"));
+            users.push((id, platform.to_owned()));
+            return;
+        }
+        let (id, platform) = users[rng.below(users.len())].clone();
+        let event = match choice {
+            2 | 3 => UserEvent::UserUpdated {
+                id,
+                username: name.to_owned(),
+                email,
+                given_name: "New".into(),
+                family_name: String::new(),
+                updated_at: at(i as i64),
+            },
+            4 => UserEvent::UserDeactivated {
+                id,
+                deactivated_at: at(i as i64),
+            },
+            _ => UserEvent::UserReactivated {
+                id,
+                reactivated_at: at(i as i64),
+            },
+        };
+        log.push_with(&format!("user-{id}"), event, metadata(&platform, "scim"));
     }
 
     /// Needles of every length: none, one to three characters (one
@@ -1139,6 +1491,45 @@ mod tests {
                     .expect("issuers");
                 assert_eq!(got.count, want.count, "{platform} {search:?} issuers");
                 assert_eq!(got.items, want.items, "{platform} {search:?} issuers");
+            }
+        }
+        for platform in ["acme", "beta:{b}", "nobody"] {
+            for username in [
+                None,
+                Some("ann"),
+                Some("BOB:{X}"),
+                Some("zoË"),
+                Some("eve%"),
+            ] {
+                for email in [None, Some("ann@a.test"), Some("ZOË@b.TEST")] {
+                    let filter = UserFilter {
+                        username: username.map(str::to_owned),
+                        email: email.map(str::to_owned),
+                    };
+                    for (offset, limit) in [(0, 200), (1, 2), (5, 3), (500, 1)] {
+                        let want = memory.users(platform, &filter, offset, limit);
+                        let got = CatalogQueries::users(redis, platform, &filter, offset, limit)
+                            .await
+                            .expect("users");
+                        assert_eq!(got.count, want.count, "{platform} {filter:?} users");
+                        assert_eq!(got.items, want.items, "{platform} {filter:?} {offset}");
+                    }
+                }
+            }
+        }
+        for event in &log.events {
+            if let Some(id) = user_of_stream(&event.stream) {
+                for platform in ["acme", "beta:{b}"] {
+                    assert_eq!(
+                        CatalogQueries::user(redis, platform, id)
+                            .await
+                            .expect("user"),
+                        CatalogQueries::user(memory, platform, id)
+                            .await
+                            .expect("user"),
+                        "{platform} user {id}"
+                    );
+                }
             }
         }
         let mut ids: Vec<&str> = Vec::new();
@@ -1193,6 +1584,17 @@ mod tests {
                 assert_eq!(redis.checkpoint(), batch.last().expect("a batch").position);
                 same_answers(&memory, &redis, &log).await;
             }
+            let all = UserFilter::default();
+            let users: Vec<UserView> = ["acme", "beta:{b}"]
+                .iter()
+                .flat_map(|p| memory.users(p, &all, 0, 500).items)
+                .collect();
+            assert!(users.len() > 5, "users were made: {}", users.len());
+            assert!(users.iter().any(|u| !u.active), "and some deactivated");
+            assert!(
+                users.iter().any(|u| u.given_name == "New"),
+                "and some updated"
+            );
         }
     }
 

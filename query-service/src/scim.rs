@@ -104,7 +104,11 @@ pub async fn list_users(
     let count = integer(&params, "count")?
         .map_or(DEFAULT_COUNT as i64, |c| c.clamp(0, MAX_COUNT as i64)) as usize;
     let offset = usize::try_from(start - 1).unwrap_or(usize::MAX);
-    let page = read.models.users(&platform, &filter, offset, count);
+    let page = read
+        .catalog
+        .users(&platform, &filter, offset, count)
+        .await
+        .map_err(ApiError::from)?;
     let base = base_url(&req);
     let resources: Vec<Value> = page.items.iter().map(|u| user(&base, u)).collect();
     Ok(respond(StatusCode::OK).json(json!({
@@ -124,7 +128,7 @@ pub async fn get_user(
     path: web::Path<ScimUserPath>,
 ) -> Result<HttpResponse, ScimError> {
     let (_, platform) = scoped(&req, &read, principal, &path.platform_key).await?;
-    let u = find_user(&read, &platform, &path.id)?;
+    let u = find_user(&read, &platform, &path.id).await?;
     Ok(respond(StatusCode::OK).json(user(&base_url(&req), &u)))
 }
 

@@ -252,6 +252,42 @@ fn all_assertions(base: &str, auth: &str, position: &str) -> (u64, Vec<Value>) {
     (count, items)
 }
 
+/// Creates the SCIM user `username` through the server at `base`.
+fn create_user(base: &str, auth: &str, username: &str) {
+    let body = json!({
+        "schemas": ["urn:ietf:params:scim:schemas:core:2.0:User"],
+        "userName": username,
+        "name": {"givenName": "Given", "familyName": "Family"},
+        "emails": [{"value": format!("{username}@x.test"), "primary": true}],
+    });
+    let (status, _) = code(
+        agent()
+            .post(&format!("{base}/api/orgs/acme/scim/v2/Users"))
+            .set("Authorization", auth)
+            .set("Content-Type", "application/scim+json")
+            .send_bytes(&serde_json::to_vec(&body).unwrap()),
+    );
+    assert_eq!(status, 201, "creating {username}");
+}
+
+/// The platform's SCIM users matching `query` (`filter=...`, or ""), as
+/// the query service at `base` answers them, 50 a page.
+fn all_users(base: &str, auth: &str, position: &str, query: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    loop {
+        let path = format!(
+            "/api/orgs/acme/scim/v2/Users?count=50&startIndex={}&{query}",
+            items.len() + 1
+        );
+        let body = read_at(base, &path, auth, position);
+        let total = body["totalResults"].as_u64().expect("totalResults");
+        items.extend(body["Resources"].as_array().expect("Resources").clone());
+        if items.len() as u64 >= total {
+            return items;
+        }
+    }
+}
+
 /// Every page of the platform's credential list filtered by `query`
 /// (`search=...`, or ""), as the query service at `base` answers it.
 fn all_credentials(base: &str, auth: &str, position: &str, query: &str) -> Vec<Value> {
@@ -380,6 +416,7 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
                     let mut last = String::new();
                     for r in 0..REQUESTS {
                         create_credential(commands, auth, &format!("Badge c{c} r{r}"));
+                        create_user(commands, auth, &format!("User-c{c}-r{r}"));
                         let recipients: Vec<Value> = (0..100)
                             .map(|i| json!({"email": format!("c{c}-r{r}-{i}@x.test")}))
                             .collect();
@@ -458,6 +495,19 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
         "and Split badge"
     );
     assert_eq!(live_credentials[2].len(), 6, "c1 r2, r20 to r24");
+    let filters = [
+        "",
+        "filter=userName%20eq%20%22user-C1-R2%22",
+        "filter=emails.value%20eq%20%22USER-c3-r24%40x.test%22",
+    ];
+    let live_users: Vec<Vec<Value>> = filters
+        .iter()
+        .map(|q| all_users(&queries.base, &auth, &position, q))
+        .collect();
+    assert_eq!(live_users[0].len(), 1 + CLIENTS * REQUESTS, "and the admin");
+    assert_eq!(live_users[1].len(), 1);
+    assert_eq!(live_users[1][0]["userName"], "User-c1-r2");
+    assert_eq!(live_users[2].len(), 1);
 
     // A rebuild from position 0 into another database answers the same.
     let rebuilt = redis.url(1);

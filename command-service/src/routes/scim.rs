@@ -588,7 +588,7 @@ async fn change_user(
         replay,
         ..
     } = begin(req, read, &principal, &path.platform_key, &body.hash()).await?;
-    let existing = find_user(read, &platform, &path.id)?;
+    let existing = find_user(read, &platform, &path.id).await?;
     if let Some(record) = replay {
         return Ok(answer(
             req,
@@ -619,7 +619,7 @@ pub async fn delete_user(
 ) -> Result<HttpResponse, ScimError> {
     let principal = principal?;
     let platform = platform_of(&principal, &path.platform_key, &Params::of(&req)?)?;
-    let existing = find_user(&read, &platform, &path.id)?;
+    let existing = find_user(&read, &platform, &path.id).await?;
     let ctx = context(&req, &principal, None);
     let changes = Changes {
         active: Some(false),

@@ -210,15 +210,16 @@ pub fn user(base: &str, u: &UserView) -> Value {
 
 /// The user `id` (a decimal integer) if it is on `platform`; 404 otherwise,
 /// whether it is unknown or another platform's.
-pub fn find_user(read: &ReadState, platform: &str, id: &str) -> Result<UserView, ScimError> {
+pub async fn find_user(read: &ReadState, platform: &str, id: &str) -> Result<UserView, ScimError> {
     let not_found = || ScimError::user_not_found(id);
     if id.is_empty() || id.len() > 19 || !id.bytes().all(|b| b.is_ascii_digit()) {
         return Err(not_found());
     }
     let id: u64 = id.parse().map_err(|_| not_found())?;
-    read.models
-        .user(id)
-        .filter(|u| u.platform == platform)
+    read.catalog
+        .user(platform, id)
+        .await
+        .map_err(ApiError::from)?
         .ok_or_else(not_found)
 }
 
