@@ -1,5 +1,5 @@
-//! The Redis adapter of the catalog: a platform's credentials and issuers
-//! ([`RedisCatalog`]), the same answers as the in-memory model
+//! The Redis adapter of the catalog: a platform's credentials, issuers and
+//! SCIM users ([`RedisCatalog`]), the same answers as the in-memory model
 //! ([`crate::credentials::CredentialsModel`]), kept in a Redis server shared
 //! by every process that reads them. The writing (one script per platform
 //! and batch, checkpoints, retries, the rebuild after a loss) is
@@ -8,7 +8,8 @@
 //! # Keys
 //!
 //! `P` is the platform key, `K` a kind (`credential` or `issuer`), `I` an
-//! entity id, `X` a course or a program, each percent-encoded as in
+//! entity id, `X` a course or a program, `G` a gram, `U` a user id, each
+//! percent-encoded as in
 //! [`crate::redis_assertions`]. Each entity of a kind gets, at its
 //! creation, the platform's next sequence number `S` of that kind: lists
 //! are in creation order, and an entity is the bit `S` of the bitmaps
@@ -23,33 +24,50 @@
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `checkpoint:catalog` | string | the position of the last event applied to P's keys |
-//! | `K:entity:I` | hash | `seq` (S), `fields` (JSON), `created_at` (JSON), `retired` (`0`/`1`), `revision`, `created_by`; and what its bits were set from: `grams` (buckets), `course`, `program` (`=X`, or `""`: none) |
+//! | `K:entity:I` | hash | `seq` (S), `fields` (JSON), `created_at` (JSON), `retired` (`0`/`1`), `revision`, `created_by`, `course`, `program` (`=X`, or `""`: none) |
 //! | `K:seq` | string | the last S handed out |
 //! | `K:ids` | hash | S → I |
-//! | `K:names`, `K:descriptions` | hash | S → the name, the description, in lower case (the search's recheck) |
+//! | `K:names`, `K:descriptions` | hash | S → the name, the description, in lower case (the grams' source and the search's recheck) |
 //! | `K:alive` | bitmap | bit S set while the entity exists |
-//! | `K:gram:B` | bitmap | bit S set when a gram (1 to 3 characters) of the name or the description, in lower case, falls in bucket B (FNV-1a of its UTF-8 bytes modulo [`BUCKETS`]) |
+//! | `K:gs:G` | set | the S of the entities whose name or description (in lower case) holds the gram G (1 to 3 characters), while they are at most [`SMALL`] (an intset, 4 bytes each) |
+//! | `K:gb:G` | bitmap | the same once they were more: bit S set (it stays a bitmap) |
 //! | `K:course:X`, `K:program:X` | bitmap | bit S set when the credential's course (program) is X |
 //! | `K:scratch` | bitmap | a list's intersection, deleted by the script that wrote it |
+//! | `user:entity:U` | hash | user U's `username`, `email`, `given_name`, `family_name`, `active`, `created`, `updated`, and its `lusername`, `lemail` (lower case, percent-encoded) |
+//! | `user:order` | sorted set | the users' ids, scored by id |
+//! | `user:username:N`, `user:email:E` | sorted set | the ids of the users whose user name (email) in lower case is N (E) |
+//! | `user:usernames` | hash | exact user name → id (a name taken is not registered again) |
+//!
+//! The grams are computed by the apply script from the texts (UTF-8
+//! characters), so an update or a deletion removes exactly what was added.
 //!
 //! # Lists
 //!
-//! A list is one read script: the bitmaps of the filters (`alive`, the
-//! course, the program, and for a search the buckets of the needle's grams:
-//! the needle itself up to 3 characters, else up to 16 of its trigrams) are
-//! intersected (`BITOP AND`); without a search the count is `BITCOUNT` and
-//! the page is found by counting set bits in 4 KiB ranges (a page at any
-//! offset costs O(S/8) bytes of bit counts, never a read of the entities).
-//! With a search the bitmaps give candidates (every entity holding the
-//! needle is one: each of its grams is in the name or the description), and
-//! each candidate's name and description are checked for the needle, so
-//! the answer is exact; the work is proportional to the candidates, not to
-//! the platform (as a trigram index with a recheck, PostgreSQL's pg_trgm,
-//! does). The memory is bounded: at most [`BUCKETS`] bitmaps of S/8 bytes
-//! per kind and platform (512 KiB per 1,000 credentials), plus the
-//! entities.
+//! A list is one read script. The filters are bitmaps: `alive`, the
+//! course's, the program's. A search's needle, in lower case, is one gram
+//! up to 3 characters, whose posting is exact: an entity holds the needle
+//! in its name or description if and only if it is in the posting. A
+//! longer needle's trigrams (up to 16) give candidates, each of which is
+//! checked for the needle (a recheck, as PostgreSQL's `pg_trgm` index
+//! does), so the answer is exact.
+//!
+//! * When a posting of the needle is a set, its members (at most
+//!   [`SMALL`]) are the candidates, kept when every filter and other
+//!   posting holds them.
+//! * Otherwise the filters and postings are intersected (`BITOP AND`);
+//!   without a recheck the count is `BITCOUNT` and the page is found by
+//!   counting set bits in 4 KiB ranges (a page at any offset costs O(S/8)
+//!   bytes of bit counts, never a read of the entities); with a recheck
+//!   every candidate's texts are read.
+//!
+//! So a list costs the bytes of its bitmaps and at most [`SMALL`] members,
+//! plus the recheck of a long needle's candidates: proportional to the
+//! entities that hold all its trigrams, never to the platform's size. The
+//! memory: a gram's posting is at most 4 × [`SMALL`] bytes as a set, else
+//! S/8 bytes as a bitmap; the grams of real names and descriptions are a
+//! few thousand per platform.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, LazyLock};
 use std::time::Duration;
 
@@ -68,9 +86,9 @@ use crate::redis_link::{self, Writer};
 use crate::redis_model::{esc, Op, Plan, RedisModel, Written, MAX_RANGE};
 use crate::{Applied, ReadModel};
 
-/// The buckets of the grams: each kind of each platform has at most this
-/// many gram bitmaps.
-pub const BUCKETS: u32 = 4096;
+/// A gram's posting is a set of sequence numbers while it has at most this
+/// many members (an intset: 4 bytes each), then a bitmap.
+pub const SMALL: usize = 512;
 
 /// At most this many of a long needle's trigrams are intersected (any of
 /// them narrow the candidates; the recheck makes the answer exact).
@@ -82,7 +100,7 @@ const CHUNK: usize = 256;
 const NAME: &str = "catalog";
 
 /// The version of the key layout: bump it when the keys change shape.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 /// The patterns of the model's keys (deleted after a loss).
 const KEYS: &[&str] = &["ibl:catalog:*"];
@@ -106,7 +124,7 @@ if tonumber(upto) <= done then
   return 0
 end
 
-local fields = {create = 11, update = 9, retire = 3, delete = 2, register = 9, reuser = 9,
+local fields = {create = 10, update = 8, retire = 3, delete = 2, register = 9, reuser = 9,
   activate = 4}
 local i = 4
 while i <= #ARGV do
@@ -117,11 +135,54 @@ while i <= #ARGV do
   i = i + 2 + n
 end
 
--- Sets (value 1) or clears (0) the bit seq of the bitmaps of these grams,
--- course and program.
-local function index(k, seq, grams, course, program, value)
-  for b in string.gmatch(grams, '%d+') do
-    redis.call('SETBIT', prefix .. k .. ':gram:' .. b, seq, value)
+local small = tonumber(ARGV[2])
+local ESC = {['%'] = '%25', [':'] = '%3A', ['{'] = '%7B', ['}'] = '%7D'}
+
+-- The grams (1 to 3 characters) of texts in lower case (UTF-8).
+local function grams_of(texts)
+  local set = {}
+  for _, text in ipairs(texts) do
+    local chars = {}
+    for c in string.gmatch(text, '[%z\1-\127\192-\255][\128-\191]*') do
+      chars[#chars + 1] = c
+    end
+    for n = 1, 3 do
+      for s = 1, #chars - n + 1 do
+        set[table.concat(chars, '', s, s + n - 1)] = true
+      end
+    end
+  end
+  return set
+end
+
+-- Adds (value 1) or removes (0) seq to a gram's posting: a set while it
+-- has at most `small` members, then a bitmap for good.
+local function post(k, gram, seq, value)
+  local g = (string.gsub(gram, '[%%:{}]', ESC))
+  local bits = prefix .. k .. ':gb:' .. g
+  if redis.call('EXISTS', bits) == 1 then
+    redis.call('SETBIT', bits, seq, value)
+    return
+  end
+  local set = prefix .. k .. ':gs:' .. g
+  if value == 0 then
+    redis.call('SREM', set, seq)
+    return
+  end
+  redis.call('SADD', set, seq)
+  if redis.call('SCARD', set) > small then
+    for _, member in ipairs(redis.call('SMEMBERS', set)) do
+      redis.call('SETBIT', bits, member, 1)
+    end
+    redis.call('DEL', set)
+  end
+end
+
+-- Adds (value 1) or removes (0) seq to the postings of the grams of its
+-- texts, and to the bitmaps of its course and program.
+local function index(k, seq, name, description, course, program, value)
+  for gram in pairs(grams_of({name, description})) do
+    post(k, gram, seq, value)
   end
   if course ~= '' then
     redis.call('SETBIT', prefix .. k .. ':course:' .. string.sub(course, 2), seq, value)
@@ -136,33 +197,43 @@ local function texts(k, seq, name, description)
   redis.call('HSET', prefix .. k .. ':descriptions', seq, description)
 end
 
-local function create(k, id, f, created_at, created_by, name, description, grams, course,
-                      program, revision)
+-- The entity's seq, course and program and its texts (nil: none).
+local function stored(k, key)
+  local old = redis.call('HMGET', key, 'seq', 'course', 'program')
+  if not old[1] then
+    return nil
+  end
+  local name = redis.call('HGET', prefix .. k .. ':names', old[1]) or ''
+  local description = redis.call('HGET', prefix .. k .. ':descriptions', old[1]) or ''
+  return old[1], name, description, old[2], old[3]
+end
+
+local function create(k, id, f, created_at, created_by, name, description, course, program,
+                      revision)
   local key = prefix .. k .. ':entity:' .. id
   if redis.call('EXISTS', key) == 1 then
     return
   end
   local seq = redis.call('INCR', prefix .. k .. ':seq')
   redis.call('HSET', key, 'seq', seq, 'fields', f, 'created_at', created_at,
-    'created_by', created_by, 'retired', '0', 'revision', revision, 'grams', grams,
-    'course', course, 'program', program)
+    'created_by', created_by, 'retired', '0', 'revision', revision, 'course', course,
+    'program', program)
   redis.call('HSET', prefix .. k .. ':ids', seq, id)
   texts(k, seq, name, description)
   redis.call('SETBIT', prefix .. k .. ':alive', seq, 1)
-  index(k, seq, grams, course, program, 1)
+  index(k, seq, name, description, course, program, 1)
 end
 
-local function update(k, id, f, name, description, grams, course, program, revision)
+local function update(k, id, f, name, description, course, program, revision)
   local key = prefix .. k .. ':entity:' .. id
-  local old = redis.call('HMGET', key, 'seq', 'grams', 'course', 'program')
-  if not old[1] then
+  local seq, old_name, old_description, old_course, old_program = stored(k, key)
+  if not seq then
     return
   end
-  local seq = old[1]
-  index(k, seq, old[2], old[3], old[4], 0)
-  index(k, seq, grams, course, program, 1)
-  redis.call('HSET', key, 'fields', f, 'revision', revision, 'grams', grams,
-    'course', course, 'program', program)
+  index(k, seq, old_name, old_description, old_course, old_program, 0)
+  index(k, seq, name, description, course, program, 1)
+  redis.call('HSET', key, 'fields', f, 'revision', revision, 'course', course,
+    'program', program)
   texts(k, seq, name, description)
 end
 
@@ -175,12 +246,11 @@ end
 
 local function delete(k, id)
   local key = prefix .. k .. ':entity:' .. id
-  local old = redis.call('HMGET', key, 'seq', 'grams', 'course', 'program')
-  if not old[1] then
+  local seq, name, description, course, program = stored(k, key)
+  if not seq then
     return
   end
-  local seq = old[1]
-  index(k, seq, old[2], old[3], old[4], 0)
+  index(k, seq, name, description, course, program, 0)
   redis.call('SETBIT', prefix .. k .. ':alive', seq, 0)
   for _, h in ipairs({'ids', 'names', 'descriptions'}) do
     redis.call('HDEL', prefix .. k .. ':' .. h, seq)
@@ -244,9 +314,9 @@ while i <= #ARGV do
     elseif op == 'activate' then
       activate(k, id, ARGV[a + 2], ARGV[a + 3])
     elseif op == 'create' then
-      create(k, id, unpack(ARGV, a + 2, a + 10))
+      create(k, id, unpack(ARGV, a + 2, a + 9))
     elseif op == 'update' then
-      update(k, id, unpack(ARGV, a + 2, a + 8))
+      update(k, id, unpack(ARGV, a + 2, a + 7))
     elseif op == 'retire' then
       retire(k, id, ARGV[a + 2])
     else
@@ -265,36 +335,59 @@ return 1
 ///
 /// KEYS[1]: the kind's `alive` bitmap. ARGV: the kind's prefix
 /// (`ibl:catalog:{P}:K:`), offset, limit, the needle in lower case (""
-/// none), the buckets of its grams (comma-separated), the course and the
-/// program (`=X`, or "": no filter). Answers the count, then each entity's
-/// id and its `fields`, `created_at`, `retired`, `revision` and
-/// `created_by`.
+/// none), "1" when the needle is one gram (up to 3 characters: its
+/// posting is exact) else "0", the course and the program (`=X`, or "": no
+/// filter), then the needle's grams (percent-encoded). Answers the count,
+/// then each entity's id and its `fields`, `created_at`, `retired`,
+/// `revision` and `created_by`.
 static LIST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r#"
 local kp = ARGV[1]
 local offset, limit = tonumber(ARGV[2]), tonumber(ARGV[3])
-local needle = ARGV[4]
-local sources = {KEYS[1]}
-for b in string.gmatch(ARGV[5], '%d+') do
-  sources[#sources + 1] = kp .. 'gram:' .. b
-end
+local needle, exact = ARGV[4], ARGV[5] == '1'
+local filters = {KEYS[1]}
 if ARGV[6] ~= '' then
-  sources[#sources + 1] = kp .. 'course:' .. string.sub(ARGV[6], 2)
+  filters[#filters + 1] = kp .. 'course:' .. string.sub(ARGV[6], 2)
 end
 if ARGV[7] ~= '' then
-  sources[#sources + 1] = kp .. 'program:' .. string.sub(ARGV[7], 2)
+  filters[#filters + 1] = kp .. 'program:' .. string.sub(ARGV[7], 2)
 end
-local set = KEYS[1]
-local scratch = kp .. 'scratch'
-if #sources > 1 then
-  redis.call('BITOP', 'AND', scratch, unpack(sources))
-  set = scratch
+-- Each gram's posting: a bitmap, or a small set; a gram without one is in
+-- no text, and nothing matches.
+local bitmaps, sets, missing = {}, {}, false
+for j = 8, #ARGV do
+  local bits, set = kp .. 'gb:' .. ARGV[j], kp .. 'gs:' .. ARGV[j]
+  if redis.call('EXISTS', bits) == 1 then
+    bitmaps[#bitmaps + 1] = bits
+  elseif redis.call('EXISTS', set) == 1 then
+    sets[#sets + 1] = set
+  else
+    missing = true
+  end
+end
+
+-- The seqs among `seqs` (in order) whose name or description holds the
+-- needle.
+local function recheck(seqs)
+  local out = {}
+  for j = 1, #seqs, 512 do
+    local part = {unpack(seqs, j, math.min(j + 511, #seqs))}
+    local names = redis.call('HMGET', kp .. 'names', unpack(part))
+    local descriptions = redis.call('HMGET', kp .. 'descriptions', unpack(part))
+    for x, seq in ipairs(part) do
+      local n, d = names[x], descriptions[x]
+      if (n and string.find(n, needle, 1, true)) or (d and string.find(d, needle, 1, true)) then
+        out[#out + 1] = seq
+      end
+    end
+  end
+  return out
 end
 
 -- The set bits of `set`, the first `skip` left out, at most `want`
 -- (math.huge: all), by ranges of 4 KiB whose bits are counted first.
-local function bits(skip, want)
+local function bits_of(set, skip, want)
   local out = {}
   local len = redis.call('STRLEN', set)
   local start = 0
@@ -328,31 +421,77 @@ local function bits(skip, want)
   return out
 end
 
-local count, seqs = 0, {}
-if needle == '' then
-  count = redis.call('BITCOUNT', set)
-  if limit > 0 and offset < count then
-    seqs = bits(offset, limit)
+local function window(seqs)
+  local page = {}
+  for j = offset + 1, math.min(offset + limit, #seqs) do
+    page[#page + 1] = seqs[j]
   end
-else
-  local candidates = bits(0, math.huge)
-  for j = 1, #candidates, 512 do
-    local part = {unpack(candidates, j, math.min(j + 511, #candidates))}
-    local names = redis.call('HMGET', kp .. 'names', unpack(part))
-    local descriptions = redis.call('HMGET', kp .. 'descriptions', unpack(part))
-    for x, seq in ipairs(part) do
-      local n, d = names[x], descriptions[x]
-      if (n and string.find(n, needle, 1, true)) or (d and string.find(d, needle, 1, true)) then
-        if count >= offset and #seqs < limit then
-          seqs[#seqs + 1] = seq
-        end
-        count = count + 1
-      end
+  return #seqs, page
+end
+
+local count, seqs = 0, {}
+if missing then
+  count = 0
+elseif #sets > 0 then
+  -- The smallest set's members, kept when every other posting and
+  -- filter holds them.
+  local smallest, size = 1, redis.call('SCARD', sets[1])
+  for j = 2, #sets do
+    local n = redis.call('SCARD', sets[j])
+    if n < size then
+      smallest, size = j, n
     end
   end
-end
-if set == scratch then
-  redis.call('DEL', scratch)
+  local candidates = {}
+  for _, m in ipairs(redis.call('SMEMBERS', sets[smallest])) do
+    candidates[#candidates + 1] = tonumber(m)
+  end
+  table.sort(candidates)
+  local kept = {}
+  for _, seq in ipairs(candidates) do
+    local ok = true
+    for _, key in ipairs(filters) do
+      ok = ok and redis.call('GETBIT', key, seq) == 1
+    end
+    for _, key in ipairs(bitmaps) do
+      ok = ok and redis.call('GETBIT', key, seq) == 1
+    end
+    for j, key in ipairs(sets) do
+      ok = ok and (j == smallest or redis.call('SISMEMBER', key, seq) == 1)
+    end
+    if ok then
+      kept[#kept + 1] = seq
+    end
+  end
+  if not exact then
+    kept = recheck(kept)
+  end
+  count, seqs = window(kept)
+else
+  local sources = {}
+  for _, key in ipairs(filters) do
+    sources[#sources + 1] = key
+  end
+  for _, key in ipairs(bitmaps) do
+    sources[#sources + 1] = key
+  end
+  local set = KEYS[1]
+  local scratch = kp .. 'scratch'
+  if #sources > 1 then
+    redis.call('BITOP', 'AND', scratch, unpack(sources))
+    set = scratch
+  end
+  if needle == '' or exact then
+    count = redis.call('BITCOUNT', set)
+    if limit > 0 and offset < count then
+      seqs = bits_of(set, offset, limit)
+    end
+  else
+    count, seqs = window(recheck(bits_of(set, 0, math.huge)))
+  end
+  if set == scratch then
+    redis.call('DEL', scratch)
+  end
 end
 
 local out = {tostring(count)}
@@ -464,9 +603,9 @@ fn lookup(kind: Kind, id: &str) -> String {
     format!("ibl:catalog:platform-of:{}:{}", kind.name(), esc(id))
 }
 
-/// The layout of this code's keys.
-fn layout() -> String {
-    format!("{LAYOUT_VERSION} buckets={BUCKETS}")
+/// The layout of this code's keys with set postings of at most `small`.
+fn layout(small: usize) -> String {
+    format!("{LAYOUT_VERSION} grams=1..3 small={small}")
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -486,69 +625,31 @@ impl Kind {
     }
 }
 
-/// The bucket of a gram.
-fn bucket(gram: &str) -> u32 {
-    let mut hash: u32 = 0x811c_9dc5;
-    for byte in gram.bytes() {
-        hash ^= u32::from(byte);
-        hash = hash.wrapping_mul(0x0100_0193);
-    }
-    hash % BUCKETS
-}
-
-/// The byte offsets of `text`'s characters, and its length.
-fn boundaries(text: &str) -> Vec<usize> {
-    text.char_indices()
+/// The grams whose postings a text holding `needle` (in lower case) is
+/// in, percent-encoded: the needle itself up to 3 characters (exact), else
+/// (up to [`NEEDLE_GRAMS`] of) its trigrams (candidates to recheck); and
+/// whether the needle is one gram.
+fn needle_grams(needle: &str) -> (Vec<String>, bool) {
+    let at: Vec<usize> = needle
+        .char_indices()
         .map(|(i, _)| i)
-        .chain(std::iter::once(text.len()))
-        .collect()
-}
-
-/// The buckets of every gram of 1 to 3 characters of `texts` (in lower
-/// case), comma-separated.
-fn grams_of(texts: &[&str]) -> String {
-    let mut buckets = BTreeSet::new();
-    for text in texts {
-        let at = boundaries(text);
-        let chars = at.len() - 1;
-        for n in 1..=3 {
-            for start in 0..chars.saturating_sub(n - 1) {
-                buckets.insert(bucket(&text[at[start]..at[start + n]]));
-            }
-        }
-    }
-    buckets
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
-/// The buckets a text holding `needle` (in lower case) has: the needle's
-/// own up to 3 characters, else those of (up to [`NEEDLE_GRAMS`] of) its
-/// trigrams.
-fn needle_grams(needle: &str) -> String {
-    let at = boundaries(needle);
+        .chain(std::iter::once(needle.len()))
+        .collect();
     let chars = at.len() - 1;
-    let mut buckets: Vec<u32> = Vec::new();
     if chars <= 3 {
-        buckets.push(bucket(needle));
-    } else {
-        for start in 0..chars - 2 {
-            let b = bucket(&needle[at[start]..at[start + 3]]);
-            if !buckets.contains(&b) {
-                buckets.push(b);
-            }
-            if buckets.len() == NEEDLE_GRAMS {
-                break;
-            }
+        return (vec![esc(needle).into_owned()], true);
+    }
+    let mut grams: Vec<String> = Vec::new();
+    for start in 0..chars - 2 {
+        let gram = esc(&needle[at[start]..at[start + 3]]).into_owned();
+        if !grams.contains(&gram) {
+            grams.push(gram);
+        }
+        if grams.len() == NEEDLE_GRAMS {
+            break;
         }
     }
-    buckets
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",")
+    (grams, false)
 }
 
 /// A filter's value as the scripts take it.
@@ -570,7 +671,8 @@ struct Change {
 }
 
 /// The operation's fields of new fields: the fields' JSON, the name and
-/// the description in lower case, their grams, the course and program.
+/// the description in lower case (the script indexes their grams), the
+/// course and program.
 fn field_args(
     fields: &impl serde::Serialize,
     name: &str,
@@ -578,14 +680,10 @@ fn field_args(
     course: Option<&str>,
     program: Option<&str>,
 ) -> Result<Vec<String>, serde_json::Error> {
-    let name = name.to_lowercase();
-    let description = description.to_lowercase();
-    let grams = grams_of(&[&name, &description]);
     Ok(vec![
         serde_json::to_string(fields)?,
-        name,
-        description,
-        grams,
+        name.to_lowercase(),
+        description.to_lowercase(),
         filter_arg(course),
         filter_arg(program),
     ])
@@ -798,19 +896,22 @@ fn decode_all(events: &[&RecordedEvent]) -> Vec<Change> {
 /// The Redis adapter of the catalog: see the module.
 pub struct RedisCatalog {
     core: Arc<RedisModel>,
+    /// The largest set posting ([`SMALL`]; the tests make it small).
+    small: String,
 }
 
 impl RedisCatalog {
     /// Connects to the Redis server at `url` and reads where the model is.
     /// Refuses a database whose keys have another layout.
     pub async fn open(url: &str) -> Result<Self, ReadError> {
-        Self::open_with(url, CHUNK).await
+        Self::open_with(url, CHUNK, SMALL).await
     }
 
-    async fn open_with(url: &str, chunk: usize) -> Result<Self, ReadError> {
-        let core = RedisModel::open(NAME, url, layout(), KEYS, chunk).await?;
+    async fn open_with(url: &str, chunk: usize, small: usize) -> Result<Self, ReadError> {
+        let core = RedisModel::open(NAME, url, layout(small), KEYS, chunk).await?;
         Ok(Self {
             core: Arc::new(core),
+            small: small.to_string(),
         })
     }
 
@@ -827,8 +928,14 @@ impl RedisCatalog {
         last: Position,
         scripts: Option<usize>,
     ) -> RedisResult<Written> {
-        self.core
-            .write(&APPLY, "", |con| plan(con, changes), from, last, scripts)
+        self.core.write(
+            &APPLY,
+            &self.small,
+            |con| plan(con, changes),
+            from,
+            last,
+            scripts,
+        )
     }
 
     /// Entity views of `kind` in `platform`, by id (the missing left out).
@@ -878,24 +985,23 @@ impl RedisCatalog {
             .as_deref()
             .map(str::to_lowercase)
             .unwrap_or_default();
-        let grams = if needle.is_empty() {
-            String::new()
+        let (grams, exact) = if needle.is_empty() {
+            (Vec::new(), false)
         } else {
             needle_grams(&needle)
         };
-        let mut con = self.core.reader();
-        let reply: Vec<String> = match LIST
-            .key(format!("{kp}alive"))
+        let mut call = LIST.prepare_invoke();
+        call.key(format!("{kp}alive"))
             .arg(&kp)
             .arg(offset.min(MAX_RANGE))
             .arg(limit.min(MAX_RANGE))
             .arg(&needle)
-            .arg(grams)
+            .arg(if exact { "1" } else { "0" })
             .arg(filter_arg(filter.course.as_deref()))
             .arg(filter_arg(filter.program.as_deref()))
-            .invoke_async(&mut con)
-            .await
-        {
+            .arg(grams);
+        let mut con = self.core.reader();
+        let reply: Vec<String> = match call.invoke_async(&mut con).await {
             Ok(r) => r,
             Err(e) => return Err(self.core.failed(e).await),
         };
@@ -1565,8 +1671,10 @@ mod tests {
         assert_eq!(among, want);
     }
 
+    /// Scripts of about 3 operations, and postings that become bitmaps
+    /// past 2 members.
     async fn model(server: &RedisServer, db: u8) -> RedisCatalog {
-        RedisCatalog::open_with(&server.url(db), 3)
+        RedisCatalog::open_with(&server.url(db), 3, 2)
             .await
             .expect("open")
     }
@@ -1574,10 +1682,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_answers_are_the_in_memory_models_after_every_batch() {
         let server = RedisServer::start();
-        for (db, seed) in [(1, 7), (2, 1234567)] {
+        for (db, seed, small) in [(1, 7, 2), (2, 1234567, 2), (3, 42, SMALL)] {
             let log = history(seed, 120);
             let memory = CredentialsModel::new();
-            let redis = model(&server, db).await;
+            let redis = RedisCatalog::open_with(&server.url(db), 3, small)
+                .await
+                .expect("open");
             for batch in log.events.chunks(17) {
                 memory.apply(batch);
                 assert_eq!(redis.apply(batch), Applied::Done);
@@ -1632,7 +1742,10 @@ mod tests {
         let log = history(5, 60);
         let redis = model(&server, 0).await;
         assert_eq!(redis.apply(&log.events), Applied::Done);
-        for key in server.keys() {
+        let keys = server.keys();
+        assert!(keys.iter().any(|k| k.contains(":gb:")), "bitmap postings");
+        assert!(keys.iter().any(|k| k.contains(":gs:")), "set postings");
+        for key in keys {
             let in_slot = key.starts_with("ibl:catalog:{acme}:")
                 || key.starts_with("ibl:catalog:{beta%3A%7Bb%7D}:");
             let outside = key.starts_with("ibl:catalog:platform-of:")
@@ -1658,21 +1771,13 @@ mod tests {
     }
 
     #[test]
-    fn grams_cover_every_substring_of_up_to_three_characters() {
-        let text = "straße ü";
-        let grams: BTreeSet<u32> = grams_of(&[text])
-            .split(',')
-            .map(|b| b.parse().expect("a bucket"))
-            .collect();
-        let at = boundaries(text);
-        for i in 0..at.len() - 1 {
-            for j in i + 1..at.len().min(i + 4) {
-                let needle = &text[at[i]..at[j]];
-                for b in needle_grams(needle).split(',') {
-                    assert!(grams.contains(&b.parse().expect("a bucket")), "{needle}");
-                }
-            }
-        }
-        assert_eq!(needle_grams("abcabcabc").split(',').count(), 3);
+    fn a_needle_is_one_exact_gram_up_to_three_characters_else_its_trigrams() {
+        assert_eq!(needle_grams("ü:"), (vec!["ü%3A".to_owned()], true));
+        assert_eq!(needle_grams("abc"), (vec!["abc".to_owned()], true));
+        let (grams, exact) = needle_grams("abcabcabc");
+        assert_eq!(grams, ["abc", "bca", "cab"]);
+        assert!(!exact);
+        let long = "x".repeat(5) + &('a'..='z').collect::<String>();
+        assert_eq!(needle_grams(&long).0.len(), NEEDLE_GRAMS);
     }
 }

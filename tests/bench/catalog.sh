@@ -41,7 +41,7 @@ LIST="$BASE/api/credentials/orgs/bench/users/admin/"
 run() {
   local name=$1 url=$2; shift 2
   target/release/examples/loadgen --url "$url" --header "Authorization: Api-Token $KEY" \
-    --rate "$RATE" --seconds "$SECS" "$@" | sed "s/^/$name: /"
+    --rate "$RATE" --seconds "$SECS" "$@" | sed "s|^|$name: |"
 }
 echo "== open loop at $RATE/s, ${SECS}s each"
 target/release/examples/loadgen --url "$BASE/healthz" --rate "$RATE" --seconds "$SECS" | sed 's/^/healthz: /'
