@@ -368,16 +368,35 @@ for j = 8, #ARGV do
 end
 
 -- The seqs among `seqs` (in order) whose name or description holds the
--- needle.
+-- needle: the names first, the descriptions of the others only.
 local function recheck(seqs)
   local out = {}
-  for j = 1, #seqs, 512 do
-    local part = {unpack(seqs, j, math.min(j + 511, #seqs))}
+  for j = 1, #seqs, 1024 do
+    local part = {unpack(seqs, j, math.min(j + 1023, #seqs))}
     local names = redis.call('HMGET', kp .. 'names', unpack(part))
-    local descriptions = redis.call('HMGET', kp .. 'descriptions', unpack(part))
+    local held, others = {}, {}
     for x, seq in ipairs(part) do
-      local n, d = names[x], descriptions[x]
-      if (n and string.find(n, needle, 1, true)) or (d and string.find(d, needle, 1, true)) then
+      if names[x] and string.find(names[x], needle, 1, true) then
+        held[x] = true
+      else
+        others[#others + 1] = x
+      end
+    end
+    if #others > 0 then
+      local fields = {}
+      for y, x in ipairs(others) do
+        fields[y] = part[x]
+      end
+      local descriptions = redis.call('HMGET', kp .. 'descriptions', unpack(fields))
+      for y, x in ipairs(others) do
+        local d = descriptions[y]
+        if d and string.find(d, needle, 1, true) then
+          held[x] = true
+        end
+      end
+    end
+    for x, seq in ipairs(part) do
+      if held[x] then
         out[#out + 1] = seq
       end
     end
@@ -385,39 +404,67 @@ local function recheck(seqs)
   return out
 end
 
+-- The positions of the set bits of each byte value, most significant
+-- first (bit 0 of a bitmap is the first byte's most significant bit).
+local ones = {[0] = {}}
+local top, first = 1, 7
+for b = 1, 255 do
+  if b >= top * 2 then
+    top, first = top * 2, first - 1
+  end
+  local at = {first}
+  for _, y in ipairs(ones[b - top]) do
+    at[#at + 1] = y
+  end
+  ones[b] = at
+end
+
 -- The set bits of `set`, the first `skip` left out, at most `want`
--- (math.huge: all), by ranges of 4 KiB whose bits are counted first.
+-- (math.huge: all): ranges of 4 KiB, then of 128 bytes, are skipped by
+-- their bit counts (BITCOUNT), then bytes by theirs.
 local function bits_of(set, skip, want)
   local out = {}
   local len = redis.call('STRLEN', set)
-  local start = 0
-  while start < len and #out < want do
-    local stop = math.min(start + 4096, len) - 1
-    local n = redis.call('BITCOUNT', set, start, stop)
-    if skip >= n then
-      skip = skip - n
-    else
-      local bytes = redis.call('GETRANGE', set, start, stop)
-      for x = 1, #bytes do
-        local b = string.byte(bytes, x)
-        if b ~= 0 then
-          for y = 0, 7 do
-            if bit.band(b, bit.rshift(128, y)) ~= 0 then
-              if skip > 0 then
-                skip = skip - 1
-              else
-                out[#out + 1] = (start + x - 1) * 8 + y
-                if #out >= want then
-                  return out
-                end
+  local function walk(start, stop)
+    local bytes = redis.call('GETRANGE', set, start, stop)
+    local chunk = {string.byte(bytes, 1, #bytes)}
+    for z, b in ipairs(chunk) do
+      if b ~= 0 then
+        local at = ones[b]
+        if skip >= #at then
+          skip = skip - #at
+        else
+          local base = (start + z - 1) * 8
+          for _, y in ipairs(at) do
+            if skip > 0 then
+              skip = skip - 1
+            else
+              out[#out + 1] = base + y
+              if #out >= want then
+                return
               end
             end
           end
         end
       end
     end
-    start = stop + 1
   end
+  local function ranges(from, to, width, inner)
+    local start = from
+    while start <= to and #out < want do
+      local stop = math.min(start + width, to + 1) - 1
+      local n = redis.call('BITCOUNT', set, start, stop)
+      if skip >= n then
+        skip = skip - n
+      else
+        inner(start, stop)
+      end
+      start = stop + 1
+    end
+  end
+  ranges(0, len - 1, 4096, function(start, stop)
+    ranges(start, stop, 128, walk)
+  end)
   return out
 end
 
@@ -1768,6 +1815,56 @@ mod tests {
         let memory = CredentialsModel::new();
         memory.apply(&log.events);
         same_answers(&memory, &redis, &log).await;
+    }
+
+    /// Thousands of credentials, a few deleted: bitmaps of several 128-byte
+    /// ranges, so that pages at any offset skip ranges, bytes and bits.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn pages_deep_in_large_bitmaps_are_the_in_memory_models() {
+        let server = RedisServer::start();
+        let mut log = Log::default();
+        for i in 0..3000 {
+            let id = format!("c{i}");
+            let name = format!("{} {i}", ["Alpha", "Beta", "Gamma"][i % 3]);
+            log.push(
+                &format!("credential-{id}"),
+                CredentialEvent::CredentialCreated {
+                    platform: "acme".into(),
+                    entity_id: id.clone(),
+                    fields: credential(&name, "", Some(["x", "y"][i % 2])),
+                    created_at: at(i as i64),
+                },
+                None,
+            );
+            if i % 7 == 3 {
+                log.push(
+                    &format!("credential-{id}"),
+                    CredentialEvent::CredentialDeleted { deleted_at: at(0) },
+                    None,
+                );
+            }
+        }
+        let memory = CredentialsModel::new();
+        memory.apply(&log.events);
+        let redis = model(&server, 0).await;
+        assert_eq!(redis.apply(&log.events), Applied::Done);
+        for search in [None, Some("alpha"), Some("a 1"), Some("gamma 2"), Some("9")] {
+            for course in [None, Some("y")] {
+                let filter = CredentialFilter {
+                    search: search.map(str::to_owned),
+                    course: course.map(str::to_owned),
+                    program: None,
+                };
+                for offset in [0, 1, 7, 900, 1023, 1024, 1025, 2047, 2500, 2570, 2571, 3000] {
+                    let want = memory.credentials("acme", &filter, offset, 13);
+                    let got = CatalogQueries::credentials(&redis, "acme", &filter, offset, 13)
+                        .await
+                        .expect("list");
+                    assert_eq!(got.count, want.count, "{filter:?}");
+                    assert_eq!(got.items, want.items, "{filter:?} at {offset}");
+                }
+            }
+        }
     }
 
     #[test]
