@@ -1014,28 +1014,22 @@ impl AssertionQueries for RedisAssertions {
     }
 
     async fn assertion(&self, entity_id: &str) -> Result<Option<AssertionView>, ReadError> {
-        let mut con = self.core.reader();
-        let platform: Option<String> = match redis::cmd("GET")
-            .arg(assertion_lookup(entity_id))
-            .query_async(&mut con)
-            .await
-        {
-            Ok(p) => p,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let platform: Option<String> = self
+            .core
+            .query(redis::cmd("GET").arg(assertion_lookup(entity_id)))
+            .await?;
         let Some(platform) = platform else {
             return Ok(None);
         };
-        let stored: (Option<String>, Option<String>) = match redis::cmd("HMGET")
-            .arg(format!("{}assertion:{}", prefix(&platform), esc(entity_id)))
-            .arg("view")
-            .arg("revocation")
-            .query_async(&mut con)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let stored: (Option<String>, Option<String>) = self
+            .core
+            .query(
+                redis::cmd("HMGET")
+                    .arg(format!("{}assertion:{}", prefix(&platform), esc(entity_id)))
+                    .arg("view")
+                    .arg("revocation"),
+            )
+            .await?;
         match stored {
             (Some(view), revocation) => Ok(Some(Self::decode_view(
                 &view,
@@ -1069,27 +1063,24 @@ impl AssertionQueries for RedisAssertions {
             "unrevoked"
         };
         let s = format!("{scope}:{variant}");
-        let mut con = self.core.reader();
-        let reply: Vec<String> = match LIST
-            .key(format!("{pfx}list:{s}"))
-            .key(format!("{pfx}expiry:{s}"))
-            .key(format!("{pfx}course-of"))
-            .arg(micros(filter.now))
-            .arg(offset.min(MAX_RANGE))
-            .arg(limit.min(MAX_RANGE))
-            .arg(&self.widths)
-            .arg(format!("{pfx}assertion:"))
-            .arg(format!("{pfx}expiry:{s}:"))
-            .arg(if filter.include_expired { "0" } else { "1" })
-            .arg(credential.as_ref())
-            .arg(course.as_ref())
-            .arg(format!("{pfx}blocks:{s}:"))
-            .invoke_async(&mut con)
-            .await
-        {
-            Ok(r) => r,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let reply: Vec<String> = self
+            .core
+            .invoke(
+                LIST.key(format!("{pfx}list:{s}"))
+                    .key(format!("{pfx}expiry:{s}"))
+                    .key(format!("{pfx}course-of"))
+                    .arg(micros(filter.now))
+                    .arg(offset.min(MAX_RANGE))
+                    .arg(limit.min(MAX_RANGE))
+                    .arg(&self.widths)
+                    .arg(format!("{pfx}assertion:"))
+                    .arg(format!("{pfx}expiry:{s}:"))
+                    .arg(if filter.include_expired { "0" } else { "1" })
+                    .arg(credential.as_ref())
+                    .arg(course.as_ref())
+                    .arg(format!("{pfx}blocks:{s}:")),
+            )
+            .await?;
         let mut reply = reply.into_iter();
         let count = reply
             .next()
@@ -1143,11 +1134,7 @@ impl AssertionQueries for RedisAssertions {
         for id in except {
             call.arg(esc(id).as_ref());
         }
-        let mut con = self.core.reader();
-        let found: Vec<i64> = match call.invoke_async(&mut con).await {
-            Ok(f) => f,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let found: Vec<i64> = self.core.invoke(&call).await?;
         let (found_emails, found_usernames) = found.split_at(emails.len().min(found.len()));
         let pick = |values: Vec<String>, found: &[i64]| -> HashSet<String> {
             values
@@ -1165,18 +1152,16 @@ impl AssertionQueries for RedisAssertions {
         platform: &str,
         key: &str,
     ) -> Result<Option<IdempotencyRecord>, ReadError> {
-        let mut con = self.core.reader();
-        let stored: (Option<String>, Option<String>, Option<Position>) = match redis::cmd("HMGET")
-            .arg(format!("{}idempotency:{}", prefix(platform), esc(key)))
-            .arg("request_hash")
-            .arg("streams")
-            .arg("position")
-            .query_async(&mut con)
-            .await
-        {
-            Ok(s) => s,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let stored: (Option<String>, Option<String>, Option<Position>) = self
+            .core
+            .query(
+                redis::cmd("HMGET")
+                    .arg(format!("{}idempotency:{}", prefix(platform), esc(key)))
+                    .arg("request_hash")
+                    .arg("streams")
+                    .arg("position"),
+            )
+            .await?;
         match stored {
             (Some(request_hash), Some(streams), Some(position)) => Ok(Some(IdempotencyRecord {
                 request_hash,

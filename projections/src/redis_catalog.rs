@@ -1001,11 +1001,7 @@ impl RedisCatalog {
         for id in ids {
             call.arg(esc(id).as_ref());
         }
-        let mut con = self.core.reader();
-        let reply: Vec<String> = match call.invoke_async(&mut con).await {
-            Ok(r) => r,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let reply: Vec<String> = self.core.invoke(&call).await?;
         let mut reply = reply.into_iter();
         let mut out = Vec::new();
         for id in ids {
@@ -1047,11 +1043,7 @@ impl RedisCatalog {
             .arg(filter_arg(filter.course.as_deref()))
             .arg(filter_arg(filter.program.as_deref()))
             .arg(grams);
-        let mut con = self.core.reader();
-        let reply: Vec<String> = match call.invoke_async(&mut con).await {
-            Ok(r) => r,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let reply: Vec<String> = self.core.invoke(&call).await?;
         let mut reply = reply.into_iter();
         let count = reply
             .next()
@@ -1089,11 +1081,7 @@ impl RedisCatalog {
         for id in ids {
             call.arg(*id);
         }
-        let mut con = self.core.reader();
-        let reply: Vec<String> = match call.invoke_async(&mut con).await {
-            Ok(r) => r,
-            Err(e) => return Err(self.core.failed(e).await),
-        };
+        let reply: Vec<String> = self.core.invoke(&call).await?;
         let mut reply = reply.into_iter();
         let count = reply
             .next()

@@ -32,7 +32,7 @@ use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use ibl_events::{Position, RecordedEvent};
-use redis::{RedisError, RedisResult, Script};
+use redis::{FromRedisValue, RedisError, RedisResult, Script, ScriptInvocation};
 use tokio::sync::watch;
 
 use crate::assertions::ReadError;
@@ -224,6 +224,27 @@ impl RedisModel {
             }
         }
         read_error(e)
+    }
+
+    /// Runs a command of a query on the queries' connection.
+    pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ReadError> {
+        let mut con = self.reader();
+        match cmd.query_async(&mut con).await {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.failed(e).await),
+        }
+    }
+
+    /// Runs a script of a query on the queries' connection.
+    pub async fn invoke<T: FromRedisValue>(
+        &self,
+        call: &ScriptInvocation<'_>,
+    ) -> Result<T, ReadError> {
+        let mut con = self.reader();
+        match call.invoke_async(&mut con).await {
+            Ok(v) => Ok(v),
+            Err(e) => Err(self.failed(e).await),
+        }
     }
 
     /// Runs `f` on the projector's connection, connecting first if needed;

@@ -413,6 +413,31 @@ pub enum Role {
 /// process writes (a bound on the extra wait of `X-Min-Position`).
 const FOLLOW_EVERY: Duration = Duration::from_millis(2);
 
+/// A read model in Redis: the projector applies it; a service follows its
+/// checkpoint (`follow`), which another process moves.
+fn in_redis(
+    model: Arc<dyn ReadModel>,
+    follow: impl FnOnce() -> tokio::sync::watch::Receiver<ibl_events::Position>,
+    role: Role,
+    read_models: &mut Vec<Arc<dyn ReadModel>>,
+    followed: &mut Vec<(
+        &'static str,
+        tokio::sync::watch::Receiver<ibl_events::Position>,
+    )>,
+) {
+    tracing::info!(
+        target: "ibl::startup",
+        model = model.name(),
+        position = model.checkpoint(),
+        writes = role == Role::Projector,
+        "read model in Redis"
+    );
+    match role {
+        Role::Projector => read_models.push(model),
+        Role::Commands | Role::Queries => followed.push((model.name(), follow())),
+    }
+}
+
 /// Loads the read models (from their files and snapshots, else from the
 /// log), catches them up with the log and starts following it.
 pub async fn start_read_side(
@@ -439,18 +464,8 @@ pub async fn start_read_side(
                 ))
             })?;
             let redis = Arc::new(redis);
-            tracing::info!(
-                target: "ibl::startup",
-                position = redis.checkpoint(),
-                writes = role == Role::Projector,
-                "assertions read model in Redis"
-            );
-            match role {
-                Role::Projector => read_models.push(redis.clone()),
-                Role::Commands | Role::Queries => {
-                    followed.push((redis.name(), redis.follow(FOLLOW_EVERY)))
-                }
-            }
+            let follow = || redis.follow(FOLLOW_EVERY);
+            in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
             redis
         }
         None => {
@@ -477,16 +492,8 @@ pub async fn start_read_side(
                 std::io::Error::other(format!("the catalog read model in Redis (REDIS_URL): {e}"))
             })?;
             let redis = Arc::new(redis);
-            tracing::info!(
-                target: "ibl::startup",
-                position = redis.checkpoint(),
-                writes = role == Role::Projector,
-                "catalog read model in Redis"
-            );
-            match role {
-                Role::Projector => read_models.push(redis.clone()),
-                _ => followed.push((redis.name(), redis.follow(FOLLOW_EVERY))),
-            }
+            let follow = || redis.follow(FOLLOW_EVERY);
+            in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
             Some(redis)
         }
         _ => None,
