@@ -158,6 +158,10 @@ pub struct Snapshots {
     models: Vec<Arc<dyn Snapshot>>,
     /// Per model, the position of its last snapshot written or read.
     saved: Mutex<Vec<Position>>,
+    /// Held while snapshots are written: the background task and the last
+    /// save at a stop would otherwise write the same temporary file at
+    /// once, and one of them fail.
+    saving: tokio::sync::Mutex<()>,
 }
 
 impl Snapshots {
@@ -168,6 +172,7 @@ impl Snapshots {
             store,
             models,
             saved,
+            saving: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -186,8 +191,11 @@ impl Snapshots {
         out
     }
 
-    /// Writes the snapshot of every model that moved since its last one.
-    pub async fn save_changed(&self) {
+    /// Writes the snapshot of every model that moved since its last one,
+    /// one save at a time; answers how many could not be written.
+    pub async fn save_changed(&self) -> usize {
+        let _saving = self.saving.lock().await;
+        let mut failed = 0;
         for (i, model) in self.models.iter().enumerate() {
             let last = self.saved.lock().unwrap_or_else(|p| p.into_inner())[i];
             if model.checkpoint() <= last {
@@ -199,10 +207,12 @@ impl Snapshots {
                     tracing::debug!(model = model.name(), position, "snapshot written");
                 }
                 Err(error) => {
-                    tracing::warn!(model = model.name(), %error, "snapshot not written")
+                    failed += 1;
+                    tracing::warn!(model = model.name(), %error, "snapshot not written");
                 }
             }
         }
+        failed
     }
 
     /// Writes snapshots now (a rebuild at start is kept at once) and then
@@ -216,5 +226,67 @@ impl Snapshots {
                 self.save_changed().await;
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::credentials::{CredentialFilter, CredentialsModel};
+    use crate::ReadModel;
+    use ibl_events::credentials::CredentialEvent;
+    use ibl_events::memory::MemoryStore;
+    use ibl_events::{DomainEvent, ExpectedRevision, Metadata};
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn saves_at_once_are_written_one_after_the_other_and_restore() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        for i in 0..20 {
+            let event = CredentialEvent::CredentialCreated {
+                platform: "acme".into(),
+                entity_id: format!("c{i}"),
+                fields: crate::testing::credential(&format!("Badge {i}"), "", None),
+                created_at: crate::testing::at(i),
+            };
+            let data = event.to_data(uuid::Uuid::new_v4(), Metadata::default());
+            store
+                .append(
+                    &format!("credential-c{i}"),
+                    ExpectedRevision::NoStream,
+                    vec![data],
+                )
+                .await
+                .expect("append");
+        }
+        let model = Arc::new(CredentialsModel::new());
+        let batch = store.read_all(0, 100).await.expect("read");
+        model.apply(&batch);
+        let dir = tempfile::tempdir().expect("a folder");
+        let snapshots = Arc::new(Snapshots::new(
+            dir.path().to_owned(),
+            store.clone(),
+            vec![model.clone() as Arc<dyn Snapshot>],
+        ));
+        // The background task and the save at a stop, at once (as at a
+        // stop right after events arrived).
+        let (a, b, c, d) = tokio::join!(
+            snapshots.save_changed(),
+            snapshots.save_changed(),
+            snapshots.save_changed(),
+            snapshots.save_changed(),
+        );
+        assert_eq!(a + b + c + d, 0, "no save failed");
+        let restored = Arc::new(CredentialsModel::new());
+        let again = Snapshots::new(
+            dir.path().to_owned(),
+            store,
+            vec![restored.clone() as Arc<dyn Snapshot>],
+        );
+        assert_eq!(again.load().await[0].1, Ok(20));
+        let all = CredentialFilter::default();
+        assert_eq!(
+            restored.credentials("acme", &all, 0, 100).items,
+            model.credentials("acme", &all, 0, 100).items
+        );
     }
 }
