@@ -1,7 +1,7 @@
 //! The read model of platforms, users, API keys and credentials, with its
 //! in-memory adapter.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
 use chrono::{DateTime, Utc};
@@ -106,7 +106,7 @@ struct State {
     /// Shared with the requests that present them (no copy per request).
     keys_by_hash: HashMap<String, Arc<ApiKeyView>>,
     /// (platform, name) -> hash of the active key.
-    keys_by_name: HashMap<(String, String), String>,
+    keys_by_name: BTreeMap<(String, String), String>,
     credentials: HashMap<String, CredentialView>,
     /// Per platform, credential ids in creation order (deleted ones removed).
     credential_order: HashMap<String, Vec<String>>,
@@ -232,13 +232,15 @@ impl CredentialsModel {
         Some((key.clone(), platform.clone()))
     }
 
-    /// The active keys of a platform, oldest first.
+    /// The active keys of a platform, oldest first (only its own are
+    /// read: the names are ordered by platform).
     pub fn api_keys(&self, platform: &str) -> Vec<ApiKeyView> {
         let s = self.read();
         let mut keys: Vec<_> = s
-            .keys_by_hash
-            .values()
-            .filter(|k| k.platform == platform)
+            .keys_by_name
+            .range((platform.to_owned(), String::new())..)
+            .take_while(|((p, _), _)| p == platform)
+            .filter_map(|(_, hash)| s.keys_by_hash.get(hash))
             .map(|k| ApiKeyView::clone(k))
             .collect();
         keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
@@ -857,6 +859,34 @@ mod tests {
             model.credential("other", "c1").is_none(),
             "scoped to its platform"
         );
+    }
+
+    #[test]
+    fn a_platform_s_keys_are_its_own_even_beside_a_platform_whose_key_extends_it() {
+        let mut log = Log::default();
+        for (platform, name) in [("acme2", "a"), ("acme", "z"), ("ac", "m"), ("acme", "b")] {
+            log.push(
+                &format!("apikeys-{platform}"),
+                ApiKeyEvent::ApiKeyCreated {
+                    name: name.into(),
+                    prefix: format!("p-{platform}-{name}"),
+                    hash: format!("h-{platform}-{name}"),
+                    user_id: 1,
+                    username: "admin".into(),
+                    expires: None,
+                    created_at: at(1),
+                },
+                None,
+            );
+        }
+        let model = CredentialsModel::new();
+        model.apply(&log.events);
+        let names =
+            |p: &str| -> Vec<String> { model.api_keys(p).into_iter().map(|k| k.name).collect() };
+        assert_eq!(names("acme"), ["b", "z"], "oldest first, then by name");
+        assert_eq!(names("acme2"), ["a"]);
+        assert_eq!(names("ac"), ["m"]);
+        assert!(names("a").is_empty());
     }
 
     #[test]
