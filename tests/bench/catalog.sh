@@ -49,13 +49,13 @@ CONNS=8
 echo "== open loop at $RATE/s, ${SECS}s each"
 target/release/examples/loadgen --url "$BASE/healthz" --rate "$RATE" --seconds "$SECS" --connections "$CONNS" | sed 's/^/healthz: /'
 run "first page (100)" "${LIST}?page_size=100"
-run "any page (10)" "${LIST}?page_size=10&page={n}" --random-min 1 --random-max $((N / 10))
-run "course filter" "${LIST}?course=course-{n}" --random-min 0 --random-max 499
-run "course+program, any page" "${LIST}?course=course-{n}&program=program-0&page_size=10" --random-min 0 --random-max 499
-run "search one of N (id)" "${LIST}?search={n}" --random-min $((N / 10)) --random-max $((N - 1))
-run "search 3 letters (1/5), any page" "${LIST}?search=cap&page={n}" --random-min 1 --random-max $((N / 50))
-run "search 1 letter (all), any page" "${LIST}?search=a&page={n}" --random-min 1 --random-max $((N / 10))
+run "any page (10)" "${LIST}?page_size=10&page={r}" --random-min 1 --random-max $((N / 10))
+run "course filter" "${LIST}?course=course-{r}" --random-min 0 --random-max 499
+run "course+program, any page" "${LIST}?course=course-{r}&program=program-0&page_size=10" --random-min 0 --random-max 499
+run "search one of N (id)" "${LIST}?search={r}" --random-min $((N / 10)) --random-max $((N - 1))
+run "search 3 letters (1/5), any page" "${LIST}?search=cap&page={r}" --random-min 1 --random-max $((N / 50))
+run "search 1 letter (all), any page" "${LIST}?search=a&page={r}" --random-min 1 --random-max $((N / 10))
 echo "== searches that are rechecked (longer than 3 letters), at $((RATE / 4))/s"
-RATE=$((RATE / 4)) run "search a word (1/20), any page" "${LIST}?search=statistics&page={n}" --random-min 1 --random-max $((N / 200))
+RATE=$((RATE / 4)) run "search a word (1/20), any page" "${LIST}?search=statistics&page={r}" --random-min 1 --random-max $((N / 200))
 RATE=$((RATE / 4)) run "search a phrase (1/100)" "${LIST}?search=quantum%20computing%20capstone"
-RATE=$((RATE / 4)) run "search a level (1/5), any page" "${LIST}?search=foundations&page={n}" --random-min 1 --random-max $((N / 50))
+RATE=$((RATE / 4)) run "search a level (1/5), any page" "${LIST}?search=foundations&page={r}" --random-min 1 --random-max $((N / 50))
