@@ -51,7 +51,7 @@ target/release/examples/loadgen --url "$BASE/healthz" --rate "$RATE" --seconds "
 run "first page (100)" "${LIST}?page_size=100"
 run "any page (10)" "${LIST}?page_size=10&page={r}" --random-min 1 --random-max $((N / 10))
 run "course filter" "${LIST}?course=course-{r}" --random-min 0 --random-max 499
-run "course+program, any page" "${LIST}?course=course-{r}&program=program-0&page_size=10" --random-min 0 --random-max 499
+run "course+program" "${LIST}?course=course-{r}&program=program-0&page_size=10" --random-min 0 --random-max 499
 run "search one of N (id)" "${LIST}?search={r}" --random-min $((N / 10)) --random-max $((N - 1))
 run "search 3 letters (1/5), any page" "${LIST}?search=cap&page={r}" --random-min 1 --random-max $((N / 50))
 run "search 1 letter (all), any page" "${LIST}?search=a&page={r}" --random-min 1 --random-max $((N / 10))
