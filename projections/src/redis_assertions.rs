@@ -1198,131 +1198,12 @@ impl ReadModel for RedisAssertions {
 
 #[cfg(test)]
 mod tests {
-    use std::process::{Child, Command, Stdio};
-    use std::time::Instant;
 
     use super::*;
     use crate::assertion_cases::{self as cases, answers, issue, rich};
     use crate::assertions::AssertionsModel;
-    use crate::testing::{credential, sample, RedisServer as Server};
+    use crate::testing::{credential, sample, RedisCluster as Cluster, RedisServer as Server};
     use ibl_events::{Actor, Metadata};
-
-    /// Blocks of 16 positions split in 4, and scripts of about 3 changes:
-    /// every list crosses blocks and every batch takes several scripts.
-    /// A Redis Cluster of three primaries of the test's own, on free
-    /// ports, killed on drop.
-    struct Cluster {
-        nodes: Vec<Child>,
-        ports: Vec<u16>,
-        _dir: tempfile::TempDir,
-    }
-
-    impl Drop for Cluster {
-        fn drop(&mut self) {
-            for node in &mut self.nodes {
-                let _ = node.kill();
-                let _ = node.wait();
-            }
-        }
-    }
-
-    impl Cluster {
-        fn start() -> Self {
-            let dir = tempfile::tempdir().expect("tempdir");
-            let ports: Vec<u16> = (0..3)
-                .map(|_| {
-                    std::net::TcpListener::bind("127.0.0.1:0")
-                        .and_then(|l| l.local_addr())
-                        .expect("a free port")
-                        .port()
-                })
-                .collect();
-            let nodes = ports
-                .iter()
-                .map(|port| {
-                    Command::new("redis-server")
-                        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                        .args(["--save", "", "--appendonly", "no"])
-                        .args(["--cluster-enabled", "yes"])
-                        .arg("--cluster-config-file")
-                        .arg(dir.path().join(format!("nodes-{port}.conf")))
-                        .stdout(Stdio::null())
-                        .stderr(Stdio::null())
-                        .spawn()
-                        .expect("redis-server runs")
-                })
-                .collect();
-            let cluster = Cluster {
-                nodes,
-                ports,
-                _dir: dir,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            for port in &cluster.ports {
-                while std::net::TcpStream::connect(("127.0.0.1", *port)).is_err() {
-                    assert!(Instant::now() < deadline, "a node did not listen");
-                    std::thread::sleep(Duration::from_millis(20));
-                }
-            }
-            let created = Command::new("redis-cli")
-                .args(["--cluster", "create"])
-                .args(cluster.ports.iter().map(|p| format!("127.0.0.1:{p}")))
-                .args(["--cluster-replicas", "0", "--cluster-yes"])
-                .output()
-                .expect("redis-cli runs");
-            assert!(
-                created.status.success(),
-                "{}",
-                String::from_utf8_lossy(&created.stdout)
-            );
-            for port in &cluster.ports {
-                loop {
-                    let info: String = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                        .and_then(|c| c.get_connection())
-                        .and_then(|mut c| redis::cmd("CLUSTER").arg("INFO").query(&mut c))
-                        .unwrap_or_default();
-                    if info.contains("cluster_state:ok") {
-                        break;
-                    }
-                    assert!(Instant::now() < deadline, "the cluster is not ok: {info}");
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            cluster
-        }
-
-        fn url(&self) -> String {
-            self.ports
-                .iter()
-                .map(|p| format!("redis://127.0.0.1:{p}"))
-                .collect::<Vec<_>>()
-                .join(",")
-        }
-
-        /// How many keys each node holds.
-        fn keys_per_node(&self) -> Vec<u64> {
-            self.ports
-                .iter()
-                .map(|port| {
-                    let mut con = redis::Client::open(format!("redis://127.0.0.1:{port}"))
-                        .and_then(|c| c.get_connection())
-                        .expect("connect");
-                    redis::cmd("DBSIZE").query(&mut con).expect("DBSIZE")
-                })
-                .collect()
-        }
-
-        /// Deletes one key, wherever it lives.
-        fn delete(&self, key: &str) {
-            let mut con = redis::cluster::ClusterClient::new(self.url().split(','))
-                .and_then(|c| c.get_connection())
-                .expect("connect");
-            redis::cmd("DEL")
-                .arg(key)
-                .query::<()>(&mut con)
-                .expect("DEL");
-        }
-    }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_a_three_node_cluster_the_answers_are_the_sqlite_models_and_a_loss_is_rebuilt() {
@@ -1362,6 +1243,8 @@ mod tests {
         assert_eq!(answers(&redis).await, answers(&sqlite).await);
     }
 
+    /// Blocks of 16 positions split in 4, and scripts of about 3 changes:
+    /// every list crosses blocks and every batch takes several scripts.
     async fn model(server: &Server, db: u8) -> RedisAssertions {
         RedisAssertions::open_with(&server.url(db), &[16, 4], 3)
             .await

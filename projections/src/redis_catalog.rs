@@ -1344,7 +1344,7 @@ impl ReadModel for RedisCatalog {
 mod tests {
     use super::*;
     use crate::credentials::CredentialsModel;
-    use crate::testing::{at, credential, Log, RedisServer};
+    use crate::testing::{at, credential, Log, RedisCluster, RedisServer};
     use ibl_events::credentials::IssuerFields;
     use ibl_events::{Actor, Metadata};
 
@@ -1741,6 +1741,37 @@ mod tests {
                 "and some updated"
             );
         }
+    }
+
+    /// On a Redis Cluster each platform's scripts run on its slot's node
+    /// (every key they touch carries its hash tag), the lookups go to
+    /// theirs, and a loss is swept from every primary.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn on_a_three_node_cluster_the_answers_are_the_in_memory_models() {
+        let cluster = RedisCluster::start();
+        let redis = RedisCatalog::open_with(&cluster.url(), 3, 2)
+            .await
+            .expect("open a cluster");
+        let log = history(11, 120);
+        let memory = CredentialsModel::new();
+        for batch in log.events.chunks(40) {
+            memory.apply(batch);
+            assert_eq!(redis.apply(batch), Applied::Done);
+        }
+        same_answers(&memory, &redis, &log).await;
+        assert!(
+            cluster.keys_per_node().iter().filter(|n| **n > 0).count() >= 2,
+            "the keys are spread over the nodes: {:?}",
+            cluster.keys_per_node()
+        );
+        // The cluster comes back from an older dump: its checkpoint is
+        // behind, every key of the model is swept and it is rebuilt.
+        cluster.delete("ibl:checkpoint:catalog");
+        assert_eq!(redis.verify(), Applied::Rewound);
+        let left: u64 = cluster.keys_per_node().iter().sum();
+        assert_eq!(left, 1, "only the layout is left after the sweep");
+        assert_eq!(redis.apply(&log.events), Applied::Done);
+        same_answers(&memory, &redis, &log).await;
     }
 
     #[tokio::test(flavor = "multi_thread")]
