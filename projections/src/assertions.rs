@@ -181,7 +181,7 @@ pub struct AssertionFilter {
 /// A read that failed in the database (not a missing row): the request
 /// answers 503.
 #[derive(Debug, thiserror::Error)]
-#[error("the assertions read model: {0}")]
+#[error("a read model: {0}")]
 pub struct ReadError(String);
 
 impl ReadError {

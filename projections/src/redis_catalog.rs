@@ -33,6 +33,7 @@
 //! | `K:gb:G` | bitmap | the same once they were more: bit S set (it stays a bitmap) |
 //! | `K:course:X`, `K:program:X` | bitmap | bit S set when the credential's course (program) is X |
 //! | `K:scratch` | bitmap | a list's intersection, deleted by the script that wrote it |
+//! | `K:found:C:Q` | bitmap | the matches of search Q (needle, course, program) with at least [`KEEP_FROM`] candidates, at P's checkpoint C; expires after a minute |
 //! | `user:entity:U` | hash | user U's `username`, `email`, `given_name`, `family_name`, `active`, `created`, `updated`, and its `lusername`, `lemail` (lower case, percent-encoded) |
 //! | `user:order` | sorted set | the users' ids, scored by id |
 //! | `user:username:N`, `user:email:E` | sorted set | the ids of the users whose user name (email) in lower case is N (E) |
@@ -58,7 +59,11 @@
 //!   without a recheck the count is `BITCOUNT` and the page is found by
 //!   counting set bits in 4 KiB ranges (a page at any offset costs O(S/8)
 //!   bytes of bit counts, never a read of the entities); with a recheck
-//!   every candidate's texts are read.
+//!   every candidate's texts are read. When they are many (at least
+//!   [`KEEP_FROM`]), the matches are kept for a minute as a bitmap named
+//!   by the platform's checkpoint (any later write of the platform moves
+//!   it, so a kept answer is never stale), and the next pages of the same
+//!   search are read from it like a plain list.
 //!
 //! So a list costs the bytes of its bitmaps and at most [`SMALL`] members,
 //! plus the recheck of a long needle's candidates: proportional to the
@@ -93,6 +98,10 @@ pub const SMALL: usize = 512;
 /// At most this many of a long needle's trigrams are intersected (any of
 /// them narrow the candidates; the recheck makes the answer exact).
 const NEEDLE_GRAMS: usize = 16;
+
+/// A search with at least this many candidates to recheck keeps its
+/// matches for a minute (`found` keys), for its next pages.
+pub const KEEP_FROM: usize = 1024;
 
 /// About how many operations one script applies.
 const CHUNK: usize = 256;
@@ -333,11 +342,13 @@ return 1
 
 /// A page of a list and its count.
 ///
-/// KEYS[1]: the kind's `alive` bitmap. ARGV: the kind's prefix
-/// (`ibl:catalog:{P}:K:`), offset, limit, the needle in lower case (""
-/// none), "1" when the needle is one gram (up to 3 characters: its
-/// posting is exact) else "0", the course and the program (`=X`, or "": no
-/// filter), then the needle's grams (percent-encoded). Answers the count,
+/// KEYS[1]: the kind's `alive` bitmap, KEYS[2]: the platform's checkpoint.
+/// ARGV: the kind's prefix (`ibl:catalog:{P}:K:`), offset, limit, the
+/// needle in lower case ("" none), "1" when the needle is one gram (up to
+/// 3 characters: its posting is exact) else "0", the course and the
+/// program (`=X`, or "": no filter), the search's name in the keys of
+/// found matches, the fewest candidates whose matches are kept, then the
+/// needle's grams (percent-encoded). Answers the count,
 /// then each entity's id and its `fields`, `created_at`, `retired`,
 /// `revision` and `created_by`.
 static LIST: LazyLock<Script> = LazyLock::new(|| {
@@ -356,7 +367,7 @@ end
 -- Each gram's posting: a bitmap, or a small set; a gram without one is in
 -- no text, and nothing matches.
 local bitmaps, sets, missing = {}, {}, false
-for j = 8, #ARGV do
+for j = 10, #ARGV do
   local bits, set = kp .. 'gb:' .. ARGV[j], kp .. 'gs:' .. ARGV[j]
   if redis.call('EXISTS', bits) == 1 then
     bitmaps[#bitmaps + 1] = bits
@@ -528,13 +539,41 @@ else
     redis.call('BITOP', 'AND', scratch, unpack(sources))
     set = scratch
   end
-  if needle == '' or exact then
-    count = redis.call('BITCOUNT', set)
-    if limit > 0 and offset < count then
-      seqs = bits_of(set, offset, limit)
+  local page_of = set
+  if needle ~= '' and not exact then
+    local candidates = bits_of(set, 0, math.huge)
+    if #candidates < tonumber(ARGV[9]) then
+      count, seqs = window(recheck(candidates))
+      page_of = nil
+    else
+      -- Many candidates: the matches are kept for a minute as a bitmap,
+      -- named by the platform's checkpoint (a later write of the platform
+      -- names another), and the next pages of this search read it.
+      local found = kp .. 'found:' .. (redis.call('GET', KEYS[2]) or '0') .. ':' .. ARGV[8]
+      if redis.call('EXISTS', found) == 0 then
+        local bytes, size = {}, 0
+        for _, seq in ipairs(recheck(candidates)) do
+          local at = math.floor(seq / 8) + 1
+          while size < at do
+            size = size + 1
+            bytes[size] = 0
+          end
+          bytes[at] = bit.bor(bytes[at], bit.rshift(128, seq % 8))
+        end
+        local parts = {}
+        for j = 1, size, 4096 do
+          parts[#parts + 1] = string.char(unpack(bytes, j, math.min(j + 4095, size)))
+        end
+        redis.call('SET', found, table.concat(parts), 'PX', 60000)
+      end
+      page_of = found
     end
-  else
-    count, seqs = window(recheck(bits_of(set, 0, math.huge)))
+  end
+  if page_of then
+    count = redis.call('BITCOUNT', page_of)
+    if limit > 0 and offset < count then
+      seqs = bits_of(page_of, offset, limit)
+    end
   end
   if set == scratch then
     redis.call('DEL', scratch)
@@ -945,20 +984,29 @@ pub struct RedisCatalog {
     core: Arc<RedisModel>,
     /// The largest set posting ([`SMALL`]; the tests make it small).
     small: String,
+    /// The fewest candidates of a search whose matches are kept
+    /// ([`KEEP_FROM`]; the tests keep every search's).
+    keep_from: usize,
 }
 
 impl RedisCatalog {
     /// Connects to the Redis server at `url` and reads where the model is.
     /// Refuses a database whose keys have another layout.
     pub async fn open(url: &str) -> Result<Self, ReadError> {
-        Self::open_with(url, CHUNK, SMALL).await
+        Self::open_with(url, CHUNK, SMALL, KEEP_FROM).await
     }
 
-    async fn open_with(url: &str, chunk: usize, small: usize) -> Result<Self, ReadError> {
+    async fn open_with(
+        url: &str,
+        chunk: usize,
+        small: usize,
+        keep_from: usize,
+    ) -> Result<Self, ReadError> {
         let core = RedisModel::open(NAME, url, layout(small), KEYS, chunk).await?;
         Ok(Self {
             core: Arc::new(core),
             small: small.to_string(),
+            keep_from,
         })
     }
 
@@ -1033,15 +1081,23 @@ impl RedisCatalog {
         } else {
             needle_grams(&needle)
         };
+        let (course, program) = (
+            filter_arg(filter.course.as_deref()),
+            filter_arg(filter.program.as_deref()),
+        );
+        let search = format!("{}|{course}|{program}", esc(&needle));
         let mut call = LIST.prepare_invoke();
         call.key(format!("{kp}alive"))
+            .key(format!("{}checkpoint:{NAME}", prefix(platform)))
             .arg(&kp)
             .arg(offset.min(MAX_RANGE))
             .arg(limit.min(MAX_RANGE))
             .arg(&needle)
             .arg(if exact { "1" } else { "0" })
-            .arg(filter_arg(filter.course.as_deref()))
-            .arg(filter_arg(filter.program.as_deref()))
+            .arg(course)
+            .arg(program)
+            .arg(search)
+            .arg(self.keep_from)
             .arg(grams);
         let reply: Vec<String> = self.core.invoke(&call).await?;
         let mut reply = reply.into_iter();
@@ -1706,10 +1762,10 @@ mod tests {
         assert_eq!(among, want);
     }
 
-    /// Scripts of about 3 operations, and postings that become bitmaps
-    /// past 2 members.
+    /// Scripts of about 3 operations, postings that become bitmaps past 2
+    /// members, and every search's matches kept.
     async fn model(server: &RedisServer, db: u8) -> RedisCatalog {
-        RedisCatalog::open_with(&server.url(db), 3, 2)
+        RedisCatalog::open_with(&server.url(db), 3, 2, 0)
             .await
             .expect("open")
     }
@@ -1717,10 +1773,12 @@ mod tests {
     #[tokio::test(flavor = "multi_thread")]
     async fn the_answers_are_the_in_memory_models_after_every_batch() {
         let server = RedisServer::start();
-        for (db, seed, small) in [(1, 7, 2), (2, 1234567, 2), (3, 42, SMALL)] {
+        for (db, seed, small, keep_from) in
+            [(1, 7, 2, 0), (2, 1234567, 2, KEEP_FROM), (3, 42, SMALL, 0)]
+        {
             let log = history(seed, 120);
             let memory = CredentialsModel::new();
-            let redis = RedisCatalog::open_with(&server.url(db), 3, small)
+            let redis = RedisCatalog::open_with(&server.url(db), 3, small, keep_from)
                 .await
                 .expect("open");
             for batch in log.events.chunks(17) {
@@ -1749,7 +1807,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn on_a_three_node_cluster_the_answers_are_the_in_memory_models() {
         let cluster = RedisCluster::start();
-        let redis = RedisCatalog::open_with(&cluster.url(), 3, 2)
+        let redis = RedisCatalog::open_with(&cluster.url(), 3, 2, 0)
             .await
             .expect("open a cluster");
         let log = history(11, 120);
