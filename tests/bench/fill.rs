@@ -44,35 +44,26 @@ fn main() {
         return credentials(&agent, &url, &auth, n, concurrency);
     }
     let batches = n.div_ceil(BATCH);
-    let next = AtomicUsize::new(0);
     let issued = AtomicUsize::new(0);
     let started = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..concurrency {
-            s.spawn(|| loop {
-                let b = next.fetch_add(1, Ordering::Relaxed);
-                if b >= batches {
-                    return;
-                }
-                let recipients: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(n))
-                    .map(|i| json!({"email": format!("fill-{i}@example.com")}))
-                    .collect();
-                let answer = agent
-                    .post(&url)
-                    .set("Authorization", &auth)
-                    .send_json(json!({"recipients": recipients}));
-                match answer {
-                    Ok(r) => {
-                        let body: Value = r.into_json().unwrap_or(Value::Null);
-                        let count = body["issued"].as_array().map_or(0, Vec::len);
-                        issued.fetch_add(count, Ordering::Relaxed);
-                    }
-                    Err(ureq::Error::Status(code, r)) => {
-                        eprintln!("batch {b}: {code} {}", r.into_string().unwrap_or_default());
-                    }
-                    Err(e) => eprintln!("batch {b}: {e}"),
-                }
-            });
+    spread(batches, concurrency, |b| {
+        let recipients: Vec<Value> = (b * BATCH..((b + 1) * BATCH).min(n))
+            .map(|i| json!({"email": format!("fill-{i}@example.com")}))
+            .collect();
+        let answer = agent
+            .post(&url)
+            .set("Authorization", &auth)
+            .send_json(json!({"recipients": recipients}));
+        match answer {
+            Ok(r) => {
+                let body: Value = r.into_json().unwrap_or(Value::Null);
+                let count = body["issued"].as_array().map_or(0, Vec::len);
+                issued.fetch_add(count, Ordering::Relaxed);
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                eprintln!("batch {b}: {code} {}", r.into_string().unwrap_or_default());
+            }
+            Err(e) => eprintln!("batch {b}: {e}"),
         }
     });
     let secs = started.elapsed().as_secs_f64();
@@ -81,6 +72,22 @@ fn main() {
         "bulk issued {issued} of {n} assertions in {secs:.1} s = {:.0}/s ({concurrency} requests of {BATCH} at a time)",
         issued as f64 / secs
     );
+}
+
+/// Runs `work(i)` for every `i` below `n`, `concurrency` at a time.
+fn spread(n: usize, concurrency: usize, work: impl Fn(usize) + Sync) {
+    let next = AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for _ in 0..concurrency {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= n {
+                    return;
+                }
+                work(i);
+            });
+        }
+    });
 }
 
 const TOPICS: &[&str] = &[
@@ -124,38 +131,32 @@ const VERBS: &[&str] = &[
 
 /// Creates `n` credentials, `concurrency` requests at a time.
 fn credentials(agent: &ureq::Agent, url: &str, auth: &str, n: usize, concurrency: usize) {
-    let next = AtomicUsize::new(0);
     let created = AtomicUsize::new(0);
     let started = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..concurrency {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= n {
-                    return;
-                }
-                let topic = TOPICS[i % TOPICS.len()];
-                let level = LEVELS[(i / TOPICS.len()) % LEVELS.len()];
-                let verb = VERBS[i % VERBS.len()];
-                let body = json!({
-                    "name": format!("{topic} {level} {i}"),
-                    "description": format!(
-                        "Awarded to learners who {verb} the {level} outcomes of {topic} (cohort {}).",
-                        i % 97
-                    ),
-                    "course": format!("course-{}", i % 500),
-                    "program": format!("program-{}", i % 20),
-                });
-                match agent.post(url).set("Authorization", auth).send_json(body) {
-                    Ok(_) => {
-                        created.fetch_add(1, Ordering::Relaxed);
-                    }
-                    Err(ureq::Error::Status(code, r)) => {
-                        eprintln!("credential {i}: {code} {}", r.into_string().unwrap_or_default());
-                    }
-                    Err(e) => eprintln!("credential {i}: {e}"),
-                }
-            });
+    spread(n, concurrency, |i| {
+        let topic = TOPICS[i % TOPICS.len()];
+        let level = LEVELS[(i / TOPICS.len()) % LEVELS.len()];
+        let verb = VERBS[i % VERBS.len()];
+        let body = json!({
+            "name": format!("{topic} {level} {i}"),
+            "description": format!(
+                "Awarded to learners who {verb} the {level} outcomes of {topic} (cohort {}).",
+                i % 97
+            ),
+            "course": format!("course-{}", i % 500),
+            "program": format!("program-{}", i % 20),
+        });
+        match agent.post(url).set("Authorization", auth).send_json(body) {
+            Ok(_) => {
+                created.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(ureq::Error::Status(code, r)) => {
+                eprintln!(
+                    "credential {i}: {code} {}",
+                    r.into_string().unwrap_or_default()
+                );
+            }
+            Err(e) => eprintln!("credential {i}: {e}"),
         }
     });
     let secs = started.elapsed().as_secs_f64();
