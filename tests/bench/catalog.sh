@@ -5,13 +5,15 @@
 # deployment's query service on that store and Redis (it keeps no catalog
 # in memory) answers each kind of list at a fixed offered rate, open loop
 # (tests/bench/loadgen.rs, latency from the schedule): p50/p99 beside
-# /healthz at the same rate, and the memory Redis holds.
+# /healthz at the same rate, and the memory Redis holds. Before that,
+# `projections` rebuilds the read models from the log into an empty Redis
+# database: events/s to its /healthz.
 # Usage: tests/bench/catalog.sh [N] [RATE] [SECONDS]   (default 100000 200 10)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 N=${1:-100000}; RATE=${2:-200}; SECS=${3:-10}
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
-cargo build --release --bin ibl --bin query-service --example fill --example loadgen
+cargo build --release --bin ibl --bin query-service --bin projections --example fill --example loadgen
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
@@ -34,6 +36,17 @@ echo "== fill: $N credentials through the API, 16 clients"
 target/release/examples/fill "$BASE" "$KEY" "$N" bench credentials 16
 kill $FILLER; wait $FILLER || true
 echo "Redis memory: $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human/ {print $2}' | tr -d '\r')"
+
+echo "== rebuild: projections from the log into an empty Redis database"
+START=$(date +%s.%N)
+REDIS_URL=redis://127.0.0.1:$REDIS_PORT/1 IBL_READ_MODELS_DIR="$WORK/rebuild" RUST_LOG=warn \
+  target/release/projections --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+REBUILDER=$!
+wait_port "$PORT"
+END=$(date +%s.%N)
+HEAD=$(curl -fs "$BASE/metrics" | awk '/^ibl_store_head_position / {print $2}')
+python3 -c "s = $END - $START; print(f'{$HEAD} events in {s:.1f} s: {$HEAD / s:,.0f} events/s')"
+kill $REBUILDER; wait $REBUILDER || true
 
 RUST_LOG=warn target/release/query-service --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
 wait_port "$PORT"
