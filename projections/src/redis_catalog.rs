@@ -164,26 +164,66 @@ local function grams_of(texts)
   return set
 end
 
--- Adds (value 1) or removes (0) seq to a gram's posting: a set while it
--- has at most `small` members, then a bitmap for good.
+-- The postings' changes of this script, applied at its end (nothing
+-- before reads a posting): per kind and gram, the last value of each seq.
+local postings, posted = {}, {}
 local function post(k, gram, seq, value)
-  local g = (string.gsub(gram, '[%%:{}]', ESC))
-  local bits = prefix .. k .. ':gb:' .. g
-  if redis.call('EXISTS', bits) == 1 then
-    redis.call('SETBIT', bits, seq, value)
-    return
+  local key = k .. ':' .. gram
+  local changes = postings[key]
+  if not changes then
+    changes = {}
+    postings[key] = changes
+    posted[#posted + 1] = {k, gram}
   end
-  local set = prefix .. k .. ':gs:' .. g
-  if value == 0 then
-    redis.call('SREM', set, seq)
-    return
-  end
-  redis.call('SADD', set, seq)
-  if redis.call('SCARD', set) > small then
-    for _, member in ipairs(redis.call('SMEMBERS', set)) do
-      redis.call('SETBIT', bits, member, 1)
+  changes[tonumber(seq)] = value
+end
+
+-- Each gram's posting: a set while it has at most `small` members, then a
+-- bitmap for good. One call per gram and kind for the whole script.
+local function apply_postings()
+  for _, kg in ipairs(posted) do
+    local k, gram = kg[1], kg[2]
+    local g = (string.gsub(gram, '[%%:{}]', ESC))
+    local bits = prefix .. k .. ':gb:' .. g
+    local set = prefix .. k .. ':gs:' .. g
+    local adds, removes, fields = {}, {}, {}
+    for seq, value in pairs(postings[k .. ':' .. gram]) do
+      if value == 1 then
+        adds[#adds + 1] = seq
+      else
+        removes[#removes + 1] = seq
+      end
+      fields[#fields + 1] = 'SET'
+      fields[#fields + 1] = 'u1'
+      fields[#fields + 1] = seq
+      fields[#fields + 1] = value
     end
-    redis.call('DEL', set)
+    if redis.call('EXISTS', bits) == 1 then
+      for j = 1, #fields, 1000 do
+        redis.call('BITFIELD', bits, unpack(fields, j, math.min(j + 999, #fields)))
+      end
+    else
+      for j = 1, #removes, 1000 do
+        redis.call('SREM', set, unpack(removes, j, math.min(j + 999, #removes)))
+      end
+      for j = 1, #adds, 1000 do
+        redis.call('SADD', set, unpack(adds, j, math.min(j + 999, #adds)))
+      end
+      if #adds > 0 and redis.call('SCARD', set) > small then
+        local members = redis.call('SMEMBERS', set)
+        local sets = {}
+        for _, member in ipairs(members) do
+          sets[#sets + 1] = 'SET'
+          sets[#sets + 1] = 'u1'
+          sets[#sets + 1] = member
+          sets[#sets + 1] = 1
+        end
+        for j = 1, #sets, 1000 do
+          redis.call('BITFIELD', bits, unpack(sets, j, math.min(j + 999, #sets)))
+        end
+        redis.call('DEL', set)
+      end
+    end
   end
 end
 
@@ -334,6 +374,7 @@ while i <= #ARGV do
   end
   i = a + fields[op]
 end
+apply_postings()
 redis.call('SET', KEYS[1], upto)
 return 1
 "#,
