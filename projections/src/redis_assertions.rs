@@ -167,7 +167,7 @@ use crate::assertions::{
 };
 use crate::credentials::Page;
 use crate::redis_link::{self, Writer};
-use crate::redis_model::{encode_error, esc, Op, Plan, RedisModel, Written, MAX_RANGE};
+use crate::redis_model::{encode_error, esc, list_count, Op, Plan, RedisModel, Written, MAX_RANGE};
 use crate::{Applied, ReadModel};
 
 /// The widths of the expiry blocks, in log positions: blocks of 65,536
@@ -1082,10 +1082,7 @@ impl AssertionQueries for RedisAssertions {
             )
             .await?;
         let mut reply = reply.into_iter();
-        let count = reply
-            .next()
-            .and_then(|c| c.parse::<usize>().ok())
-            .ok_or_else(|| ReadError::new("a list's count is missing"))?;
+        let count = list_count(&mut reply)?;
         let mut items = Vec::new();
         while let (Some(view), Some(revocation)) = (reply.next(), reply.next()) {
             // A member without a view cannot be: the script writes both.

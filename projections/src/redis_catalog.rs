@@ -88,7 +88,7 @@ use crate::credentials::{
     CatalogQueries, CredentialFilter, CredentialView, IssuerView, Page, UserFilter, UserView,
 };
 use crate::redis_link::{self, Writer};
-use crate::redis_model::{esc, Op, Plan, RedisModel, Written, MAX_RANGE};
+use crate::redis_model::{esc, list_count, Op, Plan, RedisModel, Written, MAX_RANGE};
 use crate::{Applied, ReadModel};
 
 /// A gram's posting is a set of sequence numbers while it has at most this
@@ -1142,10 +1142,7 @@ impl RedisCatalog {
             .arg(grams);
         let reply: Vec<String> = self.core.invoke(&call).await?;
         let mut reply = reply.into_iter();
-        let count = reply
-            .next()
-            .and_then(|c| c.parse::<usize>().ok())
-            .ok_or_else(|| ReadError::new("a list's count is missing"))?;
+        let count = list_count(&mut reply)?;
         let mut items = Vec::new();
         while let Some(id) = reply.next() {
             let parts: [String; 5] = std::array::from_fn(|_| reply.next().unwrap_or_default());
@@ -1180,10 +1177,7 @@ impl RedisCatalog {
         }
         let reply: Vec<String> = self.core.invoke(&call).await?;
         let mut reply = reply.into_iter();
-        let count = reply
-            .next()
-            .and_then(|c| c.parse::<usize>().ok())
-            .ok_or_else(|| ReadError::new("a list's count is missing"))?;
+        let count = list_count(&mut reply)?;
         let mut items = Vec::new();
         while let Some(id) = reply.next() {
             let [username, email, given_name, family_name, active, created, updated] =

@@ -93,6 +93,14 @@ pub(crate) fn encode_error(what: &'static str, e: serde_json::Error) -> RedisErr
     RedisError::from((redis::ErrorKind::Client, what, e.to_string()))
 }
 
+/// The count a list script answers first.
+pub(crate) fn list_count(reply: &mut impl Iterator<Item = String>) -> Result<usize, ReadError> {
+    reply
+        .next()
+        .and_then(|c| c.parse::<usize>().ok())
+        .ok_or_else(|| ReadError::new("a list's count is missing"))
+}
+
 /// How far [`RedisModel::write`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Written {
