@@ -41,8 +41,12 @@ use ibl_events::rbac::{
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 use serde::{Deserialize, Serialize};
 
+use crate::assertions::ReadError;
 pub use crate::credentials::Page;
 use crate::{Applied, ReadModel};
+
+mod redis_rbac;
+pub use redis_rbac::RedisRbac;
 
 /// The platform key of global roles: roles created with no platform (`""`)
 /// are listed on every platform that asks for `include_global_roles`, and a
@@ -306,6 +310,23 @@ struct State {
     /// Users to recompute at the end of the batch.
     dirty: HashSet<u64>,
     empty: Arc<Vec<Grant>>,
+    /// Whether `touched` is kept (the model a Redis adapter copies from).
+    track: bool,
+    touched: Touched,
+}
+
+/// What the events applied since it was last taken changed: the entities
+/// to copy as they now are, by id. A policy or group names its platform
+/// (a deleted policy has no record left to read it from).
+#[derive(Default)]
+pub(crate) struct Touched {
+    pub platforms: BTreeSet<String>,
+    pub users: BTreeSet<u64>,
+    pub roles: BTreeSet<u64>,
+    pub groups: BTreeSet<u64>,
+    pub policies: BTreeMap<u64, String>,
+    /// Users whose grants were recomputed.
+    pub grants: BTreeSet<u64>,
 }
 
 /// The shape of [`Records`], the snapshot of the RBAC model: bump it whenever
@@ -417,12 +438,24 @@ impl State {
             .map_or((0, String::new()), |p| (p.id, p.name.clone()))
     }
 
-    fn user_ref(&self, id: u64) -> Option<UserRef> {
-        self.users.get(&id).map(|u| UserRef {
-            id,
-            username: u.username.clone(),
-            email: u.email.clone(),
-        })
+    /// A user of `platform` as a view names it (no view names a user of
+    /// another tenant).
+    fn user_ref_on(&self, platform: &str, id: u64) -> Option<UserRef> {
+        self.users
+            .get(&id)
+            .filter(|u| u.platform == platform)
+            .map(|u| UserRef {
+                id,
+                username: u.username.clone(),
+                email: u.email.clone(),
+            })
+    }
+
+    /// A role a view of `platform` names: the platform's or a global one.
+    fn role_on(&self, platform: &str, id: u64) -> Option<&RoleRec> {
+        self.roles
+            .get(&id)
+            .filter(|r| r.platform == platform || r.platform == GLOBAL_PLATFORM)
     }
 
     fn rbac_user(&self, id: u64) -> Option<RbacUser> {
@@ -506,12 +539,18 @@ impl State {
             platform_name,
             name: g.name.clone(),
             description: g.description.clone(),
-            owner: self.user_ref(g.owner_id).unwrap_or(UserRef {
-                id: g.owner_id,
-                username: String::new(),
-                email: String::new(),
-            }),
-            users: g.members.iter().filter_map(|u| self.user_ref(*u)).collect(),
+            owner: self
+                .user_ref_on(&g.platform, g.owner_id)
+                .unwrap_or(UserRef {
+                    id: g.owner_id,
+                    username: String::new(),
+                    email: String::new(),
+                }),
+            users: g
+                .members
+                .iter()
+                .filter_map(|u| self.user_ref_on(&g.platform, *u))
+                .collect(),
             is_internal: g.is_internal,
             is_builtin: g.is_builtin,
         }
@@ -519,7 +558,7 @@ impl State {
 
     fn policy_view(&self, id: u64, p: &PolicyRec) -> PolicyView {
         let (platform_id, platform_name) = self.platform_fields(&p.platform);
-        let role = self.roles.get(&p.role_id).map_or(
+        let role = self.role_on(&p.platform, p.role_id).map_or(
             RoleRef {
                 id: p.role_id,
                 name: String::new(),
@@ -541,7 +580,11 @@ impl State {
             platform_id,
             platform_name,
             resources: p.resources.clone(),
-            users: p.users.iter().filter_map(|u| self.user_ref(*u)).collect(),
+            users: p
+                .users
+                .iter()
+                .filter_map(|u| self.user_ref_on(&p.platform, *u))
+                .collect(),
             groups: p
                 .groups
                 .iter()
@@ -676,6 +719,9 @@ impl State {
     }
 
     fn flush(&mut self) {
+        if self.track {
+            self.touched.grants.extend(self.dirty.iter().copied());
+        }
         for uid in std::mem::take(&mut self.dirty) {
             let grants = self.compute_grants(uid);
             if grants.is_empty() {
@@ -766,6 +812,9 @@ impl State {
         if is_platform_stream(stream) {
             match PlatformEvent::from_recorded(event)? {
                 PlatformEvent::PlatformCreated { id, key, name, .. } => {
+                    if self.track {
+                        self.touched.platforms.insert(key.clone());
+                    }
                     self.platforms.insert(key, PlatformRec { id, name });
                 }
             }
@@ -773,10 +822,23 @@ impl State {
             self.apply_user(UserEvent::from_recorded(event)?);
         } else if let Some(id) = id_of("role-") {
             self.apply_role(id, RoleEvent::from_recorded(event)?);
+            if self.track {
+                self.touched.roles.insert(id);
+            }
         } else if let Some(id) = id_of("group-") {
             self.apply_group(id, GroupEvent::from_recorded(event)?);
+            if self.track {
+                self.touched.groups.insert(id);
+            }
         } else if let Some(id) = id_of("policy-") {
+            let before = self.policies.get(&id).map(|p| p.platform.clone());
             self.apply_policy(id, PolicyEvent::from_recorded(event)?);
+            if self.track {
+                let platform = self.policies.get(&id).map(|p| p.platform.clone());
+                if let Some(platform) = platform.or(before) {
+                    self.touched.policies.insert(id, platform);
+                }
+            }
         }
         Ok(())
     }
@@ -807,6 +869,17 @@ impl State {
     }
 
     fn apply_user(&mut self, event: UserEvent) {
+        if self.track {
+            match &event {
+                UserEvent::UserRegistered { id, .. }
+                | UserEvent::UserUpdated { id, .. }
+                | UserEvent::UserDeactivated { id, .. }
+                | UserEvent::UserReactivated { id, .. } => {
+                    self.touched.users.insert(*id);
+                }
+                UserEvent::UserImported { .. } => {}
+            }
+        }
         match event {
             UserEvent::UserRegistered {
                 id,
@@ -1213,6 +1286,23 @@ impl RbacModel {
         Self::default()
     }
 
+    /// A model that keeps what each batch changed, for an adapter that
+    /// copies it ([`crate::rbac::RedisRbac`]).
+    pub(crate) fn tracking() -> Self {
+        let model = Self::default();
+        model.write().track = true;
+        model
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// What changed since the last call.
+    pub(crate) fn take_touched(&self) -> Touched {
+        std::mem::take(&mut self.write().touched)
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.state.read().unwrap_or_else(|p| p.into_inner())
     }
@@ -1322,7 +1412,7 @@ impl RbacModel {
                         g.owner_id.to_string() == o
                             || s.users
                                 .get(&g.owner_id)
-                                .is_some_and(|u| lower(&u.username) == o)
+                                .is_some_and(|u| u.platform == platform && lower(&u.username) == o)
                     })
                     && by_username.as_ref().is_none_or(|set| set.contains(id))
                     && by_email.as_ref().is_none_or(|set| set.contains(id))
@@ -1347,7 +1437,7 @@ impl RbacModel {
             .get(&because.policy_id)
             .filter(|p| p.platform == platform)
             .map(|p| p.name.clone());
-        let role = s.roles.get(&because.role_id).map(|r| r.name.clone());
+        let role = s.role_on(platform, because.role_id).map(|r| r.name.clone());
         let group = match because.via {
             Via::Direct => None,
             Via::Group(id) => s.live_group(id, platform).map(|g| g.name.clone()),
@@ -1616,7 +1706,7 @@ impl RbacModel {
             offset,
             limit,
             |(uid, (pid, rid, via))| AccessEntry {
-                user: s.user_ref(uid).unwrap_or(UserRef {
+                user: s.user_ref_on(platform, uid).unwrap_or(UserRef {
                     id: uid,
                     username: String::new(),
                     email: String::new(),
@@ -1666,6 +1756,212 @@ impl RbacModel {
     }
 }
 
+/// The queries of RBAC the query routes and the guards ask, answered by
+/// every adapter: in memory ([`RbacModel`]) or in Redis
+/// ([`crate::redis_rbac::RedisRbac`]). The command service decides on its
+/// own in-memory model and uses the inherent methods of [`RbacModel`].
+#[async_trait::async_trait]
+pub trait RbacQueries: Send + Sync + 'static {
+    /// The grants of a user registered on `platform` and active; `None`
+    /// for anyone else (unknown, of another platform, deactivated).
+    async fn active_grants(
+        &self,
+        platform: &str,
+        user_id: u64,
+    ) -> Result<Option<Arc<Vec<Grant>>>, ReadError>;
+
+    /// A check by `caller` about `subject`: see [`RbacModel::grants_of_both`].
+    async fn grants_of_both(
+        &self,
+        platform: &str,
+        caller: u64,
+        subject: u64,
+    ) -> Result<(Arc<Vec<Grant>>, Option<Arc<Vec<Grant>>>), ReadError>;
+
+    async fn user_by_username(
+        &self,
+        platform: &str,
+        username: &str,
+    ) -> Result<Option<RbacUser>, ReadError>;
+
+    async fn user_by_email(
+        &self,
+        platform: &str,
+        email: &str,
+    ) -> Result<Option<RbacUser>, ReadError>;
+
+    /// See [`RbacModel::because_names`].
+    async fn because_names(
+        &self,
+        platform: &str,
+        because: &Because,
+    ) -> Result<(String, String, String), ReadError>;
+
+    async fn roles(
+        &self,
+        platform: &str,
+        name_contains: Option<&str>,
+        include_global_roles: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<RoleView>, ReadError>;
+
+    async fn role(&self, platform: &str, id: u64) -> Result<Option<RoleView>, ReadError>;
+
+    async fn groups(
+        &self,
+        platform: &str,
+        filter: &GroupFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<GroupView>, ReadError>;
+
+    async fn group(&self, platform: &str, id: u64) -> Result<Option<GroupView>, ReadError>;
+
+    async fn policies(
+        &self,
+        filter: &PolicyFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<PolicyView>, ReadError>;
+
+    async fn policy(&self, platform: &str, id: u64) -> Result<Option<PolicyView>, ReadError>;
+
+    async fn mentor_policies(
+        &self,
+        platform: &str,
+        mentor_id: u64,
+    ) -> Result<Vec<PolicyView>, ReadError>;
+
+    async fn who_has_access(
+        &self,
+        platform: &str,
+        resource: &ResourcePath,
+        action: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<AccessEntry>, ReadError>;
+}
+
+#[async_trait::async_trait]
+impl RbacQueries for RbacModel {
+    async fn active_grants(
+        &self,
+        platform: &str,
+        user_id: u64,
+    ) -> Result<Option<Arc<Vec<Grant>>>, ReadError> {
+        let s = self.read();
+        let active = s
+            .users
+            .get(&user_id)
+            .is_some_and(|u| u.active && u.platform == platform);
+        Ok(active.then(|| s.grants_of(platform, user_id)))
+    }
+
+    async fn grants_of_both(
+        &self,
+        platform: &str,
+        caller: u64,
+        subject: u64,
+    ) -> Result<(Arc<Vec<Grant>>, Option<Arc<Vec<Grant>>>), ReadError> {
+        Ok(RbacModel::grants_of_both(self, platform, caller, subject))
+    }
+
+    async fn user_by_username(
+        &self,
+        platform: &str,
+        username: &str,
+    ) -> Result<Option<RbacUser>, ReadError> {
+        Ok(RbacModel::user_by_username(self, platform, username))
+    }
+
+    async fn user_by_email(
+        &self,
+        platform: &str,
+        email: &str,
+    ) -> Result<Option<RbacUser>, ReadError> {
+        Ok(RbacModel::user_by_email(self, platform, email))
+    }
+
+    async fn because_names(
+        &self,
+        platform: &str,
+        because: &Because,
+    ) -> Result<(String, String, String), ReadError> {
+        Ok(RbacModel::because_names(self, platform, because))
+    }
+
+    async fn roles(
+        &self,
+        platform: &str,
+        name_contains: Option<&str>,
+        include_global_roles: bool,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<RoleView>, ReadError> {
+        Ok(RbacModel::roles(
+            self,
+            platform,
+            name_contains,
+            include_global_roles,
+            offset,
+            limit,
+        ))
+    }
+
+    async fn role(&self, platform: &str, id: u64) -> Result<Option<RoleView>, ReadError> {
+        Ok(RbacModel::role(self, platform, id))
+    }
+
+    async fn groups(
+        &self,
+        platform: &str,
+        filter: &GroupFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<GroupView>, ReadError> {
+        Ok(RbacModel::groups(self, platform, filter, offset, limit))
+    }
+
+    async fn group(&self, platform: &str, id: u64) -> Result<Option<GroupView>, ReadError> {
+        Ok(RbacModel::group(self, platform, id))
+    }
+
+    async fn policies(
+        &self,
+        filter: &PolicyFilter,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<PolicyView>, ReadError> {
+        Ok(RbacModel::policies(self, filter, offset, limit))
+    }
+
+    async fn policy(&self, platform: &str, id: u64) -> Result<Option<PolicyView>, ReadError> {
+        Ok(RbacModel::policy(self, platform, id))
+    }
+
+    async fn mentor_policies(
+        &self,
+        platform: &str,
+        mentor_id: u64,
+    ) -> Result<Vec<PolicyView>, ReadError> {
+        Ok(RbacModel::mentor_policies(self, platform, mentor_id))
+    }
+
+    async fn who_has_access(
+        &self,
+        platform: &str,
+        resource: &ResourcePath,
+        action: &str,
+        offset: usize,
+        limit: usize,
+    ) -> Result<Page<AccessEntry>, ReadError> {
+        Ok(RbacModel::who_has_access(
+            self, platform, resource, action, offset, limit,
+        ))
+    }
+}
+
 impl crate::Snapshot for RbacModel {
     fn version(&self) -> u32 {
         SNAPSHOT_VERSION
@@ -1682,14 +1978,18 @@ impl crate::Snapshot for RbacModel {
         // Decoded and indexed outside the lock; swapped in under it.
         let restored = serde_json::from_slice::<Records>(bytes)
             .map(|records| State::from_records(checkpoint, records));
-        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.write();
+        let track = s.track;
         match restored {
             Ok(state) => {
-                *s = state;
+                *s = State { track, ..state };
                 Ok(())
             }
             Err(e) => {
-                *s = State::default();
+                *s = State {
+                    track,
+                    ..State::default()
+                };
                 Err(format!("rbac snapshot: {e}"))
             }
         }
@@ -1706,7 +2006,7 @@ impl ReadModel for RbacModel {
     }
 
     fn apply(&self, batch: &[RecordedEvent]) -> Applied {
-        let mut s = self.state.write().unwrap_or_else(|p| p.into_inner());
+        let mut s = self.write();
         for event in batch {
             if event.position <= s.checkpoint {
                 continue;
@@ -1746,8 +2046,8 @@ mod tests {
 
     /// A log of recorded events, positions and revisions assigned in order.
     #[derive(Default, Clone)]
-    struct Log {
-        events: Vec<RecordedEvent>,
+    pub(super) struct Log {
+        pub(super) events: Vec<RecordedEvent>,
     }
 
     impl Log {
@@ -3171,7 +3471,7 @@ mod tests {
     /// changed and deleted, members and subjects added and removed, users
     /// deactivated and reactivated, on two platforms, ids sometimes naming
     /// what does not exist (yet), is deleted or is of the other platform.
-    fn random_history(rng: &mut Rng, steps: usize) -> Log {
+    pub(super) fn random_history(rng: &mut Rng, steps: usize) -> Log {
         const PATTERNS: [&str; 7] = [
             "Ibl.*",
             "Ibl.Mentor/*",
@@ -3618,9 +3918,9 @@ mod tests {
     // --- scale
 
     /// A small deterministic generator (xorshift64*).
-    struct Rng(u64);
+    pub(super) struct Rng(pub(super) u64);
     impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
+        pub(super) fn below(&mut self, n: u64) -> u64 {
             self.0 ^= self.0 >> 12;
             self.0 ^= self.0 << 25;
             self.0 ^= self.0 >> 27;

@@ -88,16 +88,12 @@ use crate::credentials::{
     CatalogQueries, CredentialFilter, CredentialView, IssuerView, Page, UserFilter, UserView,
 };
 use crate::redis_link::{self, Writer};
-use crate::redis_model::{esc, list_count, Op, Plan, RedisModel, Written, MAX_RANGE};
+use crate::redis_model::{esc, list_count, needle_grams, Op, Plan, RedisModel, Written, MAX_RANGE};
 use crate::{Applied, ReadModel};
 
 /// A gram's posting is a set of sequence numbers while it has at most this
 /// many members (an intset: 4 bytes each), then a bitmap.
 pub const SMALL: usize = 512;
-
-/// At most this many of a long needle's trigrams are intersected (any of
-/// them narrow the candidates; the recheck makes the answer exact).
-const NEEDLE_GRAMS: usize = 16;
 
 /// A search with at least this many candidates to recheck keeps its
 /// matches for a minute (`found` keys), for its next pages.
@@ -750,33 +746,6 @@ impl Kind {
             Kind::User => "user",
         }
     }
-}
-
-/// The grams whose postings a text holding `needle` (in lower case) is
-/// in, percent-encoded: the needle itself up to 3 characters (exact), else
-/// (up to [`NEEDLE_GRAMS`] of) its trigrams (candidates to recheck); and
-/// whether the needle is one gram.
-fn needle_grams(needle: &str) -> (Vec<String>, bool) {
-    let at: Vec<usize> = needle
-        .char_indices()
-        .map(|(i, _)| i)
-        .chain(std::iter::once(needle.len()))
-        .collect();
-    let chars = at.len() - 1;
-    if chars <= 3 {
-        return (vec![esc(needle).into_owned()], true);
-    }
-    let mut grams: Vec<String> = Vec::new();
-    for start in 0..chars - 2 {
-        let gram = esc(&needle[at[start]..at[start + 3]]).into_owned();
-        if !grams.contains(&gram) {
-            grams.push(gram);
-        }
-        if grams.len() == NEEDLE_GRAMS {
-            break;
-        }
-    }
-    (grams, false)
 }
 
 /// A filter's value as the scripts take it.
@@ -1435,6 +1404,7 @@ impl ReadModel for RedisCatalog {
 mod tests {
     use super::*;
     use crate::credentials::CredentialsModel;
+    use crate::redis_model::NEEDLE_GRAMS;
     use crate::testing::{at, credential, Log, RedisCluster, RedisServer};
     use ibl_events::credentials::IssuerFields;
     use ibl_events::{Actor, Metadata};

@@ -101,6 +101,56 @@ pub(crate) fn list_count(reply: &mut impl Iterator<Item = String>) -> Result<usi
         .ok_or_else(|| ReadError::new("a list's count is missing"))
 }
 
+/// At most this many of a long needle's trigrams are intersected (any of
+/// them narrow the candidates; the recheck makes the answer exact).
+pub(crate) const NEEDLE_GRAMS: usize = 16;
+
+/// The grams whose postings a text holding `needle` (in lower case) is
+/// in, percent-encoded: the needle itself up to 3 characters (exact), else
+/// (up to [`NEEDLE_GRAMS`] of) its trigrams (candidates to recheck); and
+/// whether the needle is one gram.
+pub(crate) fn needle_grams(needle: &str) -> (Vec<String>, bool) {
+    let at: Vec<usize> = needle
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(needle.len()))
+        .collect();
+    let chars = at.len() - 1;
+    if chars <= 3 {
+        return (vec![esc(needle).into_owned()], true);
+    }
+    let mut grams: Vec<String> = Vec::new();
+    for start in 0..chars - 2 {
+        let gram = esc(&needle[at[start]..at[start + 3]]).into_owned();
+        if !grams.contains(&gram) {
+            grams.push(gram);
+        }
+        if grams.len() == NEEDLE_GRAMS {
+            break;
+        }
+    }
+    (grams, false)
+}
+
+/// The grams of a text (in lower case) a search may look up: every run
+/// of 1 to 3 characters, percent-encoded.
+pub(crate) fn text_grams(text: &str) -> std::collections::BTreeSet<String> {
+    let at: Vec<usize> = text
+        .char_indices()
+        .map(|(i, _)| i)
+        .chain(std::iter::once(text.len()))
+        .collect();
+    let mut out = std::collections::BTreeSet::new();
+    for start in 0..at.len() - 1 {
+        for len in 1..=3 {
+            if let Some(end) = at.get(start + len) {
+                out.insert(esc(&text[at[start]..*end]).into_owned());
+            }
+        }
+    }
+    out
+}
+
 /// How far [`RedisModel::write`] got.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Written {
@@ -121,13 +171,14 @@ pub(crate) struct Op {
 /// Each platform's operations, in log order, by the platform's prefix.
 pub(crate) type Plan = BTreeMap<String, Vec<Op>>;
 
-/// Cuts `ops` (in log order) into runs of about `size`, between events.
-fn chunks(ops: &[Op], size: usize) -> Vec<&[Op]> {
+/// Cuts `ops` (in log order) into runs of about `size`, between events
+/// unless `anywhere`.
+fn chunks(ops: &[Op], size: usize, anywhere: bool) -> Vec<&[Op]> {
     let mut out = Vec::new();
     let mut start = 0;
     while start < ops.len() {
         let mut end = (start + size.max(1)).min(ops.len());
-        while end < ops.len() && ops[end].position == ops[end - 1].position {
+        while !anywhere && end < ops.len() && ops[end].position == ops[end - 1].position {
             end += 1;
         }
         out.push(&ops[start..end]);
@@ -149,6 +200,10 @@ pub(crate) struct RedisModel {
     /// The patterns of the model's keys, deleted after a loss.
     keys: &'static [&'static str],
     chunk: usize,
+    /// Whether a script may apply part of an event's operations: the
+    /// model's operations write state, not changes, and its script applies
+    /// a run at or past its platform's checkpoint again.
+    idempotent: bool,
 }
 
 impl RedisModel {
@@ -199,7 +254,20 @@ impl RedisModel {
             layout,
             keys,
             chunk,
+            idempotent: false,
         })
+    }
+
+    /// Marks the model's operations as idempotent (see `idempotent`).
+    pub fn idempotent(mut self) -> Self {
+        self.idempotent = true;
+        self
+    }
+
+    /// Moves where this process believes the model is, once it wrote the
+    /// model whole up to `to` (see [`Self::clear`]).
+    pub fn restored(&self, to: Position) {
+        self.checkpoint.store(to, Ordering::Release);
     }
 
     fn global_checkpoint(&self) -> String {
@@ -342,7 +410,7 @@ impl RedisModel {
             let mut left = scripts;
             for (pfx, ops) in &ops {
                 let checkpoint = format!("{pfx}checkpoint:{}", self.name);
-                for chunk in chunks(ops, self.chunk) {
+                for chunk in chunks(ops, self.chunk, self.idempotent) {
                     if left == Some(0) {
                         return Ok(Written::Partly);
                     }

@@ -53,7 +53,7 @@ fn resources_error(e: ResourcesError) -> ApiError {
 /// The grants of the user a check is about: the key's owner, or (for a
 /// caller who may manage users) the one named in the body. One read of the
 /// model for the owner or a user named by id.
-fn subject_grants(
+async fn subject_grants(
     read: &ReadState,
     principal: &Principal,
     body: &CheckBody,
@@ -61,15 +61,27 @@ fn subject_grants(
 ) -> Result<Arc<Vec<Grant>>, ApiError> {
     let caller = principal.key.user_id;
     let named = match (&body.user_id, &body.username, &body.email) {
-        (None, None, None) => return Ok(read.rbac.grants(platform, caller)),
+        (None, None, None) => {
+            let grants = read.access.active_grants(platform, caller).await?;
+            return Ok(grants.unwrap_or_default());
+        }
         (Some(id), _, _) => Some(*id),
-        (None, Some(name), _) => read.rbac.user_by_username(platform, name).map(|u| u.id),
-        (None, None, Some(email)) => read.rbac.user_by_email(platform, email).map(|u| u.id),
+        (None, Some(name), _) => read
+            .access
+            .user_by_username(platform, name)
+            .await?
+            .map(|u| u.id),
+        (None, None, Some(email)) => read
+            .access
+            .user_by_email(platform, email)
+            .await?
+            .map(|u| u.id),
     };
     // An unknown name is looked up as no one: 404 only once allowed to ask.
     let (callers, subjects) = read
-        .rbac
-        .grants_of_both(platform, caller, named.unwrap_or(0));
+        .access
+        .grants_of_both(platform, caller, named.unwrap_or(0))
+        .await?;
     let users = ResourcePath::parse(&format!("/platforms/{}/users/", principal.platform.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     if !ibl_events::rbac::authorize(&callers, &users, MANAGE_USERS, ActionKind::Action).allowed {
@@ -89,17 +101,17 @@ fn via(via: Via, group_name: String) -> Value {
     }
 }
 
-fn explained(read: &ReadState, platform: &str, d: &Decision) -> Value {
+async fn explained(read: &ReadState, platform: &str, d: &Decision) -> Result<Value, ApiError> {
     let Some(b) = d.because else {
-        return json!({"allowed": false});
+        return Ok(json!({"allowed": false}));
     };
-    let (policy, role, group) = read.rbac.because_names(platform, &b);
-    json!({
+    let (policy, role, group) = read.access.because_names(platform, &b).await?;
+    Ok(json!({
         "allowed": true,
         "policy": {"id": b.policy_id, "name": policy},
         "role": {"id": b.role_id, "name": role},
         "group": via(b.via, group),
-    })
+    }))
 }
 
 /// `POST /api/core/rbac/permissions/check/`: for each resource, each
@@ -121,7 +133,7 @@ pub async fn check_permissions(
     fresh(&req, &read).await?;
     let paths =
         parse_check_resources(std::mem::take(&mut body.resources)).map_err(resources_error)?;
-    let grants = subject_grants(&read, &principal, &body, &platform)?;
+    let grants = subject_grants(&read, &principal, &body, &platform).await?;
     // By path: sorted, a path asked twice answered once.
     let mut decisions: Vec<(&str, Answer)> = paths
         .iter()
@@ -141,11 +153,11 @@ pub async fn check_permissions(
     }
     let mut answer = Map::new();
     for (path, ops) in &decisions {
-        let ops: Map<String, Value> = ops
-            .iter()
-            .map(|(op, d)| (op.to_owned(), explained(&read, &platform, d)))
-            .collect();
-        answer.insert((*path).to_owned(), Value::Object(ops));
+        let mut explained_ops = Map::new();
+        for (op, d) in ops.iter() {
+            explained_ops.insert(op.to_owned(), explained(&read, &platform, d).await?);
+        }
+        answer.insert((*path).to_owned(), Value::Object(explained_ops));
     }
     Ok(HttpResponse::Ok().json(Value::Object(answer)))
 }
@@ -196,14 +208,27 @@ pub async fn who_has_access(
     let action = required("action")?;
     let p = params.page()?;
     let page = read
-        .rbac
-        .who_has_access(&platform, &resource, &action, p.offset(), p.size);
+        .access
+        .who_has_access(&platform, &resource, &action, p.offset(), p.size)
+        .await?;
+    let mut groups = std::collections::HashMap::new();
+    for e in &page.items {
+        if let Via::Group(id) = e.via {
+            if let std::collections::hash_map::Entry::Vacant(slot) = groups.entry(id) {
+                slot.insert(read.access.because_names(&platform, &e.because()).await?.2);
+            }
+        }
+    }
     drf_page(&req, p, &page, |e| {
+        let group = match e.via {
+            Via::Group(id) => groups.get(&id).cloned().unwrap_or_default(),
+            Via::Direct => String::new(),
+        };
         json!({
             "user": {"id": e.user.id, "username": e.user.username, "email": e.user.email},
             "policy_id": e.policy_id,
             "role_id": e.role_id,
-            "group": via(e.via, read.rbac.because_names(&platform, &e.because()).2),
+            "group": via(e.via, group),
         })
     })
 }

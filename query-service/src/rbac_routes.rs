@@ -56,13 +56,16 @@ pub async fn list_roles(
     let (params, platform) = start(&req, &read, &principal).await?;
     let page = params.page()?;
     let include_global = params.flag("include_global_roles", false)?;
-    let found = read.rbac.roles(
-        &platform,
-        params.get("name"),
-        include_global,
-        page.offset(),
-        page.size,
-    );
+    let found = read
+        .access
+        .roles(
+            &platform,
+            params.get("name"),
+            include_global,
+            page.offset(),
+            page.size,
+        )
+        .await?;
     drf_page(&req, page, &found, role)
 }
 
@@ -73,7 +76,7 @@ pub async fn get_role(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (_, platform) = start_detail(&req, &read, &principal).await?;
-    let r = visible_role(&read, &platform, path_id(&id)?)?;
+    let r = visible_role(read.access.role(&platform, path_id(&id)?).await?)?;
     Ok(HttpResponse::Ok().json(role(&r)))
 }
 
@@ -92,8 +95,9 @@ pub async fn list_groups(
         email: params.get("email").map(str::to_owned),
     };
     let found = read
-        .rbac
-        .groups(&platform, &filter, page.offset(), page.size);
+        .access
+        .groups(&platform, &filter, page.offset(), page.size)
+        .await?;
     drf_page(&req, page, &found, |g| group(g, include_users))
 }
 
@@ -104,7 +108,7 @@ pub async fn get_group(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (params, platform) = start_detail(&req, &read, &principal).await?;
-    let g = visible_group(&read, &platform, path_id(&id)?)?;
+    let g = visible_group(read.access.group(&platform, path_id(&id)?).await?)?;
     Ok(HttpResponse::Ok().json(group(&g, params.flag("include_users", true)?)))
 }
 
@@ -125,7 +129,10 @@ pub async fn list_policies(
         email: params.get("email").map(str::to_owned),
         group: params.get("group").map(str::to_owned),
     };
-    let found = read.rbac.policies(&filter, page.offset(), page.size);
+    let found = read
+        .access
+        .policies(&filter, page.offset(), page.size)
+        .await?;
     drf_page(&req, page, &found, |p| {
         policy(p, include_users, include_groups)
     })
@@ -138,7 +145,7 @@ pub async fn get_policy(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let (params, platform) = start_detail(&req, &read, &principal).await?;
-    let p = visible_policy(&read, &platform, path_id(&id)?)?;
+    let p = visible_policy(read.access.policy(&platform, path_id(&id)?).await?)?;
     Ok(HttpResponse::Ok().json(policy(
         &p,
         params.flag("include_users", true)?,
@@ -157,8 +164,9 @@ pub async fn list_mentor_access(
     let mentor_id = int_param(&params, "mentor_id")?
         .ok_or_else(|| ApiError::field("mentor_id", "This field is required."))?;
     let out: Vec<Value> = read
-        .rbac
+        .access
         .mentor_policies(&platform, mentor_id)
+        .await?
         .iter()
         .map(|p| mentor_policy(p, mentor_id))
         .collect();

@@ -6,16 +6,17 @@
 #       latency from the schedule): p50/p99, beside /healthz at the same rate;
 #   and the memory of the check index (logged by the server at start).
 # The fill goes through `ibl serve`; the checks are measured against `ibl
-# serve`, or against the split deployment's query service with
-# IBL_BENCH_SERVICE=query-service (with REDIS_URL set, it reads the
-# assertions from Redis; the check index is in its memory either way).
+# serve` (the check index in its memory), or with
+# IBL_BENCH_SERVICE=query-service against the split deployment's query
+# service reading the check index from a redis-server of the run's own,
+# written by a `projections` process from the filled log.
 # Usage: tests/bench/rbac.sh [SECONDS] [USERS] [GROUPS] [POLICIES] [RATE]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}; USERS=${2:-10000}; NGROUPS=${3:-1000}; POLICIES=${4:-2000}; RATE=${5:-5000}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 SERVICE=${IBL_BENCH_SERVICE:-serve}
-cargo build --release --bin ibl --bin query-service --example fill_rbac --example loadgen
+cargo build --release --bin ibl --bin query-service --bin projections --example fill_rbac --example loadgen
 BIN=target/release/ibl
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
@@ -24,6 +25,17 @@ BASE=http://127.0.0.1:$PORT
 KEY=$($BIN platform create --data-dir "$WORK/data" --key bench --name Bench --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
 serve() {
   if [ "${1:-serve}" = query-service ]; then
+    command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
+    local redis_port prj_port
+    redis_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    prj_port=$(python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])')
+    redis-server --port "$redis_port" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
+    for _ in $(seq 1 500); do redis-cli -p "$redis_port" ping >/dev/null 2>&1 && break; sleep 0.01; done
+    export REDIS_URL=redis://127.0.0.1:$redis_port/0
+    # The projector answers /healthz once its models caught up with the log.
+    RUST_LOG=warn target/release/projections --addr 127.0.0.1:$prj_port --data-dir "$WORK/data" 2> "$WORK/projections.log" &
+    for _ in $(seq 1 30000); do curl -fs "http://127.0.0.1:$prj_port/healthz" >/dev/null 2>&1 && break; sleep 0.01; done
+    echo "Redis: $(redis-cli -p "$redis_port" dbsize) keys, $(redis-cli -p "$redis_port" info memory | grep -o 'used_memory_human:[^[:space:]]*')"
     RUST_LOG=warn,ibl::startup=info target/release/query-service --addr 127.0.0.1:$PORT --data-dir "$WORK/data" 2> "$WORK/server.log" &
   else
     RUST_LOG=warn,ibl::startup=info $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" 2> "$WORK/server.log" &

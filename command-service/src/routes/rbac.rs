@@ -142,7 +142,7 @@ fn check_groups(
     ids: &[u64],
 ) -> Result<(), ApiError> {
     for id in ids {
-        if visible_group(read, platform, *id).is_err() {
+        if visible_group(read.rbac.group(platform, *id)).is_err() {
             return Err(ApiError::field(
                 field,
                 format!("Invalid pk \"{id}\" - object does not exist."),
@@ -153,7 +153,7 @@ fn check_groups(
 }
 
 fn check_role(read: &ReadState, platform: &str, id: u64) -> Result<RoleView, ApiError> {
-    visible_role(read, platform, id).map_err(|_| {
+    visible_role(read.rbac.role(platform, id)).map_err(|_| {
         ApiError::field(
             "role_id",
             format!("Invalid pk \"{id}\" - object does not exist."),
@@ -188,7 +188,7 @@ impl Entity for Roles {
         role_stream(id)
     }
     fn visible(read: &ReadState, platform: &str, id: u64) -> Result<RoleView, ApiError> {
-        visible_role(read, platform, id)
+        visible_role(read.rbac.role(platform, id))
     }
     fn wire(view: &RoleView) -> Value {
         wire::role(view)
@@ -208,7 +208,7 @@ impl Entity for Groups {
         group_stream(id)
     }
     fn visible(read: &ReadState, platform: &str, id: u64) -> Result<GroupView, ApiError> {
-        visible_group(read, platform, id)
+        visible_group(read.rbac.group(platform, id))
     }
     fn wire(view: &GroupView) -> Value {
         wire::group(view, true)
@@ -228,7 +228,7 @@ impl Entity for Policies {
         policy_stream(id)
     }
     fn visible(read: &ReadState, platform: &str, id: u64) -> Result<PolicyView, ApiError> {
-        visible_policy(read, platform, id)
+        visible_policy(read.rbac.policy(platform, id))
     }
     fn wire(view: &PolicyView) -> Value {
         wire::policy(view, true, true)
@@ -389,7 +389,7 @@ pub async fn update_role(
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     require_on_put(&req, body.name.as_ref(), "name")?;
-    let current = visible_role(&read, &platform, id)?;
+    let current = visible_role(read.rbac.role(&platform, id))?;
     if body.actions.is_some() || body.data_actions.is_some() {
         let actions = body.actions.as_ref().unwrap_or(&current.actions);
         let data_actions = body.data_actions.as_ref().unwrap_or(&current.data_actions);
@@ -596,7 +596,7 @@ pub async fn update_group(
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     require_on_put(&req, body.name.as_ref(), "name")?;
-    visible_group(&read, &platform, id)?;
+    visible_group(read.rbac.group(&platform, id))?;
     check_users(&read, &platform, "users_to_add", &body.users_to_add)?;
     check_users(&read, &platform, "users_to_remove", &body.users_to_remove)?;
     if !body.users_to_add.is_empty() {
@@ -742,7 +742,7 @@ pub async fn update_policy(
     let platform = body_platform(&req, &principal, body.platform_key.as_ref())?;
     let id = path_id(&id)?;
     require_on_put(&req, body.role_id.as_ref(), "role_id")?;
-    let current = visible_policy(&read, &platform, id)?;
+    let current = visible_policy(read.rbac.policy(&platform, id))?;
     let role = match body.role_id {
         Some(role_id) => Some(check_role(&read, &platform, role_id)?),
         None => read.rbac.role(&platform, current.role.id),
@@ -959,7 +959,7 @@ pub async fn mentor_access(
             Err(e) => return Err(e.into()),
         };
     settle(&read, position).await;
-    let policy = visible_policy(&read, &platform, id)?;
+    let policy = visible_policy(read.rbac.policy(&platform, id))?;
     Ok(written(
         &read,
         status,

@@ -356,38 +356,29 @@ pub fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, Ap
 }
 
 /// The key and the guard, judged on the read models as they are.
-fn principal_of(req: &HttpRequest, read: &ReadState) -> Result<Principal, ApiError> {
+async fn principal_of(req: &HttpRequest, read: &ReadState) -> Result<Principal, ApiError> {
     let principal = authenticate(req, read)?;
-    crate::guard::enforce(req, read, &principal)?;
+    crate::guard::enforce(req, read, &principal).await?;
     Ok(principal)
 }
 
 impl FromRequest for Principal {
     type Error = ApiError;
-    type Future = futures_util::future::Either<
-        std::future::Ready<Result<Self, ApiError>>,
-        Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>,
-    >;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
     /// With `X-Min-Position`, or strong reads configured, the read models
     /// first reach that position (see [`crate::request::fresh`]): a key
     /// revoked, or a grant removed, by an earlier write is judged as it now
     /// is, not as a lagging model shows it.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        use futures_util::future::Either;
-        let Some(read) = req.app_data::<web::Data<ReadState>>() else {
-            return Either::Left(std::future::ready(Err(ApiError::Internal(
-                "read state not configured".into(),
-            ))));
-        };
-        if crate::request::waits(req, read) {
-            // (Cloned only here: most requests do not wait.)
-            let (req, read) = (req.clone(), read.clone());
-            return Either::Right(Box::pin(async move {
+        let (req, read) = (req.clone(), req.app_data::<web::Data<ReadState>>().cloned());
+        Box::pin(async move {
+            let read =
+                read.ok_or_else(|| ApiError::Internal("read state not configured".into()))?;
+            if crate::request::waits(&req, &read) {
                 crate::request::fresh(&req, &read).await?;
-                principal_of(&req, &read)
-            }));
-        }
-        Either::Left(std::future::ready(principal_of(req, read)))
+            }
+            principal_of(&req, &read).await
+        })
     }
 }

@@ -53,15 +53,19 @@ impl Guard {
 /// Checks `principal` against the guard of this request's route, if any.
 /// A key whose user is deactivated is refused on every route (403), even
 /// those that need no operation.
-pub fn enforce(req: &HttpRequest, read: &ReadState, principal: &Principal) -> Result<(), ApiError> {
+pub async fn enforce(
+    req: &HttpRequest,
+    read: &ReadState,
+    principal: &Principal,
+) -> Result<(), ApiError> {
     let platform = &principal.platform;
     let user = principal.key.user_id;
-    if !read.rbac.is_active(&platform.key, user) {
+    let Some(grants) = read.access.active_grants(&platform.key, user).await? else {
         return Err(ApiError::Forbidden(format!(
             "The user of this API key ({}) is not active on this platform.",
             principal.key.username
         )));
-    }
+    };
     let Some(guard) = req
         .app_data::<RouteGuards>()
         .and_then(|g| g.0.iter().find(|(m, _)| m == req.method()))
@@ -82,7 +86,6 @@ pub fn enforce(req: &HttpRequest, read: &ReadState, principal: &Principal) -> Re
     let operation = kind_of.operation(kind, guard.operation).ok_or_else(|| {
         ApiError::Internal(format!("guard names no operation {}", guard.operation))
     })?;
-    let grants = read.rbac.grants(&platform.key, user);
     if evaluate(&grants, &path, operation).allowed {
         Ok(())
     } else {

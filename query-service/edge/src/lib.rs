@@ -32,7 +32,12 @@ pub struct ReadState {
     /// Credentials and issuers: what the query routes read (in Redis, or
     /// `models` itself).
     pub catalog: Arc<dyn ibl_projections::credentials::CatalogQueries>,
+    /// RBAC as the command service's decisions read it: in memory, fed
+    /// from the store (empty in a query service on Redis).
     pub rbac: Arc<ibl_projections::rbac::RbacModel>,
+    /// RBAC as the guards and the query routes read it (in Redis, or
+    /// `rbac` itself).
+    pub access: Arc<dyn ibl_projections::rbac::RbacQueries>,
     pub projections: Projections,
     /// How long a read with `X-Min-Position` waits for the read models to
     /// reach it (then 503 with `Retry-After`).

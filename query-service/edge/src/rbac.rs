@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 
 use crate::extract::Principal;
 use crate::request::Params;
-use crate::{ApiError, ReadState};
+use crate::ApiError;
 
 /// `{id, key, name}` of a platform.
 fn platform(id: u64, key: &str, name: &str) -> Value {
@@ -134,24 +134,22 @@ pub fn path_id(raw: &str) -> Result<u64, ApiError> {
     raw.trim().parse::<u64>().map_err(|_| ApiError::not_found())
 }
 
-/// A role a tenant may see: live, of its platform (or global), not internal.
-pub fn visible_role(read: &ReadState, platform: &str, id: u64) -> Result<RoleView, ApiError> {
-    read.rbac
-        .role(platform, id)
+/// A role a tenant may see, of those found live on its platform (or
+/// global): not internal.
+pub fn visible_role(found: Option<RoleView>) -> Result<RoleView, ApiError> {
+    found
         .filter(|r| !r.is_internal)
         .ok_or_else(|| ApiError::NotFound("No such role.".into()))
 }
 
-pub fn visible_group(read: &ReadState, platform: &str, id: u64) -> Result<GroupView, ApiError> {
-    read.rbac
-        .group(platform, id)
+pub fn visible_group(found: Option<GroupView>) -> Result<GroupView, ApiError> {
+    found
         .filter(|g| !g.is_internal)
         .ok_or_else(|| ApiError::NotFound("No such group.".into()))
 }
 
-pub fn visible_policy(read: &ReadState, platform: &str, id: u64) -> Result<PolicyView, ApiError> {
-    read.rbac
-        .policy(platform, id)
+pub fn visible_policy(found: Option<PolicyView>) -> Result<PolicyView, ApiError> {
+    found
         .filter(|p| !p.is_internal)
         .ok_or_else(|| ApiError::NotFound("No such policy.".into()))
 }

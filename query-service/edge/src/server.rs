@@ -20,7 +20,7 @@ use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 use ibl_projections::assertions::{AssertionQueries, AssertionsModel};
 use ibl_projections::credentials::{CatalogQueries, CredentialsModel};
-use ibl_projections::rbac::RbacModel;
+use ibl_projections::rbac::{RbacModel, RedisRbac};
 use ibl_projections::redis_assertions::RedisAssertions;
 use ibl_projections::redis_catalog::RedisCatalog;
 use ibl_projections::relay::{self, Checkpoint};
@@ -507,12 +507,32 @@ pub async fn start_read_side(
         Some(redis) => redis,
         None => models.clone(),
     };
-    let rbac = Arc::new(RbacModel::new());
-    let snapshots = Arc::new(Snapshots::new(
-        read_dir.clone(),
-        store.clone(),
-        vec![models.clone() as Arc<dyn Snapshot>, rbac.clone()],
-    ));
+    // RBAC in Redis is written by the projector from its own in-memory
+    // model (kept with its snapshot) and read by the query service, which
+    // keeps none; the command service decides on its own model in memory,
+    // and the projector's process (`ibl serve`) reads its own.
+    let (rbac, redis_rbac) = match (&settings.redis_url, role) {
+        (Some(url), Role::Projector | Role::Queries) => {
+            let (source, redis) = if role == Role::Projector {
+                let source = RedisRbac::source();
+                (source.clone(), RedisRbac::open_writer(url, source).await)
+            } else {
+                (Arc::new(RbacModel::new()), RedisRbac::open(url).await)
+            };
+            let redis = Arc::new(redis.map_err(|e| {
+                std::io::Error::other(format!("the RBAC read model in Redis (REDIS_URL): {e}"))
+            })?);
+            let follow = || redis.follow(FOLLOW_EVERY);
+            in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
+            (source, Some(redis))
+        }
+        _ => (Arc::new(RbacModel::new()), None),
+    };
+    let mut snapshotted = vec![models.clone() as Arc<dyn Snapshot>];
+    if redis_rbac.is_none() || role == Role::Projector {
+        snapshotted.push(rbac.clone());
+    }
+    let snapshots = Arc::new(Snapshots::new(read_dir.clone(), store.clone(), snapshotted));
     for (model, loaded) in snapshots.load().await {
         match loaded {
             Ok(position) => tracing::info!(
@@ -523,7 +543,10 @@ pub async fn start_read_side(
             }
         }
     }
-    read_models.extend([models.clone() as Arc<dyn ReadModel>, rbac.clone()]);
+    read_models.push(models.clone());
+    if redis_rbac.is_none() {
+        read_models.push(rbac.clone());
+    }
     let (mut projections, _tasks) = Projections::start(store.clone(), read_models);
     for (name, progress) in followed {
         projections.observe(name, progress);
@@ -566,6 +589,12 @@ pub async fn start_read_side(
         models,
         assertions,
         catalog,
+        // The projector (and `ibl serve`) judges from the model it keeps,
+        // so its guards work while Redis is down.
+        access: match redis_rbac {
+            Some(redis) if role == Role::Queries => redis,
+            _ => rbac.clone(),
+        },
         rbac,
         projections,
         min_position_wait: Duration::from_millis(settings.min_position_wait_ms),
