@@ -1543,26 +1543,6 @@ impl RbacModel {
         self.read().grants_of(platform, user_id)
     }
 
-    /// A check by `caller` about another user, read under one lock: the
-    /// caller's grants, and the subject's if it is registered on `platform`
-    /// (`None` otherwise; empty if it is deactivated).
-    pub fn grants_of_both(
-        &self,
-        platform: &str,
-        caller: u64,
-        subject: u64,
-    ) -> (Arc<Vec<Grant>>, Option<Arc<Vec<Grant>>>) {
-        let s = self.read();
-        let registered = s
-            .users
-            .get(&subject)
-            .is_some_and(|u| u.platform == platform);
-        (
-            s.grants_of(platform, caller),
-            registered.then(|| s.grants_of(platform, subject)),
-        )
-    }
-
     /// The live policies of `platform` that name group `group_id`, each as
     /// the grant it gives the group's members (policies whose role grants
     /// nothing are left out): what adding a member to the group gives them.
@@ -1762,21 +1742,13 @@ impl RbacModel {
 /// own in-memory model and uses the inherent methods of [`RbacModel`].
 #[async_trait::async_trait]
 pub trait RbacQueries: Send + Sync + 'static {
-    /// The grants of a user registered on `platform` and active; `None`
-    /// for anyone else (unknown, of another platform, deactivated).
-    async fn active_grants(
+    /// A user of `platform` for a check: `None` when not registered on it,
+    /// else whether it is active and its grants (empty unless active).
+    async fn user_grants(
         &self,
         platform: &str,
         user_id: u64,
-    ) -> Result<Option<Arc<Vec<Grant>>>, ReadError>;
-
-    /// A check by `caller` about `subject`: see [`RbacModel::grants_of_both`].
-    async fn grants_of_both(
-        &self,
-        platform: &str,
-        caller: u64,
-        subject: u64,
-    ) -> Result<(Arc<Vec<Grant>>, Option<Arc<Vec<Grant>>>), ReadError>;
+    ) -> Result<Option<(bool, Arc<Vec<Grant>>)>, ReadError>;
 
     async fn user_by_username(
         &self,
@@ -1845,26 +1817,17 @@ pub trait RbacQueries: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 impl RbacQueries for RbacModel {
-    async fn active_grants(
+    async fn user_grants(
         &self,
         platform: &str,
         user_id: u64,
-    ) -> Result<Option<Arc<Vec<Grant>>>, ReadError> {
+    ) -> Result<Option<(bool, Arc<Vec<Grant>>)>, ReadError> {
         let s = self.read();
-        let active = s
-            .users
-            .get(&user_id)
-            .is_some_and(|u| u.active && u.platform == platform);
-        Ok(active.then(|| s.grants_of(platform, user_id)))
-    }
-
-    async fn grants_of_both(
-        &self,
-        platform: &str,
-        caller: u64,
-        subject: u64,
-    ) -> Result<(Arc<Vec<Grant>>, Option<Arc<Vec<Grant>>>), ReadError> {
-        Ok(RbacModel::grants_of_both(self, platform, caller, subject))
+        let active = match s.users.get(&user_id) {
+            Some(u) if u.platform == platform => u.active,
+            _ => return Ok(None),
+        };
+        Ok(Some((active, s.grants_of(platform, user_id))))
     }
 
     async fn user_by_username(

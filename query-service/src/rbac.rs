@@ -50,21 +50,17 @@ fn resources_error(e: ResourcesError) -> ApiError {
     }
 }
 
-/// The grants of the user a check is about: the key's owner, or (for a
-/// caller who may manage users) the one named in the body. One read of the
-/// model for the owner or a user named by id.
+/// The grants of the user a check is about: the key's owner (as the guard
+/// read them), or (for a caller who may manage users) the one named in the
+/// body.
 async fn subject_grants(
     read: &ReadState,
     principal: &Principal,
     body: &CheckBody,
     platform: &str,
 ) -> Result<Arc<Vec<Grant>>, ApiError> {
-    let caller = principal.key.user_id;
     let named = match (&body.user_id, &body.username, &body.email) {
-        (None, None, None) => {
-            let grants = read.access.active_grants(platform, caller).await?;
-            return Ok(grants.unwrap_or_default());
-        }
+        (None, None, None) => return Ok(principal.grants.clone()),
         (Some(id), _, _) => Some(*id),
         (None, Some(name), _) => read
             .access
@@ -78,19 +74,23 @@ async fn subject_grants(
             .map(|u| u.id),
     };
     // An unknown name is looked up as no one: 404 only once allowed to ask.
-    let (callers, subjects) = read
-        .access
-        .grants_of_both(platform, caller, named.unwrap_or(0))
-        .await?;
     let users = ResourcePath::parse(&format!("/platforms/{}/users/", principal.platform.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    if !ibl_events::rbac::authorize(&callers, &users, MANAGE_USERS, ActionKind::Action).allowed {
+    let allowed =
+        ibl_events::rbac::authorize(&principal.grants, &users, MANAGE_USERS, ActionKind::Action);
+    if !allowed.allowed {
         return Err(ApiError::Forbidden(format!(
             "Checking another user's permissions needs {MANAGE_USERS} on {}.",
             users.as_str()
         )));
     }
-    subjects.ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
+    let subject = match named {
+        Some(id) => read.access.user_grants(platform, id).await?,
+        None => None,
+    };
+    subject
+        .map(|(_, grants)| grants)
+        .ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
 }
 
 /// How a grant reaches its user: `"direct"`, or the group `{id, name}`.

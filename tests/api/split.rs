@@ -288,6 +288,105 @@ fn all_users(base: &str, auth: &str, position: &str, query: &str) -> Vec<Value> 
     }
 }
 
+/// A mentor-access grant of `mentor` to a user by username, through the
+/// command service.
+fn grant_mentor(base: &str, auth: &str, mentor: u64, username: &str) {
+    let (status, _) = code(
+        agent()
+            .post(&format!("{base}/api/core/rbac/mentor-access/"))
+            .set("Authorization", auth)
+            .send_json(json!({
+                "platform_key": "acme", "mentor_id": mentor, "role": "viewer",
+                "usernames_to_add": [username],
+            })),
+    );
+    assert!(
+        [200, 201].contains(&status),
+        "granting {mentor} to {username}"
+    );
+}
+
+/// Every page of an RBAC list (`path` with its query), as the query
+/// service at `base` answers it, 100 a page.
+fn all_rbac(base: &str, auth: &str, position: &str, path: &str) -> Vec<Value> {
+    let mut items = Vec::new();
+    for page in 1.. {
+        let body = read_at(
+            base,
+            &format!("{path}&page_size=100&page={page}"),
+            auth,
+            position,
+        );
+        let count = body["count"].as_u64().expect("count");
+        items.extend(body["results"].as_array().expect("results").clone());
+        if items.len() as u64 >= count {
+            break;
+        }
+    }
+    items
+}
+
+/// What the query service at `base` answers of RBAC: policy lists (all,
+/// by username, by name), the group list, mentor access and who holds
+/// a mentor, and an explained check of the users of those grants.
+fn rbac_answers(base: &str, auth: &str, position: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    for query in ["", "&username=USER-c1-r2", "&name=mentor-100"] {
+        let path = format!("/api/core/rbac/policies/?platform_key=acme{query}");
+        out.push(Value::Array(all_rbac(base, auth, position, &path)));
+    }
+    // The platform's id, from a grant's resource `/platforms/{pk}/mentors/{id}/`.
+    let resource = out[0][0]["resources"][0]
+        .as_str()
+        .expect("a grant's resource");
+    let pk = resource
+        .split('/')
+        .nth(2)
+        .expect("a platform id")
+        .to_owned();
+    let groups = all_rbac(
+        base,
+        auth,
+        position,
+        "/api/core/rbac/groups/?platform_key=acme",
+    );
+    out.push(Value::Array(groups));
+    for mentor in [1000, 1102, 1324] {
+        let path = format!("/api/core/rbac/mentor-access/?platform_key=acme&mentor_id={mentor}");
+        out.push(read_at(base, &path, auth, position));
+        let access = format!(
+            "/api/core/rbac/access/?platform_key=acme&resource=/platforms/{pk}/mentors/{mentor}/\
+             &action=Ibl.Mentor/Mentors/read"
+        );
+        out.push(Value::Array(all_rbac(base, auth, position, &access)));
+    }
+    for username in ["User-c0-r0", "User-c3-r24"] {
+        let (status, res) = code(
+            agent()
+                .post(&format!("{base}/api/core/rbac/permissions/check/"))
+                .set("Authorization", auth)
+                .set("X-Min-Position", position)
+                .send_json(json!({
+                    "platform_key": "acme", "username": username, "explain": true,
+                    "resources": [
+                        format!("/platforms/{pk}/mentors/1000/"),
+                        format!("/platforms/{pk}/mentors/1324/"),
+                    ],
+                })),
+        );
+        assert_eq!(status, 200, "a check of {username}");
+        out.push(res.unwrap().into_json().unwrap());
+    }
+    let holders = out[5].as_array().expect("who has access");
+    assert!(
+        holders
+            .iter()
+            .any(|h| h["user"]["username"] == "User-c0-r0"),
+        "mentor 1000's viewer holds it: {holders:?}"
+    );
+    out
+}
+
 /// Every page of the platform's credential list filtered by `query`
 /// (`search=...`, or ""), as the query service at `base` answers it.
 fn all_credentials(base: &str, auth: &str, position: &str, query: &str) -> Vec<Value> {
@@ -416,7 +515,10 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
                     let mut last = String::new();
                     for r in 0..REQUESTS {
                         create_credential(commands, auth, &format!("Badge c{c} r{r}"));
-                        create_user(commands, auth, &format!("User-c{c}-r{r}"));
+                        let username = format!("User-c{c}-r{r}");
+                        create_user(commands, auth, &username);
+                        let mentor = 1000 + 100 * c as u64 + r as u64;
+                        grant_mentor(commands, auth, mentor, &username);
                         let recipients: Vec<Value> = (0..100)
                             .map(|i| json!({"email": format!("c{c}-r{r}-{i}@x.test")}))
                             .collect();
@@ -508,6 +610,18 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
     assert_eq!(live_users[1].len(), 1);
     assert_eq!(live_users[1][0]["userName"], "User-c1-r2");
     assert_eq!(live_users[2].len(), 1);
+    let live_rbac = rbac_answers(&queries.base, &auth, &position);
+    assert_eq!(
+        live_rbac[0].as_array().unwrap().len(),
+        CLIENTS * REQUESTS,
+        "a policy per grant"
+    );
+    assert_eq!(live_rbac[1].as_array().unwrap().len(), 1, "User-c1-r2's");
+    assert_eq!(
+        live_rbac[2].as_array().unwrap().len(),
+        10,
+        "mentor-100 and mentor-1000 to 1009"
+    );
 
     // A rebuild from position 0 into another database answers the same.
     let rebuilt = redis.url(1);
@@ -530,6 +644,11 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
             "credentials {query:?}: live and rebuilt differ"
         );
     }
+    assert_eq!(
+        rbac_answers(&reader.base, &auth, &position),
+        live_rbac,
+        "RBAC: live and rebuilt differ"
+    );
 
     // Every event on NATS once, in order, after the projector's restart.
     let head = {

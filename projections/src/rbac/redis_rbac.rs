@@ -1035,33 +1035,12 @@ fn effective(platform: &str, r: &RoleDoc) -> bool {
 
 #[async_trait::async_trait]
 impl RbacQueries for RedisRbac {
-    async fn active_grants(
+    async fn user_grants(
         &self,
         platform: &str,
         user_id: u64,
-    ) -> Result<Option<Arc<Vec<Grant>>>, ReadError> {
-        let found = self.grants_of(platform, &[user_id]).await?;
-        Ok(found
-            .into_iter()
-            .next()
-            .flatten()
-            .filter(|(active, _)| *active)
-            .map(|(_, g)| g))
-    }
-
-    async fn grants_of_both(
-        &self,
-        platform: &str,
-        caller: u64,
-        subject: u64,
-    ) -> Result<(Arc<Vec<Grant>>, Option<Arc<Vec<Grant>>>), ReadError> {
-        let mut found = self
-            .grants_of(platform, &[caller, subject])
-            .await?
-            .into_iter();
-        let callers = found.next().flatten().map(|(_, g)| g).unwrap_or_default();
-        let subjects = found.next().flatten().map(|(_, g)| g);
-        Ok((callers, subjects))
+    ) -> Result<Option<(bool, Arc<Vec<Grant>>)>, ReadError> {
+        Ok(self.grants_of(platform, &[user_id]).await?.pop().flatten())
     }
 
     async fn user_by_username(
@@ -1644,9 +1623,9 @@ mod tests {
                 }
             }
             for user in 0..=9u64 {
-                let grants = q.active_grants(platform, user).await;
+                let grants = q.user_grants(platform, user).await;
                 say(format!("grants {platform} {user}: {grants:?}"));
-                if let Ok(Some(grants)) = grants {
+                if let Ok(Some((_, grants))) = grants {
                     for g in grants.iter() {
                         let because = Because {
                             policy_id: g.policy_id,
@@ -1657,8 +1636,6 @@ mod tests {
                         say(format!("because {because:?}: {names:?}"));
                     }
                 }
-                let both = q.grants_of_both(platform, 1, user).await;
-                say(format!("both {platform} {user}: {both:?}"));
                 let name = format!("USER{user}");
                 say(format!(
                     "named {name}: {:?}",

@@ -317,6 +317,9 @@ pub fn hash_secret(secret: &str) -> String {
 pub struct Principal {
     pub platform: Arc<PlatformView>,
     pub key: Arc<ApiKeyView>,
+    /// The grants of the key's user, as the guard read them (empty until
+    /// it did, and for a user without any).
+    pub grants: Arc<Vec<ibl_events::rbac::Grant>>,
 }
 
 impl Principal {
@@ -352,13 +355,17 @@ pub fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, Ap
         .api_key_by_hash(&hash_secret(secret))
         .filter(|(k, _)| k.expires.is_none_or(|e| e > Utc::now()))
         .ok_or_else(|| ApiError::Unauthorized("Invalid API key.".into()))?;
-    Ok(Principal { platform, key })
+    Ok(Principal {
+        platform,
+        key,
+        grants: Arc::default(),
+    })
 }
 
 /// The key and the guard, judged on the read models as they are.
 async fn principal_of(req: &HttpRequest, read: &ReadState) -> Result<Principal, ApiError> {
-    let principal = authenticate(req, read)?;
-    crate::guard::enforce(req, read, &principal).await?;
+    let mut principal = authenticate(req, read)?;
+    principal.grants = crate::guard::enforce(req, read, &principal).await?;
     Ok(principal)
 }
 

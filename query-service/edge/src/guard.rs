@@ -4,7 +4,9 @@
 
 use actix_web::http::Method;
 use actix_web::HttpRequest;
-use ibl_events::rbac::{classify, evaluate, Operation, ResourcePath};
+use std::sync::Arc;
+
+use ibl_events::rbac::{classify, evaluate, Grant, Operation, ResourcePath};
 
 use crate::extract::Principal;
 use crate::{ApiError, ReadState};
@@ -52,15 +54,15 @@ impl Guard {
 
 /// Checks `principal` against the guard of this request's route, if any.
 /// A key whose user is deactivated is refused on every route (403), even
-/// those that need no operation.
+/// those that need no operation. Answers the user's grants.
 pub async fn enforce(
     req: &HttpRequest,
     read: &ReadState,
     principal: &Principal,
-) -> Result<(), ApiError> {
+) -> Result<Arc<Vec<Grant>>, ApiError> {
     let platform = &principal.platform;
     let user = principal.key.user_id;
-    let Some(grants) = read.access.active_grants(&platform.key, user).await? else {
+    let Some((true, grants)) = read.access.user_grants(&platform.key, user).await? else {
         return Err(ApiError::Forbidden(format!(
             "The user of this API key ({}) is not active on this platform.",
             principal.key.username
@@ -71,7 +73,7 @@ pub async fn enforce(
         .and_then(|g| g.0.iter().find(|(m, _)| m == req.method()))
         .map(|(_, g)| *g)
     else {
-        return Ok(());
+        return Ok(grants);
     };
     let path = guard
         .path(|name| match name {
@@ -87,7 +89,7 @@ pub async fn enforce(
         ApiError::Internal(format!("guard names no operation {}", guard.operation))
     })?;
     if evaluate(&grants, &path, operation).allowed {
-        Ok(())
+        Ok(grants)
     } else {
         Err(ApiError::Forbidden(format!(
             "This needs {} on {}.",
