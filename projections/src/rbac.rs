@@ -1742,13 +1742,14 @@ impl RbacModel {
 /// own in-memory model and uses the inherent methods of [`RbacModel`].
 #[async_trait::async_trait]
 pub trait RbacQueries: Send + Sync + 'static {
-    /// A user of `platform` for a check: `None` when not registered on it,
-    /// else whether it is active and its grants (empty unless active).
-    async fn user_grants(
+    /// Users of `platform` for a check, in one read: for each, `None` when
+    /// not registered on it, else whether it is active and its grants
+    /// (empty unless active).
+    async fn users_grants(
         &self,
         platform: &str,
-        user_id: u64,
-    ) -> Result<Option<(bool, Arc<Vec<Grant>>)>, ReadError>;
+        user_ids: &[u64],
+    ) -> Result<Vec<Option<(bool, Arc<Vec<Grant>>)>>, ReadError>;
 
     async fn user_by_username(
         &self,
@@ -1817,17 +1818,19 @@ pub trait RbacQueries: Send + Sync + 'static {
 
 #[async_trait::async_trait]
 impl RbacQueries for RbacModel {
-    async fn user_grants(
+    async fn users_grants(
         &self,
         platform: &str,
-        user_id: u64,
-    ) -> Result<Option<(bool, Arc<Vec<Grant>>)>, ReadError> {
+        user_ids: &[u64],
+    ) -> Result<Vec<Option<(bool, Arc<Vec<Grant>>)>>, ReadError> {
         let s = self.read();
-        let active = match s.users.get(&user_id) {
-            Some(u) if u.platform == platform => u.active,
-            _ => return Ok(None),
-        };
-        Ok(Some((active, s.grants_of(platform, user_id))))
+        Ok(user_ids
+            .iter()
+            .map(|id| {
+                let u = s.users.get(id).filter(|u| u.platform == platform)?;
+                Some((u.active, s.grants_of(platform, *id)))
+            })
+            .collect())
     }
 
     async fn user_by_username(

@@ -27,7 +27,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
@@ -51,6 +51,15 @@ return current
 "#,
     )
 });
+
+/// The next [`RedisModel`]'s id.
+static NEXT_MODEL: AtomicUsize = AtomicUsize::new(1);
+
+thread_local! {
+    /// Each thread's connections for queries, by model id.
+    static READERS: std::cell::RefCell<std::collections::HashMap<usize, Reader>> =
+        std::cell::RefCell::default();
+}
 
 /// The largest offset or limit sent to a script (no list is longer).
 pub(crate) const MAX_RANGE: usize = 1 << 40;
@@ -193,8 +202,8 @@ pub(crate) struct RedisModel {
     servers: Servers,
     /// The projector's connection (`None`: reconnect before the next use).
     writer: Mutex<Option<Writer>>,
-    /// The queries' connection, replaced when it breaks.
-    reader: Mutex<Reader>,
+    /// Its key in each thread's [`READERS`].
+    id: usize,
     checkpoint: AtomicU64,
     layout: String,
     /// The patterns of the model's keys, deleted after a loss.
@@ -249,7 +258,7 @@ impl RedisModel {
             name,
             servers,
             writer: Mutex::new(Some(writer)),
-            reader: Mutex::new(reader),
+            id: NEXT_MODEL.fetch_add(1, Ordering::Relaxed),
             checkpoint: AtomicU64::new(checkpoint.unwrap_or(0)),
             layout,
             keys,
@@ -285,41 +294,46 @@ impl RedisModel {
         self.checkpoint.store(to, Ordering::Release);
     }
 
-    pub fn reader(&self) -> Reader {
-        self.reader
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    /// This thread's connection for the model's queries, connected at its
+    /// first use: each worker of a server (a runtime of its own) talks to
+    /// Redis from its own thread, with no wake-up of another thread in a
+    /// round trip.
+    pub async fn reader(&self) -> Result<Reader, ReadError> {
+        if let Some(con) = READERS.with(|r| r.borrow().get(&self.id).cloned()) {
+            return Ok(con);
+        }
+        let con = self.servers.reader().await.map_err(read_error)?;
+        READERS.with(|r| r.borrow_mut().insert(self.id, con.clone()));
+        Ok(con)
     }
 
-    /// A query's failure: replaces a broken connection for the next one.
-    pub async fn failed(&self, e: RedisError) -> ReadError {
+    /// A query's failure: a broken connection of this thread is dropped,
+    /// for the next query to connect again.
+    pub fn failed(&self, e: RedisError) -> ReadError {
         if e.is_unrecoverable_error() || e.is_connection_dropped() {
-            if let Ok(con) = self.servers.reader().await {
-                *self.reader.lock().unwrap_or_else(|p| p.into_inner()) = con;
-            }
+            READERS.with(|r| r.borrow_mut().remove(&self.id));
         }
         read_error(e)
     }
 
-    /// Runs a command of a query on the queries' connection.
+    /// Runs a command of a query on this thread's connection.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ReadError> {
-        let mut con = self.reader();
+        let mut con = self.reader().await?;
         match cmd.query_async(&mut con).await {
             Ok(v) => Ok(v),
-            Err(e) => Err(self.failed(e).await),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
-    /// Runs a script of a query on the queries' connection.
+    /// Runs a script of a query on this thread's connection.
     pub async fn invoke<T: FromRedisValue>(
         &self,
         call: &ScriptInvocation<'_>,
     ) -> Result<T, ReadError> {
-        let mut con = self.reader();
+        let mut con = self.reader().await?;
         match call.invoke_async(&mut con).await {
             Ok(v) => Ok(v),
-            Err(e) => Err(self.failed(e).await),
+            Err(e) => Err(self.failed(e)),
         }
     }
 
@@ -356,10 +370,8 @@ impl RedisModel {
                 let Some(model) = model.upgrade().filter(|_| !tx.is_closed()) else {
                     return;
                 };
-                let mut con = model.reader();
-                let read = redis::cmd("GET")
-                    .arg(&key)
-                    .query_async::<Option<Position>>(&mut con)
+                let read = model
+                    .query::<Option<Position>>(redis::cmd("GET").arg(&key))
                     .await;
                 match read {
                     Ok(position) => {
@@ -367,8 +379,7 @@ impl RedisModel {
                         let position = position.unwrap_or(0);
                         tx.send_if_modified(|p| std::mem::replace(p, position) != position);
                     }
-                    Err(e) => {
-                        let error = model.failed(e).await;
+                    Err(error) => {
                         if !failing {
                             tracing::warn!(
                                 model = model.name, %error,

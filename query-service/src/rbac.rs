@@ -12,7 +12,8 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use ibl_edge::extract::{JsonBody, Principal};
+use ibl_edge::extract::{Caller, JsonBody, Principal};
+use ibl_edge::guard::active;
 use ibl_edge::paging::drf_page;
 use ibl_edge::request::{fresh, Params};
 use ibl_edge::{ApiError, ReadState};
@@ -50,45 +51,50 @@ fn resources_error(e: ResourcesError) -> ApiError {
     }
 }
 
-/// The grants of the user a check is about: the key's owner (as the guard
-/// read them), or (for a caller who may manage users) the one named in the
-/// body.
+/// The grants of the user a check is about: the key's owner, or (for a
+/// caller who may manage users) the one named in the body; the caller and
+/// a user named by id are read at once.
 async fn subject_grants(
     read: &ReadState,
     principal: &Principal,
     body: &CheckBody,
     platform: &str,
 ) -> Result<Arc<Vec<Grant>>, ApiError> {
+    let caller = principal.key.user_id;
     let named = match (&body.user_id, &body.username, &body.email) {
-        (None, None, None) => return Ok(principal.grants.clone()),
+        (None, None, None) => None,
         (Some(id), _, _) => Some(*id),
-        (None, Some(name), _) => read
-            .access
-            .user_by_username(platform, name)
-            .await?
-            .map(|u| u.id),
-        (None, None, Some(email)) => read
-            .access
-            .user_by_email(platform, email)
-            .await?
-            .map(|u| u.id),
+        // An unknown name is looked up as no one: 404 only once allowed to ask.
+        (None, Some(name), _) => Some(
+            read.access
+                .user_by_username(platform, name)
+                .await?
+                .map_or(0, |u| u.id),
+        ),
+        (None, None, Some(email)) => Some(
+            read.access
+                .user_by_email(platform, email)
+                .await?
+                .map_or(0, |u| u.id),
+        ),
     };
-    // An unknown name is looked up as no one: 404 only once allowed to ask.
+    let ids: Vec<u64> = std::iter::once(caller).chain(named).collect();
+    let mut found = read.access.users_grants(platform, &ids).await?.into_iter();
+    let callers = active(principal, found.next().flatten())?;
+    if named.is_none() {
+        return Ok(callers);
+    }
     let users = ResourcePath::parse(&format!("/platforms/{}/users/", principal.platform.id))
         .map_err(|e| ApiError::Internal(e.to_string()))?;
-    let allowed =
-        ibl_events::rbac::authorize(&principal.grants, &users, MANAGE_USERS, ActionKind::Action);
-    if !allowed.allowed {
+    if !ibl_events::rbac::authorize(&callers, &users, MANAGE_USERS, ActionKind::Action).allowed {
         return Err(ApiError::Forbidden(format!(
             "Checking another user's permissions needs {MANAGE_USERS} on {}.",
             users.as_str()
         )));
     }
-    let subject = match named {
-        Some(id) => read.access.user_grants(platform, id).await?,
-        None => None,
-    };
-    subject
+    found
+        .next()
+        .flatten()
         .map(|(_, grants)| grants)
         .ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
 }
@@ -121,7 +127,7 @@ async fn explained(read: &ReadState, platform: &str, d: &Decision) -> Result<Val
 pub async fn check_permissions(
     req: HttpRequest,
     read: web::Data<ReadState>,
-    principal: Principal,
+    Caller(principal): Caller,
     body: JsonBody<CheckBody>,
 ) -> Result<HttpResponse, ApiError> {
     let mut body = body.value;

@@ -1035,12 +1035,12 @@ fn effective(platform: &str, r: &RoleDoc) -> bool {
 
 #[async_trait::async_trait]
 impl RbacQueries for RedisRbac {
-    async fn user_grants(
+    async fn users_grants(
         &self,
         platform: &str,
-        user_id: u64,
-    ) -> Result<Option<(bool, Arc<Vec<Grant>>)>, ReadError> {
-        Ok(self.grants_of(platform, &[user_id]).await?.pop().flatten())
+        user_ids: &[u64],
+    ) -> Result<Vec<Option<(bool, Arc<Vec<Grant>>)>>, ReadError> {
+        self.grants_of(platform, user_ids).await
     }
 
     async fn user_by_username(
@@ -1623,9 +1623,9 @@ mod tests {
                 }
             }
             for user in 0..=9u64 {
-                let grants = q.user_grants(platform, user).await;
-                say(format!("grants {platform} {user}: {grants:?}"));
-                if let Ok(Some((_, grants))) = grants {
+                let found = q.users_grants(platform, &[user, 1]).await;
+                say(format!("grants {platform} {user}: {found:?}"));
+                if let Ok(Some((_, grants))) = found.map(|mut f| f.swap_remove(0)) {
                     for g in grants.iter() {
                         let because = Because {
                             policy_id: g.policy_id,

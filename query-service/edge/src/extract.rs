@@ -369,6 +369,30 @@ async fn principal_of(req: &HttpRequest, read: &ReadState) -> Result<Principal, 
     Ok(principal)
 }
 
+/// The caller of a route that judges its grants itself (the permission
+/// check: one read for the caller and the user it asks about): the key,
+/// authenticated, and no guard. The route must refuse a user that is not
+/// active ([`crate::guard::active`]).
+#[derive(Debug, Clone)]
+pub struct Caller(pub Principal);
+
+impl FromRequest for Caller {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let (req, read) = (req.clone(), req.app_data::<web::Data<ReadState>>().cloned());
+        Box::pin(async move {
+            let read =
+                read.ok_or_else(|| ApiError::Internal("read state not configured".into()))?;
+            if crate::request::waits(&req, &read) {
+                crate::request::fresh(&req, &read).await?;
+            }
+            authenticate(&req, &read).map(Caller)
+        })
+    }
+}
+
 impl FromRequest for Principal {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;

@@ -52,6 +52,21 @@ impl Guard {
     }
 }
 
+/// The grants of the key's user, as the RBAC port found it: 403 unless it
+/// is registered on the key's platform and active.
+pub fn active(
+    principal: &Principal,
+    found: Option<(bool, Arc<Vec<Grant>>)>,
+) -> Result<Arc<Vec<Grant>>, ApiError> {
+    match found {
+        Some((true, grants)) => Ok(grants),
+        _ => Err(ApiError::Forbidden(format!(
+            "The user of this API key ({}) is not active on this platform.",
+            principal.key.username
+        ))),
+    }
+}
+
 /// Checks `principal` against the guard of this request's route, if any.
 /// A key whose user is deactivated is refused on every route (403), even
 /// those that need no operation. Answers the user's grants.
@@ -62,12 +77,8 @@ pub async fn enforce(
 ) -> Result<Arc<Vec<Grant>>, ApiError> {
     let platform = &principal.platform;
     let user = principal.key.user_id;
-    let Some((true, grants)) = read.access.user_grants(&platform.key, user).await? else {
-        return Err(ApiError::Forbidden(format!(
-            "The user of this API key ({}) is not active on this platform.",
-            principal.key.username
-        )));
-    };
+    let found = read.access.users_grants(&platform.key, &[user]).await?;
+    let grants = active(principal, found.into_iter().next().flatten())?;
     let Some(guard) = req
         .app_data::<RouteGuards>()
         .and_then(|g| g.0.iter().find(|(m, _)| m == req.method()))
