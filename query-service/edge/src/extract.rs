@@ -362,13 +362,6 @@ pub fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, Ap
     })
 }
 
-/// The key and the guard, judged on the read models as they are.
-async fn principal_of(req: &HttpRequest, read: &ReadState) -> Result<Principal, ApiError> {
-    let mut principal = authenticate(req, read)?;
-    principal.grants = crate::guard::enforce(req, read, &principal).await?;
-    Ok(principal)
-}
-
 /// The caller of a route that judges its grants itself (the permission
 /// check: one read for the caller and the user it asks about): the key,
 /// authenticated, and no guard. The route must refuse a user that is not
@@ -380,36 +373,40 @@ impl FromRequest for Caller {
     type Error = ApiError;
     type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let (req, read) = (req.clone(), req.app_data::<web::Data<ReadState>>().cloned());
-        Box::pin(async move {
-            let read =
-                read.ok_or_else(|| ApiError::Internal("read state not configured".into()))?;
-            if crate::request::waits(&req, &read) {
-                crate::request::fresh(&req, &read).await?;
-            }
-            authenticate(&req, &read).map(Caller)
-        })
-    }
-}
-
-impl FromRequest for Principal {
-    type Error = ApiError;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
-
     /// With `X-Min-Position`, or strong reads configured, the read models
     /// first reach that position (see [`crate::request::fresh`]): a key
     /// revoked, or a grant removed, by an earlier write is judged as it now
     /// is, not as a lagging model shows it.
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let (req, read) = (req.clone(), req.app_data::<web::Data<ReadState>>().cloned());
+        let req = req.clone();
         Box::pin(async move {
-            let read =
-                read.ok_or_else(|| ApiError::Internal("read state not configured".into()))?;
-            if crate::request::waits(&req, &read) {
-                crate::request::fresh(&req, &read).await?;
+            let read = read_state(&req)?;
+            if crate::request::waits(&req, read) {
+                crate::request::fresh(&req, read).await?;
             }
-            principal_of(&req, &read).await
+            authenticate(&req, read).map(Caller)
+        })
+    }
+}
+
+fn read_state(req: &HttpRequest) -> Result<&web::Data<ReadState>, ApiError> {
+    req.app_data::<web::Data<ReadState>>()
+        .ok_or_else(|| ApiError::Internal("read state not configured".into()))
+}
+
+/// The caller, judged by the guard of the route, on the read models as
+/// they are (after [`Caller`]'s wait).
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, ApiError>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let caller = Caller::from_request(req, payload);
+        let req = req.clone();
+        Box::pin(async move {
+            let Caller(mut principal) = caller.await?;
+            principal.grants = crate::guard::enforce(&req, read_state(&req)?, &principal).await?;
+            Ok(principal)
         })
     }
 }

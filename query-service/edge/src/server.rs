@@ -577,14 +577,16 @@ pub async fn start_read_side(
         }
         _ => None,
     };
-    tracing::info!(
-        target: "ibl::startup",
-        grants = rbac.grant_count(),
-        bytes = rbac.memory_bytes_estimate(),
-        "check index: {} grants, {:.1} MiB",
-        rbac.grant_count(),
-        rbac.memory_bytes_estimate() as f64 / (1024.0 * 1024.0)
-    );
+    if role != Role::Queries || redis_rbac.is_none() {
+        tracing::info!(
+            target: "ibl::startup",
+            grants = rbac.grant_count(),
+            bytes = rbac.memory_bytes_estimate(),
+            "check index: {} grants, {:.1} MiB",
+            rbac.grant_count(),
+            rbac.memory_bytes_estimate() as f64 / (1024.0 * 1024.0)
+        );
+    }
     let read = web::Data::new(ReadState {
         models,
         assertions,
