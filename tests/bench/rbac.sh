@@ -4,6 +4,8 @@
 #   (a) 32 connections, closed loop (wrk): checks/s, p50/p99, beside /healthz;
 #   (b) a fixed offered load of RATE checks/s, open loop (tests/bench/loadgen.rs,
 #       latency from the schedule): p50/p99, beside /healthz at the same rate;
+#   (c) the RBAC lists (filters, pages, mentor access, who has access) at
+#       LIST_RATE (default 200) requests/s each, open loop;
 #   and the memory of the check index (logged by the server at start).
 # The fill goes through `ibl serve`; the checks are measured against `ibl
 # serve` (the check index in its memory), or with
@@ -61,3 +63,17 @@ BODY='{"platform_key": "bench", "user_id": {r}, "resources": ["/platforms/1/", "
 target/release/examples/loadgen --url "$BASE/api/core/rbac/permissions/check/" --method POST \
   --header "Authorization: Api-Token $KEY" --body "$BODY" --random-min 2 --random-max $((USERS + 1)) \
   --rate "$RATE" --seconds "$SECS" | sed 's/^/check: /'
+echo "== (c) RBAC lists, open loop at ${LIST_RATE:=200}/s each, ${SECS}s"
+list() {
+  local what=$1 path=$2 lo=$3 hi=$4
+  target/release/examples/loadgen --url "$BASE$path" --header "Authorization: Api-Token $KEY" \
+    --random-min "$lo" --random-max "$hi" --rate "$LIST_RATE" --seconds "$SECS" | sed "s/^/$what: /"
+}
+list "policies, any page of 20" "/api/core/rbac/policies/?platform_key=bench&page_size=20&page={r}" 1 $((POLICIES / 20))
+list "policies of a username" "/api/core/rbac/policies/?platform_key=bench&username=user{r}" 0 $((USERS - 1))
+list "policies named mentor-N-" "/api/core/rbac/policies/?platform_key=bench&name=mentor-{r}-" 1 "$POLICIES"
+list "policies named r, any page" "/api/core/rbac/policies/?platform_key=bench&name=r&page_size=20&page={r}" 1 $((POLICIES / 20))
+list "groups, any page of 20" "/api/core/rbac/groups/?platform_key=bench&page_size=20&page={r}" 1 $((NGROUPS / 20))
+list "groups of a username" "/api/core/rbac/groups/?platform_key=bench&username=user{r}" 0 $((USERS - 1))
+list "mentor access" "/api/core/rbac/mentor-access/?platform_key=bench&mentor_id={r}" 1 "$POLICIES"
+list "who has access" "/api/core/rbac/access/?platform_key=bench&resource=/platforms/1/mentors/{r}/&action=Ibl.Mentor/Mentors/read" 1 "$POLICIES"

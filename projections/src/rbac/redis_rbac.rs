@@ -162,7 +162,8 @@ return 1
 /// KEYS[1]: the platform's record (routing). ARGV: the prefix, the kind's
 /// key prefix (`r:`, `gr:`, `p:`), the base set (`""`: none), the offset,
 /// the limit, the needle to recheck (`""`: none), the number of filters,
-/// then each filter: `z K` (the members of K), `users K` (for each user of
+/// then each filter: `z K` (the members of K), `within K` (the same, K
+/// holding only members of the base set: a gram's), `users K` (for each user of
 /// K, the groups holding it: `gm:U`), `reach K` (for each user of K, the
 /// policies naming it, directly or through a group: `pu:U`, `pg:G`),
 /// `owner O` (`go:O`, and `go:U` for each user whose lower-case username
@@ -181,12 +182,14 @@ local function members(key) return redis.call('ZRANGE', pfx .. key, 0, -1) end
 local function add_all(set, key)
   for _, m in ipairs(members(key)) do set[m] = true end
 end
-local sets, zkeys = {}, {}
+local sets, zkeys, within = {}, {}, {}
 local i = 8
 for _ = 1, nf do
   local t = ARGV[i]
-  if t == 'z' then
-    table.insert(zkeys, ARGV[i + 1]); i = i + 2
+  if t == 'z' or t == 'within' then
+    table.insert(zkeys, ARGV[i + 1])
+    if t == 'within' then within[ARGV[i + 1]] = true end
+    i = i + 2
   elseif t == 'any' or t == 'ids' then
     local n = tonumber(ARGV[i + 1])
     local set = {}
@@ -217,10 +220,17 @@ for _ = 1, nf do
 end
 local ids = {}
 local count
+-- One sorted set holds the answer: a range of it.
+local whole
 if #sets == 0 and #zkeys == 0 then
-  count = redis.call('ZCARD', pfx .. base)
+  whole = base
+elseif #sets == 0 and #zkeys == 1 and needle == '' and (base == '' or within[zkeys[1]]) then
+  whole = zkeys[1]
+end
+if whole then
+  count = redis.call('ZCARD', pfx .. whole)
   if limit > 0 then
-    ids = redis.call('ZRANGE', pfx .. base, offset, offset + limit - 1)
+    ids = redis.call('ZRANGE', pfx .. whole, offset, offset + limit - 1)
   end
 else
   -- The smallest filter drives; the others are probed.
@@ -710,7 +720,7 @@ impl RedisRbac {
         if let Some(needle) = needle.map(lower).filter(|n| !n.is_empty()) {
             let (grams, exact) = needle_grams(&needle);
             for q in grams {
-                zs.push(vec!["z".into(), format!("{}q:{q}", &kind[..1])]);
+                zs.push(vec!["within".into(), format!("{}q:{q}", &kind[..1])]);
             }
             if !exact {
                 recheck = needle;
