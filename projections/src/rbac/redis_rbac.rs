@@ -1474,8 +1474,14 @@ impl ReadModel for RedisRbac {
             .map_or(redis, |s| s.checkpoint().min(redis))
     }
 
+    /// Also writes the source whole when it is ahead of Redis (restored
+    /// from a snapshot over an empty or older Redis) while no event comes.
     fn verify(&self) -> Applied {
-        if self.core.verify() == Applied::Rewound {
+        let ahead = self
+            .source
+            .as_ref()
+            .is_some_and(|s| s.checkpoint() > self.core.checkpoint());
+        if self.core.verify() == Applied::Rewound || ahead {
             self.replace();
         }
         Applied::Done
@@ -1761,6 +1767,15 @@ mod tests {
         assert_eq!(ahead.checkpoint(), first.last().expect("events").position);
         assert_eq!(ahead.apply(&log.events), Applied::Done);
         assert_same(&memory, &ahead, "snapshot ahead").await;
+        // The same over an empty Redis while no event comes: the idle
+        // check writes it.
+        let empty = server.url(2);
+        let source = RedisRbac::source();
+        crate::Snapshot::restore(source.as_ref(), at, &bytes).expect("restore");
+        let idle = RedisRbac::open_writer(&empty, source).await.expect("open");
+        assert_eq!(idle.verify(), Applied::Done);
+        assert_eq!(idle.checkpoint(), log.events.len() as Position);
+        assert_same(&memory, &idle, "snapshot ahead, idle").await;
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
