@@ -3,9 +3,10 @@
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use ibl_events::rbac::{
-    check, parse_check_resources, ActionKind, Answer, Decision, Grant, ResourcePath,
+    check, parse_check_resources, ActionKind, Answer, Because, Decision, Grant, ResourcePath,
     ResourcesError, Via,
 };
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use serde::ser::{SerializeMap, Serializer};
@@ -107,17 +108,17 @@ fn via(via: Via, group_name: String) -> Value {
     }
 }
 
-async fn explained(read: &ReadState, platform: &str, d: &Decision) -> Result<Value, ApiError> {
-    let Some(b) = d.because else {
-        return Ok(json!({"allowed": false}));
+/// One operation's explanation, `names` being the names of its reason.
+fn explained(d: &Decision, names: &HashMap<Because, (String, String, String)>) -> Value {
+    let Some((b, (policy, role, group))) = d.because.and_then(|b| Some((b, names.get(&b)?))) else {
+        return json!({"allowed": false});
     };
-    let (policy, role, group) = read.access.because_names(platform, &b).await?;
-    Ok(json!({
+    json!({
         "allowed": true,
         "policy": {"id": b.policy_id, "name": policy},
         "role": {"id": b.role_id, "name": role},
-        "group": via(b.via, group),
-    }))
+        "group": via(b.via, group.clone()),
+    })
 }
 
 /// `POST /api/core/rbac/permissions/check/`: for each resource, each
@@ -157,13 +158,23 @@ pub async fn check_permissions(
             .content_type(actix_web::http::header::ContentType::json())
             .body(out));
     }
+    // The names of each distinct reason, read once (a few grants explain
+    // every operation).
+    let mut names = HashMap::new();
+    for (_, ops) in &decisions {
+        for (_, d) in ops.iter() {
+            if let Some(b) = d.because.filter(|b| !names.contains_key(b)) {
+                names.insert(b, read.access.because_names(&platform, &b).await?);
+            }
+        }
+    }
     let mut answer = Map::new();
     for (path, ops) in &decisions {
-        let mut explained_ops = Map::new();
-        for (op, d) in ops.iter() {
-            explained_ops.insert(op.to_owned(), explained(&read, &platform, d).await?);
-        }
-        answer.insert((*path).to_owned(), Value::Object(explained_ops));
+        let ops: Map<String, Value> = ops
+            .iter()
+            .map(|(op, d)| (op.to_owned(), explained(d, &names)))
+            .collect();
+        answer.insert((*path).to_owned(), Value::Object(ops));
     }
     Ok(HttpResponse::Ok().json(Value::Object(answer)))
 }
@@ -217,7 +228,7 @@ pub async fn who_has_access(
         .access
         .who_has_access(&platform, &resource, &action, p.offset(), p.size)
         .await?;
-    let mut groups = std::collections::HashMap::new();
+    let mut groups = HashMap::new();
     for e in &page.items {
         if let Via::Group(id) = e.via {
             if let std::collections::hash_map::Entry::Vacant(slot) = groups.entry(id) {
