@@ -78,8 +78,7 @@
 //! | `expiry:S:V:W:B` | sorted set | those of `expiry:S:V` issued in block B of width W (positions `B * W` to `B * W + W - 1`; W one of [`WIDTHS`]), scored by expiry |
 //! | `blocks:S:V:W` | sorted set | the blocks B of width W with a non-empty `expiry:S:V:W:B`, scored by B |
 //! | `course-of` | hash | C → X, the course of each credential of P that has one |
-//! | `holders:C:email:E` | sorted set | the unrevoked assertions of credential C whose recipient's email is E, scored by expiry (`+inf`: never) |
-//! | `holders:C:username:U` | sorted set | the same by username |
+//! | `holders:C` | hash | field `e:E` (an email) or `u:U` (a username) → the unrevoked assertions of credential C issued to that recipient: each assertion's id and its expiry (µs, or `inf`: never), each followed by the byte 0xFF (never in UTF-8 text) |
 //! | `idempotency:K` | hash | `request_hash`, `streams` (JSON array: the first stream of each kind the request wrote), `position` (its last event) |
 //!
 //! The scopes S: `platform` (all of P's assertions), `credential:C` (those
@@ -136,10 +135,12 @@
 //!
 //! # Holders
 //!
-//! [`AssertionQueries::holders_among`] reads, in one script, only the
-//! holders keys of the request's recipients: `ZRANGEBYSCORE (now +inf`
-//! until an assertion not in `except` is found, so it reads at most one
-//! more assertion than those of `except` per recipient.
+//! [`AssertionQueries::holders_among`] reads the fields of the request's
+//! recipients in the credential's `holders` hash (one `HMGET`): a
+//! recipient holds the credential when one of its assertions there is
+//! unexpired and not in `except`. One hash per credential, not a key per
+//! recipient: a rebuild writes one field per recipient into a hash it
+//! already has (one `HSET` per run of issues), not a new key.
 //!
 //! # Credential and assertion platforms
 //!
@@ -179,7 +180,7 @@ pub const WIDTHS: [u64; 2] = [65_536, 1_024];
 pub const CHUNK: usize = 512;
 
 /// The version of the key layout: bump it when the keys change shape.
-const LAYOUT_VERSION: u32 = 2;
+const LAYOUT_VERSION: u32 = 3;
 
 const NAME: &str = "assertions";
 
@@ -188,7 +189,8 @@ const NAME: &str = "assertions";
 /// KEYS[1]: the platform's checkpoint. ARGV[1]: the platform's prefix,
 /// ARGV[2]: the block widths, ARGV[3]: the checkpoint to move to (the last
 /// change's position); then the changes: an operation, its position and its
-/// fields (`issue`: id, credential, email, username, expires, view;
+/// fields (`issue`: id, credential, email, username, expires, view,
+/// fresh;
 /// `revoke`: id, revocation; `course`: credential, course or "";
 /// `record`: key, request hash, stream).
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
@@ -205,7 +207,7 @@ if tonumber(upto) <= done then
   return 0
 end
 
-local fields = {issue = 6, revoke = 2, course = 2, record = 3}
+local fields = {issue = 7, revoke = 2, course = 2, record = 3}
 local i = 4
 while i <= #ARGV do
   local n = fields[ARGV[i]]
@@ -219,15 +221,46 @@ local function block_of(position, width)
   return string.format('%d', math.floor(tonumber(position) / tonumber(width)))
 end
 
+-- The sorted-set entries added by issues, sent at the end of the run or
+-- before the next operation that reads or removes any (one variadic ZADD
+-- per key: most of a run's issues share their lists).
+local adds, added = {}, {}
+local function zadd(key, score, member)
+  local a = adds[key]
+  if not a then
+    a = {}
+    adds[key] = a
+    added[#added + 1] = key
+  end
+  a[#a + 1] = score
+  a[#a + 1] = member
+end
+
+-- cmd key args..., in calls of at most 1,000 arguments (pairs kept whole).
+local function bulk(cmd, key, args)
+  for j = 1, #args, 1000 do
+    redis.call(cmd, key, unpack(args, j, math.min(j + 999, #args)))
+  end
+end
+
+local flush_holders
+local function flush()
+  for _, key in ipairs(added) do
+    bulk('ZADD', key, adds[key])
+  end
+  adds, added = {}, {}
+  flush_holders()
+end
+
 local function index(scope, variant, id, position, expires)
   local s = scope .. ':' .. variant
-  redis.call('ZADD', prefix .. 'list:' .. s, position, id)
+  zadd(prefix .. 'list:' .. s, position, id)
   if expires ~= '' then
-    redis.call('ZADD', prefix .. 'expiry:' .. s, expires, id)
+    zadd(prefix .. 'expiry:' .. s, expires, id)
     for _, w in ipairs(widths) do
       local block = block_of(position, w)
-      redis.call('ZADD', prefix .. 'expiry:' .. s .. ':' .. w .. ':' .. block, expires, id)
-      redis.call('ZADD', prefix .. 'blocks:' .. s .. ':' .. w, block, block)
+      zadd(prefix .. 'expiry:' .. s .. ':' .. w .. ':' .. block, expires, id)
+      zadd(prefix .. 'blocks:' .. s .. ':' .. w, block, block)
     end
   end
 end
@@ -248,39 +281,121 @@ local function unindex(scope, variant, id, position, expires)
   end
 end
 
+-- Each credential's scopes, read once a run (a course change forgets them).
+local scopes = {}
 local function scopes_of(credential)
-  local scopes = {'platform', 'credential:' .. credential}
-  local course = redis.call('HGET', prefix .. 'course-of', credential)
-  if course then
-    scopes[3] = 'course:' .. course
+  local found = scopes[credential]
+  if not found then
+    found = {'platform', 'credential:' .. credential}
+    local course = redis.call('HGET', prefix .. 'course-of', credential)
+    if course then
+      found[3] = 'course:' .. course
+    end
+    scopes[credential] = found
   end
-  return scopes
+  return found
 end
 
-local function holders(credential, field, value)
-  return prefix .. 'holders:' .. credential .. ':' .. field .. ':' .. value
+-- The lists of each credential's scopes, both variants (an issue that
+-- never expires is added to each, by position).
+local lists = {}
+local function lists_of(credential)
+  local found = lists[credential]
+  if not found then
+    found = {}
+    for _, scope in ipairs(scopes_of(credential)) do
+      found[#found + 1] = prefix .. 'list:' .. scope .. ':issued'
+      found[#found + 1] = prefix .. 'list:' .. scope .. ':unrevoked'
+    end
+    lists[credential] = found
+  end
+  return found
 end
 
-local function issue(position, id, credential, email, username, expires, view)
+-- The holders written by issues, appended to their fields at the next
+-- flush: credential -> {fields = {field, ...}, text = {field -> text}}.
+local SEP = '\255'
+local held, holding = {}, {}
+local function hold(credential, field, id, score)
+  local h = held[credential]
+  if not h then
+    h = {fields = {}, text = {}}
+    held[credential] = h
+    holding[#holding + 1] = credential
+  end
+  local t = h.text[field]
+  if not t then
+    h.fields[#h.fields + 1] = field
+    t = ''
+  end
+  h.text[field] = t .. id .. SEP .. score .. SEP
+end
+
+function flush_holders()
+  for _, credential in ipairs(holding) do
+    local h = held[credential]
+    local key = prefix .. 'holders:' .. credential
+    for j = 1, #h.fields, 500 do
+      local fields = {unpack(h.fields, j, math.min(j + 499, #h.fields))}
+      local old = redis.call('HMGET', key, unpack(fields))
+      local args = {}
+      for k, field in ipairs(fields) do
+        args[#args + 1] = field
+        args[#args + 1] = (old[k] or '') .. h.text[field]
+      end
+      redis.call('HSET', key, unpack(args))
+    end
+  end
+  held, holding = {}, {}
+end
+
+local function unhold(credential, field, id)
+  local key = prefix .. 'holders:' .. credential
+  local text = redis.call('HGET', key, field)
+  if not text then
+    return
+  end
+  local kept = {}
+  for a, e in string.gmatch(text, '([^\255]*)\255([^\255]*)\255') do
+    if a ~= id then
+      kept[#kept + 1] = a .. SEP .. e .. SEP
+    end
+  end
+  if #kept == 0 then
+    redis.call('HDEL', key, field)
+  else
+    redis.call('HSET', key, field, table.concat(kept))
+  end
+end
+
+-- fresh: "1" when the assertion's lookup was written by this batch (it
+-- cannot be here yet), else it may be and is checked.
+local function issue(position, id, credential, email, username, expires, view, fresh)
   local key = prefix .. 'assertion:' .. id
-  if redis.call('EXISTS', key) == 1 then
+  if fresh ~= '1' and redis.call('EXISTS', key) == 1 then
     return
   end
   redis.call('HSET', key, 'view', view, 'position', position, 'credential', credential,
     'email', email, 'username', username, 'expires', expires)
-  for _, scope in ipairs(scopes_of(credential)) do
-    index(scope, 'issued', id, position, expires)
-    index(scope, 'unrevoked', id, position, expires)
+  if expires == '' then
+    for _, list in ipairs(lists_of(credential)) do
+      zadd(list, position, id)
+    end
+  else
+    for _, scope in ipairs(scopes_of(credential)) do
+      index(scope, 'issued', id, position, expires)
+      index(scope, 'unrevoked', id, position, expires)
+    end
   end
   local score = expires
   if score == '' then
-    score = '+inf'
+    score = 'inf'
   end
   if email ~= '' then
-    redis.call('ZADD', holders(credential, 'email', email), score, id)
+    hold(credential, 'e:' .. email, id, score)
   end
   if username ~= '' then
-    redis.call('ZADD', holders(credential, 'username', username), score, id)
+    hold(credential, 'u:' .. username, id, score)
   end
 end
 
@@ -299,17 +414,10 @@ local function revoke(id, revocation)
     unindex(scope, 'unrevoked', id, a[1], a[5])
   end
   if a[3] ~= '' then
-    redis.call('ZREM', holders(a[2], 'email', a[3]), id)
+    unhold(a[2], 'e:' .. a[3], id)
   end
   if a[4] ~= '' then
-    redis.call('ZREM', holders(a[2], 'username', a[4]), id)
-  end
-end
-
--- cmd key args..., in calls of at most 1,000 arguments (pairs kept whole).
-local function bulk(cmd, key, args)
-  for j = 1, #args, 1000 do
-    redis.call(cmd, key, unpack(args, j, math.min(j + 999, #args)))
+    unhold(a[2], 'u:' .. a[4], id)
   end
 end
 
@@ -393,6 +501,8 @@ local function set_course(credential, course)
   else
     redis.call('HDEL', of, credential)
   end
+  scopes[credential] = nil
+  lists[credential] = nil
 end
 
 local function kind(stream)
@@ -433,10 +543,13 @@ while i <= #ARGV do
   local a = i + 2
   if tonumber(position) > done then
     if op == 'issue' then
-      issue(position, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5])
+      issue(position, ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5],
+        ARGV[a + 6])
     elseif op == 'revoke' then
+      flush()
       revoke(ARGV[a], ARGV[a + 1])
     elseif op == 'course' then
+      flush()
       set_course(ARGV[a], ARGV[a + 1])
     else
       record(position, ARGV[a], ARGV[a + 1], ARGV[a + 2])
@@ -444,6 +557,7 @@ while i <= #ARGV do
   end
   i = a + fields[op]
 end
+flush()
 for _, key in ipairs(order) do
   local r = records[key]
   redis.call('HSET', prefix .. 'idempotency:' .. key, 'request_hash', r.request_hash,
@@ -650,38 +764,22 @@ return out
     )
 });
 
-/// For each holders key in KEYS: 1 when it holds an assertion unexpired at
-/// ARGV[1] (µs) and not among ARGV[2..], else 0.
-static HOLDERS: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
-        r#"
-local after = '(' .. ARGV[1]
-local except = {}
-for j = 2, #ARGV do
-  except[ARGV[j]] = true
-end
-local found = {}
-for k, key in ipairs(KEYS) do
-  found[k] = 0
-  local start = 0
-  while found[k] == 0 do
-    local ids = redis.call('ZRANGEBYSCORE', key, after, '+inf', 'LIMIT', start, 100)
-    for _, id in ipairs(ids) do
-      if not except[id] then
-        found[k] = 1
-        break
-      end
-    end
-    if #ids < 100 then
-      break
-    end
-    start = start + 100
-  end
-end
-return found
-"#,
-    )
-});
+/// Whether a `holders` field's text (see the keys) names an assertion
+/// unexpired at `now` (µs) and not in `except` (escaped ids).
+fn holds(text: &[u8], now: i64, except: &HashSet<String>) -> bool {
+    let mut parts = text.split(|b| *b == 0xFF);
+    while let (Some(id), Some(expires)) = (parts.next(), parts.next()) {
+        let unexpired = match std::str::from_utf8(expires) {
+            Ok("inf") => true,
+            Ok(e) => e.parse::<i64>().is_ok_and(|e| e > now),
+            Err(_) => false,
+        };
+        if unexpired && std::str::from_utf8(id).is_ok_and(|id| !except.contains(id)) {
+            return true;
+        }
+    }
+    false
+}
 
 /// The prefix of platform `p`'s keys, its hash tag included.
 fn prefix(platform: &str) -> String {
@@ -915,7 +1013,9 @@ impl RedisAssertions {
                 None => {}
                 Some(What::Issue(view)) => {
                     let key = assertion_lookup(&view.entity_id);
-                    match platform_of.get(&key) {
+                    // Fresh: its lookup is new, so it cannot have been
+                    // written (the lookup is written before the script).
+                    let fresh = match platform_of.get(&key) {
                         Some(p) if *p != view.platform => {
                             tracing::warn!(
                                 assertion = %view.entity_id, platform = %p,
@@ -923,12 +1023,13 @@ impl RedisAssertions {
                             );
                             continue;
                         }
-                        Some(_) => {}
+                        Some(_) => false,
                         None => {
                             platform_of.insert(key.clone(), view.platform.clone());
                             lookups.push((key, view.platform.clone()));
+                            true
                         }
-                    }
+                    };
                     let json = serde_json::to_string(view)
                         .map_err(|e| encode_error("an assertion's view", e))?;
                     push(
@@ -944,6 +1045,7 @@ impl RedisAssertions {
                                 .map(|t| micros(t).to_string())
                                 .unwrap_or_default(),
                             json,
+                            if fresh { "1" } else { "0" }.into(),
                         ],
                     );
                 }
@@ -1117,27 +1219,29 @@ impl AssertionQueries for RedisAssertions {
         if emails.is_empty() && usernames.is_empty() {
             return Ok(Default::default());
         }
-        let mut call = HOLDERS.prepare_invoke();
-        for email in &emails {
-            call.key(format!("{pfx}holders:{credential}:email:{}", esc(email)));
-        }
-        for username in &usernames {
-            call.key(format!(
-                "{pfx}holders:{credential}:username:{}",
-                esc(username)
-            ));
-        }
-        call.arg(micros(now));
-        for id in except {
-            call.arg(esc(id).as_ref());
-        }
-        let found: Vec<i64> = self.core.invoke(&call).await?;
+        let mut fields = Vec::with_capacity(emails.len() + usernames.len());
+        fields.extend(emails.iter().map(|e| format!("e:{}", esc(e))));
+        fields.extend(usernames.iter().map(|u| format!("u:{}", esc(u))));
+        let texts: Vec<Option<Vec<u8>>> = self
+            .core
+            .query(
+                redis::cmd("HMGET")
+                    .arg(format!("{pfx}holders:{credential}"))
+                    .arg(&fields),
+            )
+            .await?;
+        let now = micros(now);
+        let except: HashSet<String> = except.iter().map(|id| esc(id).into_owned()).collect();
+        let found: Vec<bool> = texts
+            .iter()
+            .map(|text| text.as_deref().is_some_and(|t| holds(t, now, &except)))
+            .collect();
         let (found_emails, found_usernames) = found.split_at(emails.len().min(found.len()));
-        let pick = |values: Vec<String>, found: &[i64]| -> HashSet<String> {
+        let pick = |values: Vec<String>, found: &[bool]| -> HashSet<String> {
             values
                 .into_iter()
                 .zip(found)
-                .filter(|(_, f)| **f == 1)
+                .filter(|(_, f)| **f)
                 .map(|(v, _)| v)
                 .collect()
         };

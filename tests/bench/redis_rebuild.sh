@@ -8,6 +8,8 @@
 #     database: the time to its /healthz (it answers once its models have
 #     caught up with the log), and events/s.
 # Usage: tests/bench/redis_rebuild.sh [EVENTS]   (default 1000000)
+# With IBL_BENCH_DATA=DIR, the filled store is kept in DIR and a later run
+# with the same DIR rebuilds from it without filling again.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 EVENTS=${1:-1000000}
@@ -15,6 +17,7 @@ command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y
 cargo build --release --bin ibl --bin projections --example fill
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+DATA=${IBL_BENCH_DATA:-$WORK/data}
 free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
 wait_port() {
   for _ in $(seq 1 360000); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.01; done
@@ -23,32 +26,46 @@ wait_port() {
 PORT=$(free_port); REDIS_PORT=$(free_port)
 BASE=http://127.0.0.1:$PORT
 echo "== machine: $(nproc) cores; $(date -u +%FT%TZ)"
-KEY=$(target/release/ibl platform create --data-dir "$WORK/data" --key bench --name Bench \
-  --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
-RUST_LOG=warn target/release/ibl serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
-FILLER=$!
-wait_port "$PORT"
-CRED=$(curl -fs -X POST "$BASE/api/credentials/orgs/bench/users/admin/" -H "Authorization: Api-Token $KEY" \
-  -H 'Content-Type: application/json' -d '{"name": "Rebuilt badge"}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["result"]["credential_id"])')
-echo "== fill: $EVENTS assertions through the API (bulk)"
-target/release/examples/fill "$BASE" "$KEY" "$EVENTS" bench "$CRED" 4
-kill $FILLER; wait $FILLER || true
+if [ -e "$DATA" ]; then
+  echo "== fill: kept in $DATA"
+else
+  KEY=$(target/release/ibl platform create --data-dir "$DATA" --key bench --name Bench \
+    --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
+  RUST_LOG=warn target/release/ibl serve --addr 127.0.0.1:$PORT --data-dir "$DATA" &
+  FILLER=$!
+  wait_port "$PORT"
+  CRED=$(curl -fs -X POST "$BASE/api/credentials/orgs/bench/users/admin/" -H "Authorization: Api-Token $KEY" \
+    -H 'Content-Type: application/json' -d '{"name": "Rebuilt badge"}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["result"]["credential_id"])')
+  echo "== fill: $EVENTS assertions through the API (bulk)"
+  target/release/examples/fill "$BASE" "$KEY" "$EVENTS" bench "$CRED" 4
+  kill $FILLER; wait $FILLER || true
+fi
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/dev/null &
 for _ in $(seq 1 500); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.01; done
 echo "== ceiling: redis-benchmark SET, pipeline 16, 1,000,000 requests"
 redis-benchmark -p "$REDIS_PORT" -t set -n 1000000 -P 16 -q | tr '\r' '\n' | grep -v '^$' | tail -1
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
+redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
+redis_cpu() { redis-cli -p "$REDIS_PORT" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {t += $2} END {print t}'; }
+REDIS_CPU0=$(redis_cpu)
 
 echo "== rebuild: projections with REDIS_URL on an empty database"
 START=$(date +%s.%N)
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 RUST_LOG=warn \
-  target/release/projections --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+  target/release/projections --addr 127.0.0.1:$PORT --data-dir "$DATA" &
+PROJECTIONS=$!
 wait_port "$PORT"
 END=$(date +%s.%N)
+PROJECTIONS_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$PROJECTIONS/stat)
+REDIS_CPU=$(python3 -c "print($(redis_cpu) - $REDIS_CPU0)")
 HEAD=$(curl -fs "$BASE/metrics" | awk '/^ibl_store_head_position / {print $2}')
 LISTED=$(redis-cli -p "$REDIS_PORT" zcard 'ibl:{bench}:list:platform:issued')
 python3 -c "
 s = $END - $START
-print(f'{$HEAD} events in {s:.1f} s: {$HEAD / s:,.0f} events/s; {$LISTED} assertions in the platform list')"
+print(f'{$HEAD} events in {s:.1f} s: {$HEAD / s:,.0f} events/s; {$LISTED} assertions in the platform list')
+print(f'CPU: projections {$PROJECTIONS_CPU:.1f} s ({$PROJECTIONS_CPU * 1e6 / $HEAD:.1f} us/event), redis-server {$REDIS_CPU:.1f} s ({$REDIS_CPU * 1e6 / $HEAD:.1f} us/event)')"
 echo "Redis memory: $(redis-cli -p "$REDIS_PORT" info memory | awk -F: '/^used_memory_human/ {print $2}' | tr -d '\r')"
+echo "== Redis's time by command (those inside scripts counted too): calls, usec in all, usec per call"
+redis-cli -p "$REDIS_PORT" info commandstats | tr -d '\r' | awk -F'[:,=]' '/^cmdstat_/ {
+  sub("cmdstat_", "", $1); printf "%-10s %10d calls %12d usec %8.2f usec/call\n", $1, $3, $5, $7 }' | sort -k4 -n -r | head -12
