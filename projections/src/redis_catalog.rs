@@ -1398,6 +1398,17 @@ impl ReadModel for RedisCatalog {
             self.write(&decode_all(events), from, last, None)
         })
     }
+
+    fn apply_behind(&self, batch: &[RecordedEvent]) -> Applied {
+        self.core
+            .apply_behind(batch, &APPLY, &self.small, |con, events| {
+                plan(con, &decode_all(events))
+            })
+    }
+
+    fn settle(&self) -> Applied {
+        self.core.settle()
+    }
 }
 
 #[cfg(test)]

@@ -24,11 +24,22 @@
 //! platform's prefix, ARGV[2] a parameter of the model, ARGV[3] the
 //! position to move to, then each operation: its name, its position and
 //! its arguments.
+//!
+//! While the projector catches up (the next batch is already read), a
+//! model may take a batch "behind" ([`RedisModel::apply_behind`]): the
+//! batch is planned on the projector's thread (its lookups written), and
+//! its scripts run on a thread of their own, over a connection of their
+//! own, while the projector reads, decodes and plans the next one. The
+//! next batch, or [`RedisModel::settle`], waits for it first: at most one
+//! batch is in flight, the scripts of two batches never interleave, and
+//! the checkpoint (what the runtime publishes, and where it resumes) moves
+//! only once the batch's scripts and its global checkpoint are written.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
+use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ibl_events::{Position, RecordedEvent};
@@ -196,12 +207,24 @@ fn chunks(ops: &[Op], size: usize, anywhere: bool) -> Vec<&[Op]> {
     out
 }
 
+/// A batch whose scripts run on another thread (see the module).
+struct InFlight {
+    last: Position,
+    written: JoinHandle<Written>,
+}
+
 /// The connections and checkpoints of one read model in Redis.
 pub(crate) struct RedisModel {
     name: &'static str,
     servers: Servers,
     /// The projector's connection (`None`: reconnect before the next use).
     writer: Mutex<Option<Writer>>,
+    /// The connection of the scripts of batches in flight.
+    behind: Arc<Mutex<Option<Writer>>>,
+    in_flight: Mutex<Option<InFlight>>,
+    /// The last position planned: the checkpoint, or past it by the batch
+    /// in flight.
+    planned: AtomicU64,
     /// Its key in each thread's [`READERS`].
     id: usize,
     checkpoint: AtomicU64,
@@ -258,6 +281,9 @@ impl RedisModel {
             name,
             servers,
             writer: Mutex::new(Some(writer)),
+            behind: Arc::new(Mutex::new(None)),
+            in_flight: Mutex::new(None),
+            planned: AtomicU64::new(checkpoint.unwrap_or(0)),
             id: NEXT_MODEL.fetch_add(1, Ordering::Relaxed),
             checkpoint: AtomicU64::new(checkpoint.unwrap_or(0)),
             layout,
@@ -276,7 +302,14 @@ impl RedisModel {
     /// Moves where this process believes the model is, once it wrote the
     /// model whole up to `to` (see [`Self::clear`]).
     pub fn restored(&self, to: Position) {
+        self.settle();
+        self.moved(to);
+    }
+
+    /// The checkpoint moved to `to`, nothing in flight.
+    fn moved(&self, to: Position) {
         self.checkpoint.store(to, Ordering::Release);
+        self.planned.store(to, Ordering::Release);
     }
 
     fn global_checkpoint(&self) -> String {
@@ -291,7 +324,7 @@ impl RedisModel {
     /// process that read an older checkpoint would).
     #[cfg(test)]
     pub fn set_checkpoint(&self, to: Position) {
-        self.checkpoint.store(to, Ordering::Release);
+        self.moved(to);
     }
 
     /// This thread's connection for the model's queries, connected at its
@@ -411,51 +444,43 @@ impl RedisModel {
         last: Position,
         scripts: Option<usize>,
     ) -> RedisResult<Written> {
-        let global = self.global_checkpoint();
+        let run = self.run(script, param, from, last);
         self.with_writer(|con| {
-            let stored: Option<Position> = redis::cmd("GET").arg(&global).query(con)?;
-            if stored.unwrap_or(0) < from {
+            if run.lost(con)? {
                 return Ok(Written::Lost);
             }
             let ops = plan(con)?;
-            let mut left = scripts;
-            for (pfx, ops) in &ops {
-                let checkpoint = format!("{pfx}checkpoint:{}", self.name);
-                for chunk in chunks(ops, self.chunk, self.idempotent) {
-                    if left == Some(0) {
-                        return Ok(Written::Partly);
-                    }
-                    let upto = chunk.last().map_or(0, |op| op.position);
-                    let mut call = script.prepare_invoke();
-                    call.key(&checkpoint).arg(pfx).arg(param).arg(upto);
-                    for op in chunk {
-                        call.arg(&op.args[0]).arg(op.position).arg(&op.args[1..]);
-                    }
-                    call.invoke::<i64>(con)?;
-                    left = left.map(|n| n - 1);
-                }
-            }
-            if left == Some(0) {
-                return Ok(Written::Partly); // the crash before the global checkpoint
-            }
-            let before: Position = MOVE_CHECKPOINT.key(&global).arg(last).invoke(con)?;
-            Ok(if before < from {
-                Written::Lost
-            } else {
-                Written::Done
-            })
+            run.execute(con, &ops, scripts)
         })
+    }
+
+    /// What running a batch's scripts needs (see [`Run::execute`]).
+    fn run<'s>(&self, script: &'s Script, param: &str, from: Position, last: Position) -> Run<'s> {
+        Run {
+            name: self.name,
+            script,
+            param: param.to_owned(),
+            global: self.global_checkpoint(),
+            chunk: self.chunk,
+            idempotent: self.idempotent,
+            from,
+            last,
+        }
     }
 
     /// Applies the events of `batch` past the checkpoint, written by
     /// `write` (given the events, the checkpoint and the last position);
     /// retries with a backoff from 50 ms to 5 s until Redis takes them
-    /// (every step is idempotent), and rebuilds after a loss.
+    /// (every step is idempotent), and rebuilds after a loss. A batch in
+    /// flight is settled first.
     pub fn apply(
         &self,
         batch: &[RecordedEvent],
         write: impl Fn(&[&RecordedEvent], Position, Position) -> RedisResult<Written>,
     ) -> Applied {
+        if self.settle() == Applied::Rewound {
+            return Applied::Rewound;
+        }
         let checkpoint = self.checkpoint();
         let events: Vec<&RecordedEvent> =
             batch.iter().filter(|e| e.position > checkpoint).collect();
@@ -463,33 +488,101 @@ impl RedisModel {
             return Applied::Done;
         };
         blocking(|| {
-            let mut delay = Duration::from_millis(50);
-            loop {
-                match write(&events, checkpoint, last) {
-                    // (Without a limit, a write is never partial.)
-                    Ok(Written::Done | Written::Partly) => {
-                        self.checkpoint.store(last, Ordering::Release);
-                        return Applied::Done;
-                    }
-                    Ok(Written::Lost) => break,
-                    Err(error) => {
-                        tracing::warn!(
-                            model = self.name, %error, position = last,
-                            "a Redis read model could not apply a batch; retrying"
-                        );
-                        std::thread::sleep(delay);
-                        delay = (delay * 2).min(Duration::from_secs(5));
-                    }
+            match retrying(self.name, last, || write(&events, checkpoint, last)) {
+                // (Without a limit, a write is never partial.)
+                Written::Done | Written::Partly => {
+                    self.moved(last);
+                    Applied::Done
                 }
+                Written::Lost => self.rebuild(checkpoint),
             }
-            self.rebuild(checkpoint)
         })
+    }
+
+    /// Applies the events of `batch` past what was planned, as
+    /// [`Self::apply`] does, but leaves its scripts running on another
+    /// thread (see the module): `plan` (retried until it succeeds) turns
+    /// the events into operations, then the batch in flight is settled and
+    /// this one takes its place. Its checkpoint moves when it is settled.
+    pub fn apply_behind(
+        &self,
+        batch: &[RecordedEvent],
+        script: &'static Script,
+        param: &str,
+        plan: impl Fn(&mut Writer, &[&RecordedEvent]) -> RedisResult<Plan>,
+    ) -> Applied {
+        let from = self.planned.load(Ordering::Acquire);
+        let events: Vec<&RecordedEvent> = batch.iter().filter(|e| e.position > from).collect();
+        let Some(last) = events.last().map(|e| e.position) else {
+            return Applied::Done;
+        };
+        blocking(|| {
+            let ops = retrying(self.name, last, || {
+                self.with_writer(|con| plan(con, &events))
+            });
+            if self.settle() == Applied::Rewound {
+                return Applied::Rewound;
+            }
+            let run = self.run(script, param, from, last);
+            let (con, servers) = (self.behind.clone(), self.servers.clone());
+            let written = std::thread::Builder::new()
+                .name(format!("redis-{}", self.name))
+                .spawn(move || {
+                    retrying(run.name, last, || {
+                        let mut guard = con.lock().unwrap_or_else(|p| p.into_inner());
+                        let con = match guard.as_mut() {
+                            Some(con) => con,
+                            None => guard.insert(servers.writer()?),
+                        };
+                        let written = run.lost(con).and_then(|lost| {
+                            if lost {
+                                Ok(Written::Lost)
+                            } else {
+                                run.execute(con, &ops, None)
+                            }
+                        });
+                        if written.is_err() {
+                            *guard = None;
+                        }
+                        written
+                    })
+                })
+                .expect("a thread for a Redis read model's scripts");
+            self.planned.store(last, Ordering::Release);
+            *self.in_flight.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(InFlight { last, written });
+            Applied::Done
+        })
+    }
+
+    /// Waits for the batch in flight, if any: its checkpoint moves, or the
+    /// model is rebuilt when the server had lost it.
+    pub fn settle(&self) -> Applied {
+        let in_flight = self
+            .in_flight
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        let Some(InFlight { last, written }) = in_flight else {
+            return Applied::Done;
+        };
+        match blocking(|| written.join()) {
+            Ok(Written::Done | Written::Partly) => {
+                self.moved(last);
+                Applied::Done
+            }
+            Ok(Written::Lost) => blocking(|| self.rebuild(self.checkpoint())),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
     }
 
     /// Compares the server's global checkpoint with this model's: behind,
     /// the server lost the model, which is cleared and rebuilt. A server
     /// that cannot be reached is left to the next batch.
     pub fn verify(&self) -> Applied {
+        if self.settle() == Applied::Rewound {
+            return Applied::Rewound;
+        }
         let ours = self.checkpoint();
         let global = self.global_checkpoint();
         let stored = blocking(|| {
@@ -520,7 +613,7 @@ impl RedisModel {
             std::thread::sleep(delay);
             delay = (delay * 2).min(Duration::from_secs(5));
         }
-        self.checkpoint.store(0, Ordering::Release);
+        self.moved(0);
         Applied::Rewound
     }
 
@@ -539,6 +632,85 @@ impl RedisModel {
                 .arg(&self.layout)
                 .arg("NX")
                 .query::<()>(con)
+        })
+    }
+}
+
+/// Retries `write` with a backoff from 50 ms to 5 s until Redis takes it.
+fn retrying<T>(model: &str, last: Position, mut write: impl FnMut() -> RedisResult<T>) -> T {
+    let mut delay = Duration::from_millis(50);
+    loop {
+        match write() {
+            Ok(done) => return done,
+            Err(error) => {
+                tracing::warn!(
+                    model, %error, position = last,
+                    "a Redis read model could not apply a batch; retrying"
+                );
+                std::thread::sleep(delay);
+                delay = (delay * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// The scripts of a batch from `from` to `last`, and its global
+/// checkpoint.
+struct Run<'s> {
+    name: &'static str,
+    script: &'s Script,
+    param: String,
+    global: String,
+    chunk: usize,
+    idempotent: bool,
+    from: Position,
+    last: Position,
+}
+
+impl Run<'_> {
+    /// Whether the server's global checkpoint is behind the batch's start:
+    /// it lost the model.
+    fn lost(&self, con: &mut Writer) -> RedisResult<bool> {
+        let stored: Option<Position> = redis::cmd("GET").arg(&self.global).query(con)?;
+        Ok(stored.unwrap_or(0) < self.from)
+    }
+
+    /// Each platform's scripts, then the global checkpoint (see
+    /// [`RedisModel::write`]).
+    fn execute(
+        &self,
+        con: &mut Writer,
+        ops: &Plan,
+        scripts: Option<usize>,
+    ) -> RedisResult<Written> {
+        let mut left = scripts;
+        for (pfx, ops) in ops {
+            let checkpoint = format!("{pfx}checkpoint:{}", self.name);
+            for chunk in chunks(ops, self.chunk, self.idempotent) {
+                if left == Some(0) {
+                    return Ok(Written::Partly);
+                }
+                let upto = chunk.last().map_or(0, |op| op.position);
+                let mut call = self.script.prepare_invoke();
+                call.key(&checkpoint).arg(pfx).arg(&self.param).arg(upto);
+                for op in chunk {
+                    call.arg(&op.args[0]).arg(op.position).arg(&op.args[1..]);
+                }
+                call.invoke::<i64>(con)?;
+                left = left.map(|n| n - 1);
+            }
+        }
+        if left == Some(0) {
+            return Ok(Written::Partly); // the crash before the global checkpoint
+        }
+        let before: Position = MOVE_CHECKPOINT
+            .key(&self.global)
+            .arg(self.last)
+            .invoke(con)?;
+        Ok(if before < self.from {
+            Written::Lost
+        } else {
+            Written::Done
         })
     }
 }

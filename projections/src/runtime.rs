@@ -18,6 +18,21 @@ pub trait ReadModel: Send + Sync + 'static {
     /// May block (a model in another server waits for it).
     fn apply(&self, batch: &[RecordedEvent]) -> Applied;
 
+    /// Applies a batch as [`apply`](Self::apply) does, but may return
+    /// before its checkpoint moves, leaving the batch's writes in flight
+    /// while the projector reads the next one (it has one ready). The next
+    /// `apply`, `apply_behind`, [`settle`](Self::settle) or `verify`
+    /// completes them first.
+    fn apply_behind(&self, batch: &[RecordedEvent]) -> Applied {
+        self.apply(batch)
+    }
+
+    /// Completes the writes in flight: the checkpoint is then the last
+    /// batch's.
+    fn settle(&self) -> Applied {
+        Applied::Done
+    }
+
     /// Checks, while the log is idle, that the model's store still holds
     /// what was applied (a server that came back empty is otherwise
     /// noticed only at the next event). May block.
@@ -162,11 +177,23 @@ async fn run(
             };
             match batch {
                 Ok(batch) => {
+                    // With the next batch already read, a model may leave
+                    // this one's writes in flight; the last one read is
+                    // settled before the checkpoints are published.
+                    let behind = !incoming.is_empty();
                     // Off the async thread: a model may wait for its server.
                     let (back, applied) = tokio::task::spawn_blocking(move || {
                         let mut rewound = false;
                         for (model, tx) in &models {
-                            rewound |= model.apply(&batch) == Applied::Rewound;
+                            let applied = if behind {
+                                model.apply_behind(&batch)
+                            } else {
+                                match model.apply(&batch) {
+                                    Applied::Done => model.settle(),
+                                    Applied::Rewound => Applied::Rewound,
+                                }
+                            };
+                            rewound |= applied == Applied::Rewound;
                             tx.send_replace(model.checkpoint());
                         }
                         (models, rewound)
