@@ -117,8 +117,8 @@
 //!   (a scope spread over a log of 10 million events has at most 153) and
 //!   per small block of the large one where it starts (at most 64), the
 //!   expired of one small block (at most 1,024 of the scope's assertions),
-//!   plus the page and the expired among its span. Redis 6.2 or later
-//!   (`ZMSCORE`).
+//!   plus the page and the expired among its span. Redis 7.0 or later
+//!   (`ZMSCORE`, and `SET NX GET` for the lookups).
 //! * Course: the `course:X` scope is kept up to date when an assertion is
 //!   issued (the credential's course is read in `course-of`) and when a
 //!   credential's course changes (created, updated, deleted): its
@@ -965,28 +965,43 @@ impl RedisAssertions {
     /// assertions and credentials) and answers each platform's operations,
     /// in log order.
     fn plan(&self, con: &mut Writer, changes: &[Change]) -> RedisResult<Plan> {
-        let mut wanted: Vec<String> = Vec::new();
+        // Each lookup once: an issue or a creation claims it for its
+        // platform (set unless another had it), others read it.
+        let mut wanted: Vec<(String, Option<String>)> = Vec::new();
         let mut seen = HashSet::new();
         for change in changes {
-            let key = match &change.what {
-                Some(What::Issue(view)) => assertion_lookup(&view.entity_id),
-                Some(What::Revoke { id, .. }) => assertion_lookup(id),
-                Some(What::Course { credential, .. }) => credential_lookup(credential),
+            let (key, claim) = match &change.what {
+                Some(What::Issue(view)) => (
+                    assertion_lookup(&view.entity_id),
+                    Some(view.platform.clone()),
+                ),
+                Some(What::Revoke { id, .. }) => (assertion_lookup(id), None),
+                Some(What::Course {
+                    credential,
+                    created_in,
+                    ..
+                }) => (credential_lookup(credential), created_in.clone()),
                 None => continue,
             };
             if seen.insert(key.clone()) {
-                wanted.push(key);
+                wanted.push((key, claim));
             }
         }
+        let found = redis_link::lookup_many(con, &wanted)?;
         let mut platform_of: HashMap<String, String> = HashMap::new();
-        if !wanted.is_empty() {
-            let known = redis_link::get_many(con, &wanted)?;
-            platform_of.extend(
-                wanted
-                    .into_iter()
-                    .zip(known)
-                    .filter_map(|(k, p)| p.map(|p| (k, p))),
-            );
+        // The lookups this batch claimed: their assertions are new.
+        let mut claimed: HashSet<String> = HashSet::new();
+        for ((key, claim), found) in wanted.into_iter().zip(found) {
+            match (found, claim) {
+                (Some(p), _) => {
+                    platform_of.insert(key, p);
+                }
+                (None, Some(p)) => {
+                    platform_of.insert(key.clone(), p);
+                    claimed.insert(key);
+                }
+                (None, None) => {}
+            }
         }
         let mut lookups: Vec<(String, String)> = Vec::new();
         let mut ops = Plan::new();
@@ -1023,7 +1038,7 @@ impl RedisAssertions {
                             );
                             continue;
                         }
-                        Some(_) => false,
+                        Some(_) => claimed.remove(&key),
                         None => {
                             platform_of.insert(key.clone(), view.platform.clone());
                             lookups.push((key, view.platform.clone()));

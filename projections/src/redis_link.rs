@@ -208,6 +208,49 @@ pub fn get_many(con: &mut Writer, keys: &[String]) -> RedisResult<Vec<Option<Str
     }
 }
 
+/// Each key's value, in one round trip per server: with a claim, the key
+/// is set to it when missing (`SET key claim NX GET`, Redis 7.0 or
+/// later), and the answer is the value it had before (none: the claim
+/// took it).
+pub fn lookup_many(
+    con: &mut Writer,
+    keys: &[(String, Option<String>)],
+) -> RedisResult<Vec<Option<String>>> {
+    if keys.is_empty() {
+        return Ok(Vec::new());
+    }
+    let command = |key: &String, claim: &Option<String>| -> Cmd {
+        match claim {
+            Some(value) => {
+                let mut cmd = redis::cmd("SET");
+                cmd.arg(key).arg(value).arg("NX").arg("GET");
+                cmd
+            }
+            None => {
+                let mut cmd = redis::cmd("GET");
+                cmd.arg(key);
+                cmd
+            }
+        }
+    };
+    match con {
+        Writer::One(c) => {
+            let mut pipe = redis::pipe();
+            for (key, claim) in keys {
+                pipe.add_command(command(key, claim));
+            }
+            pipe.query(c)
+        }
+        Writer::Cluster(c) => {
+            let mut pipe = redis::cluster::cluster_pipe();
+            for (key, claim) in keys {
+                pipe.add_command(command(key, claim));
+            }
+            pipe.query(c)
+        }
+    }
+}
+
 /// `SET key value NX` of each pair, in one round trip per server.
 pub fn set_nx_many(con: &mut Writer, pairs: &[(String, String)]) -> RedisResult<()> {
     if pairs.is_empty() {
