@@ -243,8 +243,26 @@ impl CredentialsModel {
             .filter_map(|(_, hash)| s.keys_by_hash.get(hash))
             .map(|k| ApiKeyView::clone(k))
             .collect();
-        keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+        sort_api_keys(&mut keys);
         keys
+    }
+
+    /// Every platform and every active key, and the position they are at
+    /// (read under one lock: what a copy of the model writes whole).
+    pub fn keys_state(&self) -> (Position, Vec<PlatformView>, Vec<ApiKeyView>) {
+        let s = self.read();
+        let platforms = s
+            .platforms
+            .values()
+            .map(|p| PlatformView::clone(p))
+            .collect();
+        let keys = s
+            .keys_by_name
+            .values()
+            .filter_map(|hash| s.keys_by_hash.get(hash))
+            .map(|k| ApiKeyView::clone(k))
+            .collect();
+        (s.checkpoint, platforms, keys)
     }
 
     pub fn api_key_by_name(&self, platform: &str, name: &str) -> Option<Arc<ApiKeyView>> {
@@ -336,6 +354,39 @@ impl CredentialsModel {
 }
 
 /// The queries of the credentials and issuers (the catalog) every adapter
+/// A platform's keys in the order they are listed: oldest first.
+pub fn sort_api_keys(keys: &mut [ApiKeyView]) {
+    keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
+}
+
+/// What authenticating a request and listing a platform's keys read:
+/// in memory ([`CredentialsModel`]) or in Redis
+/// ([`crate::redis_keys::RedisKeys`]).
+#[async_trait::async_trait]
+pub trait KeyQueries: Send + Sync + 'static {
+    /// The active key whose secret hashes to `hash`, and its platform.
+    async fn api_key_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(Arc<ApiKeyView>, Arc<PlatformView>)>, ReadError>;
+    /// The active keys of a platform, oldest first.
+    async fn api_keys(&self, platform: &str) -> Result<Vec<ApiKeyView>, ReadError>;
+}
+
+#[async_trait::async_trait]
+impl KeyQueries for CredentialsModel {
+    async fn api_key_by_hash(
+        &self,
+        hash: &str,
+    ) -> Result<Option<(Arc<ApiKeyView>, Arc<PlatformView>)>, ReadError> {
+        Ok(CredentialsModel::api_key_by_hash(self, hash))
+    }
+
+    async fn api_keys(&self, platform: &str) -> Result<Vec<ApiKeyView>, ReadError> {
+        Ok(CredentialsModel::api_keys(self, platform))
+    }
+}
+
 /// answers: in memory ([`CredentialsModel`]) or in Redis
 /// ([`crate::redis_catalog::RedisCatalog`]).
 #[async_trait::async_trait]

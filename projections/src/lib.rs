@@ -14,6 +14,7 @@ pub mod credentials;
 pub mod rbac;
 pub mod redis_assertions;
 pub mod redis_catalog;
+pub mod redis_keys;
 pub mod redis_link;
 mod redis_model;
 pub mod relay;

@@ -81,8 +81,11 @@ impl Projections {
             progress.push((model.name(), rx));
             followers.push((model, tx));
         }
-        let task = tokio::spawn(run(store, followers));
         let observed = Vec::new();
+        if followers.is_empty() {
+            return (Self { progress, observed }, Vec::new()); // nothing to feed
+        }
+        let task = tokio::spawn(run(store, followers));
         (Self { progress, observed }, vec![task])
     }
 

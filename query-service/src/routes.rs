@@ -252,8 +252,9 @@ pub async fn list_api_keys(
     principal.require_platform(&platform)?;
     fresh(&req, &read).await?;
     let keys: Vec<_> = read
-        .models
+        .keys
         .api_keys(&platform)
+        .await?
         .iter()
         .map(|k| wire::api_key(k, &format!("{}…", k.prefix)))
         .collect();

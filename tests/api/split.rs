@@ -878,7 +878,8 @@ fn writes_are_answered_from_their_own_result_while_redis_is_down() {
 /// Redis restarted empty while nothing is written: the projections process
 /// notices within about a second (it compares checkpoints while the log is
 /// idle) and rebuilds the model, and the query service answers every
-/// assertion again, without a new write.
+/// assertion again, without a new write; the key it authenticates with
+/// (read from Redis too) is unavailable meanwhile, never refused.
 #[test]
 fn redis_back_empty_while_the_log_is_idle_is_rebuilt_without_a_write() {
     let mut redis = crate::redis::Redis::start();
@@ -913,6 +914,12 @@ fn redis_back_empty_while_the_log_is_idle_is_rebuilt_without_a_write() {
                 .set("Authorization", &auth)
                 .call(),
         );
+        // The key is read from Redis too: unavailable while its model is
+        // written again, never refused.
+        assert!(
+            [200, 503].contains(&status),
+            "a read while Redis is rebuilt: {status}"
+        );
         if status == 200 {
             let body: Value = res.unwrap().into_json().unwrap();
             if body["count"] == 2 {
@@ -925,6 +932,17 @@ fn redis_back_empty_while_the_log_is_idle_is_rebuilt_without_a_write() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    let keys: Value = agent()
+        .get(&format!(
+            "{}/api/core/platform/api-tokens/?platform_key=acme",
+            queries.base
+        ))
+        .set("Authorization", &auth)
+        .call()
+        .unwrap()
+        .into_json()
+        .unwrap();
+    assert_eq!(keys.as_array().map(Vec::len), Some(1), "{keys}");
 }
 
 /// With strong reads, the query service judges a key as the log has it

@@ -336,7 +336,7 @@ impl Principal {
 }
 
 /// Authenticates a request by its `Authorization: Api-Token <key>` header.
-pub fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, ApiError> {
+pub async fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, ApiError> {
     let header = req.headers().get(header::AUTHORIZATION).ok_or_else(|| {
         ApiError::Unauthorized("Authentication credentials were not provided.".into())
     })?;
@@ -351,8 +351,9 @@ pub fn authenticate(req: &HttpRequest, read: &ReadState) -> Result<Principal, Ap
         .filter(|s| !s.is_empty())
         .ok_or_else(|| ApiError::Unauthorized("Use 'Authorization: Api-Token <key>'.".into()))?;
     let (key, platform) = read
-        .models
+        .keys
         .api_key_by_hash(&hash_secret(secret))
+        .await?
         .filter(|(k, _)| k.expires.is_none_or(|e| e > Utc::now()))
         .ok_or_else(|| ApiError::Unauthorized("Invalid API key.".into()))?;
     Ok(Principal {
@@ -384,7 +385,7 @@ impl FromRequest for Caller {
             if crate::request::waits(&req, read) {
                 crate::request::fresh(&req, read).await?;
             }
-            authenticate(&req, read).map(Caller)
+            authenticate(&req, read).await.map(Caller)
         })
     }
 }

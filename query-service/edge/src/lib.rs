@@ -27,6 +27,9 @@ pub use error::ApiError;
 /// What the read side serves from: the read models and how far they are.
 pub struct ReadState {
     pub models: Arc<CredentialsModel>,
+    /// Platforms and API keys as authentication reads them (in Redis, or
+    /// `models` itself).
+    pub keys: Arc<dyn ibl_projections::credentials::KeyQueries>,
     /// Assertions and idempotency records (SQLite, off the heap).
     pub assertions: Arc<dyn ibl_projections::assertions::AssertionQueries>,
     /// Credentials and issuers: what the query routes read (in Redis, or

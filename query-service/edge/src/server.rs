@@ -19,10 +19,11 @@ use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 use ibl_projections::assertions::{AssertionQueries, AssertionsModel};
-use ibl_projections::credentials::{CatalogQueries, CredentialsModel};
+use ibl_projections::credentials::{CatalogQueries, CredentialsModel, KeyQueries};
 use ibl_projections::rbac::{RbacModel, RedisRbac};
 use ibl_projections::redis_assertions::RedisAssertions;
 use ibl_projections::redis_catalog::RedisCatalog;
+use ibl_projections::redis_keys::RedisKeys;
 use ibl_projections::relay::{self, Checkpoint};
 use ibl_projections::snapshot::Snapshots;
 use ibl_projections::{Projections, ReadModel, Snapshot};
@@ -503,6 +504,27 @@ pub async fn start_read_side(
     } else {
         CredentialsModel::new()
     });
+    // Platforms and API keys in Redis: written by the projector, read by
+    // the query service to authenticate; the others authenticate from
+    // their own model in memory (so writes go on while Redis is down), and
+    // the projector writes its model whole when Redis lost it.
+    let redis_keys = match (&settings.redis_url, role) {
+        (Some(url), Role::Projector | Role::Queries) => {
+            let redis = if role == Role::Projector {
+                RedisKeys::open_writer(url, models.clone()).await
+            } else {
+                RedisKeys::open(url).await
+            };
+            let redis = redis.map_err(|e| {
+                std::io::Error::other(format!("the keys read model in Redis (REDIS_URL): {e}"))
+            })?;
+            let redis = Arc::new(redis);
+            let follow = || redis.follow(FOLLOW_EVERY);
+            in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
+            Some(redis)
+        }
+        _ => None,
+    };
     let catalog: Arc<dyn CatalogQueries> = match redis_catalog {
         Some(redis) => redis,
         None => models.clone(),
@@ -528,7 +550,13 @@ pub async fn start_read_side(
         }
         _ => (Arc::new(RbacModel::new()), None),
     };
-    let mut snapshotted = vec![models.clone() as Arc<dyn Snapshot>];
+    // A query service on Redis answers everything from Redis: it folds
+    // nothing of the log into memory.
+    let in_memory = !(role == Role::Queries && settings.redis_url.is_some());
+    let mut snapshotted: Vec<Arc<dyn Snapshot>> = Vec::new();
+    if in_memory {
+        snapshotted.push(models.clone());
+    }
     if redis_rbac.is_none() || role == Role::Projector {
         snapshotted.push(rbac.clone());
     }
@@ -543,7 +571,9 @@ pub async fn start_read_side(
             }
         }
     }
-    read_models.push(models.clone());
+    if in_memory {
+        read_models.push(models.clone());
+    }
     if redis_rbac.is_none() {
         read_models.push(rbac.clone());
     }
@@ -587,7 +617,12 @@ pub async fn start_read_side(
             rbac.memory_bytes_estimate() as f64 / (1024.0 * 1024.0)
         );
     }
+    let keys: Arc<dyn KeyQueries> = match redis_keys {
+        Some(redis) if role == Role::Queries => redis,
+        _ => models.clone(),
+    };
     let read = web::Data::new(ReadState {
+        keys,
         models,
         assertions,
         catalog,
