@@ -36,12 +36,17 @@
 //!
 //! # Reads
 //!
-//! Authenticating a key is two reads: its lookup, then its platform's
-//! record and its own (one `HMGET`); the key's hash must be the one
-//! presented (a name given to a later key is another key). The list of a
-//! platform's keys is its hash (`HGETALL`): a platform has a handful.
+//! Authenticating a key is its lookup, then its platform's record and its
+//! own (one `HMGET`); the key's hash must be the one presented (a name
+//! given to a later key is another key). A lookup never changes, so each
+//! process keeps those it found (up to 100,000): a key seen before is one
+//! read. A key not found while the model's global checkpoint is missing
+//! (Redis came back empty, the projector has not written it yet) is an
+//! error (503), not an unknown key. The list of a platform's keys is its
+//! hash (`HGETALL`): a platform has a handful.
 
-use std::sync::{Arc, LazyLock};
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use ibl_events::platform::{api_key_of_stream, is_platform_stream, ApiKeyEvent, PlatformEvent};
@@ -211,9 +216,15 @@ fn plan(con: &mut Writer, changes: &[(Position, Change)]) -> RedisResult<Plan> {
     Ok(ops)
 }
 
+/// How many key lookups a process keeps (then it forgets them all).
+const KEPT_LOOKUPS: usize = 100_000;
+
 /// The Redis adapter of platforms and API keys: see the module.
 pub struct RedisKeys {
     core: Arc<RedisModel>,
+    /// Lookups found (a hash's platform and name never change): a key
+    /// seen before is authenticated in one read.
+    lookups: Mutex<HashMap<String, (String, String)>>,
     /// The projector's model in memory, written whole after a loss (none
     /// in a reader).
     source: Option<Arc<CredentialsModel>>,
@@ -227,6 +238,7 @@ impl RedisKeys {
         let core = RedisModel::open(NAME, url, layout, KEYS, CHUNK).await?;
         Ok(Self {
             core: Arc::new(core),
+            lookups: Mutex::default(),
             source: None,
         })
     }
@@ -303,20 +315,10 @@ impl KeyQueries for RedisKeys {
         &self,
         hash: &str,
     ) -> Result<Option<(Arc<ApiKeyView>, Arc<PlatformView>)>, ReadError> {
-        let found: Option<String> = self.core.query(redis::cmd("GET").arg(lookup(hash))).await?;
-        let Some(found) = found else {
-            let built: Option<Position> = self
-                .core
-                .query(redis::cmd("GET").arg(format!("ibl:checkpoint:{NAME}")))
-                .await?;
-            if built.is_none() {
-                return Err(ReadError::new(
-                    "the keys read model is being written to Redis".to_owned(),
-                ));
-            }
-            return Ok(None);
+        let (platform, name) = match self.lookup(hash).await? {
+            Some(found) => found,
+            None => return Ok(None),
         };
-        let (platform, name): (String, String) = decoded(&found, "key lookup")?;
         let (platform_view, key): (Option<String>, Option<String>) = self
             .core
             .query(
@@ -327,7 +329,7 @@ impl KeyQueries for RedisKeys {
             )
             .await?;
         let (Some(platform_view), Some(key)) = (platform_view, key) else {
-            return Ok(None);
+            return self.unknown().await;
         };
         let key: ApiKeyView = decoded(&key, "API key")?;
         if key.hash != hash {
@@ -351,6 +353,48 @@ impl KeyQueries for RedisKeys {
             .collect::<Result<Vec<_>, _>>()?;
         sort_api_keys(&mut keys);
         Ok(keys)
+    }
+}
+
+impl RedisKeys {
+    /// What a key not found is: unknown (`None`), or unavailable (an
+    /// error: 503) while the model is not written (Redis came back empty).
+    async fn unknown<T>(&self) -> Result<Option<T>, ReadError> {
+        let built: Option<Position> = self
+            .core
+            .query(redis::cmd("GET").arg(format!("ibl:checkpoint:{NAME}")))
+            .await?;
+        match built {
+            Some(_) => Ok(None),
+            None => Err(ReadError::new(
+                "the keys read model is being written to Redis".to_owned(),
+            )),
+        }
+    }
+
+    /// The platform and name of the key whose secret hashes to `hash`,
+    /// read once per process (they never change); none while unknown.
+    async fn lookup(&self, hash: &str) -> Result<Option<(String, String)>, ReadError> {
+        let kept = |l: &Mutex<HashMap<String, (String, String)>>| {
+            l.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(hash)
+                .cloned()
+        };
+        if let Some(found) = kept(&self.lookups) {
+            return Ok(Some(found));
+        }
+        let found: Option<String> = self.core.query(redis::cmd("GET").arg(lookup(hash))).await?;
+        let Some(found) = found else {
+            return self.unknown().await;
+        };
+        let found: (String, String) = decoded(&found, "key lookup")?;
+        let mut kept = self.lookups.lock().unwrap_or_else(|p| p.into_inner());
+        if kept.len() >= KEPT_LOOKUPS {
+            kept.clear();
+        }
+        kept.insert(hash.to_owned(), found.clone());
+        Ok(Some(found))
     }
 }
 
@@ -548,14 +592,18 @@ mod tests {
         }
         let all = answers(source.as_ref(), &platforms).await;
         assert_eq!(answers(&reader, &platforms).await, all);
+        reader.lookups.lock().unwrap().remove("h2");
 
         redis::cmd("FLUSHALL")
             .query::<()>(&mut server.connection())
             .expect("FLUSHALL");
-        assert!(
-            reader.api_key_by_hash("h4").await.is_err(),
-            "while the model is not written, a key is unavailable, not invalid"
-        );
+        for hash in ["h4", "h2"] {
+            // (h4's lookup was kept by this reader; h2's was not.)
+            assert!(
+                reader.api_key_by_hash(hash).await.is_err(),
+                "while the model is not written, a key is unavailable, not invalid"
+            );
+        }
         assert_eq!(writer.verify(), Applied::Done);
         assert_eq!(writer.checkpoint(), log.len() as u64);
         assert_eq!(answers(&reader, &platforms).await, all);
