@@ -354,6 +354,47 @@ impl CredentialsModel {
 }
 
 /// The queries of the credentials and issuers (the catalog) every adapter
+/// The platform of a stream of API key events: a key's own, or the legacy
+/// stream of all a platform's keys.
+pub fn key_platform_of_stream(stream: &str) -> Option<&str> {
+    stream
+        .strip_prefix("apikeys-")
+        .or_else(|| api_key_of_stream(stream).map(|(p, _)| p))
+}
+
+/// What an API key event does to a platform's keys.
+pub enum KeyChange {
+    Created(ApiKeyView),
+    /// The key of this name is revoked.
+    Revoked(String),
+}
+
+impl KeyChange {
+    pub fn of(platform: &str, event: ApiKeyEvent) -> Self {
+        match event {
+            ApiKeyEvent::ApiKeyCreated {
+                name,
+                prefix,
+                hash,
+                user_id,
+                username,
+                expires,
+                created_at,
+            } => KeyChange::Created(ApiKeyView {
+                platform: platform.to_owned(),
+                name,
+                prefix,
+                hash,
+                user_id,
+                username,
+                expires,
+                created: created_at,
+            }),
+            ApiKeyEvent::ApiKeyRevoked { name, .. } => KeyChange::Revoked(name),
+        }
+    }
+}
+
 /// A platform's keys in the order they are listed: oldest first.
 pub fn sort_api_keys(keys: &mut [ApiKeyView]) {
     keys.sort_by(|a, b| a.created.cmp(&b.created).then(a.name.cmp(&b.name)));
@@ -658,10 +699,7 @@ impl State {
             }
         } else if stream == USERS_STREAM || user_of_stream(stream).is_some() {
             self.apply_user(UserEvent::from_recorded(event)?);
-        } else if let Some(platform) = stream.strip_prefix("apikeys-") {
-            // The legacy stream of all a platform's keys.
-            self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
-        } else if let Some((platform, _)) = api_key_of_stream(stream) {
+        } else if let Some(platform) = key_platform_of_stream(stream) {
             self.apply_api_key(platform, ApiKeyEvent::from_recorded(event)?);
         } else if let Some(id) = stream.strip_prefix("credential-") {
             self.apply_credential(id, CredentialEvent::from_recorded(event)?);
@@ -755,33 +793,13 @@ impl State {
     }
 
     fn apply_api_key(&mut self, platform: &str, event: ApiKeyEvent) {
-        match event {
-            ApiKeyEvent::ApiKeyCreated {
-                name,
-                prefix,
-                hash,
-                user_id,
-                username,
-                expires,
-                created_at,
-            } => {
+        match KeyChange::of(platform, event) {
+            KeyChange::Created(key) => {
                 self.keys_by_name
-                    .insert((platform.to_owned(), name.clone()), hash.clone());
-                self.keys_by_hash.insert(
-                    hash.clone(),
-                    Arc::new(ApiKeyView {
-                        platform: platform.to_owned(),
-                        name,
-                        prefix,
-                        hash,
-                        user_id,
-                        username,
-                        expires,
-                        created: created_at,
-                    }),
-                );
+                    .insert((platform.to_owned(), key.name.clone()), key.hash.clone());
+                self.keys_by_hash.insert(key.hash.clone(), Arc::new(key));
             }
-            ApiKeyEvent::ApiKeyRevoked { name, .. } => {
+            KeyChange::Revoked(name) => {
                 if let Some(hash) = self.keys_by_name.remove(&(platform.to_owned(), name)) {
                     self.keys_by_hash.remove(&hash);
                 }

@@ -1338,13 +1338,7 @@ mod tests {
         let redis = RedisAssertions::open_with(&cluster.url(), &[16, 4], 3)
             .await
             .expect("open a cluster");
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (sqlite, _) = AssertionsModel::open(
-            &dir.path().join("a.db"),
-            &ibl_events::memory::MemoryStore::new(),
-        )
-        .await
-        .expect("open");
+        let (sqlite, _dir) = sqlite().await;
         let log = rich();
         let (most, last) = log.events.split_at(log.events.len() - 1);
         for batch in most.chunks(4) {
@@ -1372,6 +1366,18 @@ mod tests {
 
     /// Blocks of 16 positions split in 4, and scripts of about 3 changes:
     /// every list crosses blocks and every batch takes several scripts.
+    /// The SQLite model the answers are compared with (and its folder).
+    async fn sqlite() -> (AssertionsModel, tempfile::TempDir) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let (sqlite, _) = AssertionsModel::open(
+            &dir.path().join("a.db"),
+            &ibl_events::memory::MemoryStore::new(),
+        )
+        .await
+        .expect("open");
+        (sqlite, dir)
+    }
+
     async fn model(server: &Server, db: u8) -> RedisAssertions {
         RedisAssertions::open_with(&server.url(db), &[16, 4], 3)
             .await
@@ -1471,13 +1477,7 @@ mod tests {
     async fn the_answers_are_the_sqlite_models_after_every_batch() {
         let server = Server::start();
         let redis = model(&server, 0).await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (sqlite, _) = AssertionsModel::open(
-            &dir.path().join("a.db"),
-            &ibl_events::memory::MemoryStore::new(),
-        )
-        .await
-        .expect("open");
+        let (sqlite, _dir) = sqlite().await;
         let log = rich();
         for batch in log.events.chunks(4) {
             redis.apply(batch);
@@ -1496,13 +1496,7 @@ mod tests {
     async fn batches_left_in_flight_give_the_same_answers_once_settled() {
         let server = Server::start();
         let redis = model(&server, 0).await;
-        let dir = tempfile::tempdir().expect("tempdir");
-        let (sqlite, _) = AssertionsModel::open(
-            &dir.path().join("a.db"),
-            &ibl_events::memory::MemoryStore::new(),
-        )
-        .await
-        .expect("open");
+        let (sqlite, _dir) = sqlite().await;
         let log = rich();
         let batches: Vec<&[RecordedEvent]> = log.events.chunks(3).collect();
         assert_eq!(redis.apply_behind(batches[0]), Applied::Done);

@@ -49,13 +49,16 @@ use std::collections::HashMap;
 use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
-use ibl_events::platform::{api_key_of_stream, is_platform_stream, ApiKeyEvent, PlatformEvent};
+use ibl_events::platform::{is_platform_stream, ApiKeyEvent, PlatformEvent};
 use ibl_events::{DomainEvent, Position, RecordedEvent};
 use redis::{RedisResult, Script};
 use tokio::sync::watch;
 
 use crate::assertions::ReadError;
-use crate::credentials::{sort_api_keys, ApiKeyView, CredentialsModel, KeyQueries, PlatformView};
+use crate::credentials::{
+    key_platform_of_stream, sort_api_keys, ApiKeyView, CredentialsModel, KeyChange, KeyQueries,
+    PlatformView,
+};
 use crate::redis_link::{self, Writer};
 use crate::redis_model::{encode_error, esc, Op, Plan, RedisModel, Written};
 use crate::{Applied, ReadModel};
@@ -151,35 +154,18 @@ fn decode_one(event: &RecordedEvent) -> Result<Option<Change>, serde_json::Error
             PlatformEvent::from_recorded(event)?;
         return Ok(Some(Change::Platform(PlatformView { id, key, name })));
     }
-    // The legacy stream of all a platform's keys, or a key's own.
-    let Some(platform) = stream
-        .strip_prefix("apikeys-")
-        .or_else(|| api_key_of_stream(stream).map(|(p, _)| p))
-    else {
+    let Some(platform) = key_platform_of_stream(stream) else {
         return Ok(None);
     };
-    let platform = platform.to_owned();
-    Ok(Some(match ApiKeyEvent::from_recorded(event)? {
-        ApiKeyEvent::ApiKeyCreated {
-            name,
-            prefix,
-            hash,
-            user_id,
-            username,
-            expires,
-            created_at,
-        } => Change::Key(ApiKeyView {
-            platform,
-            name,
-            prefix,
-            hash,
-            user_id,
-            username,
-            expires,
-            created: created_at,
-        }),
-        ApiKeyEvent::ApiKeyRevoked { name, .. } => Change::Revoke { platform, name },
-    }))
+    Ok(Some(
+        match KeyChange::of(platform, ApiKeyEvent::from_recorded(event)?) {
+            KeyChange::Created(key) => Change::Key(key),
+            KeyChange::Revoked(name) => Change::Revoke {
+                platform: platform.to_owned(),
+                name,
+            },
+        },
+    ))
 }
 
 /// Writes the lookups of new keys and answers each platform's operations.
@@ -256,8 +242,7 @@ impl RedisKeys {
     /// Clears the model and writes the source's platforms and keys at the
     /// source's position (retried until Redis takes them).
     fn replace(&self, source: &CredentialsModel) {
-        let mut delay = Duration::from_millis(50);
-        loop {
+        self.core.replace(|| {
             let (at, platforms, keys) = source.keys_state();
             tracing::warn!(
                 model = NAME,
@@ -269,23 +254,10 @@ impl RedisKeys {
                 .map(|p| (at, Change::Platform(p)))
                 .chain(keys.into_iter().map(|k| (at, Change::Key(k))))
                 .collect();
-            let written = self.core.clear().and_then(|()| {
-                self.core
-                    .write(&APPLY, "", |con| plan(con, &changes), 0, at, None)
-            });
-            match written {
-                Ok(Written::Done | Written::Partly) => {
-                    self.core.restored(at);
-                    return;
-                }
-                Ok(Written::Lost) => {}
-                Err(error) => {
-                    tracing::warn!(model = NAME, %error, "the keys read model could not be written; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+            self.core
+                .write(&APPLY, "", |con| plan(con, &changes), 0, at, None)
+                .map(|written| (at, written))
+        });
     }
 
     /// Follows the model as another process writes it (see

@@ -555,6 +555,31 @@ impl RedisModel {
         })
     }
 
+    /// Clears the model and writes a model kept in memory whole: `whole`
+    /// writes it (with [`Self::write`] from 0) and answers the position it
+    /// is at; retried with a backoff until Redis takes it. No replay of the
+    /// log.
+    pub fn replace(&self, mut whole: impl FnMut() -> RedisResult<(Position, Written)>) {
+        let mut delay = Duration::from_millis(50);
+        loop {
+            match self.clear().and_then(|()| whole()) {
+                Ok((at, Written::Done | Written::Partly)) => {
+                    self.restored(at);
+                    return;
+                }
+                Ok((_, Written::Lost)) => {}
+                Err(error) => {
+                    tracing::warn!(
+                        model = self.name, %error,
+                        "a Redis read model could not be written whole; retrying"
+                    );
+                    std::thread::sleep(delay);
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
     /// Waits for the batch in flight, if any: its checkpoint moves, or the
     /// model is rebuilt when the server had lost it.
     pub fn settle(&self) -> Applied {

@@ -673,32 +673,18 @@ impl RedisRbac {
     /// source's position; retries until Redis takes it.
     fn replace(&self) {
         let source = self.source.as_ref().expect("only a writer writes");
-        let mut delay = Duration::from_millis(50);
-        loop {
+        self.core.replace(|| {
             let at = source.checkpoint();
             tracing::warn!(
                 model = NAME,
                 position = at,
                 "writing the RBAC read model to Redis whole"
             );
-            let written = self.core.clear().and_then(|()| {
-                let s = source.read();
-                self.core
-                    .write(&APPLY, "", |_| plan(&s, &everything(&s), at), 0, at, None)
-            });
-            match written {
-                Ok(Written::Done | Written::Partly) => {
-                    self.core.restored(at);
-                    return;
-                }
-                Ok(Written::Lost) => {}
-                Err(error) => {
-                    tracing::warn!(model = NAME, %error, "the RBAC read model could not be written; retrying");
-                    std::thread::sleep(delay);
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                }
-            }
-        }
+            let s = source.read();
+            self.core
+                .write(&APPLY, "", |_| plan(&s, &everything(&s), at), 0, at, None)
+                .map(|written| (at, written))
+        });
     }
 
     async fn list(

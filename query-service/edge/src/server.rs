@@ -18,7 +18,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
-use ibl_projections::assertions::{AssertionQueries, AssertionsModel};
+use ibl_projections::assertions::{AssertionQueries, AssertionsModel, ReadError};
 use ibl_projections::credentials::{CatalogQueries, CredentialsModel, KeyQueries};
 use ibl_projections::rbac::{RbacModel, RedisRbac};
 use ibl_projections::redis_assertions::RedisAssertions;
@@ -439,6 +439,13 @@ fn in_redis(
     }
 }
 
+/// A read model in Redis, opened (or why not).
+fn opened<M>(what: &str, model: Result<M, ReadError>) -> std::io::Result<Arc<M>> {
+    model.map(Arc::new).map_err(|e| {
+        std::io::Error::other(format!("the {what} read model in Redis (REDIS_URL): {e}"))
+    })
+}
+
 /// Loads the read models (from their files and snapshots, else from the
 /// log), catches them up with the log and starts following it.
 pub async fn start_read_side(
@@ -459,12 +466,7 @@ pub async fn start_read_side(
     let mut followed = Vec::new();
     let assertions: Arc<dyn AssertionQueries> = match &settings.redis_url {
         Some(url) => {
-            let redis = RedisAssertions::open(url).await.map_err(|e| {
-                std::io::Error::other(format!(
-                    "the assertions read model in Redis (REDIS_URL): {e}"
-                ))
-            })?;
-            let redis = Arc::new(redis);
+            let redis = opened("assertions", RedisAssertions::open(url).await)?;
             let follow = || redis.follow(FOLLOW_EVERY);
             in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
             redis
@@ -489,10 +491,7 @@ pub async fn start_read_side(
     // writes against its own copy in memory.
     let redis_catalog = match (&settings.redis_url, role) {
         (Some(url), Role::Projector | Role::Queries) => {
-            let redis = RedisCatalog::open(url).await.map_err(|e| {
-                std::io::Error::other(format!("the catalog read model in Redis (REDIS_URL): {e}"))
-            })?;
-            let redis = Arc::new(redis);
+            let redis = opened("catalog", RedisCatalog::open(url).await)?;
             let follow = || redis.follow(FOLLOW_EVERY);
             in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
             Some(redis)
@@ -515,10 +514,7 @@ pub async fn start_read_side(
             } else {
                 RedisKeys::open(url).await
             };
-            let redis = redis.map_err(|e| {
-                std::io::Error::other(format!("the keys read model in Redis (REDIS_URL): {e}"))
-            })?;
-            let redis = Arc::new(redis);
+            let redis = opened("keys", redis)?;
             let follow = || redis.follow(FOLLOW_EVERY);
             in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
             Some(redis)
@@ -541,9 +537,7 @@ pub async fn start_read_side(
             } else {
                 (Arc::new(RbacModel::new()), RedisRbac::open(url).await)
             };
-            let redis = Arc::new(redis.map_err(|e| {
-                std::io::Error::other(format!("the RBAC read model in Redis (REDIS_URL): {e}"))
-            })?);
+            let redis = opened("RBAC", redis)?;
             let follow = || redis.follow(FOLLOW_EVERY);
             in_redis(redis.clone(), follow, role, &mut read_models, &mut followed);
             (source, Some(redis))
