@@ -16,12 +16,8 @@ command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y
 cargo build --release --bin ibl --bin query-service --bin projections --example fill --example loadgen
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 30000); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.01; done
-  echo "nothing healthy on port $1" >&2; return 1
-}
-PORT=$(free_port); REDIS_PORT=$(free_port)
+source tests/bench/ports.sh
+read -r PORT REDIS_PORT < <(free_ports 2)
 BASE=http://127.0.0.1:$PORT
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 echo "== machine: $(nproc) cores; $(date -u +%FT%TZ); $N credentials"
@@ -31,7 +27,7 @@ KEY=$(target/release/ibl platform create --data-dir "$WORK/data" --key bench --n
   --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
 RUST_LOG=warn target/release/ibl serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
 FILLER=$!
-wait_port "$PORT"
+wait_port "$PORT" 300
 echo "== fill: $N credentials through the API, 16 clients"
 target/release/examples/fill "$BASE" "$KEY" "$N" bench credentials 16
 kill $FILLER; wait $FILLER || true
@@ -42,14 +38,14 @@ START=$(date +%s.%N)
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/1 IBL_READ_MODELS_DIR="$WORK/rebuild" RUST_LOG=warn \
   target/release/projections --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
 REBUILDER=$!
-wait_port "$PORT"
+wait_port "$PORT" 300
 END=$(date +%s.%N)
 HEAD=$(curl -fs "$BASE/metrics" | awk '/^ibl_store_head_position / {print $2}')
 python3 -c "s = $END - $START; print(f'{$HEAD} events in {s:.1f} s: {$HEAD / s:,.0f} events/s')"
 kill $REBUILDER; wait $REBUILDER || true
 
 RUST_LOG=warn target/release/query-service --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
-wait_port "$PORT"
+wait_port "$PORT" 300
 LIST="$BASE/api/credentials/orgs/bench/users/admin/"
 run() {
   local name=$1 url=$2; shift 2

@@ -21,12 +21,8 @@ command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y
 cargo build --release --bin ibl --bin command-service --bin projections --example loadgen
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 3000); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.01; done
-  echo "nothing healthy on port $1" >&2; return 1
-}
-REDIS_PORT=$(free_port); CMD_PORT=$(free_port); PRJ_PORT=$(free_port)
+source tests/bench/ports.sh
+read -r REDIS_PORT CMD_PORT PRJ_PORT < <(free_ports 3)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
   --notify-keyspace-events Kh >/dev/null &
 for _ in $(seq 1 500); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.01; done
@@ -35,7 +31,7 @@ KEY=$(target/release/ibl platform create --data-dir "$WORK/data" --key bench --n
   --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
 RUST_LOG=warn target/release/projections --addr 127.0.0.1:$PRJ_PORT --data-dir "$WORK/data" &
 RUST_LOG=warn target/release/command-service --addr 127.0.0.1:$CMD_PORT --data-dir "$WORK/data" &
-wait_port "$PRJ_PORT"; wait_port "$CMD_PORT"
+wait_port "$PRJ_PORT" 30; wait_port "$CMD_PORT" 30
 CMD=http://127.0.0.1:$CMD_PORT
 CRED=$(curl -fs -X POST "$CMD/api/credentials/orgs/bench/users/admin/" -H "Authorization: Api-Token $KEY" \
   -H 'Content-Type: application/json' -d '{"name": "Lag badge"}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["result"]["credential_id"])')

@@ -18,12 +18,8 @@ cargo build --release --bin ibl --bin projections --example fill
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 DATA=${IBL_BENCH_DATA:-$WORK/data}
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-wait_port() {
-  for _ in $(seq 1 360000); do curl -fs "http://127.0.0.1:$1/healthz" >/dev/null 2>&1 && return 0; sleep 0.01; done
-  echo "nothing healthy on port $1" >&2; return 1
-}
-PORT=$(free_port); REDIS_PORT=$(free_port)
+source tests/bench/ports.sh
+read -r PORT REDIS_PORT < <(free_ports 2)
 BASE=http://127.0.0.1:$PORT
 echo "== machine: $(nproc) cores; $(date -u +%FT%TZ)"
 if [ -e "$DATA" ]; then
@@ -33,7 +29,7 @@ else
     --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
   RUST_LOG=warn target/release/ibl serve --addr 127.0.0.1:$PORT --data-dir "$DATA" &
   FILLER=$!
-  wait_port "$PORT"
+  wait_port "$PORT" 3600
   CRED=$(curl -fs -X POST "$BASE/api/credentials/orgs/bench/users/admin/" -H "Authorization: Api-Token $KEY" \
     -H 'Content-Type: application/json' -d '{"name": "Rebuilt badge"}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["result"]["credential_id"])')
   echo "== fill: $EVENTS assertions through the API (bulk)"
@@ -55,7 +51,7 @@ START=$(date +%s.%N)
 REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0 RUST_LOG=warn \
   target/release/projections --addr 127.0.0.1:$PORT --data-dir "$DATA" &
 PROJECTIONS=$!
-wait_port "$PORT"
+wait_port "$PORT" 3600
 END=$(date +%s.%N)
 PROJECTIONS_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$PROJECTIONS/stat)
 REDIS_CPU=$(python3 -c "print($(redis_cpu) - $REDIS_CPU0)")

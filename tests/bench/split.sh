@@ -13,16 +13,14 @@ WRITES=${1:-500}
 cargo build --release --bin ibl --bin command-service --bin query-service --bin projections
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+source tests/bench/ports.sh
 KEY=$(target/release/ibl platform create --data-dir "$WORK/data" --key bench --name Bench \
   --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
-CMD_PORT=$(free_port); QRY_PORT=$(free_port); PRJ_PORT=$(free_port)
+read -r CMD_PORT QRY_PORT PRJ_PORT < <(free_ports 3)
 RUST_LOG=warn target/release/projections --addr 127.0.0.1:$PRJ_PORT --data-dir "$WORK/data" &
 RUST_LOG=warn target/release/command-service --addr 127.0.0.1:$CMD_PORT --data-dir "$WORK/data" &
 RUST_LOG=warn target/release/query-service --addr 127.0.0.1:$QRY_PORT --data-dir "$WORK/data" &
-for port in $CMD_PORT $QRY_PORT $PRJ_PORT; do
-  for _ in $(seq 1 3000); do curl -fs "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break; sleep 0.01; done
-done
+for port in $CMD_PORT $QRY_PORT $PRJ_PORT; do wait_port "$port" 30; done
 echo "== machine: $(nproc) cores; $(date -u +%FT%TZ); $WRITES writes"
 KEY=$KEY CMD=http://127.0.0.1:$CMD_PORT QRY=http://127.0.0.1:$QRY_PORT WRITES=$WRITES python3 - <<'PY'
 import http.client, json, os, time
