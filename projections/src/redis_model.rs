@@ -373,16 +373,7 @@ impl RedisModel {
     /// Runs `f` on the projector's connection, connecting first if needed;
     /// a failure drops the connection.
     pub fn with_writer<T>(&self, f: impl FnOnce(&mut Writer) -> RedisResult<T>) -> RedisResult<T> {
-        let mut guard = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let con = match guard.as_mut() {
-            Some(con) => con,
-            None => guard.insert(self.servers.writer()?),
-        };
-        let result = f(con);
-        if result.is_err() {
-            *guard = None;
-        }
-        result
+        with_connection(&self.writer, &self.servers, f)
     }
 
     /// Follows the model as another process writes it: its global
@@ -529,22 +520,12 @@ impl RedisModel {
                 .name(format!("redis-{}", self.name))
                 .spawn(move || {
                     retrying(run.name, last, || {
-                        let mut guard = con.lock().unwrap_or_else(|p| p.into_inner());
-                        let con = match guard.as_mut() {
-                            Some(con) => con,
-                            None => guard.insert(servers.writer()?),
-                        };
-                        let written = run.lost(con).and_then(|lost| {
-                            if lost {
-                                Ok(Written::Lost)
-                            } else {
-                                run.execute(con, &ops, None)
+                        with_connection(&con, &servers, |con| {
+                            if run.lost(con)? {
+                                return Ok(Written::Lost);
                             }
-                        });
-                        if written.is_err() {
-                            *guard = None;
-                        }
-                        written
+                            run.execute(con, &ops, None)
+                        })
                     })
                 })
                 .expect("a thread for a Redis read model's scripts");
@@ -659,6 +640,25 @@ impl RedisModel {
                 .query::<()>(con)
         })
     }
+}
+
+/// Runs `f` on the connection in `slot`, connecting first if needed; a
+/// failure drops the connection (the next use reconnects).
+fn with_connection<T>(
+    slot: &Mutex<Option<Writer>>,
+    servers: &Servers,
+    f: impl FnOnce(&mut Writer) -> RedisResult<T>,
+) -> RedisResult<T> {
+    let mut guard = slot.lock().unwrap_or_else(|p| p.into_inner());
+    let con = match guard.as_mut() {
+        Some(con) => con,
+        None => guard.insert(servers.writer()?),
+    };
+    let result = f(con);
+    if result.is_err() {
+        *guard = None;
+    }
+    result
 }
 
 /// Retries `write` with a backoff from 50 ms to 5 s until Redis takes it.
