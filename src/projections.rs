@@ -1,6 +1,8 @@
 //! The projections process: it follows the log into its read models and,
-//! with `NATS_URL`, publishes every event to JetStream; it serves only the
-//! operations routes (`/healthz`, `/readyz`, `/metrics`).
+//! with `NATS_URL`, publishes every event to JetStream; it keeps the audit
+//! log (the Merkle tree over the log and its signed checkpoints) and serves
+//! its public routes, and the operations routes (`/healthz`, `/readyz`,
+//! `/metrics`).
 
 use std::net::TcpListener;
 
@@ -17,5 +19,11 @@ pub async fn build(settings: &Settings, listener: TcpListener) -> std::io::Resul
         );
     }
     let side = start_read_side(store, metrics, settings, Role::Projector).await?;
-    serve(listener, settings, side, Vec::new(), |_| {})
+    serve(
+        listener,
+        settings,
+        side,
+        ibl_query_service::audit::table(),
+        |_| {},
+    )
 }

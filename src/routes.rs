@@ -9,6 +9,7 @@ use serde_json::Value;
 pub fn api() -> Vec<Route> {
     let mut table = ibl_command_service::server::table();
     table.extend(ibl_query_service::server::table());
+    table.extend(ibl_query_service::audit::table());
     table
 }
 

@@ -11,6 +11,12 @@ command -v nats-server >/dev/null || { apt-get update -qq && apt-get install -y 
 # The Redis read model's tests start their own `redis-server` on a free port.
 command -v redis-server >/dev/null || { apt-get update -qq && apt-get install -y -qq redis-server; }
 
+# Every server the tests start signs its audit checkpoints with a key in
+# this run's own configuration folder, not the user's.
+XDG_CONFIG_HOME=$(mktemp -d)
+export XDG_CONFIG_HOME
+trap 'rm -rf "$XDG_CONFIG_HOME"' EXIT
+
 echo "== formatting and lints"
 cargo fmt --all --check
 cargo clippy --workspace --all-targets -- -D warnings

@@ -10,6 +10,8 @@
 #[cfg(test)]
 mod assertion_cases;
 pub mod assertions;
+pub mod audit_log;
+pub mod audit_verify;
 pub mod credentials;
 pub mod rbac;
 pub mod redis_assertions;

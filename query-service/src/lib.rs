@@ -3,6 +3,7 @@
 //! verification route with its rate limit.
 #![forbid(unsafe_code)]
 
+pub mod audit;
 pub mod ratelimit;
 pub mod rbac;
 pub mod rbac_routes;

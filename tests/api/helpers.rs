@@ -72,6 +72,8 @@ pub fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
     let data = dir.path().to_owned();
     let mut settings = Settings::new(&data);
     settings.workers = Some(2);
+    // The audit log's key, outside the store's folder, not the user's.
+    settings.signing_key = Some(data.join("keys").join("signing.key"));
     configure(&mut settings);
     let (ready_tx, ready_rx) = std::sync::mpsc::channel();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

@@ -2,6 +2,7 @@
 //! per concern. Most tests run the server in process on a free port with a
 //! fresh store; `processes` runs the real `ibl` binary.
 
+mod audit;
 mod concurrency;
 mod credentials;
 mod errors;

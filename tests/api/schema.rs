@@ -375,6 +375,12 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
         if path == "/api/core/rbac/mentor-access/" && method == "GET" {
             path.push_str(&format!("?platform_key={ORG}&mentor_id=7"));
         }
+        if path == "/api/audit/proof/inclusion" {
+            path.push_str("?leaf_index=0&tree_size=1");
+        }
+        if path == "/api/audit/proof/consistency" {
+            path.push_str("?from=1&to=1");
+        }
         if path == "/api/core/rbac/access/" {
             path.push_str(&format!(
                 "?platform_key={ORG}&resource=/platforms/1/&action=Ibl.Core/Users/read"

@@ -50,6 +50,9 @@ pub struct ReadState {
     pub strong_reads: Option<std::sync::Arc<dyn ibl_events::EventStore>>,
     /// Turns positions into the tokens of `X-Position` and back.
     pub positions: position::PositionKey,
+    /// The audit log (Merkle tree and signed checkpoints), in the process
+    /// that keeps it.
+    pub audit: Option<std::sync::Arc<ibl_projections::audit_log::AuditLog>>,
 }
 
 /// The server's id of the request being served; it becomes the correlation

@@ -52,6 +52,7 @@ impl Route {
 pub const CRED: &str = "credentials";
 pub const CORE: &str = "core";
 pub const SCIM: &str = "scim";
+pub const AUDIT: &str = "audit";
 
 /// `route!(POST "/path/", "operation_id", TAG, ApiKey, "summary", handler)`,
 /// with `; Some("201")` at the end when the success status is not the

@@ -19,6 +19,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 use ibl_projections::assertions::{AssertionQueries, AssertionsModel, ReadError};
+use ibl_projections::audit_log::{load_or_create_signer, AuditLog};
 use ibl_projections::credentials::{CatalogQueries, CredentialsModel, KeyQueries};
 use ibl_projections::rbac::{RbacModel, RedisRbac};
 use ibl_projections::redis_assertions::RedisAssertions;
@@ -150,6 +151,32 @@ pub struct Settings {
     /// temporary folder of its own unless given one here.
     #[arg(long, global = true, env = "IBL_READ_MODELS_DIR")]
     pub read_models_dir: Option<PathBuf>,
+    /// File of the Ed25519 key that signs the audit log's checkpoints,
+    /// kept outside the data folder (default:
+    /// `$XDG_CONFIG_HOME/ibl/signing.key`, else
+    /// `$HOME/.config/ibl/signing.key`); created at first start if missing.
+    #[arg(long, global = true, env = "IBL_SIGNING_KEY")]
+    pub signing_key: Option<PathBuf>,
+    /// The audit log's origin (the first line of its checkpoints, the name
+    /// of its key), used when the signing key is created: a name of this
+    /// deployment, e.g. `api.example.com/audit`.
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_AUDIT_ORIGIN",
+        default_value = "ibl.local/audit"
+    )]
+    pub audit_origin: String,
+    /// Seconds between two signed checkpoints of the audit log while
+    /// events arrive.
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_CHECKPOINT_SECS",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u64).range(1..=3_600)
+    )]
+    pub checkpoint_secs: u64,
 }
 
 /// What a read without `X-Min-Position` waits for.
@@ -224,7 +251,32 @@ impl Settings {
             min_position_wait_ms: 2000,
             read_consistency: Consistency::Eventual,
             read_models_dir: None,
+            signing_key: None,
+            audit_origin: "ibl.local/audit".into(),
+            checkpoint_secs: 10,
         }
+    }
+
+    /// The signing key's file: `--signing-key`, else the default under the
+    /// user's configuration folder.
+    pub fn signing_key_path(&self) -> std::io::Result<PathBuf> {
+        if let Some(path) = &self.signing_key {
+            return Ok(path.clone());
+        }
+        let config = std::env::var_os("XDG_CONFIG_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| {
+                std::env::var_os("HOME")
+                    .filter(|v| !v.is_empty())
+                    .map(|home| PathBuf::from(home).join(".config"))
+            })
+            .ok_or_else(|| {
+                std::io::Error::other(
+                    "no --signing-key / IBL_SIGNING_KEY, and neither XDG_CONFIG_HOME nor HOME to default to",
+                )
+            })?;
+        Ok(config.join("ibl").join("signing.key"))
     }
 }
 
@@ -384,6 +436,9 @@ impl ReadModelsDir {
 /// The read side of a process: its read models, caught up with the log,
 /// their snapshots and, when events are published, the relay.
 pub struct ReadSide {
+    /// The audit log, in the process that projects (`ibl serve`, the
+    /// projections process).
+    pub audit: Option<AuditFile>,
     pub store: Arc<dyn EventStore>,
     pub read: web::Data<ReadState>,
     pub snapshots: Arc<Snapshots>,
@@ -391,6 +446,82 @@ pub struct ReadSide {
     pub metrics: Arc<Metrics>,
     pub positions: PositionKey,
     pub dir: ReadModelsDir,
+}
+
+/// The audit log's evidence file in a data folder (its leaves and signed
+/// checkpoints: see `ibl_projections::audit_log`).
+pub const AUDIT_FILE: &str = "audit.db";
+
+/// The audit log of the process and the lock that makes it the only writer
+/// of its file.
+pub struct AuditFile {
+    pub log: Arc<AuditLog>,
+    /// Held open for its lock.
+    _lock: std::fs::File,
+}
+
+/// Opens the audit log: its signing key (created when missing), and its
+/// file in the data folder, or in the process's read models' folder when
+/// another process holds the data folder's (that one keeps the evidence).
+fn open_audit_log(settings: &Settings, read_dir: &std::path::Path) -> std::io::Result<AuditFile> {
+    let key = settings.signing_key_path()?;
+    let signer = load_or_create_signer(&key, &settings.audit_origin)
+        .map_err(|e| std::io::Error::other(format!("the audit log's signing key: {e}")))?;
+    std::fs::create_dir_all(&settings.data_dir)?;
+    let lock_at = |dir: &std::path::Path| -> std::io::Result<Option<std::fs::File>> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(dir.join("audit.lock"))?;
+        Ok(file.try_lock().is_ok().then_some(file))
+    };
+    let (dir, lock) = match lock_at(&settings.data_dir)? {
+        Some(lock) => (settings.data_dir.clone(), lock),
+        None => {
+            tracing::warn!(
+                target: "ibl::startup",
+                "another process keeps the audit log of this data folder: this one keeps its own in its read models' folder"
+            );
+            let lock = lock_at(read_dir)?.ok_or_else(|| {
+                std::io::Error::other(format!("{} is locked", read_dir.display()))
+            })?;
+            (read_dir.to_path_buf(), lock)
+        }
+    };
+    let path = dir.join(AUDIT_FILE);
+    let log = AuditLog::open(&path, signer)
+        .map_err(|e| std::io::Error::other(format!("the audit log: {e}")))?;
+    tracing::info!(
+        target: "ibl::startup",
+        file = %path.display(),
+        key = %key.display(),
+        vkey = %log.vkey(),
+        size = log.size(),
+        "audit log: checkpoints signed with this key"
+    );
+    Ok(AuditFile {
+        log: Arc::new(log),
+        _lock: lock,
+    })
+}
+
+/// Signs a checkpoint of the audit log every `every` while it grows.
+async fn sign_checkpoints(log: Arc<AuditLog>, every: Duration) {
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let log = log.clone();
+        match tokio::task::spawn_blocking(move || log.sign()).await {
+            Ok(Ok(Some(c))) => {
+                tracing::debug!(target: "ibl::audit", size = c.size, "checkpoint signed")
+            }
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(target: "ibl::audit", error = %e, "signing a checkpoint"),
+            Err(e) => tracing::warn!(target: "ibl::audit", error = %e, "signing a checkpoint"),
+        }
+    }
 }
 
 /// What a process does with the read models in shared servers.
@@ -571,6 +702,14 @@ pub async fn start_read_side(
     if redis_rbac.is_none() {
         read_models.push(rbac.clone());
     }
+    let audit = match role {
+        Role::Projector => {
+            let audit = open_audit_log(settings, &read_dir)?;
+            read_models.push(audit.log.clone());
+            Some(audit)
+        }
+        _ => None,
+    };
     let (mut projections, _tasks) = Projections::start(store.clone(), read_models);
     for (name, progress) in followed {
         projections.observe(name, progress);
@@ -585,6 +724,12 @@ pub async fn start_read_side(
         "read models caught up with the log"
     );
     snapshots.clone().spawn(SNAPSHOT_EVERY);
+    if let Some(audit) = &audit {
+        tokio::spawn(sign_checkpoints(
+            audit.log.clone(),
+            Duration::from_secs(settings.checkpoint_secs),
+        ));
+    }
     let relay = match (settings.bus(), role) {
         (Some(bus), Role::Projector) => {
             let checkpoint = Checkpoint::open(&read_dir.join(RELAY_CHECKPOINT))
@@ -631,8 +776,10 @@ pub async fn start_read_side(
         min_position_wait: Duration::from_millis(settings.min_position_wait_ms),
         strong_reads: (settings.read_consistency == Consistency::Strong).then(|| store.clone()),
         positions: positions.clone(),
+        audit: audit.as_ref().map(|a| a.log.clone()),
     });
     Ok(ReadSide {
+        audit,
         store,
         read,
         snapshots,

@@ -1,0 +1,638 @@
+//! The audit log: a Merkle tree over the whole event log, in global order,
+//! and signed checkpoints of its head (see the `ibl-audit` crate for the
+//! hashes, the proofs and the note format).
+//!
+//! # What an event's leaf is
+//!
+//! An event's leaf is `SHA-256(0x00 ‖ bytes)` (RFC 9162), where `bytes` is
+//! the RFC 8785 (JCS) serialization of the event's [`record`] as the
+//! history feed shows it, less its `leaf_index`: anyone holding the feed
+//! recomputes every leaf from it. The record carries the event as stored
+//! (its payload is not upcast). Its leaf index is its place in the log:
+//! the `n`-th event read in global order is leaf `n - 1`, whatever the
+//! store's positions are (EventStoreDB's are not dense).
+//!
+//! # What is kept, and where
+//!
+//! [`AuditLog`] is a read model ([`ReadModel`]): the projector hands it
+//! every batch, and it appends the batch's leaves (index, position, hash)
+//! to its own SQLite file, in one transaction, then to its tree in memory
+//! (64 bytes a leaf). The file is evidence, not a cache: it records what
+//! the log held when the projector read it, so that `ibl verify` can name
+//! an event altered afterwards. It is kept beside the store's folder, not
+//! in the read models' folder, which may be deleted at will.
+//!
+//! [`AuditLog::sign`] signs a checkpoint (origin, tree size, root) as a
+//! C2SP signed note with the log's Ed25519 key when the tree grew since the
+//! last one, and keeps it in the same file. The key itself lives outside
+//! the data folder ([`load_or_create_signer`]).
+
+use std::path::Path;
+use std::sync::{Mutex, RwLock};
+
+use chrono::SecondsFormat;
+use ibl_audit::{leaf_hash, to_jcs, Checkpoint, Hash, MerkleError, Signer, Tree};
+use ibl_events::{Position, RecordedEvent};
+use rusqlite::{params, Connection, OptionalExtension};
+use serde_json::{json, Value};
+
+use crate::{Applied, ReadModel};
+
+/// The version of the file's schema.
+const VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE leaves (
+    leaf_index INTEGER PRIMARY KEY, -- from 0, dense
+    position   INTEGER NOT NULL,    -- the event's position in the store
+    stream     TEXT    NOT NULL,    -- its stream and revision: what a
+    revision   INTEGER NOT NULL,    -- report names when it goes missing
+    hash       BLOB    NOT NULL     -- the leaf hash, 32 bytes
+);
+CREATE TABLE checkpoints (
+    size       INTEGER PRIMARY KEY, -- the tree size signed
+    root       BLOB    NOT NULL,    -- its root, 32 bytes
+    note       TEXT    NOT NULL,    -- the signed note, as served
+    signed_at  TEXT    NOT NULL     -- RFC 3339
+);
+";
+
+/// A signed checkpoint of the tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedCheckpoint {
+    pub size: u64,
+    pub root: Hash,
+    /// The C2SP signed note (its body is the checkpoint).
+    pub note: String,
+}
+
+struct State {
+    tree: Tree,
+    /// The position of each leaf's event, by leaf index.
+    positions: Vec<Position>,
+    latest: Option<SignedCheckpoint>,
+}
+
+/// The Merkle tree over the log, its leaves kept in a file, and the signed
+/// checkpoints of its head.
+pub struct AuditLog {
+    signer: Signer,
+    db: Mutex<Connection>,
+    state: RwLock<State>,
+}
+
+/// The record of `event` as the history feed shows it, with `leaf_index`
+/// when given (the leaf's bytes are those of the record without it).
+pub fn record(event: &RecordedEvent, leaf_index: Option<u64>) -> Value {
+    let actor = &event.metadata.actor;
+    let mut record = json!({
+        "position": event.position,
+        "id": event.event_id.to_string(),
+        "stream": event.stream,
+        "revision": event.revision,
+        "type": event.event_type,
+        "schema_version": event.schema_version,
+        "time": event.recorded_at.to_rfc3339_opts(SecondsFormat::Micros, true),
+        "actor": {
+            "platform": actor.platform,
+            "user": actor.user,
+            "key": actor.key_name,
+            "on_behalf_of": actor.on_behalf_of,
+        },
+        "correlation_id": event.metadata.correlation_id,
+        "client_request_id": event.metadata.client_request_id,
+        "causation_id": event.metadata.causation_id,
+        "data": event.payload,
+    });
+    if let (Some(index), Some(object)) = (leaf_index, record.as_object_mut()) {
+        object.insert("leaf_index".into(), index.into());
+    }
+    record
+}
+
+/// The leaf hash of `event`: of the JCS bytes of its [`record`] without
+/// `leaf_index`. A record JCS refuses (an integer beyond ±2^53 in a
+/// payload, which no double holds) is hashed as `serde_json` writes it,
+/// members sorted: the feed shows the same digits.
+pub fn leaf_of(event: &RecordedEvent) -> Hash {
+    let record = record(event, None);
+    let bytes = to_jcs(&record).unwrap_or_else(|_| record.to_string().into_bytes());
+    leaf_hash(&bytes)
+}
+
+fn hash_of(bytes: Vec<u8>) -> rusqlite::Result<Hash> {
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| {
+        rusqlite::Error::FromSqlConversionFailure(
+            len,
+            rusqlite::types::Type::Blob,
+            "a hash is 32 bytes".into(),
+        )
+    })
+}
+
+/// Column `i` of `row`, an integer never negative.
+fn unsigned(row: &rusqlite::Row<'_>, i: usize) -> rusqlite::Result<u64> {
+    let n: i64 = row.get(i)?;
+    u64::try_from(n).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(i, rusqlite::types::Type::Integer, Box::new(e))
+    })
+}
+
+/// `n` as SQLite stores integers (positions and sizes stay below 2^63).
+fn signed(n: u64) -> i64 {
+    i64::try_from(n).unwrap_or(i64::MAX)
+}
+
+fn sqlite(e: rusqlite::Error) -> String {
+    e.to_string()
+}
+
+impl AuditLog {
+    /// Opens (or creates) the file at `path` and loads its leaves and its
+    /// latest checkpoint; `signer` signs the checkpoints from now on.
+    pub fn open(path: &Path, signer: Signer) -> Result<Self, String> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        }
+        let conn = Connection::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
+        conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
+            .map_err(sqlite)?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        match version {
+            0 => conn
+                .execute_batch(&format!("{SCHEMA} PRAGMA user_version = {VERSION};"))
+                .map_err(sqlite)?,
+            VERSION => {}
+            other => {
+                return Err(format!(
+                    "{}: schema version {other}, this code's is {VERSION}",
+                    path.display()
+                ))
+            }
+        }
+        let mut tree = Tree::new();
+        let mut positions = Vec::new();
+        {
+            let mut read = conn
+                .prepare("SELECT leaf_index, position, hash FROM leaves ORDER BY leaf_index")
+                .map_err(sqlite)?;
+            let mut rows = read.query([]).map_err(sqlite)?;
+            while let Some(row) = rows.next().map_err(sqlite)? {
+                let index = unsigned(row, 0).map_err(sqlite)?;
+                if index != tree.len() {
+                    return Err(format!(
+                        "{}: leaf {index} follows leaf {}: leaves are missing",
+                        path.display(),
+                        tree.len() as i128 - 1
+                    ));
+                }
+                positions.push(unsigned(row, 1).map_err(sqlite)?);
+                tree.append(hash_of(row.get(2).map_err(sqlite)?).map_err(sqlite)?);
+            }
+        }
+        let latest = latest_checkpoint(&conn).map_err(sqlite)?;
+        if let Some(c) = &latest {
+            if tree.root_at(c.size).ok() != Some(c.root) {
+                return Err(format!(
+                    "{}: the leaves do not match the checkpoint of size {} (run `ibl verify`)",
+                    path.display(),
+                    c.size
+                ));
+            }
+        }
+        Ok(Self {
+            signer,
+            db: Mutex::new(conn),
+            state: RwLock::new(State {
+                tree,
+                positions,
+                latest,
+            }),
+        })
+    }
+
+    fn state(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The log's origin (the first line of its checkpoints).
+    pub fn origin(&self) -> &str {
+        self.signer.name()
+    }
+
+    /// The raw Ed25519 public key that signs the checkpoints.
+    pub fn public_key(&self) -> [u8; 32] {
+        self.signer.public_key()
+    }
+
+    /// The verifier key, `origin+keyid+base64key` (C2SP signed note).
+    pub fn vkey(&self) -> String {
+        self.signer.vkey()
+    }
+
+    /// The number of leaves.
+    pub fn size(&self) -> u64 {
+        self.state().tree.len()
+    }
+
+    /// The latest signed checkpoint, if one was signed.
+    pub fn latest(&self) -> Option<SignedCheckpoint> {
+        self.state().latest.clone()
+    }
+
+    /// The leaf index of the event at `position`, if the tree holds it.
+    pub fn leaf_index_of(&self, position: Position) -> Option<u64> {
+        let state = self.state();
+        state
+            .positions
+            .binary_search(&position)
+            .ok()
+            .map(|i| i as u64)
+    }
+
+    /// The inclusion proof of leaf `index` in the tree of `tree_size`.
+    pub fn inclusion(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, MerkleError> {
+        self.state().tree.inclusion_proof(index, tree_size)
+    }
+
+    /// The consistency proof from the tree of `first` leaves to that of
+    /// `second`.
+    pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
+        self.state().tree.consistency_proof(first, second)
+    }
+
+    /// Signs a checkpoint of the whole tree when it grew since the latest
+    /// one (`None`: nothing new), keeps it and answers it.
+    pub fn sign(&self) -> Result<Option<SignedCheckpoint>, String> {
+        let db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let (size, root) = {
+            let state = self.state();
+            let size = state.tree.len();
+            if size == 0 || state.latest.as_ref().is_some_and(|c| c.size >= size) {
+                return Ok(None);
+            }
+            (size, state.tree.root())
+        };
+        let note = self
+            .signer
+            .sign(&Checkpoint::new(self.signer.name(), size, root))
+            .map_err(|e| e.to_string())?;
+        db.execute(
+            "INSERT INTO checkpoints (size, root, note, signed_at) VALUES (?1, ?2, ?3, ?4)",
+            params![
+                signed(size),
+                root.as_slice(),
+                note,
+                chrono::Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)
+            ],
+        )
+        .map_err(sqlite)?;
+        let signed = SignedCheckpoint { size, root, note };
+        self.state.write().unwrap_or_else(|p| p.into_inner()).latest = Some(signed.clone());
+        Ok(Some(signed))
+    }
+
+    fn append(&self, batch: &[RecordedEvent]) -> Result<(), String> {
+        let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
+        let (mut next, last) = {
+            let state = self.state();
+            (
+                state.tree.len(),
+                state.positions.last().copied().unwrap_or(0),
+            )
+        };
+        let fresh: Vec<(u64, &RecordedEvent, Hash)> = batch
+            .iter()
+            .filter(|e| e.position > last)
+            .map(|e| {
+                next += 1;
+                (next - 1, e, leaf_of(e))
+            })
+            .collect();
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let tx = db.transaction().map_err(sqlite)?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO leaves (leaf_index, position, stream, revision, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                )
+                .map_err(sqlite)?;
+            for (index, e, hash) in &fresh {
+                insert
+                    .execute(params![
+                        signed(*index),
+                        signed(e.position),
+                        e.stream,
+                        signed(e.revision),
+                        hash.as_slice()
+                    ])
+                    .map_err(sqlite)?;
+            }
+        }
+        tx.commit().map_err(sqlite)?;
+        let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
+        for (_, e, hash) in fresh {
+            state.tree.append(hash);
+            state.positions.push(e.position);
+        }
+        Ok(())
+    }
+}
+
+fn latest_checkpoint(conn: &Connection) -> rusqlite::Result<Option<SignedCheckpoint>> {
+    conn.query_row(
+        "SELECT size, root, note FROM checkpoints ORDER BY size DESC LIMIT 1",
+        [],
+        |r| {
+            Ok(SignedCheckpoint {
+                size: unsigned(r, 0)?,
+                root: hash_of(r.get(1)?)?,
+                note: r.get(2)?,
+            })
+        },
+    )
+    .optional()
+}
+
+/// A leaf as the projector recorded it: its event's coordinates and hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Leaf {
+    pub position: Position,
+    pub stream: String,
+    pub revision: u64,
+    pub hash: Hash,
+}
+
+/// What the file of an audit log holds: the leaves the projector computed
+/// as it read the log, and the checkpoints it signed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Evidence {
+    /// By leaf index.
+    pub leaves: Vec<Leaf>,
+    /// By size.
+    pub checkpoints: Vec<SignedCheckpoint>,
+}
+
+/// Reads the file at `path` (read-only): what `ibl verify` checks the
+/// store against. A gap in the leaves' indexes is an error.
+pub fn read_evidence(path: &Path) -> Result<Evidence, String> {
+    let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut leaves = Vec::new();
+    let mut read = conn
+        .prepare(
+            "SELECT leaf_index, position, stream, revision, hash FROM leaves ORDER BY leaf_index",
+        )
+        .map_err(sqlite)?;
+    let mut rows = read.query([]).map_err(sqlite)?;
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        let index = unsigned(row, 0).map_err(sqlite)?;
+        if index != leaves.len() as u64 {
+            return Err(format!(
+                "{}: leaf {index} comes after {} leaves: the file was altered",
+                path.display(),
+                leaves.len()
+            ));
+        }
+        leaves.push(Leaf {
+            position: unsigned(row, 1).map_err(sqlite)?,
+            stream: row.get(2).map_err(sqlite)?,
+            revision: unsigned(row, 3).map_err(sqlite)?,
+            hash: hash_of(row.get(4).map_err(sqlite)?).map_err(sqlite)?,
+        });
+    }
+    let mut checkpoints = Vec::new();
+    let mut read = conn
+        .prepare("SELECT size, root, note FROM checkpoints ORDER BY size")
+        .map_err(sqlite)?;
+    let mut rows = read.query([]).map_err(sqlite)?;
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        checkpoints.push(SignedCheckpoint {
+            size: unsigned(row, 0).map_err(sqlite)?,
+            root: hash_of(row.get(1).map_err(sqlite)?).map_err(sqlite)?,
+            note: row.get(2).map_err(sqlite)?,
+        });
+    }
+    Ok(Evidence {
+        leaves,
+        checkpoints,
+    })
+}
+
+impl ReadModel for AuditLog {
+    fn name(&self) -> &'static str {
+        "audit"
+    }
+
+    fn checkpoint(&self) -> Position {
+        self.state().positions.last().copied().unwrap_or(0)
+    }
+
+    fn apply(&self, batch: &[RecordedEvent]) -> Applied {
+        // The leaves are evidence: a batch is never skipped. A failing disk
+        // is retried until it writes (the projector waits meanwhile).
+        let mut wait = std::time::Duration::from_millis(50);
+        while let Err(e) = self.append(batch) {
+            tracing::warn!(target: "ibl::audit", error = %e, "writing the audit leaves; retrying");
+            std::thread::sleep(wait);
+            wait = (wait * 2).min(std::time::Duration::from_secs(5));
+        }
+        Applied::Done
+    }
+}
+
+/// The log's signing key, read from the file at `path` (a C2SP note
+/// signer key, `PRIVATE+KEY+origin+keyid+base64`), or created there with
+/// `origin` when the file does not exist (its folder too, the file
+/// readable by its owner only). Two processes starting at once end with
+/// the same key: the file appears whole or not at all.
+pub fn load_or_create_signer(path: &Path, origin: &str) -> Result<Signer, String> {
+    let read = |path: &Path| -> Result<Option<Signer>, String> {
+        match std::fs::read_to_string(path) {
+            Ok(text) => Signer::from_skey(text.trim())
+                .map(Some)
+                .map_err(|e| format!("{}: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("{}: {e}", path.display())),
+        }
+    };
+    if let Some(signer) = read(path)? {
+        return Ok(signer);
+    }
+    let seed: [u8; 32] = rand::random();
+    let signer = Signer::from_seed(seed, origin).map_err(|e| format!("origin {origin:?}: {e}"))?;
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let tmp =
+        tempfile::NamedTempFile::new_in(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    std::fs::write(tmp.path(), format!("{}\n", signer.skey()))
+        .and_then(|()| tmp.as_file().sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.path().display()))?;
+    // NamedTempFile is created 0600; persist_noclobber links it in place
+    // only when nothing is there yet.
+    match tmp.persist_noclobber(path) {
+        Ok(_) => Ok(signer),
+        Err(e) if e.error.kind() == std::io::ErrorKind::AlreadyExists => {
+            read(path)?.ok_or_else(|| format!("{}: vanished while being created", path.display()))
+        }
+        Err(e) => Err(format!("{}: {}", path.display(), e.error)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ibl_audit::{verify_consistency, verify_inclusion, Verifier};
+    use ibl_events::Metadata;
+
+    fn event(position: Position, payload: Value) -> RecordedEvent {
+        RecordedEvent {
+            event_id: uuid::Uuid::from_u128(position as u128),
+            stream: format!("assertion-{position}"),
+            revision: 0,
+            position,
+            event_type: "AssertionIssued".into(),
+            schema_version: 1,
+            recorded_at: chrono::DateTime::from_timestamp(
+                1_700_000_000 + position as i64,
+                123_456_789,
+            )
+            .expect("a time"),
+            payload,
+            metadata: Metadata::default(),
+        }
+    }
+
+    fn signer() -> Signer {
+        Signer::from_seed([9; 32], "test.example/audit").expect("a signer")
+    }
+
+    #[test]
+    fn leaves_are_the_jcs_of_the_record_without_its_leaf_index() {
+        let e = event(3, json!({"b": 1, "a": [true, null]}));
+        let mut shown = record(&e, Some(2));
+        assert_eq!(shown["leaf_index"], 2);
+        assert_eq!(shown["time"], "2023-11-14T22:13:23.123456Z");
+        shown
+            .as_object_mut()
+            .expect("an object")
+            .remove("leaf_index");
+        let bytes = to_jcs(&shown).expect("canonical");
+        assert_eq!(leaf_of(&e), leaf_hash(&bytes));
+        let text = String::from_utf8(bytes).expect("utf-8");
+        assert!(text.starts_with(r#"{"actor":{"key":null,"on_behalf_of":null,"platform":null,"user":null},"causation_id":null,"client_request_id":null,"correlation_id":"","data":{"a":[true,null],"b":1},"id":"00000000-0000-0000-0000-000000000003","position":3,"revision":0,"schema_version":1,"#), "{text}");
+        // An integer no double holds still gets a leaf (not canonical).
+        let big = event(4, json!({"n": u64::MAX}));
+        assert_ne!(leaf_of(&big), leaf_of(&event(4, json!({"n": 1}))));
+    }
+
+    #[test]
+    fn the_tree_grows_with_the_log_survives_a_reopen_and_signs_checkpoints() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("audit.db");
+        let log = AuditLog::open(&path, signer()).expect("opens");
+        assert_eq!(log.sign().expect("signs"), None, "nothing to sign yet");
+        // Positions need not be dense; a batch replayed is applied once.
+        let batch: Vec<_> = [1, 2, 5, 9]
+            .iter()
+            .map(|p| event(*p, json!({"p": p})))
+            .collect();
+        log.apply(&batch);
+        log.apply(&batch[2..]);
+        assert_eq!(log.size(), 4);
+        assert_eq!(log.checkpoint(), 9);
+        assert_eq!(log.leaf_index_of(5), Some(2));
+        assert_eq!(log.leaf_index_of(4), None);
+        let first = log.sign().expect("signs").expect("a checkpoint");
+        assert_eq!(first.size, 4);
+        assert_eq!(log.sign().expect("signs"), None, "nothing new since");
+        log.apply(&[event(10, json!({}))]);
+        let second = log.sign().expect("signs").expect("a checkpoint");
+        let verifier = Verifier::from_vkey(&log.vkey()).expect("a verifier");
+        let (old, new) = (
+            verifier.verify(&first.note).expect("signed"),
+            verifier.verify(&second.note).expect("signed"),
+        );
+        assert_eq!((old.size, new.size), (4, 5));
+        let proof = log.consistency(4, 5).expect("a proof");
+        assert!(verify_consistency(4, 5, &old.root, &new.root, &proof));
+        let proof = log.inclusion(2, 5).expect("a proof");
+        assert!(verify_inclusion(
+            &leaf_of(&batch[2]),
+            2,
+            5,
+            &proof,
+            &new.root
+        ));
+        drop(log);
+
+        let again = AuditLog::open(&path, signer()).expect("reopens");
+        assert_eq!((again.size(), again.checkpoint()), (5, 10));
+        assert_eq!(again.latest(), Some(second.clone()));
+        let evidence = read_evidence(&path).expect("reads");
+        assert_eq!(evidence.leaves.len(), 5);
+        assert_eq!(
+            evidence.leaves[3],
+            Leaf {
+                position: 9,
+                stream: "assertion-9".into(),
+                revision: 0,
+                hash: leaf_of(&batch[3])
+            }
+        );
+        assert_eq!(evidence.checkpoints, vec![first, second]);
+    }
+
+    #[test]
+    fn leaves_that_contradict_the_latest_checkpoint_refuse_to_open() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("audit.db");
+        let log = AuditLog::open(&path, signer()).expect("opens");
+        log.apply(&[event(1, json!({})), event(2, json!({}))]);
+        log.sign().expect("signs");
+        drop(log);
+        let conn = Connection::open(&path).expect("opens");
+        conn.execute(
+            "UPDATE leaves SET hash = zeroblob(32) WHERE leaf_index = 1",
+            [],
+        )
+        .expect("edits");
+        drop(conn);
+        let err = AuditLog::open(&path, signer()).err().expect("refused");
+        assert!(
+            err.contains("do not match the checkpoint of size 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_signing_key_is_created_once_and_then_read() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("keys").join("signing.key");
+        let made = load_or_create_signer(&path, "a.example/log").expect("creates");
+        let read = load_or_create_signer(&path, "another/origin").expect("reads");
+        assert_eq!(made.public_key(), read.public_key());
+        assert_eq!(read.name(), "a.example/log", "the file's origin wins");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)
+                .expect("exists")
+                .permissions()
+                .mode();
+            assert_eq!(mode & 0o077, 0, "readable by its owner only: {mode:o}");
+        }
+        std::fs::write(&path, "not a key").expect("writes");
+        assert!(load_or_create_signer(&path, "a.example/log").is_err());
+    }
+}
