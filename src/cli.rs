@@ -36,6 +36,17 @@ pub enum Command {
         #[arg(long, default_value_t = 0)]
         from: u64,
     },
+    /// Check the log against the audit log's evidence: every signed
+    /// checkpoint's signature and root, then every event's leaf; exits 1
+    /// naming the first event altered, reordered, inserted or deleted
+    /// (0: intact, 2: the check could not run).
+    Verify {
+        /// The log's verifier key (`origin+keyid+base64`, as served by
+        /// `/api/audit/checkpoint` in `vkey`); default: derived from the
+        /// signing key's file (`--signing-key`).
+        #[arg(long)]
+        vkey: Option<String>,
+    },
     /// Manage platforms (tenants).
     Platform {
         #[command(subcommand)]
@@ -95,6 +106,7 @@ pub async fn run(cli: Cli) -> i32 {
             })
             .await
         }
+        Command::Verify { vkey } => verify(&cli.settings, vkey).await,
         Command::Platform {
             command:
                 PlatformCommand::Create {
@@ -128,6 +140,86 @@ pub async fn run(cli: Cli) -> i32 {
                 mint_key(&store, &key, &username, name, reactivate).await
             })
             .await
+        }
+    }
+}
+
+/// `ibl verify`: prints what it checked, and the first problem found.
+async fn verify(settings: &Settings, vkey: Option<String>) -> i32 {
+    use ibl_projections::audit_log::{read_evidence, AUDIT_FILE};
+    let verifier = match vkey {
+        Some(vkey) => ibl_audit::Verifier::from_vkey(&vkey).map_err(|e| format!("--vkey: {e}")),
+        None => settings
+            .signing_key_path()
+            .map_err(|e| e.to_string())
+            .and_then(|path| match std::fs::read_to_string(&path) {
+                Ok(text) => ibl_audit::Signer::from_skey(text.trim())
+                    .map(|s| s.verifier())
+                    .map_err(|e| format!("{}: {e}", path.display())),
+                Err(e) => Err(format!(
+                    "{}: {e} (give the log's verifier key with --vkey)",
+                    path.display()
+                )),
+            }),
+    };
+    let verifier = match verifier {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let path = settings.data_dir.join(AUDIT_FILE);
+    if !path.exists() {
+        eprintln!(
+            "error: {} does not exist: no audit evidence to check the log against",
+            path.display()
+        );
+        return 2;
+    }
+    let evidence = match read_evidence(&path) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let store = match ibl_edge::server::open_event_store(settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let report =
+        match ibl_projections::audit_verify::verify(store.as_ref(), &evidence, &verifier).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("error: reading the log: {e}");
+                return 2;
+            }
+        };
+    println!(
+        "{} events in the log (root {}), {} recorded leaves, {} signed checkpoints by {} (latest of size {})",
+        report.events,
+        hex::encode(report.root),
+        report.recorded,
+        report.checkpoints,
+        verifier.vkey(),
+        report.signed
+    );
+    match report.problem {
+        None => {
+            println!(
+                "verified: the log matches its record; {} events not recorded yet, {} recorded but not yet signed",
+                report.events.saturating_sub(report.recorded),
+                report.recorded.saturating_sub(report.signed)
+            );
+            0
+        }
+        Some(problem) => {
+            println!("TAMPERED: {problem}");
+            1
         }
     }
 }

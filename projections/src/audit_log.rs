@@ -38,6 +38,9 @@ use serde_json::{json, Value};
 
 use crate::{Applied, ReadModel};
 
+/// The evidence file's name in a data folder.
+pub const AUDIT_FILE: &str = "audit.db";
+
 /// The version of the file's schema.
 const VERSION: i64 = 1;
 

@@ -315,3 +315,166 @@ fn proof_requests_out_of_range_or_malformed_are_refused() {
         assert_eq!(r.status, 400, "{query}: {}", r.text);
     }
 }
+
+/// Waits until the signed checkpoint covers every event of the log.
+fn wait_for_checkpoint(app: &TestApp) -> u64 {
+    let size = app.events().len() as u64;
+    let started = Instant::now();
+    loop {
+        let c = app
+            .get("/api/audit/checkpoint")
+            .anonymous()
+            .send()
+            .expect(200);
+        if c.body["size"] == size {
+            return size;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "{}", c.text);
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// A copy of the top-level files of `from` (the store and the evidence).
+fn copy_of(from: &std::path::Path) -> tempfile::TempDir {
+    let to = tempfile::tempdir().expect("a temporary folder");
+    for entry in std::fs::read_dir(from).expect("a folder").flatten() {
+        if entry.file_type().expect("a type").is_file() {
+            std::fs::copy(entry.path(), to.path().join(entry.file_name())).expect("copies");
+        }
+    }
+    to
+}
+
+/// Runs `ibl verify` on `data`: exit code and what it printed.
+fn verify(data: &std::path::Path, extra: &[&str]) -> (i32, String) {
+    let out = std::process::Command::new(crate::processes::BIN)
+        .arg("verify")
+        .arg("--data-dir")
+        .arg(data)
+        .args(extra)
+        .env_remove("EVENTSTORE_URL")
+        .output()
+        .expect("ibl runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+fn edit(data: &std::path::Path, sql: &str) {
+    let conn = rusqlite::Connection::open(data.join("events.db")).expect("the store's file");
+    conn.execute_batch(sql).expect("the edit applies");
+}
+
+#[test]
+fn verify_passes_on_an_untouched_store_and_names_the_event_in_each_tampered_copy() {
+    let app = spawn_app_with(|s| s.checkpoint_secs = 1);
+    let credential = app.create_credential("Audited");
+    for i in 0..6 {
+        app.issue(&credential, &format!("learner{i}@acme.test"));
+    }
+    let events = app.events();
+    wait_for_checkpoint(&app);
+    let dir = app.stop();
+    let key = dir.path().join("keys").join("signing.key");
+    let key_arg = key.to_str().expect("a path");
+    let signing = ["--signing-key", key_arg];
+    let named = |i: usize| {
+        let e = &events[i];
+        format!(
+            "position {} (stream {}, revision {})",
+            e.position, e.stream, e.revision
+        )
+    };
+
+    let (code, text) = verify(dir.path(), &signing);
+    assert_eq!(code, 0, "{text}");
+    assert!(text.contains("verified"), "{text}");
+    assert!(
+        text.contains(&format!("{} events in the log", events.len())),
+        "{text}"
+    );
+
+    let (n, m) = (events.len() - 4, events.len() - 2);
+    let (p, q) = (events[n].position, events[m].position);
+    assert_ne!(events[n].stream, events[m].stream);
+    let cases = [
+        (
+            format!("UPDATE events SET payload = json_set(payload, '$.tampered', 1) WHERE position = {p}"),
+            format!("altered: the event at {}", named(n)),
+        ),
+        (
+            format!("DELETE FROM events WHERE position = {p}"),
+            format!("deleted: the event at {}", named(n)),
+        ),
+        (
+            format!(
+                "CREATE TEMP TABLE two AS SELECT * FROM events WHERE position IN ({p}, {q});
+                 DELETE FROM events WHERE position IN ({p}, {q});
+                 INSERT INTO events SELECT CASE position WHEN {p} THEN {q} ELSE {p} END,
+                   event_id, stream_id, revision, event_type, schema_version, recorded_at,
+                   payload, metadata FROM two;"
+            ),
+            format!(
+                "reordered: leaf {n} holds the event at position {p} (stream {}, revision {}), where the record has {}",
+                events[m].stream,
+                events[m].revision,
+                named(n)
+            ),
+        ),
+        (
+            format!("DELETE FROM events WHERE position >= {p}"),
+            format!("truncated: the log ends before the event at {}", named(n)),
+        ),
+        (
+            format!(
+                "CREATE TEMP TABLE tail AS SELECT * FROM events WHERE position >= {p};
+                 DELETE FROM events WHERE position >= {p};
+                 INSERT INTO events SELECT position, event_id, stream_id, revision, event_type,
+                   schema_version, recorded_at, json_set(payload, '$.rewritten', 1), metadata
+                   FROM tail;"
+            ),
+            format!("altered: the event at {}", named(n)),
+        ),
+    ];
+    for (sql, expected) in cases {
+        let copy = copy_of(dir.path());
+        edit(copy.path(), &sql);
+        let (code, text) = verify(copy.path(), &signing);
+        assert_eq!(code, 1, "{sql}: {text}");
+        assert!(text.contains("TAMPERED"), "{sql}: {text}");
+        assert!(
+            text.contains(&expected),
+            "{sql}: expected {expected:?} in {text}"
+        );
+    }
+
+    // The evidence itself, edited before a signed checkpoint, is caught by
+    // the signature.
+    let copy = copy_of(dir.path());
+    let conn = rusqlite::Connection::open(copy.path().join("audit.db")).expect("the evidence");
+    conn.execute(
+        "UPDATE leaves SET hash = zeroblob(32) WHERE leaf_index = 1",
+        [],
+    )
+    .expect("edits");
+    drop(conn);
+    let (code, text) = verify(copy.path(), &signing);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("do not hash to its signed root"), "{text}");
+
+    // Another key than the log's: no checkpoint holds.
+    let other = ibl_audit::Signer::from_seed([3; 32], "ibl.local/audit").expect("a signer");
+    let (code, text) = verify(dir.path(), &["--vkey", &other.vkey()]);
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("not signed by"), "{text}");
+
+    // No evidence, or no key: the check cannot run.
+    let empty = tempfile::tempdir().expect("a temporary folder");
+    let (code, text) = verify(empty.path(), &signing);
+    assert_eq!(code, 2, "{text}");
+    let (code, text) = verify(dir.path(), &["--signing-key", "/nonexistent/key"]);
+    assert_eq!(code, 2, "{text}");
+}

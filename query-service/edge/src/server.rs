@@ -19,7 +19,7 @@ use actix_web::{web, App, HttpMessage, HttpResponse};
 use ibl_events::sqlite::SqliteStore;
 use ibl_events::EventStore;
 use ibl_projections::assertions::{AssertionQueries, AssertionsModel, ReadError};
-use ibl_projections::audit_log::{load_or_create_signer, AuditLog};
+use ibl_projections::audit_log::{load_or_create_signer, AuditLog, AUDIT_FILE};
 use ibl_projections::credentials::{CatalogQueries, CredentialsModel, KeyQueries};
 use ibl_projections::rbac::{RbacModel, RedisRbac};
 use ibl_projections::redis_assertions::RedisAssertions;
@@ -447,10 +447,6 @@ pub struct ReadSide {
     pub positions: PositionKey,
     pub dir: ReadModelsDir,
 }
-
-/// The audit log's evidence file in a data folder (its leaves and signed
-/// checkpoints: see `ibl_projections::audit_log`).
-pub const AUDIT_FILE: &str = "audit.db";
 
 /// The audit log of the process and the lock that makes it the only writer
 /// of its file.
