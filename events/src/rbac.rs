@@ -700,6 +700,7 @@ pub const CHAT_ACTION: &str = "Ibl.Mentor/Chat/action";
 /// | `documents` | `Ibl.Mentor/Documents/…` | same pattern |
 /// | `settings` | read, write: `Ibl.Mentor/Settings/{read,write}` | read, write as data actions `Ibl.Mentor/Settings/{field}/{read,write}` |
 /// | `credentials`, `assertions`, `issuers` | `Ibl.Credentials/{Credentials,Assertions,Issuers}/…` | same pattern |
+/// | `audit` | read: `Ibl.Core/Audit/read` | read: `Ibl.Core/Audit/read` |
 pub static RESOURCE_TYPES: &[ResourceType] = &[
     crud!("platforms", "Ibl.Core/Platforms"),
     crud!("users", "Ibl.Core/Users"),
@@ -737,6 +738,12 @@ pub static RESOURCE_TYPES: &[ResourceType] = &[
     crud!("credentials", "Ibl.Credentials/Credentials"),
     crud!("assertions", "Ibl.Credentials/Assertions"),
     crud!("issuers", "Ibl.Credentials/Issuers"),
+    // The history of a platform (`/platforms/{pk}/audit/`): read only.
+    ResourceType {
+        segment: "audit",
+        collection: &[op("read", "Ibl.Core/Audit/read")],
+        instance: &[op("read", "Ibl.Core/Audit/read")],
+    },
 ];
 
 /// The row of the type named by this path segment.

@@ -85,6 +85,25 @@ pub struct RecordedEvent {
     pub metadata: Metadata,
 }
 
+impl RecordedEvent {
+    /// The platform the event belongs to: that of the key that wrote it,
+    /// else the one its payload names (`platform`, `platform_key`), else
+    /// the one its platform stream names (`platform-acme`).
+    pub fn platform(&self) -> Option<&str> {
+        self.metadata
+            .actor
+            .platform
+            .as_deref()
+            .or_else(|| {
+                ["platform", "platform_key"]
+                    .iter()
+                    .find_map(|k| self.payload.get(*k).and_then(|v| v.as_str()))
+            })
+            .or_else(|| self.stream.strip_prefix("platform-"))
+            .filter(|p| !p.is_empty())
+    }
+}
+
 /// What the writer expects the stream to be at.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ExpectedRevision {

@@ -50,8 +50,17 @@ CREATE TABLE leaves (
     position   INTEGER NOT NULL,    -- the event's position in the store
     stream     TEXT    NOT NULL,    -- its stream and revision: what a
     revision   INTEGER NOT NULL,    -- report names when it goes missing
-    hash       BLOB    NOT NULL     -- the leaf hash, 32 bytes
+    hash       BLOB    NOT NULL,    -- the leaf hash, 32 bytes
+    -- What the history feed filters on:
+    platform   TEXT,                -- the event's platform, if it has one
+    time       INTEGER NOT NULL,    -- recorded at, µs since the epoch
+    type       TEXT    NOT NULL,
+    user       TEXT,                -- the actor: the key's user
+    key        TEXT                 -- and the key's name
 );
+CREATE INDEX leaves_by_platform ON leaves (platform, position);
+CREATE INDEX leaves_by_type ON leaves (platform, type, position);
+CREATE INDEX leaves_by_time ON leaves (platform, time);
 CREATE TABLE checkpoints (
     size       INTEGER PRIMARY KEY, -- the tree size signed
     root       BLOB    NOT NULL,    -- its root, 32 bytes
@@ -59,6 +68,21 @@ CREATE TABLE checkpoints (
     signed_at  TEXT    NOT NULL     -- RFC 3339
 );
 ";
+
+/// Which of a platform's events the history feed shows.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FeedFilter {
+    pub platform: String,
+    /// Only events after this position.
+    pub after: Position,
+    /// Recorded at or after (µs since the epoch).
+    pub from: Option<i64>,
+    /// Recorded before (µs since the epoch).
+    pub to: Option<i64>,
+    /// Written by this user, or with this key name.
+    pub actor: Option<String>,
+    pub event_type: Option<String>,
+}
 
 /// A signed checkpoint of the tree.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -81,6 +105,8 @@ struct State {
 pub struct AuditLog {
     signer: Signer,
     db: Mutex<Connection>,
+    /// The history feed's queries (read-only, beside the writer).
+    reader: Mutex<Connection>,
     state: RwLock<State>,
 }
 
@@ -208,9 +234,15 @@ impl AuditLog {
                 ));
             }
         }
+        let reader = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+        reader
+            .busy_timeout(std::time::Duration::from_secs(5))
+            .map_err(sqlite)?;
         Ok(Self {
             signer,
             db: Mutex::new(conn),
+            reader: Mutex::new(reader),
             state: RwLock::new(State {
                 tree,
                 positions,
@@ -269,6 +301,46 @@ impl AuditLog {
         self.state().tree.consistency_proof(first, second)
     }
 
+    /// The positions of a platform's events that pass `filter`, in log
+    /// order, at most `limit`.
+    pub fn feed(&self, filter: &FeedFilter, limit: usize) -> Result<Vec<Position>, String> {
+        use rusqlite::types::Value as Sql;
+        let mut args: Vec<Sql> = vec![filter.platform.clone().into(), signed(filter.after).into()];
+        let mut sql =
+            String::from("SELECT position FROM leaves WHERE platform = ?1 AND position > ?2");
+        let mut with = |clause: &str, value: Sql, sql: &mut String| {
+            args.push(value);
+            sql.push_str(&clause.replace('#', &args.len().to_string()));
+        };
+        if let Some(from) = filter.from {
+            with(" AND time >= ?#", from.into(), &mut sql);
+        }
+        if let Some(to) = filter.to {
+            with(" AND time < ?#", to.into(), &mut sql);
+        }
+        if let Some(t) = &filter.event_type {
+            with(" AND type = ?#", t.clone().into(), &mut sql);
+        }
+        if let Some(actor) = &filter.actor {
+            with(
+                " AND (user = ?# OR key = ?#)",
+                actor.clone().into(),
+                &mut sql,
+            );
+        }
+        with(
+            " ORDER BY position LIMIT ?#",
+            signed(limit as u64).into(),
+            &mut sql,
+        );
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = reader.prepare_cached(&sql).map_err(sqlite)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(args), |r| unsigned(r, 0))
+            .map_err(sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(sqlite)
+    }
+
     /// Signs a checkpoint of the whole tree when it grew since the latest
     /// one (`None`: nothing new), keeps it and answers it.
     pub fn sign(&self) -> Result<Option<SignedCheckpoint>, String> {
@@ -324,7 +396,7 @@ impl AuditLog {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO leaves (leaf_index, position, stream, revision, hash) VALUES (?1, ?2, ?3, ?4, ?5)",
+                    "INSERT INTO leaves (leaf_index, position, stream, revision, hash, platform, time, type, user, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                 )
                 .map_err(sqlite)?;
             for (index, e, hash) in &fresh {
@@ -334,7 +406,12 @@ impl AuditLog {
                         signed(e.position),
                         e.stream,
                         signed(e.revision),
-                        hash.as_slice()
+                        hash.as_slice(),
+                        e.platform(),
+                        e.recorded_at.timestamp_micros(),
+                        e.event_type,
+                        e.metadata.actor.user,
+                        e.metadata.actor.key_name,
                     ])
                     .map_err(sqlite)?;
             }

@@ -57,23 +57,12 @@ fn snake(name: &str) -> String {
 /// (`AssertionIssued` → `issued`).
 pub fn subject(event: &RecordedEvent) -> String {
     let platform = event
-        .metadata
-        .actor
-        .platform
-        .clone()
-        .or_else(|| {
-            ["platform", "platform_key"]
-                .iter()
-                .find_map(|k| event.payload.get(*k).and_then(|v| v.as_str()))
-                .or_else(|| event.stream.strip_prefix("platform-"))
-                .map(str::to_owned)
-        })
+        .platform()
         .filter(|p| {
-            !p.is_empty()
-                && p.bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            p.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
         })
-        .unwrap_or_else(|| "_".into());
+        .unwrap_or("_");
     let kind = event
         .stream
         .split_once('-')

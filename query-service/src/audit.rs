@@ -1,8 +1,17 @@
-//! The audit log's public routes: the latest signed checkpoint of the
-//! Merkle tree over the log, and RFC 9162 inclusion and consistency proofs
-//! against any size of it. They show only hashes, so they need no key: a
-//! learner proves their assertion is in the log, an auditor who kept an
-//! old checkpoint proves the log only grew since.
+//! The audit routes.
+//!
+//! * Public (they show only hashes, so they need no key): the latest
+//!   signed checkpoint of the Merkle tree over the log, and RFC 9162
+//!   inclusion and consistency proofs against any size of it: a learner
+//!   proves their assertion is in the log, an auditor who kept an old
+//!   checkpoint proves the log only grew since.
+//! * The history of a platform, for its auditors (`Ibl.Core/Audit/read` on
+//!   `/platforms/{pk}/audit/`; tenant admins hold it through `Ibl.*`): its
+//!   events in log order, or one entity's, each as the Merkle tree hashed
+//!   it (see `ibl_projections::audit_log::record`), cursor-paginated
+//!   (`after` a position, `page_size` up to 1,000, a `next` URL) and
+//!   filtered by time (`from`, `to`, RFC 3339), `actor` (a username or a
+//!   key's name) and `type`.
 //!
 //! Served by the process that keeps the audit log (`ibl serve`, the
 //! projections process); elsewhere they answer 404.
@@ -12,22 +21,32 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
-use ibl_edge::request::Params;
+use chrono::DateTime;
+use ibl_edge::extract::Principal;
+use ibl_edge::paging::url_with;
+use ibl_edge::request::{fresh, Params};
 use ibl_edge::route;
 use ibl_edge::routes::{Route, AUDIT};
-use ibl_edge::{ApiError, ReadState};
-use ibl_projections::audit_log::AuditLog;
-use serde_json::json;
+use ibl_edge::{ApiError, AuditAccess, ReadState};
+use ibl_events::{Position, RecordedEvent};
+use ibl_projections::audit_log::{record, AuditLog, FeedFilter};
+use serde_json::{json, Value};
 
 pub fn table() -> Vec<Route> {
     vec![
         route!(GET "/api/audit/checkpoint", "audit_checkpoint_retrieve", AUDIT, Public, "The latest signed checkpoint of the log's Merkle tree (origin, size, root, signed note, public key)", checkpoint),
         route!(GET "/api/audit/proof/inclusion", "audit_proof_inclusion_retrieve", AUDIT, Public, "RFC 9162 inclusion proof of leaf_index in the tree of tree_size leaves", inclusion),
         route!(GET "/api/audit/proof/consistency", "audit_proof_consistency_retrieve", AUDIT, Public, "RFC 9162 consistency proof from the tree of `from` leaves to that of `to`", consistency),
+        route!(GET "/api/audit/orgs/{org}/events/", "audit_orgs_events_list", AUDIT, ApiKey, "The platform's events in log order (after, from, to, actor, type, page_size)", events).guarded("read", "/platforms/{pk}/audit/"),
+        route!(GET "/api/audit/orgs/{org}/{kind}/{id}/history/", "audit_orgs_history_list", AUDIT, ApiKey, "The events of one entity (kind: credentials, assertions, issuers, roles, groups, policies, users, api-keys)", history).guarded("read", "/platforms/{pk}/audit/"),
     ]
 }
 
 fn log_of(read: &ReadState) -> Result<Arc<AuditLog>, ApiError> {
+    access_of(read).map(|a| a.log)
+}
+
+fn access_of(read: &ReadState) -> Result<AuditAccess, ApiError> {
     read.audit.clone().ok_or_else(|| {
         ApiError::NotFound(
             "This service keeps no audit log: ask the projections process (or `ibl serve`).".into(),
@@ -108,4 +127,193 @@ pub async fn consistency(
         "to": to,
         "hashes": hashes(&proof),
     })))
+}
+
+/// The largest page of events.
+const MAX_PAGE: usize = 1_000;
+const DEFAULT_PAGE: usize = 100;
+
+/// The feed's filter and page size from the query string.
+fn feed_filter(params: &Params, platform: &str) -> Result<(FeedFilter, usize), ApiError> {
+    let time = |name: &str| -> Result<Option<i64>, ApiError> {
+        params
+            .get(name)
+            .map(|t| {
+                DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.timestamp_micros())
+                    .map_err(|_| {
+                        ApiError::field(
+                            name,
+                            "An RFC 3339 time is required (2026-01-31T12:00:00Z).",
+                        )
+                    })
+            })
+            .transpose()
+    };
+    let after = match params.get("after") {
+        Some(_) => number(params, "after")?,
+        None => 0,
+    };
+    let page_size = match params.get("page_size") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| {
+                ApiError::field("page_size", "A whole number from 1 to 1000 is required.")
+            })?,
+        None => DEFAULT_PAGE,
+    };
+    Ok((
+        FeedFilter {
+            platform: platform.to_owned(),
+            after,
+            from: time("from")?,
+            to: time("to")?,
+            actor: params.get("actor").map(str::to_owned),
+            event_type: params.get("type").map(str::to_owned),
+        },
+        page_size,
+    ))
+}
+
+/// Whether `event` passes the filter (the feed's SQL applies the same).
+fn passes(filter: &FeedFilter, event: &RecordedEvent) -> bool {
+    let time = event.recorded_at.timestamp_micros();
+    let actor = &event.metadata.actor;
+    event.position > filter.after
+        && event.platform() == Some(filter.platform.as_str())
+        && filter.from.is_none_or(|from| time >= from)
+        && filter.to.is_none_or(|to| time < to)
+        && filter
+            .event_type
+            .as_ref()
+            .is_none_or(|t| *t == event.event_type)
+        && filter
+            .actor
+            .as_ref()
+            .is_none_or(|a| actor.user.as_ref() == Some(a) || actor.key_name.as_ref() == Some(a))
+}
+
+/// A page of records: `{"results": [...], "next": URL or null}`; `next`
+/// continues after the page's last event when the page is full.
+fn page(req: &HttpRequest, log: &AuditLog, events: &[RecordedEvent], more: bool) -> HttpResponse {
+    let results: Vec<Value> = events
+        .iter()
+        .map(|e| record(e, log.leaf_index_of(e.position)))
+        .collect();
+    let next = match events.last() {
+        Some(last) if more => Some(url_with(req, "after", &last.position.to_string())),
+        _ => None,
+    };
+    HttpResponse::Ok().json(json!({"results": results, "next": next}))
+}
+
+/// The events at `positions` (ascending), read from the store in runs of
+/// consecutive positions.
+async fn events_at(
+    access: &AuditAccess,
+    positions: &[Position],
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let mut out = Vec::with_capacity(positions.len());
+    let mut i = 0;
+    while i < positions.len() {
+        let mut j = i + 1;
+        while j < positions.len() && positions[j] == positions[j - 1] + 1 {
+            j += 1;
+        }
+        let run = access.store.read_all(positions[i] - 1, j - i).await?;
+        out.extend(
+            run.into_iter()
+                .filter(|e| positions[i..j].binary_search(&e.position).is_ok()),
+        );
+        i = j;
+    }
+    Ok(out)
+}
+
+/// `GET /api/audit/orgs/{org}/events/`: the platform's events in log order.
+pub async fn events(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    org: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_platform(&org)?;
+    let params = Params::of(&req)?;
+    let (filter, page_size) = feed_filter(&params, &org)?;
+    fresh(&req, &read).await?;
+    let access = access_of(&read)?;
+    let log = access.log.clone();
+    let mut positions = web::block(move || log.feed(&filter, page_size + 1))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)?;
+    let more = positions.len() > page_size;
+    positions.truncate(page_size);
+    let events = events_at(&access, &positions).await?;
+    Ok(page(&req, &access.log, &events, more))
+}
+
+#[derive(serde::Deserialize)]
+pub struct EntityPath {
+    pub org: String,
+    pub kind: String,
+    pub id: String,
+}
+
+/// The stream of the entity `kind`/`id` of `platform`.
+fn entity_stream(platform: &str, kind: &str, id: &str) -> Result<String, ApiError> {
+    use ibl_events::{credentials, platform as p, rbac};
+    let number = || {
+        id.parse::<u64>()
+            .map_err(|_| ApiError::NotFound(format!("No {kind} has the id {id:?}.")))
+    };
+    Ok(match kind {
+        "credentials" => credentials::credential_stream(id),
+        "assertions" => credentials::assertion_stream(id),
+        "issuers" => credentials::issuer_stream(id),
+        "roles" => rbac::role_stream(number()?),
+        "groups" => rbac::group_stream(number()?),
+        "policies" => rbac::policy_stream(number()?),
+        "users" => p::user_stream(number()?),
+        "api-keys" => p::api_key_stream(platform, id),
+        _ => {
+            return Err(ApiError::NotFound(format!(
+                "Unknown kind {kind:?}: one of credentials, assertions, issuers, roles, groups, policies, users, api-keys."
+            )))
+        }
+    })
+}
+
+/// `GET /api/audit/orgs/{org}/{kind}/{id}/history/`: one entity's events
+/// (those of the platform, and only those the audit log has hashed).
+pub async fn history(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<EntityPath>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_platform(&path.org)?;
+    let params = Params::of(&req)?;
+    let (filter, page_size) = feed_filter(&params, &path.org)?;
+    let stream = entity_stream(&path.org, &path.kind, &path.id)?;
+    fresh(&req, &read).await?;
+    let access = access_of(&read)?;
+    let hashed = ibl_projections::ReadModel::checkpoint(access.log.as_ref());
+    let all = ibl_events::read_stream_all(access.store.as_ref(), &stream).await?;
+    if !all.iter().any(|e| e.platform() == Some(path.org.as_str())) {
+        return Err(ApiError::NotFound(format!(
+            "No {} {:?} on this platform.",
+            path.kind, path.id
+        )));
+    }
+    let mut shown: Vec<RecordedEvent> = all
+        .into_iter()
+        .filter(|e| e.position <= hashed && passes(&filter, e))
+        .take(page_size + 1)
+        .collect();
+    let more = shown.len() > page_size;
+    shown.truncate(page_size);
+    Ok(page(&req, &access.log, &shown, more))
 }

@@ -478,3 +478,261 @@ fn verify_passes_on_an_untouched_store_and_names_the_event_in_each_tampered_copy
     let (code, text) = verify(dir.path(), &["--signing-key", "/nonexistent/key"]);
     assert_eq!(code, 2, "{text}");
 }
+
+/// Every page of `path`, following `next`.
+fn all_pages(app: &TestApp, key: &str, path: &str) -> Vec<Value> {
+    let mut out = Vec::new();
+    let mut url = path.to_owned();
+    loop {
+        let body = app.get(&url).key(key).send().expect(200).body;
+        out.extend(body["results"].as_array().expect("results").iter().cloned());
+        match body["next"].as_str() {
+            Some(next) => {
+                url = next
+                    .strip_prefix(&app.base)
+                    .expect("a URL of ours")
+                    .to_owned()
+            }
+            None => return out,
+        }
+    }
+}
+
+#[test]
+fn the_history_feed_shows_a_platforms_events_as_hashed_filtered_and_paged() {
+    let app = spawn_app_with(|s| s.checkpoint_secs = 1);
+    let credential = app.create_credential("Audited");
+    let first = app.issue(&credential, "one@acme.test");
+    // A second key of the admin's, named: events written with it name it.
+    let second = app
+        .post("/api/core/platform/api-tokens/")
+        .json(&json!({"platform_key": ORG, "name": "registrar"}))
+        .send()
+        .expect(201)
+        .body["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let by_registrar = app
+        .issue_with(
+            &credential,
+            &json!({"recipient": {"email": "two@acme.test"}}),
+        )
+        .expect(200);
+    drop(by_registrar);
+    let path = format!("/api/credentials/orgs/{ORG}/users/{ADMIN}/{credential}/assertions/");
+    let issued_by_registrar = app
+        .post(&path)
+        .key(&second)
+        .json(&json!({"recipient": {"email": "three@acme.test"}}))
+        .send()
+        .expect(200)
+        .body;
+    let revoked_id = first["entityId"].as_str().expect("an id").to_owned();
+    app.revoke(&revoked_id, "error").expect(200);
+    // The other platform writes too; none of it shows in acme's feed.
+    app.post(&format!("/api/credentials/orgs/{OTHER}/users/{ADMIN}/"))
+        .key(&app.other_key)
+        .json(&json!({"name": "Elsewhere"}))
+        .send()
+        .expect(200);
+    let size = wait_for_checkpoint(&app);
+
+    let feed = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/events/?page_size=2"),
+    );
+    let whole = app
+        .get(&format!("/api/audit/orgs/{ORG}/events/?page_size=1000"))
+        .send()
+        .expect(200)
+        .body;
+    assert_eq!(
+        whole["results"].as_array().expect("results"),
+        &feed,
+        "pages add up to the whole"
+    );
+    assert!(whole["next"].is_null());
+    let log = app.events();
+    let acme: Vec<_> = log.iter().filter(|e| e.platform() == Some(ORG)).collect();
+    assert_eq!(feed.len(), acme.len(), "every acme event, nothing else");
+    let checkpoint = app
+        .get("/api/audit/checkpoint")
+        .anonymous()
+        .send()
+        .expect(200)
+        .body;
+    let root = hash(&checkpoint["root"]);
+    for (record, event) in feed.iter().zip(&acme) {
+        assert_eq!(record["position"], event.position);
+        assert_eq!(record["stream"], event.stream.as_str());
+        assert_eq!(record["type"], event.event_type.as_str());
+        assert_eq!(record["data"], event.payload, "the payload as stored");
+        assert!(!record.to_string().contains("secret"), "{record}");
+        // The auditor recomputes the leaf from what the feed shows, and
+        // proves it is in the signed tree.
+        let index = record["leaf_index"].as_u64().expect("a leaf index");
+        let mut shown = record.clone();
+        shown
+            .as_object_mut()
+            .expect("an object")
+            .remove("leaf_index");
+        let mut h = Sha256::new();
+        h.update([0u8]);
+        h.update(ibl_audit::to_jcs(&shown).expect("canonical"));
+        let leaf: Hash = h.finalize().into();
+        let proof = app
+            .get(&format!(
+                "/api/audit/proof/inclusion?leaf_index={index}&tree_size={size}"
+            ))
+            .anonymous()
+            .send()
+            .expect(200)
+            .body;
+        assert!(
+            verify_inclusion(leaf, index, size, &hashes(&proof), &root),
+            "{record}"
+        );
+    }
+
+    // Filters.
+    let revocations = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/events/?type=AssertionRevoked"),
+    );
+    assert_eq!(revocations.len(), 1);
+    let stream_of =
+        |id: &Value| ibl_events::credentials::assertion_stream(id.as_str().expect("an id"));
+    assert_eq!(revocations[0]["stream"], stream_of(&json!(revoked_id)));
+    assert_eq!(revocations[0]["actor"]["user"], ADMIN);
+    let registrar = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/events/?actor=registrar"),
+    );
+    assert_eq!(registrar.len(), 1, "{registrar:?}");
+    assert_eq!(
+        registrar[0]["stream"],
+        stream_of(&issued_by_registrar["entityId"])
+    );
+    assert_eq!(registrar[0]["actor"]["key"], "registrar");
+    let middle = &feed[feed.len() / 2];
+    let after = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/events/?after={}", middle["position"]),
+    );
+    assert_eq!(after, feed[feed.len() / 2 + 1..].to_vec());
+    let since = middle["time"].as_str().expect("a time").replace('+', "%2B");
+    let from = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/events/?from={since}"),
+    );
+    let to = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/events/?to={since}"),
+    );
+    assert_eq!(
+        from.len() + to.len(),
+        feed.len(),
+        "from and to split the feed"
+    );
+    assert!(from.contains(middle) && !to.contains(middle));
+
+    // One entity's history: the assertion issued, then revoked.
+    let history = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/assertions/{revoked_id}/history/"),
+    );
+    let types: Vec<_> = history
+        .iter()
+        .map(|r| r["type"].as_str().expect("a type"))
+        .collect();
+    assert_eq!(types, ["AssertionIssued", "AssertionRevoked"]);
+    assert!(
+        history.iter().all(|r| feed.contains(r)),
+        "the same records as the feed"
+    );
+    let key_history = all_pages(
+        &app,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/api-keys/registrar/history/"),
+    );
+    assert_eq!(key_history.len(), 1, "{key_history:?}");
+    assert!(
+        !key_history[0].to_string().contains(&second),
+        "the secret never shows"
+    );
+
+    // Another platform's auditor sees none of it; bad input is a 4xx.
+    for path in [
+        format!("/api/audit/orgs/{ORG}/events/"),
+        format!("/api/audit/orgs/{ORG}/assertions/{revoked_id}/history/"),
+    ] {
+        app.get(&path)
+            .key(&app.other_key)
+            .send()
+            .expect_client_error(403);
+    }
+    let other = all_pages(
+        &app,
+        &app.other_key,
+        &format!("/api/audit/orgs/{OTHER}/events/"),
+    );
+    assert!(!other.is_empty());
+    assert!(other
+        .iter()
+        .all(|r| !r.to_string().contains(ORG) || r["actor"]["platform"] == OTHER));
+    app.get(&format!(
+        "/api/audit/orgs/{OTHER}/assertions/{revoked_id}/history/"
+    ))
+    .key(&app.other_key)
+    .send()
+    .expect_client_error(404);
+    for bad in [
+        "events/?page_size=0",
+        "events/?page_size=1001",
+        "events/?after=x",
+        "events/?from=yesterday",
+        "widgets/1/history/",
+        "roles/x/history/",
+    ] {
+        let r = app.get(&format!("/api/audit/orgs/{ORG}/{bad}")).send();
+        assert!(r.status == 400 || r.status == 404, "{bad}: {}", r.text);
+    }
+    app.get(&format!("/api/audit/orgs/{ORG}/events/"))
+        .anonymous()
+        .send()
+        .expect_client_error(401);
+}
+
+#[test]
+fn a_user_without_audit_read_is_refused_the_history() {
+    let app = spawn_app();
+    let user = app
+        .post(&format!("/api/orgs/{ORG}/scim/v2/Users"))
+        .json(&json!({"userName": "clerk", "emails": [{"value": "clerk@acme.test"}]}))
+        .send()
+        .expect(201);
+    drop(user);
+    let key = app
+        .post("/api/core/platform/api-tokens/")
+        .json(&json!({"platform_key": ORG, "name": "clerk-key", "username": "clerk"}))
+        .send()
+        .expect(201)
+        .body["key"]
+        .as_str()
+        .expect("a key")
+        .to_owned();
+    let r = app
+        .get(&format!("/api/audit/orgs/{ORG}/events/"))
+        .key(&key)
+        .send();
+    assert_eq!(r.status, 403, "{}", r.text);
+    assert!(r.text.contains("Ibl.Core/Audit/read"), "{}", r.text);
+}

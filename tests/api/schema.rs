@@ -362,6 +362,7 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
             .replace("{entity_id}", entity)
             .replace("{name}", "doomed")
             .replace("{platform_key}", ORG)
+            .replace("{kind}", "users")
             .replace("{id}", id);
         if path.starts_with("/api/core/platform/api-tokens") && method != "POST" {
             path.push_str(&format!("?platform_key={ORG}"));

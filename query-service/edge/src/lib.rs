@@ -50,9 +50,16 @@ pub struct ReadState {
     pub strong_reads: Option<std::sync::Arc<dyn ibl_events::EventStore>>,
     /// Turns positions into the tokens of `X-Position` and back.
     pub positions: position::PositionKey,
-    /// The audit log (Merkle tree and signed checkpoints), in the process
-    /// that keeps it.
-    pub audit: Option<std::sync::Arc<ibl_projections::audit_log::AuditLog>>,
+    /// The audit log (Merkle tree, signed checkpoints, history feed), in
+    /// the process that keeps it.
+    pub audit: Option<AuditAccess>,
+}
+
+/// The audit log and the store its history feed reads the events from.
+#[derive(Clone)]
+pub struct AuditAccess {
+    pub log: Arc<ibl_projections::audit_log::AuditLog>,
+    pub store: Arc<dyn ibl_events::EventStore>,
 }
 
 /// The server's id of the request being served; it becomes the correlation

@@ -66,11 +66,17 @@ impl PageRequest {
 /// Absolute URL of this request with `page` set to `page`, under the
 /// public URL (see [`base_url`]).
 pub fn page_url(req: &HttpRequest, page: usize) -> String {
+    url_with(req, "page", &page.to_string())
+}
+
+/// Absolute URL of this request with parameter `name` set to `value`
+/// (a cursor's next page), under the public URL.
+pub fn url_with(req: &HttpRequest, name: &str, value: &str) -> String {
     let mut pairs: Vec<(String, String)> = url_pairs(req.query_string())
         .into_iter()
-        .filter(|(k, _)| k != "page")
+        .filter(|(k, _)| k != name)
         .collect();
-    pairs.push(("page".into(), page.to_string()));
+    pairs.push((name.into(), value.into()));
     let query = serde_urlencoded::to_string(&pairs).unwrap_or_default();
     format!("{}{}?{}", base_url(req), req.path(), query)
 }

@@ -772,7 +772,10 @@ pub async fn start_read_side(
         min_position_wait: Duration::from_millis(settings.min_position_wait_ms),
         strong_reads: (settings.read_consistency == Consistency::Strong).then(|| store.clone()),
         positions: positions.clone(),
-        audit: audit.as_ref().map(|a| a.log.clone()),
+        audit: audit.as_ref().map(|a| crate::AuditAccess {
+            log: a.log.clone(),
+            store: store.clone(),
+        }),
     });
     Ok(ReadSide {
         audit,
