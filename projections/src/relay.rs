@@ -255,6 +255,51 @@ async fn publish(
     Ok(last)
 }
 
+/// The subject of the audit log's signed checkpoints.
+pub const CHECKPOINT_SUBJECT: &str = "ibl.audit.checkpoint";
+
+/// Publishes a signed checkpoint of the audit log (JSON: `origin`, `size`,
+/// `root` in base64, `note`) to [`CHECKPOINT_SUBJECT`] and waits for
+/// JetStream's acknowledgement; `js` is the connection, made when `None`.
+/// Its message id names the origin and size, so a checkpoint published
+/// twice is kept once.
+pub async fn publish_checkpoint(
+    js: &mut Option<jetstream::Context>,
+    bus: &Bus,
+    origin: &str,
+    checkpoint: &crate::audit_log::SignedCheckpoint,
+) -> Result<(), String> {
+    use base64::Engine;
+    let context = match js {
+        Some(context) => context,
+        None => js.insert(connect(bus).await?),
+    };
+    let body = serde_json::json!({
+        "origin": origin,
+        "size": checkpoint.size,
+        "root": base64::engine::general_purpose::STANDARD.encode(checkpoint.root),
+        "note": checkpoint.note,
+    });
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("checkpoint:{origin}:{}", checkpoint.size).as_str(),
+    );
+    headers.insert("Content-Type", "application/json");
+    context
+        .publish_with_headers(CHECKPOINT_SUBJECT, headers, body.to_string().into())
+        .await
+        .map_err(|e| format!("publishing the checkpoint of size {}: {e}", checkpoint.size))?
+        .await
+        .map_err(|e| {
+            format!(
+                "JetStream did not acknowledge the checkpoint of size {}: {e}",
+                checkpoint.size
+            )
+        })?;
+    Ok(())
+}
+
 /// Publishes every event after `from` up to the store's head as it is now
 /// (an operator republishing history: JetStream drops those still within
 /// its duplicate window, subscribers dedupe the rest by event id). Answers

@@ -73,10 +73,14 @@ fn spawn_nats(port: u16, dir: &std::path::Path) -> Child {
     child
 }
 
-/// A server relaying to `nats`.
+/// A server relaying to `nats` (no audit checkpoint is published while
+/// the tests count the stream's messages).
 fn relaying_app(nats: &Nats) -> TestApp {
     let url = nats.url.clone();
-    spawn_app_with(move |s| s.nats_url = Some(url))
+    spawn_app_with(move |s| {
+        s.nats_url = Some(url);
+        s.checkpoint_secs = 3600;
+    })
 }
 
 /// Issues `credential` to each email; answers the assertion ids.
@@ -448,6 +452,7 @@ fn on_a_three_node_cluster_losing_a_node_loses_no_event() {
     let app = spawn_app_with(move |s| {
         s.nats_url = Some(urls);
         s.nats_replicas = 3;
+        s.checkpoint_secs = 3600;
     });
     let credential = app.create_credential("Replicated");
     for i in 0..30 {
@@ -507,4 +512,81 @@ fn on_a_three_node_cluster_losing_a_node_loses_no_event() {
         }
         assert_eq!(positions, (1..=head).collect::<Vec<_>>(), "in order");
     });
+}
+
+/// The audit log's signed checkpoints go to `ibl.audit.checkpoint` in the
+/// same stream, each once, and verify with the log's key.
+#[test]
+fn signed_checkpoints_are_published_to_nats() {
+    use futures_util::StreamExt;
+    let nats = start_nats();
+    let url = nats.url.clone();
+    let app = spawn_app_with(move |s| {
+        s.nats_url = Some(url);
+        s.checkpoint_secs = 1;
+    });
+    let credential = app.create_credential("Checkpointed");
+    issue_all(&app, &credential, &["cp1@x.test", "cp2@x.test"]);
+    let head_events = app.events().len() as u64;
+    let served = app
+        .get("/api/audit/checkpoint")
+        .anonymous()
+        .send()
+        .expect(200)
+        .body;
+    let verifier =
+        ibl_audit::Verifier::from_vkey(served["vkey"].as_str().expect("a vkey")).expect("a key");
+    let rt = tokio::runtime::Runtime::new().expect("a runtime");
+    let sizes = rt.block_on(async {
+        let js = jetstream::new(async_nats::connect(&nats.url).await.expect("connect"));
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let stream = loop {
+                match js.get_stream("IBL_EVENTS").await {
+                    Ok(stream) => break stream,
+                    Err(_) if Instant::now() < deadline => {
+                        tokio::time::sleep(Duration::from_millis(100)).await
+                    }
+                    Err(e) => panic!("no stream: {e}"),
+                }
+            };
+            let consumer = stream
+                .create_consumer(jetstream::consumer::pull::Config {
+                    filter_subject: "ibl.audit.checkpoint".into(),
+                    ..Default::default()
+                })
+                .await
+                .expect("a consumer");
+            let mut batch = consumer
+                .fetch()
+                .max_messages(100)
+                .expires(Duration::from_millis(500))
+                .messages()
+                .await
+                .expect("messages");
+            let mut sizes = Vec::new();
+            while let Some(message) = batch.next().await {
+                let message = message.expect("a message");
+                let body: Value = serde_json::from_slice(&message.payload).expect("JSON");
+                let signed = verifier
+                    .verify(body["note"].as_str().expect("a note"))
+                    .expect("signed by the log's key");
+                assert_eq!(body["size"], signed.size);
+                assert_eq!(body["origin"], served["origin"]);
+                sizes.push(signed.size);
+            }
+            if sizes.last() == Some(&head_events) {
+                return sizes;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "checkpoints published: {sizes:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let mut once = sizes.clone();
+    once.dedup();
+    assert_eq!(once, sizes, "each checkpoint once, growing");
+    assert!(sizes.windows(2).all(|w| w[0] < w[1]), "{sizes:?}");
 }

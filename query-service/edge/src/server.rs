@@ -502,20 +502,38 @@ fn open_audit_log(settings: &Settings, read_dir: &std::path::Path) -> std::io::R
     })
 }
 
-/// Signs a checkpoint of the audit log every `every` while it grows.
-async fn sign_checkpoints(log: Arc<AuditLog>, every: Duration) {
-    let mut tick = tokio::time::interval(every);
+/// Signs a checkpoint of the audit log every `every` while it grows and,
+/// with a bus, publishes the latest one to `ibl.audit.checkpoint` (in the
+/// `IBL_EVENTS` stream, so copies live outside the operator's store) until
+/// JetStream acknowledges it.
+async fn sign_checkpoints(log: Arc<AuditLog>, every: Duration, bus: Option<relay::Bus>) {
+    let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut published = 0;
+    let mut js = None;
     loop {
         tick.tick().await;
-        let log = log.clone();
-        match tokio::task::spawn_blocking(move || log.sign()).await {
+        let signing = log.clone();
+        match tokio::task::spawn_blocking(move || signing.sign()).await {
             Ok(Ok(Some(c))) => {
                 tracing::debug!(target: "ibl::audit", size = c.size, "checkpoint signed")
             }
             Ok(Ok(None)) => {}
             Ok(Err(e)) => tracing::warn!(target: "ibl::audit", error = %e, "signing a checkpoint"),
             Err(e) => tracing::warn!(target: "ibl::audit", error = %e, "signing a checkpoint"),
+        }
+        let (Some(bus), Some(latest)) = (&bus, log.latest()) else {
+            continue;
+        };
+        if latest.size <= published {
+            continue;
+        }
+        match relay::publish_checkpoint(&mut js, bus, log.origin(), &latest).await {
+            Ok(()) => published = latest.size,
+            Err(e) => {
+                js = None;
+                tracing::warn!(target: "ibl::audit", error = %e, "publishing a checkpoint; retrying at the next")
+            }
         }
     }
 }
@@ -724,6 +742,7 @@ pub async fn start_read_side(
         tokio::spawn(sign_checkpoints(
             audit.log.clone(),
             Duration::from_secs(settings.checkpoint_secs),
+            settings.bus(),
         ));
     }
     let relay = match (settings.bus(), role) {
