@@ -341,24 +341,35 @@ impl RedisModel {
     }
 
     /// A query's failure: a broken connection of this thread is dropped,
-    /// for the next query to connect again.
-    pub fn failed(&self, e: RedisError) -> ReadError {
-        if e.is_unrecoverable_error() || e.is_connection_dropped() {
+    /// for the next query to connect again. Answers whether it was broken.
+    pub fn failed(&self, e: &RedisError) -> bool {
+        let broken = e.is_unrecoverable_error() || e.is_connection_dropped() || e.is_io_error();
+        if broken {
             READERS.with(|r| r.borrow_mut().remove(&self.id));
         }
-        read_error(e)
+        broken
     }
 
-    /// Runs a command of a query on this thread's connection.
+    /// Runs a command of a query on this thread's connection. A connection
+    /// found broken (the server restarted since this thread last asked) is
+    /// replaced and the query sent once more: queries only read.
     pub async fn query<T: FromRedisValue>(&self, cmd: &redis::Cmd) -> Result<T, ReadError> {
         let mut con = self.reader().await?;
         match cmd.query_async(&mut con).await {
             Ok(v) => Ok(v),
-            Err(e) => Err(self.failed(e)),
+            Err(e) if self.failed(&e) => {
+                let mut con = self.reader().await?;
+                cmd.query_async(&mut con).await.map_err(|e| {
+                    self.failed(&e);
+                    read_error(e)
+                })
+            }
+            Err(e) => Err(read_error(e)),
         }
     }
 
-    /// Runs a script of a query on this thread's connection.
+    /// Runs a script of a query on this thread's connection (a broken
+    /// connection replaced once, as [`Self::query`] does).
     pub async fn invoke<T: FromRedisValue>(
         &self,
         call: &ScriptInvocation<'_>,
@@ -366,7 +377,14 @@ impl RedisModel {
         let mut con = self.reader().await?;
         match call.invoke_async(&mut con).await {
             Ok(v) => Ok(v),
-            Err(e) => Err(self.failed(e)),
+            Err(e) if self.failed(&e) => {
+                let mut con = self.reader().await?;
+                call.invoke_async(&mut con).await.map_err(|e| {
+                    self.failed(&e);
+                    read_error(e)
+                })
+            }
+            Err(e) => Err(read_error(e)),
         }
     }
 
