@@ -56,11 +56,14 @@ CREATE TABLE leaves (
     time       INTEGER NOT NULL,    -- recorded at, µs since the epoch
     type       TEXT    NOT NULL,
     user       TEXT,                -- the actor: the key's user
-    key        TEXT                 -- and the key's name
+    key        TEXT,                -- and the key's name
+    rbac       INTEGER NOT NULL     -- 1: an event the RBAC model folds
 );
 CREATE INDEX leaves_by_platform ON leaves (platform, position);
 CREATE INDEX leaves_by_type ON leaves (platform, type, position);
 CREATE INDEX leaves_by_time ON leaves (platform, time);
+CREATE INDEX leaves_at ON leaves (time, position);
+CREATE INDEX leaves_rbac ON leaves (position) WHERE rbac = 1;
 CREATE TABLE checkpoints (
     size       INTEGER PRIMARY KEY, -- the tree size signed
     root       BLOB    NOT NULL,    -- its root, 32 bytes
@@ -341,6 +344,35 @@ impl AuditLog {
         rows.collect::<Result<_, _>>().map_err(sqlite)
     }
 
+    /// The position of the last event recorded at or before `time` (µs
+    /// since the epoch; 0: none), as far as the tree has read.
+    pub fn position_at(&self, time: i64) -> Result<Position, String> {
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        reader
+            .query_row(
+                "SELECT position FROM leaves WHERE time <= ?1 ORDER BY time DESC, position DESC LIMIT 1",
+                [time],
+                |r| unsigned(r, 0),
+            )
+            .optional()
+            .map(Option::unwrap_or_default)
+            .map_err(sqlite)
+    }
+
+    /// The positions of the events the RBAC model folds, up to `upto`.
+    pub fn rbac_positions(&self, upto: Position) -> Result<Vec<Position>, String> {
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = reader
+            .prepare_cached(
+                "SELECT position FROM leaves WHERE rbac = 1 AND position <= ?1 ORDER BY position",
+            )
+            .map_err(sqlite)?;
+        let rows = stmt
+            .query_map([signed(upto)], |r| unsigned(r, 0))
+            .map_err(sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(sqlite)
+    }
+
     /// Signs a checkpoint of the whole tree when it grew since the latest
     /// one (`None`: nothing new), keeps it and answers it.
     pub fn sign(&self) -> Result<Option<SignedCheckpoint>, String> {
@@ -396,7 +428,7 @@ impl AuditLog {
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO leaves (leaf_index, position, stream, revision, hash, platform, time, type, user, key) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    "INSERT INTO leaves (leaf_index, position, stream, revision, hash, platform, time, type, user, key, rbac) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
                 )
                 .map_err(sqlite)?;
             for (index, e, hash) in &fresh {
@@ -412,6 +444,7 @@ impl AuditLog {
                         e.event_type,
                         e.metadata.actor.user,
                         e.metadata.actor.key_name,
+                        crate::rbac::is_rbac_stream(&e.stream),
                     ])
                     .map_err(sqlite)?;
             }

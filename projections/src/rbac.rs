@@ -802,6 +802,8 @@ impl State {
 
     // --- events
 
+    /// Applies one event; events of streams [`is_rbac_stream`] rejects
+    /// change nothing.
     fn apply(&mut self, event: &RecordedEvent) -> Result<(), serde_json::Error> {
         let stream = event.stream.as_str();
         let id_of = |prefix: &str| {
@@ -1960,6 +1962,20 @@ impl crate::Snapshot for RbacModel {
             }
         }
     }
+}
+
+/// Whether events of `stream` change the RBAC model: platforms, users,
+/// roles, groups and policies (what a check at a past time folds).
+pub fn is_rbac_stream(stream: &str) -> bool {
+    let numbered = |prefix: &str| {
+        stream
+            .strip_prefix(prefix)
+            .is_some_and(|id| id.parse::<u64>().is_ok())
+    };
+    is_platform_stream(stream)
+        || stream == USERS_STREAM
+        || user_of_stream(stream).is_some()
+        || ["role-", "group-", "policy-"].into_iter().any(numbered)
 }
 
 impl ReadModel for RbacModel {
@@ -4045,5 +4061,39 @@ mod tests {
         );
         assert!(grants > USERS as usize);
         assert_agrees_with_the_check_index(&model, &(1..=USERS).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_user_named_by_a_policy_keeps_it_when_leaving_a_group_it_binds() {
+        let mut log = Log::default();
+        log.platform(1, "acme")
+            .user(DAVE, "acme", "dave")
+            .role(12, "acme", "Editor", &["Ibl.Mentor/Mentors/read"])
+            .group(5, "acme", "Teachers", DAVE, &[DAVE])
+            .policy(
+                7,
+                "acme",
+                "Both ways",
+                12,
+                &["/platforms/1/mentors/5/"],
+                &[DAVE],
+                &[5],
+            )
+            .members(5, &[DAVE], false);
+        let read = |model: &RbacModel| {
+            authorize(
+                &model.grants("acme", DAVE),
+                &path("/platforms/1/mentors/5/"),
+                "Ibl.Mentor/Mentors/read",
+                ActionKind::Action,
+            )
+            .allowed
+        };
+        assert!(read(&model_of(&log)), "in one batch");
+        let model = RbacModel::new();
+        for e in &log.events {
+            model.apply(std::slice::from_ref(e));
+        }
+        assert!(read(&model), "event by event");
     }
 }

@@ -30,6 +30,7 @@ use ibl_edge::routes::{Route, AUDIT};
 use ibl_edge::{ApiError, AuditAccess, ReadState};
 use ibl_events::{Position, RecordedEvent};
 use ibl_projections::audit_log::{record, AuditLog, FeedFilter};
+use ibl_projections::rbac::RbacModel;
 use serde_json::{json, Value};
 
 pub fn table() -> Vec<Route> {
@@ -38,6 +39,7 @@ pub fn table() -> Vec<Route> {
         route!(GET "/api/audit/proof/inclusion", "audit_proof_inclusion_retrieve", AUDIT, Public, "RFC 9162 inclusion proof of leaf_index in the tree of tree_size leaves", inclusion),
         route!(GET "/api/audit/proof/consistency", "audit_proof_consistency_retrieve", AUDIT, Public, "RFC 9162 consistency proof from the tree of `from` leaves to that of `to`", consistency),
         route!(GET "/api/audit/orgs/{org}/events/", "audit_orgs_events_list", AUDIT, ApiKey, "The platform's events in log order (after, from, to, actor, type, page_size)", events).guarded("read", "/platforms/{pk}/audit/"),
+        route!(GET "/api/audit/orgs/{org}/access/", "audit_orgs_access_list", AUDIT, ApiKey, "Who held an action on a resource at a time (resource, action, at or at_position), and through which policy, role and group", access_at).guarded("read", "/platforms/{pk}/audit/"),
         route!(GET "/api/audit/orgs/{org}/{kind}/{id}/history/", "audit_orgs_history_list", AUDIT, ApiKey, "The events of one entity (kind: credentials, assertions, issuers, roles, groups, policies, users, api-keys)", history).guarded("read", "/platforms/{pk}/audit/"),
     ]
 }
@@ -316,4 +318,122 @@ pub async fn history(
     let more = shown.len() > page_size;
     shown.truncate(page_size);
     Ok(page(&req, &access.log, &shown, more))
+}
+
+/// How many past RBAC models are kept (the positions last asked for).
+const PAST_MODELS: usize = 4;
+
+/// The position a past-time request names: `at_position`, or the last
+/// event recorded at or before `at` (RFC 3339); `None` when it names
+/// neither. A position the audit log has not read yet is waited for (as
+/// `X-Min-Position` is); one past the store's head is a 400.
+pub async fn past_position(
+    read: &ReadState,
+    at: Option<&str>,
+    at_position: Option<u64>,
+) -> Result<Option<Position>, ApiError> {
+    let access = match (at, at_position) {
+        (None, None) => return Ok(None),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::field("at", "Give at or at_position, not both."));
+        }
+        _ => access_of(read)?,
+    };
+    let position = match (at, at_position) {
+        (_, Some(p)) => {
+            let head = access.store.last_committed().await?;
+            if p > head {
+                return Err(ApiError::field(
+                    "at_position",
+                    "That position is beyond the log's last event.",
+                ));
+            }
+            if !read.projections.wait_for(p, read.min_position_wait).await {
+                return Err(ApiError::Unavailable(
+                    "The audit log has not reached that position yet; retry.".into(),
+                ));
+            }
+            p
+        }
+        (Some(text), None) => {
+            let time = DateTime::parse_from_rfc3339(text)
+                .map_err(|_| {
+                    ApiError::field("at", "An RFC 3339 time is required (2026-01-31T12:00:00Z).")
+                })?
+                .timestamp_micros();
+            let log = access.log.clone();
+            web::block(move || log.position_at(time))
+                .await
+                .map_err(|e| ApiError::Internal(e.to_string()))?
+                .map_err(ApiError::Internal)?
+        }
+        (None, None) => unreachable!("answered above"),
+    };
+    Ok(Some(position))
+}
+
+/// The RBAC model as it was at `position`: the RBAC events up to it (found
+/// by the evidence file's index) folded into a new model. The last few are
+/// kept, by the position of their last RBAC event, so that times between
+/// the same two RBAC writes share one.
+pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacModel>, ApiError> {
+    let access = access_of(read)?;
+    let log = access.log.clone();
+    let positions = web::block(move || log.rbac_positions(position))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)?;
+    let key = positions.last().copied().unwrap_or(0);
+    let cached = |access: &AuditAccess| {
+        let past = access.past.lock().unwrap_or_else(|p| p.into_inner());
+        past.iter().find(|(k, _)| *k == key).map(|(_, m)| m.clone())
+    };
+    if let Some(model) = cached(&access) {
+        return Ok(model);
+    }
+    let events = events_at(&access, &positions).await?;
+    let model = web::block(move || {
+        let model = RbacModel::new();
+        ibl_projections::ReadModel::apply(&model, &events);
+        model
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let model = Arc::new(model);
+    let mut past = access.past.lock().unwrap_or_else(|p| p.into_inner());
+    if !past.iter().any(|(k, _)| *k == key) {
+        if past.len() >= PAST_MODELS {
+            past.remove(0);
+        }
+        past.push((key, model.clone()));
+    }
+    Ok(model)
+}
+
+/// `GET /api/audit/orgs/{org}/access/?resource=&action=&at=`: who held
+/// `action` on `resource` at that time (or `at_position`; now when
+/// neither), and through which policy, role and group.
+pub async fn access_at(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    org: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    principal.require_platform(&org)?;
+    let params = Params::of(&req)?;
+    fresh(&req, &read).await?;
+    let at_position = match params.get("at_position") {
+        Some(_) => Some(number(&params, "at_position")?),
+        None => None,
+    };
+    let position = past_position(&read, params.get("at"), at_position).await?;
+    let model = match position {
+        Some(p) => Some(rbac_at(&read, p).await?),
+        None => None,
+    };
+    let access: &dyn ibl_projections::rbac::RbacQueries = match &model {
+        Some(m) => m.as_ref(),
+        None => read.access.as_ref(),
+    };
+    crate::rbac::access_page(&req, &params, access, &org).await
 }

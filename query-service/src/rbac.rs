@@ -18,6 +18,7 @@ use ibl_edge::guard::active;
 use ibl_edge::paging::drf_page;
 use ibl_edge::request::{fresh, Params};
 use ibl_edge::{ApiError, ReadState};
+use ibl_projections::rbac::{RbacModel, RbacQueries};
 
 /// The action a caller needs to name another subject in a check.
 const MANAGE_USERS: &str = "Ibl.Core/Users/write";
@@ -32,6 +33,10 @@ pub struct CheckBody {
     email: Option<String>,
     #[serde(default)]
     explain: bool,
+    /// Answer as of this time (RFC 3339) instead of now.
+    at: Option<String>,
+    /// Answer as of this position of the log instead of now.
+    at_position: Option<u64>,
 }
 
 fn resources_error(e: ResourcesError) -> ApiError {
@@ -100,6 +105,72 @@ async fn subject_grants(
         .ok_or_else(|| ApiError::NotFound("No such user on this platform.".into()))
 }
 
+/// What naming another user in a check at a past time needs instead of
+/// [`MANAGE_USERS`]: reading the platform's history.
+const READ_AUDIT: &str = "Ibl.Core/Audit/read";
+
+/// The grants of the user a check at a past time is about, in `past` (the
+/// RBAC model of then): the caller's own, or, for a caller who may now
+/// manage users or read the platform's history, the one named in the body.
+/// A user who was not active then holds nothing; one named who was not on
+/// the platform then is a 404.
+async fn past_subject_grants(
+    read: &ReadState,
+    past: &RbacModel,
+    principal: &Principal,
+    body: &CheckBody,
+    platform: &str,
+) -> Result<Arc<Vec<Grant>>, ApiError> {
+    let past: &dyn RbacQueries = past;
+    let caller = principal.key.user_id;
+    let now = read.access.users_grants(platform, &[caller]).await?;
+    let callers = active(principal, now.into_iter().next().flatten())?;
+    let named = match (&body.user_id, &body.username, &body.email) {
+        (None, None, None) => None,
+        (Some(id), _, _) => Some(*id),
+        (None, Some(name), _) => Some(
+            past.user_by_username(platform, name)
+                .await?
+                .map_or(0, |u| u.id),
+        ),
+        (None, None, Some(email)) => Some(
+            past.user_by_email(platform, email)
+                .await?
+                .map_or(0, |u| u.id),
+        ),
+    };
+    if named.is_some() {
+        let id = principal.platform.id;
+        let may = |path: String, action: &str| {
+            ResourcePath::parse(&path).is_ok_and(|p| {
+                ibl_events::rbac::authorize(&callers, &p, action, ActionKind::Action).allowed
+            })
+        };
+        if !may(format!("/platforms/{id}/users/"), MANAGE_USERS)
+            && !may(format!("/platforms/{id}/audit/"), READ_AUDIT)
+        {
+            return Err(ApiError::Forbidden(format!(
+                "Checking another user's permissions at a past time needs {MANAGE_USERS} on /platforms/{id}/users/ or {READ_AUDIT} on /platforms/{id}/audit/."
+            )));
+        }
+    }
+    let subject = named.unwrap_or(caller);
+    match past
+        .users_grants(platform, &[subject])
+        .await?
+        .into_iter()
+        .next()
+        .flatten()
+    {
+        Some((true, grants)) => Ok(grants),
+        Some((false, _)) => Ok(Arc::new(Vec::new())),
+        None if named.is_some() => Err(ApiError::NotFound(
+            "No such user on this platform at that time.".into(),
+        )),
+        None => Ok(Arc::new(Vec::new())),
+    }
+}
+
 /// How a grant reaches its user: `"direct"`, or the group `{id, name}`.
 fn via(via: Via, group_name: String) -> Value {
     match via {
@@ -140,7 +211,23 @@ pub async fn check_permissions(
     fresh(&req, &read).await?;
     let paths =
         parse_check_resources(std::mem::take(&mut body.resources)).map_err(resources_error)?;
-    let grants = subject_grants(&read, &principal, &body, &platform).await?;
+    // At a past time: the subject's grants, and the names explaining them,
+    // from the RBAC model of then.
+    let past =
+        match crate::audit::past_position(&read, body.at.as_deref(), body.at_position).await? {
+            Some(position) => Some((position, crate::audit::rbac_at(&read, position).await?)),
+            None => None,
+        };
+    let (grants, access): (_, &dyn RbacQueries) = match &past {
+        Some((_, model)) => (
+            past_subject_grants(&read, model, &principal, &body, &platform).await?,
+            model.as_ref(),
+        ),
+        None => (
+            subject_grants(&read, &principal, &body, &platform).await?,
+            read.access.as_ref(),
+        ),
+    };
     // By path: sorted, a path asked twice answered once.
     let mut decisions: Vec<(&str, Answer)> = paths
         .iter()
@@ -164,7 +251,7 @@ pub async fn check_permissions(
     for (_, ops) in &decisions {
         for (_, d) in ops.iter() {
             if let Some(b) = d.because.filter(|b| !names.contains_key(b)) {
-                names.insert(b, read.access.because_names(&platform, &b).await?);
+                names.insert(b, access.because_names(&platform, &b).await?);
             }
         }
     }
@@ -220,23 +307,39 @@ pub async fn who_has_access(
     let platform = required("platform_key")?;
     principal.require_platform(&platform)?;
     fresh(&req, &read).await?;
+    access_page(&req, &params, read.access.as_ref(), &platform).await
+}
+
+/// Who holds `action` on `resource` (both from the query string) in
+/// `access`, a page of `{user, policy_id, role_id, group}`.
+pub async fn access_page(
+    req: &HttpRequest,
+    params: &Params,
+    access: &dyn RbacQueries,
+    platform: &str,
+) -> Result<HttpResponse, ApiError> {
+    let required = |name: &str| {
+        params
+            .get(name)
+            .map(str::to_owned)
+            .ok_or_else(|| ApiError::field(name, "This field is required."))
+    };
     let resource = ResourcePath::parse(&required("resource")?)
         .map_err(|e| ApiError::field("resource", format!("{e}. Paths start and end with '/'.")))?;
     let action = required("action")?;
     let p = params.page()?;
-    let page = read
-        .access
-        .who_has_access(&platform, &resource, &action, p.offset(), p.size)
+    let page = access
+        .who_has_access(platform, &resource, &action, p.offset(), p.size)
         .await?;
     let mut groups = HashMap::new();
     for e in &page.items {
         if let Via::Group(id) = e.via {
             if let std::collections::hash_map::Entry::Vacant(slot) = groups.entry(id) {
-                slot.insert(read.access.because_names(&platform, &e.because()).await?.2);
+                slot.insert(access.because_names(platform, &e.because()).await?.2);
             }
         }
     }
-    drf_page(&req, p, &page, |e| {
+    drf_page(req, p, &page, |e| {
         let group = match e.via {
             Via::Group(id) => groups.get(&id).cloned().unwrap_or_default(),
             Via::Direct => String::new(),

@@ -736,3 +736,223 @@ fn a_user_without_audit_read_is_refused_the_history() {
     assert_eq!(r.status, 403, "{}", r.text);
     assert!(r.text.contains("Ibl.Core/Audit/read"), "{}", r.text);
 }
+
+/// A small deterministic generator (the history must be the same each run).
+struct Lcg(u64);
+
+impl Lcg {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (self.0 >> 33) % n
+    }
+}
+
+const CHECK: &str = "/api/core/rbac/permissions/check/";
+
+/// A random history of RBAC writes by the admin; after each, the live
+/// answers (a permission check per user, with `explain`, and who holds
+/// an action) at that position. Asked again with `at_position` (and `at`,
+/// the time of the write's last event), the answers are the same.
+#[test]
+fn checks_and_access_at_a_past_time_answer_what_they_answered_then() {
+    let app = spawn_app();
+    let users: Vec<u64> = (0..3)
+        .map(|i| {
+            app.post(&format!("/api/orgs/{ORG}/scim/v2/Users"))
+                .json(&json!({"userName": format!("past{i}"), "emails": [{"value": format!("past{i}@acme.test")}]}))
+                .send()
+                .expect(201)
+                .body["id"]
+                .as_str()
+                .expect("an id")
+                .parse()
+                .expect("a number")
+        })
+        .collect();
+    let id = |body: &Value| body["id"].as_u64().expect("an id");
+    let roles: Vec<u64> = [
+        vec!["Ibl.Mentor/Mentors/read"],
+        vec!["Ibl.Mentor/Mentors/read", "Ibl.Mentor/Mentors/write"],
+        vec!["Ibl.Credentials/Credentials/list"],
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, actions)| {
+        id(&app
+            .post("/api/core/rbac/roles/")
+            .json(
+                &json!({"platform_key": ORG, "name": format!("Past role {i}"), "actions": actions}),
+            )
+            .send()
+            .expect(201)
+            .body)
+    })
+    .collect();
+    let groups: Vec<u64> = (0..2)
+        .map(|i| {
+            id(&app
+                .post("/api/core/rbac/groups/")
+                .json(&json!({"platform_key": ORG, "name": format!("Past group {i}")}))
+                .send()
+                .expect(201)
+                .body)
+        })
+        .collect();
+    let resources = [
+        "/platforms/1/mentors/",
+        "/platforms/1/mentors/5/",
+        "/platforms/1/credentials/",
+    ];
+    let mut rng = Lcg(11);
+    let mut policies: Vec<u64> = Vec::new();
+    let mut seen = Vec::new();
+    for step in 0..36 {
+        let pick = |rng: &mut Lcg, from: &[u64]| from[rng.below(from.len() as u64) as usize];
+        let resp = match rng.below(if policies.is_empty() { 1 } else { 5 }) {
+            0 => {
+                let r = app
+                    .post("/api/core/rbac/policies/")
+                    .json(&json!({
+                        "platform_key": ORG,
+                        "name": format!("Past policy {step}"),
+                        "role_id": pick(&mut rng, &roles),
+                        "resources": [resources[rng.below(3) as usize]],
+                        "users_to_add": [pick(&mut rng, &users)],
+                        "groups_to_add": [pick(&mut rng, &groups)],
+                    }))
+                    .send()
+                    .expect(201);
+                policies.push(id(&r.body));
+                r
+            }
+            1 => app
+                .request(
+                    "PATCH",
+                    &format!("/api/core/rbac/groups/{}/", pick(&mut rng, &groups)),
+                )
+                .json(&json!({"platform_key": ORG, "users_to_add": [pick(&mut rng, &users)]}))
+                .send()
+                .expect(200),
+            2 => app
+                .request(
+                    "PATCH",
+                    &format!("/api/core/rbac/groups/{}/", pick(&mut rng, &groups)),
+                )
+                .json(&json!({"platform_key": ORG, "users_to_remove": [pick(&mut rng, &users)]}))
+                .send()
+                .expect(200),
+            3 => app
+                .request(
+                    "PATCH",
+                    &format!("/api/core/rbac/policies/{}/", pick(&mut rng, &policies)),
+                )
+                .json(&json!({"platform_key": ORG, "users_to_remove": [pick(&mut rng, &users)]}))
+                .send()
+                .expect(200),
+            _ => {
+                let doomed = policies.remove(rng.below(policies.len() as u64) as usize);
+                app.delete(&format!(
+                    "/api/core/rbac/policies/{doomed}/?platform_key={ORG}"
+                ))
+                .send()
+            }
+        };
+        assert!(resp.status < 300, "step {step}: {}", resp.text);
+        // (A write that changed nothing answers the position of what it
+        // found: the state asked about is the log's head.)
+        let position = app.head().max(app.position_of(&resp));
+        let token = app.token(position);
+        let answers: Vec<Value> = users
+            .iter()
+            .map(|user| {
+                app.post(CHECK)
+                    .header("X-Min-Position", &token)
+                    .json(&json!({"platform_key": ORG, "user_id": user, "resources": resources, "explain": true}))
+                    .send()
+                    .expect(200)
+                    .body
+            })
+            .collect();
+        let access = app
+            .get(&format!(
+                "/api/core/rbac/access/?platform_key={ORG}&resource=/platforms/1/mentors/5/&action=Ibl.Mentor/Mentors/read"
+            ))
+            .header("X-Min-Position", &token)
+            .send()
+            .expect(200)
+            .body;
+        seen.push((position, answers, access));
+    }
+    let events = app.events();
+    let time_of = |position: u64| {
+        let i = events
+            .iter()
+            .position(|e| e.position == position)
+            .expect("an event");
+        let next_later = events
+            .get(i + 1)
+            .is_none_or(|n| n.recorded_at > events[i].recorded_at);
+        next_later.then(|| {
+            events[i]
+                .recorded_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true)
+        })
+    };
+    let mut differ = 0;
+    for (n, (position, answers, access)) in seen.iter().enumerate() {
+        for (user, live) in users.iter().zip(answers) {
+            let then = app
+                .post(CHECK)
+                .json(
+                    &json!({"platform_key": ORG, "user_id": user, "resources": resources,
+                              "explain": true, "at_position": position}),
+                )
+                .send()
+                .expect(200)
+                .body;
+            assert_eq!(&then, live, "user {user} at position {position}");
+            if let Some(time) = time_of(*position) {
+                let by_time = app
+                    .post(CHECK)
+                    .json(
+                        &json!({"platform_key": ORG, "user_id": user, "resources": resources,
+                                  "explain": true, "at": time}),
+                    )
+                    .send()
+                    .expect(200)
+                    .body;
+                assert_eq!(&by_time, live, "user {user} at {time}");
+            }
+        }
+        let then = app
+            .get(&format!(
+                "/api/audit/orgs/{ORG}/access/?resource=/platforms/1/mentors/5/&action=Ibl.Mentor/Mentors/read&at_position={position}"
+            ))
+            .send()
+            .expect(200)
+            .body;
+        assert_eq!(&then, access, "who had access at {position}");
+        if n > 0 && seen[n - 1].1 != *answers {
+            differ += 1;
+        }
+    }
+    assert!(
+        differ >= 5,
+        "the history changed the answers only {differ} times"
+    );
+    // Naming a time before any of it, or a position past the log, or both.
+    app.post(CHECK)
+        .json(&json!({"platform_key": ORG, "resources": resources, "at": "2000-01-01T00:00:00Z"}))
+        .send()
+        .expect(200);
+    for body in [
+        json!({"platform_key": ORG, "resources": resources, "at_position": 1u64 << 40}),
+        json!({"platform_key": ORG, "resources": resources, "at": "yesterday"}),
+        json!({"platform_key": ORG, "resources": resources, "at": "2026-01-01T00:00:00Z", "at_position": 1}),
+    ] {
+        app.post(CHECK).json(&body).send().expect(400);
+    }
+}

@@ -376,6 +376,9 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
         if path == "/api/core/rbac/mentor-access/" && method == "GET" {
             path.push_str(&format!("?platform_key={ORG}&mentor_id=7"));
         }
+        if path == format!("/api/audit/orgs/{ORG}/access/") {
+            path.push_str("?resource=/platforms/1/&action=Ibl.Core/Users/read");
+        }
         if path == "/api/audit/proof/inclusion" {
             path.push_str("?leaf_index=0&tree_size=1");
         }

@@ -60,7 +60,13 @@ pub struct ReadState {
 pub struct AuditAccess {
     pub log: Arc<ibl_projections::audit_log::AuditLog>,
     pub store: Arc<dyn ibl_events::EventStore>,
+    /// The RBAC models of the last past positions asked for.
+    pub past: Arc<std::sync::Mutex<PastModels>>,
 }
+
+/// RBAC models of past positions, each by the position of its last RBAC
+/// event, oldest first.
+pub type PastModels = Vec<(u64, Arc<ibl_projections::rbac::RbacModel>)>;
 
 /// The server's id of the request being served; it becomes the correlation
 /// id of the events the request appends.

@@ -794,6 +794,7 @@ pub async fn start_read_side(
         audit: audit.as_ref().map(|a| crate::AuditAccess {
             log: a.log.clone(),
             store: store.clone(),
+            past: Default::default(),
         }),
     });
     Ok(ReadSide {
