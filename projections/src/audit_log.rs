@@ -63,7 +63,7 @@ CREATE INDEX leaves_by_platform ON leaves (platform, position);
 CREATE INDEX leaves_by_type ON leaves (platform, type, position);
 CREATE INDEX leaves_by_time ON leaves (platform, time);
 CREATE INDEX leaves_at ON leaves (time, position);
-CREATE INDEX leaves_rbac ON leaves (position) WHERE rbac = 1;
+-- (the RBAC events' positions are also kept in memory, from this column)
 CREATE TABLE checkpoints (
     size       INTEGER PRIMARY KEY, -- the tree size signed
     root       BLOB    NOT NULL,    -- its root, 32 bytes
@@ -100,6 +100,8 @@ struct State {
     tree: Tree,
     /// The position of each leaf's event, by leaf index.
     positions: Vec<Position>,
+    /// The positions of the events the RBAC model folds, in order.
+    rbac: Vec<Position>,
     latest: Option<SignedCheckpoint>,
 }
 
@@ -192,6 +194,11 @@ impl AuditLog {
             .map_err(sqlite)?;
         conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get::<_, String>(0))
             .map_err(sqlite)?;
+        // No fsync per batch: leaves lost to a power cut are computed again
+        // from the log at the next start (what the log holds then is what
+        // `ibl verify` and the published checkpoints judge).
+        conn.execute_batch("PRAGMA synchronous = NORMAL;")
+            .map_err(sqlite)?;
         let version: i64 = conn
             .query_row("PRAGMA user_version", [], |r| r.get(0))
             .map_err(|e| format!("{}: {e}", path.display()))?;
@@ -209,13 +216,17 @@ impl AuditLog {
         }
         let mut tree = Tree::new();
         let mut positions = Vec::new();
+        let mut rbac = Vec::new();
         {
             let mut read = conn
-                .prepare("SELECT leaf_index, position, hash FROM leaves ORDER BY leaf_index")
+                .prepare("SELECT leaf_index, position, hash, rbac FROM leaves ORDER BY leaf_index")
                 .map_err(sqlite)?;
             let mut rows = read.query([]).map_err(sqlite)?;
             while let Some(row) = rows.next().map_err(sqlite)? {
                 let index = unsigned(row, 0).map_err(sqlite)?;
+                if row.get::<_, bool>(3).map_err(sqlite)? {
+                    rbac.push(unsigned(row, 1).map_err(sqlite)?);
+                }
                 if index != tree.len() {
                     return Err(format!(
                         "{}: leaf {index} follows leaf {}: leaves are missing",
@@ -249,6 +260,7 @@ impl AuditLog {
             state: RwLock::new(State {
                 tree,
                 positions,
+                rbac,
                 latest,
             }),
         })
@@ -360,17 +372,18 @@ impl AuditLog {
     }
 
     /// The positions of the events the RBAC model folds, up to `upto`.
-    pub fn rbac_positions(&self, upto: Position) -> Result<Vec<Position>, String> {
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
-        let mut stmt = reader
-            .prepare_cached(
-                "SELECT position FROM leaves WHERE rbac = 1 AND position <= ?1 ORDER BY position",
-            )
-            .map_err(sqlite)?;
-        let rows = stmt
-            .query_map([signed(upto)], |r| unsigned(r, 0))
-            .map_err(sqlite)?;
-        rows.collect::<Result<_, _>>().map_err(sqlite)
+    pub fn rbac_positions(&self, upto: Position) -> Vec<Position> {
+        let state = self.state();
+        let end = state.rbac.partition_point(|p| *p <= upto);
+        state.rbac[..end].to_vec()
+    }
+
+    /// The position of the last event the RBAC model folds, up to `upto`
+    /// (0: none): two positions with the same one have the same RBAC model.
+    pub fn last_rbac_position(&self, upto: Position) -> Position {
+        let state = self.state();
+        let end = state.rbac.partition_point(|p| *p <= upto);
+        end.checked_sub(1).map_or(0, |i| state.rbac[i])
     }
 
     /// Signs a checkpoint of the whole tree when it grew since the latest
@@ -454,6 +467,9 @@ impl AuditLog {
         for (_, e, hash) in fresh {
             state.tree.append(hash);
             state.positions.push(e.position);
+            if crate::rbac::is_rbac_stream(&e.stream) {
+                state.rbac.push(e.position);
+            }
         }
         Ok(())
     }

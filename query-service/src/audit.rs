@@ -24,7 +24,7 @@ use base64::Engine;
 use chrono::DateTime;
 use ibl_edge::extract::Principal;
 use ibl_edge::paging::url_with;
-use ibl_edge::request::{fresh, Params};
+use ibl_edge::request::{fresh, wait, wanted, Params};
 use ibl_edge::route;
 use ibl_edge::routes::{Route, AUDIT};
 use ibl_edge::{ApiError, AuditAccess, ReadState};
@@ -131,6 +131,16 @@ pub async fn consistency(
     })))
 }
 
+/// The audit log, once it has read the position the request waits for
+/// (`X-Min-Position`, or the last commit with strong reads).
+async fn audit_fresh(req: &HttpRequest, read: &ReadState) -> Result<AuditAccess, ApiError> {
+    let access = access_of(read)?;
+    if let Some(position) = wanted(req, read).await? {
+        wait(read, &access.progress, position).await?;
+    }
+    Ok(access)
+}
+
 /// The largest page of events.
 const MAX_PAGE: usize = 1_000;
 const DEFAULT_PAGE: usize = 100;
@@ -211,8 +221,16 @@ fn page(req: &HttpRequest, log: &AuditLog, events: &[RecordedEvent], more: bool)
     HttpResponse::Ok().json(json!({"results": results, "next": next}))
 }
 
-/// The events at `positions` (ascending), read from the store in runs of
-/// consecutive positions.
+/// Positions at most this far apart are read in one range (the events
+/// between are read and dropped): one read of a few thousand events costs
+/// less than a few hundred reads of one. (On a store whose positions are
+/// not dense the ranges are shorter, never wrong.)
+const GAP: u64 = 64;
+/// The most events one read of the store asks for.
+const SPAN: u64 = 4096;
+
+/// The events at `positions` (ascending), read from the store by ranges
+/// that cover runs of near positions.
 async fn events_at(
     access: &AuditAccess,
     positions: &[Position],
@@ -220,15 +238,32 @@ async fn events_at(
     let mut out = Vec::with_capacity(positions.len());
     let mut i = 0;
     while i < positions.len() {
+        let start = positions[i];
         let mut j = i + 1;
-        while j < positions.len() && positions[j] == positions[j - 1] + 1 {
+        while j < positions.len()
+            && positions[j] - positions[j - 1] <= GAP
+            && positions[j] - start < SPAN
+        {
             j += 1;
         }
-        let run = access.store.read_all(positions[i] - 1, j - i).await?;
-        out.extend(
-            run.into_iter()
-                .filter(|e| positions[i..j].binary_search(&e.position).is_ok()),
-        );
+        let end = positions[j - 1];
+        let wanted = &positions[i..j];
+        let mut after = start - 1;
+        while after < end {
+            let batch = access
+                .store
+                .read_all(after, (end - after).min(SPAN) as usize)
+                .await?;
+            let Some(last) = batch.last().map(|e| e.position) else {
+                break;
+            };
+            out.extend(
+                batch
+                    .into_iter()
+                    .filter(|e| e.position <= end && wanted.binary_search(&e.position).is_ok()),
+            );
+            after = last;
+        }
         i = j;
     }
     Ok(out)
@@ -244,8 +279,7 @@ pub async fn events(
     principal.require_platform(&org)?;
     let params = Params::of(&req)?;
     let (filter, page_size) = feed_filter(&params, &org)?;
-    fresh(&req, &read).await?;
-    let access = access_of(&read)?;
+    let access = audit_fresh(&req, &read).await?;
     let log = access.log.clone();
     let mut positions = web::block(move || log.feed(&filter, page_size + 1))
         .await
@@ -300,8 +334,7 @@ pub async fn history(
     let params = Params::of(&req)?;
     let (filter, page_size) = feed_filter(&params, &path.org)?;
     let stream = entity_stream(&path.org, &path.kind, &path.id)?;
-    fresh(&req, &read).await?;
-    let access = access_of(&read)?;
+    let access = audit_fresh(&req, &read).await?;
     let hashed = ibl_projections::ReadModel::checkpoint(access.log.as_ref());
     let all = ibl_events::read_stream_all(access.store.as_ref(), &stream).await?;
     if !all.iter().any(|e| e.platform() == Some(path.org.as_str())) {
@@ -348,11 +381,7 @@ pub async fn past_position(
                     "That position is beyond the log's last event.",
                 ));
             }
-            if !read.projections.wait_for(p, read.min_position_wait).await {
-                return Err(ApiError::Unavailable(
-                    "The audit log has not reached that position yet; retry.".into(),
-                ));
-            }
+            wait(read, &access.progress, p).await?;
             p
         }
         (Some(text), None) => {
@@ -378,12 +407,7 @@ pub async fn past_position(
 /// the same two RBAC writes share one.
 pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacModel>, ApiError> {
     let access = access_of(read)?;
-    let log = access.log.clone();
-    let positions = web::block(move || log.rbac_positions(position))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
-    let key = positions.last().copied().unwrap_or(0);
+    let key = access.log.last_rbac_position(position);
     let cached = |access: &AuditAccess| {
         let past = access.past.lock().unwrap_or_else(|p| p.into_inner());
         past.iter().find(|(k, _)| *k == key).map(|(_, m)| m.clone())
@@ -391,6 +415,7 @@ pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacMod
     if let Some(model) = cached(&access) {
         return Ok(model);
     }
+    let positions = access.log.rbac_positions(key);
     let events = events_at(&access, &positions).await?;
     let model = web::block(move || {
         let model = RbacModel::new();

@@ -60,6 +60,8 @@ pub struct ReadState {
 pub struct AuditAccess {
     pub log: Arc<ibl_projections::audit_log::AuditLog>,
     pub store: Arc<dyn ibl_events::EventStore>,
+    /// How far the audit log's own projector has read the log.
+    pub progress: Projections,
     /// The RBAC models of the last past positions asked for.
     pub past: Arc<std::sync::Mutex<PastModels>>,
 }

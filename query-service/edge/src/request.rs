@@ -95,20 +95,37 @@ pub async fn fresh(req: &HttpRequest, read: &ReadState) -> Result<(), ApiError> 
     if req.extensions().contains::<Fresh>() {
         return Ok(()); // (the key's extractor waited already)
     }
-    let position = match (req.headers().get(position::MIN_HEADER), &read.strong_reads) {
-        (Some(value), _) => value
-            .to_str()
-            .map_err(|_| position::InvalidToken)
-            .and_then(|token| read.positions.decode(token.trim()))?,
-        (None, Some(store)) => store.last_committed().await?,
-        (None, None) => return Ok(()),
+    let Some(position) = wanted(req, read).await? else {
+        return Ok(());
     };
-    if read
-        .projections
-        .wait_for(position, read.min_position_wait)
-        .await
-    {
-        req.extensions_mut().insert(Fresh);
+    wait(read, &read.projections, position).await?;
+    req.extensions_mut().insert(Fresh);
+    Ok(())
+}
+
+/// The position a read must wait for: its `X-Min-Position`, or with strong
+/// reads the store's last commit; `None`: none.
+pub async fn wanted(req: &HttpRequest, read: &ReadState) -> Result<Option<u64>, ApiError> {
+    Ok(Some(
+        match (req.headers().get(position::MIN_HEADER), &read.strong_reads) {
+            (Some(value), _) => value
+                .to_str()
+                .map_err(|_| position::InvalidToken)
+                .and_then(|token| read.positions.decode(token.trim()))?,
+            (None, Some(store)) => store.last_committed().await?,
+            (None, None) => return Ok(None),
+        },
+    ))
+}
+
+/// Waits until `models` have applied `position`, at most the read's wait
+/// (then 503).
+pub async fn wait(
+    read: &ReadState,
+    models: &ibl_projections::Projections,
+    position: u64,
+) -> Result<(), ApiError> {
+    if models.wait_for(position, read.min_position_wait).await {
         Ok(())
     } else {
         Err(ApiError::Unavailable(

@@ -177,6 +177,23 @@ pub struct Settings {
         value_parser = clap::value_parser!(u64).range(1..=3_600)
     )]
     pub checkpoint_secs: u64,
+    /// Keep the audit log (`on`, the default) or not (`off`: no Merkle
+    /// tree, checkpoints or history routes; for comparing its cost).
+    #[arg(
+        long,
+        global = true,
+        env = "IBL_AUDIT_LOG",
+        value_enum,
+        default_value_t = Switch::On
+    )]
+    pub audit_log: Switch,
+}
+
+/// A feature turned on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    On,
+    Off,
 }
 
 /// What a read without `X-Min-Position` waits for.
@@ -254,6 +271,7 @@ impl Settings {
             signing_key: None,
             audit_origin: "ibl.local/audit".into(),
             checkpoint_secs: 10,
+            audit_log: Switch::On,
         }
     }
 
@@ -716,19 +734,25 @@ pub async fn start_read_side(
     if redis_rbac.is_none() {
         read_models.push(rbac.clone());
     }
+    let (mut projections, _tasks) = Projections::start(store.clone(), read_models);
+    // The audit log follows the log on a projector of its own: its hashing
+    // and writing never delay a write's answer (which waits for the read
+    // models above); the audit routes wait for it themselves.
     let audit = match role {
-        Role::Projector => {
+        Role::Projector if settings.audit_log == Switch::On => {
             let audit = open_audit_log(settings, &read_dir)?;
-            read_models.push(audit.log.clone());
-            Some(audit)
+            let (progress, _tasks) = Projections::start(store.clone(), vec![audit.log.clone()]);
+            Some((audit, progress))
         }
         _ => None,
     };
-    let (mut projections, _tasks) = Projections::start(store.clone(), read_models);
     for (name, progress) in followed {
         projections.observe(name, progress);
     }
     projections.catch_up(store.as_ref()).await;
+    if let Some((_, progress)) = &audit {
+        progress.catch_up(store.as_ref()).await;
+    }
     // Start-up facts under their own target, so that they can be logged
     // without the per-request lines (`RUST_LOG=warn,ibl::startup=info`).
     tracing::info!(
@@ -738,7 +762,7 @@ pub async fn start_read_side(
         "read models caught up with the log"
     );
     snapshots.clone().spawn(SNAPSHOT_EVERY);
-    if let Some(audit) = &audit {
+    if let Some((audit, _)) = &audit {
         tokio::spawn(sign_checkpoints(
             audit.log.clone(),
             Duration::from_secs(settings.checkpoint_secs),
@@ -791,14 +815,15 @@ pub async fn start_read_side(
         min_position_wait: Duration::from_millis(settings.min_position_wait_ms),
         strong_reads: (settings.read_consistency == Consistency::Strong).then(|| store.clone()),
         positions: positions.clone(),
-        audit: audit.as_ref().map(|a| crate::AuditAccess {
+        audit: audit.as_ref().map(|(a, progress)| crate::AuditAccess {
             log: a.log.clone(),
             store: store.clone(),
+            progress: progress.clone(),
             past: Default::default(),
         }),
     });
     Ok(ReadSide {
-        audit,
+        audit: audit.map(|(a, _)| a),
         store,
         read,
         snapshots,
