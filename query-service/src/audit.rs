@@ -40,6 +40,7 @@ pub fn table() -> Vec<Route> {
         route!(GET "/api/audit/proof/consistency", "audit_proof_consistency_retrieve", AUDIT, Public, "RFC 9162 consistency proof from the tree of `from` leaves to that of `to`", consistency),
         route!(GET "/api/audit/orgs/{org}/events/", "audit_orgs_events_list", AUDIT, ApiKey, "The platform's events in log order (after, from, to, actor, type, page_size)", events).guarded("read", "/platforms/{pk}/audit/"),
         route!(GET "/api/audit/orgs/{org}/access/", "audit_orgs_access_list", AUDIT, ApiKey, "Who held an action on a resource at a time (resource, action, at or at_position), and through which policy, role and group", access_at).guarded("read", "/platforms/{pk}/audit/"),
+        route!(GET "/api/audit/orgs/{org}/{kind}/{id}/", "audit_orgs_state_retrieve", AUDIT, ApiKey, "An entity as the API answered for it at a time (at or at_position): credentials, issuers, users, roles, groups, policies", state_at).guarded("read", "/platforms/{pk}/audit/"),
         route!(GET "/api/audit/orgs/{org}/{kind}/{id}/history/", "audit_orgs_history_list", AUDIT, ApiKey, "The events of one entity (kind: credentials, assertions, issuers, roles, groups, policies, users, api-keys)", history).guarded("read", "/platforms/{pk}/audit/"),
     ]
 }
@@ -461,4 +462,86 @@ pub async fn access_at(
         None => read.access.as_ref(),
     };
     crate::rbac::access_page(&req, &params, access, &org).await
+}
+
+/// `GET /api/audit/orgs/{org}/{kind}/{id}/?at=TIME` (or `at_position`;
+/// now when neither): the entity as the API answered for it then, folded
+/// from its events up to that position, in the same JSON shape (roles,
+/// groups and policies from the RBAC model of then; credentials, issuers
+/// and users from their own streams). 404 when it did not exist then.
+pub async fn state_at(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    path: web::Path<EntityPath>,
+) -> Result<HttpResponse, ApiError> {
+    use ibl_edge::rbac::{group, policy, role, visible_group, visible_policy, visible_role};
+    use ibl_projections::rbac::RbacQueries;
+    principal.require_platform(&path.org)?;
+    let params = Params::of(&req)?;
+    let access = audit_fresh(&req, &read).await?;
+    let at_position = match params.get("at_position") {
+        Some(_) => Some(number(&params, "at_position")?),
+        None => None,
+    };
+    let position = match past_position(&read, params.get("at"), at_position).await? {
+        Some(p) => p,
+        None => ibl_projections::ReadModel::checkpoint(access.log.as_ref()),
+    };
+    let platform = path.org.as_str();
+    let gone = || {
+        ApiError::NotFound(format!(
+            "No {} {:?} on this platform then.",
+            path.kind, path.id
+        ))
+    };
+    let number = || path.id.parse::<u64>().map_err(|_| gone());
+    let base = ibl_edge::wire::base_url(&req);
+    let body = match path.kind.as_str() {
+        "roles" | "groups" | "policies" => {
+            let model = rbac_at(&read, position).await?;
+            let model: &dyn RbacQueries = model.as_ref();
+            match path.kind.as_str() {
+                "roles" => role(&visible_role(model.role(platform, number()?).await?)?),
+                "groups" => group(&visible_group(model.group(platform, number()?).await?)?, true),
+                _ => policy(&visible_policy(model.policy(platform, number()?).await?)?, true, true),
+            }
+        }
+        "credentials" | "issuers" | "users" => {
+            let stream = entity_stream(platform, &path.kind, &path.id)?;
+            let events: Vec<RecordedEvent> =
+                ibl_events::read_stream_all(access.store.as_ref(), &stream)
+                    .await?
+                    .into_iter()
+                    .filter(|e| e.position <= position)
+                    .collect();
+            let model = ibl_projections::credentials::CredentialsModel::new();
+            ibl_projections::ReadModel::apply(&model, &events);
+            match path.kind.as_str() {
+                "credentials" => ibl_edge::wire::credential(
+                    &base,
+                    &model.credential(platform, &path.id).ok_or_else(gone)?,
+                ),
+                "issuers" => ibl_edge::wire::issuer(
+                    &base,
+                    &model.issuer(platform, &path.id).ok_or_else(gone)?,
+                ),
+                _ => ibl_edge::scim::user(
+                    &base,
+                    &model
+                        .user(number()?)
+                        .filter(|u| u.platform == platform)
+                        .ok_or_else(gone)?,
+                ),
+            }
+        }
+        other => {
+            return Err(ApiError::NotFound(format!(
+                "The state at a time is kept for credentials, issuers, users, roles, groups and policies, not {other:?}."
+            )))
+        }
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header(("X-At-Position", position.to_string()))
+        .json(body))
 }

@@ -956,3 +956,79 @@ fn checks_and_access_at_a_past_time_answer_what_they_answered_then() {
         app.post(CHECK).json(&body).send().expect(400);
     }
 }
+
+/// An entity's state at a past position is what the API answered for it
+/// then, in the same shape; before it existed, 404.
+#[test]
+fn an_entitys_state_at_a_past_time_is_what_the_api_answered_then() {
+    let app = spawn_app();
+    let before = app.head();
+    let id = app.create_credential_with(&json!({"name": "Old name", "description": "Old text"}));
+    let creds = |tail: &str| format!("/api/credentials/orgs/{ORG}/users/{ADMIN}/{tail}");
+    let first = app.get(&creds(&id)).send().expect(200).body;
+    let created = app.head();
+    app.put(&creds(&id))
+        .json(&json!({"name": "New name"}))
+        .send()
+        .expect(200);
+    let second = app.get(&creds(&id)).send().expect(200).body;
+    let updated = app.head();
+    let state = |kind: &str, id: &str, position: u64| {
+        app.get(&format!(
+            "/api/audit/orgs/{ORG}/{kind}/{id}/?at_position={position}"
+        ))
+        .header("X-Min-Position", &app.token(updated))
+        .send()
+    };
+    assert_eq!(state("credentials", &id, created).expect(200).body, first);
+    assert_eq!(state("credentials", &id, updated).expect(200).body, second);
+    state("credentials", &id, before).expect_client_error(404);
+
+    // A group: its members then.
+    let group = app
+        .post("/api/core/rbac/groups/")
+        .json(&json!({"platform_key": ORG, "name": "Then"}))
+        .send()
+        .expect(201)
+        .body["id"]
+        .as_u64()
+        .expect("an id")
+        .to_string();
+    let read_group = || {
+        app.get(&format!(
+            "/api/core/rbac/groups/{group}/?platform_key={ORG}"
+        ))
+        .send()
+        .expect(200)
+        .body
+    };
+    let empty = read_group();
+    let at_empty = app.head();
+    app.request("PATCH", &format!("/api/core/rbac/groups/{group}/"))
+        .json(&json!({"platform_key": ORG, "users_to_add": [app.admin_id]}))
+        .send()
+        .expect(200);
+    let full = read_group();
+    let at_full = app.head();
+    assert_ne!(empty, full);
+    let now = app.token(at_full);
+    let group_at = |position: u64| {
+        app.get(&format!(
+            "/api/audit/orgs/{ORG}/groups/{group}/?at_position={position}"
+        ))
+        .header("X-Min-Position", &now)
+        .send()
+        .expect(200)
+        .body
+    };
+    assert_eq!(group_at(at_empty), empty);
+    assert_eq!(group_at(at_full), full);
+    // Another platform's auditor cannot ask; an unknown kind is a 404.
+    app.get(&format!("/api/audit/orgs/{ORG}/groups/{group}/"))
+        .key(&app.other_key)
+        .send()
+        .expect_client_error(403);
+    app.get(&format!("/api/audit/orgs/{ORG}/widgets/1/"))
+        .send()
+        .expect_client_error(404);
+}
