@@ -57,6 +57,17 @@ fn access_of(read: &ReadState) -> Result<AuditAccess, ApiError> {
     })
 }
 
+/// Runs the audit log's `f` (it reads or writes its file) off the async
+/// threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, String> + Send + 'static,
+) -> Result<T, ApiError> {
+    web::block(f)
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(ApiError::Internal)
+}
+
 /// A required parameter, a whole number.
 fn number(params: &Params, name: &str) -> Result<u64, ApiError> {
     let text = params
@@ -77,10 +88,7 @@ pub async fn checkpoint(read: web::Data<ReadState>) -> Result<HttpResponse, ApiE
     if log.latest().is_none() {
         // (None also when the periodic signer got there first.)
         let signing = log.clone();
-        web::block(move || signing.sign())
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(ApiError::Internal)?;
+        blocking(move || signing.sign()).await?;
     }
     let c = log.latest().ok_or_else(|| {
         ApiError::NotFound("The log is empty: there is no checkpoint yet.".into())
@@ -282,10 +290,7 @@ pub async fn events(
     let (filter, page_size) = feed_filter(&params, &org)?;
     let access = audit_fresh(&req, &read).await?;
     let log = access.log.clone();
-    let mut positions = web::block(move || log.feed(&filter, page_size + 1))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(ApiError::Internal)?;
+    let mut positions = blocking(move || log.feed(&filter, page_size + 1)).await?;
     let more = positions.len() > page_size;
     positions.truncate(page_size);
     let events = events_at(&access, &positions).await?;
@@ -392,14 +397,20 @@ pub async fn past_position(
                 })?
                 .timestamp_micros();
             let log = access.log.clone();
-            web::block(move || log.position_at(time))
-                .await
-                .map_err(|e| ApiError::Internal(e.to_string()))?
-                .map_err(ApiError::Internal)?
+            blocking(move || log.position_at(time)).await?
         }
         (None, None) => unreachable!("answered above"),
     };
     Ok(Some(position))
+}
+
+/// [`past_position`] of the query string's `at` or `at_position`.
+async fn asked_position(read: &ReadState, params: &Params) -> Result<Option<Position>, ApiError> {
+    let at_position = match params.get("at_position") {
+        Some(_) => Some(number(params, "at_position")?),
+        None => None,
+    };
+    past_position(read, params.get("at"), at_position).await
 }
 
 /// The RBAC model as it was at `position`: the RBAC events up to it (found
@@ -418,13 +429,12 @@ pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacMod
     }
     let positions = access.log.rbac_positions(key);
     let events = events_at(&access, &positions).await?;
-    let model = web::block(move || {
+    let model = blocking(move || {
         let model = RbacModel::new();
         ibl_projections::ReadModel::apply(&model, &events);
-        model
+        Ok(model)
     })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?;
+    .await?;
     let model = Arc::new(model);
     let mut past = access.past.lock().unwrap_or_else(|p| p.into_inner());
     if !past.iter().any(|(k, _)| *k == key) {
@@ -448,12 +458,7 @@ pub async fn access_at(
     principal.require_platform(&org)?;
     let params = Params::of(&req)?;
     fresh(&req, &read).await?;
-    let at_position = match params.get("at_position") {
-        Some(_) => Some(number(&params, "at_position")?),
-        None => None,
-    };
-    let position = past_position(&read, params.get("at"), at_position).await?;
-    let model = match position {
+    let model = match asked_position(&read, &params).await? {
         Some(p) => Some(rbac_at(&read, p).await?),
         None => None,
     };
@@ -480,11 +485,7 @@ pub async fn state_at(
     principal.require_platform(&path.org)?;
     let params = Params::of(&req)?;
     let access = audit_fresh(&req, &read).await?;
-    let at_position = match params.get("at_position") {
-        Some(_) => Some(number(&params, "at_position")?),
-        None => None,
-    };
-    let position = match past_position(&read, params.get("at"), at_position).await? {
+    let position = match asked_position(&read, &params).await? {
         Some(p) => p,
         None => ibl_projections::ReadModel::checkpoint(access.log.as_ref()),
     };

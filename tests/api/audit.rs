@@ -828,30 +828,22 @@ fn checks_and_access_at_a_past_time_answer_what_they_answered_then() {
                 policies.push(id(&r.body));
                 r
             }
-            1 => app
-                .request(
-                    "PATCH",
-                    &format!("/api/core/rbac/groups/{}/", pick(&mut rng, &groups)),
-                )
-                .json(&json!({"platform_key": ORG, "users_to_add": [pick(&mut rng, &users)]}))
-                .send()
-                .expect(200),
-            2 => app
-                .request(
-                    "PATCH",
-                    &format!("/api/core/rbac/groups/{}/", pick(&mut rng, &groups)),
-                )
-                .json(&json!({"platform_key": ORG, "users_to_remove": [pick(&mut rng, &users)]}))
-                .send()
-                .expect(200),
-            3 => app
-                .request(
-                    "PATCH",
-                    &format!("/api/core/rbac/policies/{}/", pick(&mut rng, &policies)),
-                )
-                .json(&json!({"platform_key": ORG, "users_to_remove": [pick(&mut rng, &users)]}))
-                .send()
-                .expect(200),
+            n @ 1..=3 => {
+                let (kind, id) = match n {
+                    3 => ("policies", pick(&mut rng, &policies)),
+                    _ => ("groups", pick(&mut rng, &groups)),
+                };
+                let user = pick(&mut rng, &users);
+                let body = if n == 1 {
+                    json!({"platform_key": ORG, "users_to_add": [user]})
+                } else {
+                    json!({"platform_key": ORG, "users_to_remove": [user]})
+                };
+                app.request("PATCH", &format!("/api/core/rbac/{kind}/{id}/"))
+                    .json(&body)
+                    .send()
+                    .expect(200)
+            }
             _ => {
                 let doomed = policies.remove(rng.below(policies.len() as u64) as usize);
                 app.delete(&format!(
