@@ -108,6 +108,7 @@ fn assertion(entity_id: &str, n: u64) -> EventData {
         platform: "bench".into(),
         entity_id: entity_id.to_owned(),
         credential_id: "bench-credential".into(),
+        issuer_id: None,
         recipient: Recipient {
             email: format!("learner{n}@example.org"),
             username: format!("learner{n}"),

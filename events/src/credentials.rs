@@ -113,6 +113,23 @@ pub enum IssuerEvent {
     },
 }
 
+/// A field that must be present, `null` or not (serde would take a missing
+/// `Option` as `None`).
+fn required<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+/// The payload of a schema 1 assertion event in schema 2: an issue gains
+/// `issuer_id: null` (not recorded then).
+pub fn upcast_assertion_v1(mut payload: serde_json::Value) -> serde_json::Value {
+    if payload.get("type").and_then(|t| t.as_str()) == Some("AssertionIssued") {
+        if let Some(fields) = payload.as_object_mut() {
+            fields.entry("issuer_id").or_insert(serde_json::Value::Null);
+        }
+    }
+    payload
+}
+
 /// Who receives an assertion. At least one of `email` and `username`.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Recipient {
@@ -136,10 +153,16 @@ pub struct Evidence {
 #[serde(tag = "type")]
 #[allow(clippy::large_enum_variant)] // short-lived values, decoded one at a time
 pub enum AssertionEvent {
+    /// Schema 2 added `issuer_id` (required: schema 1 events are upcast
+    /// with `null`, "not recorded").
     AssertionIssued {
         platform: String,
         entity_id: String,
         credential_id: String,
+        /// The issuer of the credential when the assertion was issued
+        /// (`null`: the credential had none, or a schema 1 event).
+        #[serde(deserialize_with = "required")]
+        issuer_id: Option<String>,
         recipient: Recipient,
         issued_on: DateTime<Utc>,
         #[serde(default)]
@@ -155,4 +178,55 @@ pub enum AssertionEvent {
         reason: String,
         revoked_at: DateTime<Utc>,
     },
+}
+
+#[cfg(test)]
+mod schema_tests {
+    use super::*;
+    use crate::{DomainEvent, Metadata, RecordedEvent};
+    use serde_json::json;
+
+    fn recorded(schema_version: u32, payload: serde_json::Value) -> RecordedEvent {
+        RecordedEvent {
+            event_id: uuid::Uuid::nil(),
+            stream: assertion_stream("a1"),
+            revision: 0,
+            position: 1,
+            event_type: "AssertionIssued".into(),
+            schema_version,
+            recorded_at: chrono::DateTime::from_timestamp(0, 0).expect("a time"),
+            payload,
+            metadata: Metadata::default(),
+        }
+    }
+
+    fn issued_v1() -> serde_json::Value {
+        json!({"type": "AssertionIssued", "platform": "acme", "entity_id": "a1",
+               "credential_id": "c1", "recipient": {"email": "a@x.test"},
+               "issued_on": "2026-01-01T00:00:00Z"})
+    }
+
+    #[test]
+    fn a_schema_1_issue_reads_with_its_issuer_not_recorded() {
+        let event = AssertionEvent::from_recorded(&recorded(1, issued_v1())).expect("upcast");
+        let AssertionEvent::AssertionIssued { issuer_id, .. } = event else {
+            panic!("an issue");
+        };
+        assert_eq!(issuer_id, None);
+        // A revocation of schema 1 is the same in schema 2.
+        let revoked = json!({"type": "AssertionRevoked", "reason": "r", "revoked_at": "2026-01-02T00:00:00Z"});
+        assert!(AssertionEvent::from_recorded(&recorded(1, revoked)).is_ok());
+    }
+
+    #[test]
+    fn schema_2_requires_the_issuer_and_writes_it() {
+        let missing = AssertionEvent::from_recorded(&recorded(2, issued_v1()));
+        assert!(missing.unwrap_err().to_string().contains("issuer_id"));
+        let mut v2 = issued_v1();
+        v2["issuer_id"] = json!("i1");
+        let event = AssertionEvent::from_recorded(&recorded(2, v2)).expect("reads");
+        let data = event.to_data(uuid::Uuid::nil(), Metadata::default());
+        assert_eq!(data.schema_version, 2);
+        assert_eq!(data.payload["issuer_id"], "i1");
+    }
 }

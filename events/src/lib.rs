@@ -51,7 +51,16 @@ pub trait DomainEvent: serde::Serialize + serde::de::DeserializeOwned {
 
 impl DomainEvent for credentials::CredentialEvent {}
 impl DomainEvent for credentials::IssuerEvent {}
-impl DomainEvent for credentials::AssertionEvent {}
+impl DomainEvent for credentials::AssertionEvent {
+    const SCHEMA_VERSION: u32 = 2;
+
+    fn upcast(schema_version: u32, payload: serde_json::Value) -> serde_json::Value {
+        match schema_version {
+            1 => credentials::upcast_assertion_v1(payload),
+            _ => payload,
+        }
+    }
+}
 impl DomainEvent for platform::PlatformEvent {}
 impl DomainEvent for ids::IdEvent {}
 impl DomainEvent for ids::ReservationEvent {}

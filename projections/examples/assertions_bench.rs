@@ -19,6 +19,7 @@ fn issued(n: u64, credential: &str) -> RecordedEvent {
         platform: "bench".into(),
         entity_id: id.clone(),
         credential_id: credential.into(),
+        issuer_id: None,
         recipient: Recipient {
             email: format!("learner-{n}@example.com"),
             ..Recipient::default()

@@ -86,6 +86,7 @@ fn log(count: u64, expiring: u64, now: DateTime<Utc>) -> (Vec<RecordedEvent>, Ve
             platform: PLATFORM.into(),
             entity_id: id.clone(),
             credential_id: format!("credential-{}", n % CREDENTIALS),
+            issuer_id: None,
             recipient: Recipient {
                 email: format!("learner-{n}@example.com"),
                 ..Recipient::default()

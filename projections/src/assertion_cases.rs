@@ -43,6 +43,7 @@ pub(crate) fn issue(
         platform: platform.into(),
         entity_id: id.into(),
         credential_id: credential.into(),
+        issuer_id: None,
         recipient: Recipient {
             email: email.into(),
             username: username.into(),

@@ -108,6 +108,7 @@ impl AssertionView {
                 platform,
                 entity_id,
                 credential_id,
+                issuer_id: _,
                 recipient,
                 issued_on,
                 expires,

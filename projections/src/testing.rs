@@ -81,6 +81,7 @@ pub(crate) fn issued(
         platform: "acme".into(),
         entity_id: id.into(),
         credential_id: credential.into(),
+        issuer_id: None,
         recipient: Recipient {
             email: email.into(),
             ..Recipient::default()

@@ -1024,3 +1024,38 @@ fn an_entitys_state_at_a_past_time_is_what_the_api_answered_then() {
         .send()
         .expect_client_error(404);
 }
+
+/// Schema 2 of an issue records the credential's issuer at that moment;
+/// the history shows it as stored.
+#[test]
+fn an_issue_records_its_credentials_issuer_then() {
+    let app = spawn_app();
+    let creds = |tail: &str| format!("/api/credentials/orgs/{ORG}/users/{ADMIN}/{tail}");
+    let issuer = app
+        .post(&creds("issuers/"))
+        .json(&json!({"name": "Acme Academy"}))
+        .send()
+        .expect(200)
+        .body["entityId"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let credential = app.create_credential_with(&json!({"name": "Issued", "issuer": issuer}));
+    let plain = app.create_credential("No issuer");
+    app.issue(&credential, "one@acme.test");
+    app.issue(&plain, "two@acme.test");
+    let issues: Vec<_> = app
+        .events()
+        .into_iter()
+        .filter(|e| e.event_type == "AssertionIssued")
+        .collect();
+    assert_eq!(issues.len(), 2);
+    assert!(issues.iter().all(|e| e.schema_version == 2));
+    assert_eq!(issues[0].payload["issuer_id"], issuer.as_str());
+    assert_eq!(issues[1].payload["issuer_id"], Value::Null);
+    assert!(issues[1]
+        .payload
+        .as_object()
+        .expect("an object")
+        .contains_key("issuer_id"));
+}

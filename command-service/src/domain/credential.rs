@@ -59,6 +59,7 @@ pub struct Retirement {
 pub struct IssuableCredential {
     platform: String,
     entity_id: String,
+    issuer: Option<String>,
 }
 
 impl IssuableCredential {
@@ -67,6 +68,10 @@ impl IssuableCredential {
     }
     pub fn entity_id(&self) -> &str {
         &self.entity_id
+    }
+    /// The credential's issuer now (recorded on each assertion issued).
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
     }
 }
 
@@ -99,6 +104,7 @@ impl CredentialState {
         Ok(IssuableCredential {
             platform: c.platform.clone(),
             entity_id: c.entity_id.clone(),
+            issuer: c.fields.issuer.clone(),
         })
     }
 }
