@@ -146,59 +146,13 @@ pub async fn run(cli: Cli) -> i32 {
 
 /// `ibl verify`: prints what it checked, and the first problem found.
 async fn verify(settings: &Settings, vkey: Option<String>) -> i32 {
-    use ibl_projections::audit_log::{read_evidence, AUDIT_FILE};
-    let verifier = match vkey {
-        Some(vkey) => ibl_audit::Verifier::from_vkey(&vkey).map_err(|e| format!("--vkey: {e}")),
-        None => settings
-            .signing_key_path()
-            .map_err(|e| e.to_string())
-            .and_then(|path| match std::fs::read_to_string(&path) {
-                Ok(text) => ibl_audit::Signer::from_skey(text.trim())
-                    .map(|s| s.verifier())
-                    .map_err(|e| format!("{}: {e}", path.display())),
-                Err(e) => Err(format!(
-                    "{}: {e} (give the log's verifier key with --vkey)",
-                    path.display()
-                )),
-            }),
-    };
-    let verifier = match verifier {
-        Ok(v) => v,
+    let (report, verifier) = match checked(settings, vkey).await {
+        Ok(done) => done,
         Err(e) => {
             eprintln!("error: {e}");
             return 2;
         }
     };
-    let path = settings.data_dir.join(AUDIT_FILE);
-    if !path.exists() {
-        eprintln!(
-            "error: {} does not exist: no audit evidence to check the log against",
-            path.display()
-        );
-        return 2;
-    }
-    let evidence = match read_evidence(&path) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let store = match ibl_edge::server::open_event_store(settings).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    let report =
-        match ibl_projections::audit_verify::verify(store.as_ref(), &evidence, &verifier).await {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("error: reading the log: {e}");
-                return 2;
-            }
-        };
     println!(
         "{} events in the log (root {}), {} recorded leaves, {} signed checkpoints by {} (latest of size {})",
         report.events,
@@ -222,6 +176,45 @@ async fn verify(settings: &Settings, vkey: Option<String>) -> i32 {
             1
         }
     }
+}
+
+/// The log's key (`--vkey`, else the signing key's file), the evidence in
+/// the data folder and the store, checked against each other.
+async fn checked(
+    settings: &Settings,
+    vkey: Option<String>,
+) -> Result<(ibl_projections::audit_verify::Report, ibl_audit::Verifier), String> {
+    use ibl_projections::audit_log::{read_evidence, AUDIT_FILE};
+    let verifier = match vkey {
+        Some(vkey) => ibl_audit::Verifier::from_vkey(&vkey).map_err(|e| format!("--vkey: {e}"))?,
+        None => {
+            let path = settings.signing_key_path().map_err(|e| e.to_string())?;
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                format!(
+                    "{}: {e} (give the log's verifier key with --vkey)",
+                    path.display()
+                )
+            })?;
+            ibl_audit::Signer::from_skey(text.trim())
+                .map_err(|e| format!("{}: {e}", path.display()))?
+                .verifier()
+        }
+    };
+    let path = settings.data_dir.join(AUDIT_FILE);
+    if !path.exists() {
+        return Err(format!(
+            "{} does not exist: no audit evidence to check the log against",
+            path.display()
+        ));
+    }
+    let evidence = read_evidence(&path)?;
+    let store = ibl_edge::server::open_event_store(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let report = ibl_projections::audit_verify::verify(store.as_ref(), &evidence, &verifier)
+        .await
+        .map_err(|e| format!("reading the log: {e}"))?;
+    Ok((report, verifier))
 }
 
 async fn serve(settings: &Settings) -> i32 {

@@ -217,27 +217,13 @@ impl AuditLog {
         let mut tree = Tree::new();
         let mut positions = Vec::new();
         let mut rbac = Vec::new();
-        {
-            let mut read = conn
-                .prepare("SELECT leaf_index, position, hash, rbac FROM leaves ORDER BY leaf_index")
-                .map_err(sqlite)?;
-            let mut rows = read.query([]).map_err(sqlite)?;
-            while let Some(row) = rows.next().map_err(sqlite)? {
-                let index = unsigned(row, 0).map_err(sqlite)?;
-                if row.get::<_, bool>(3).map_err(sqlite)? {
-                    rbac.push(unsigned(row, 1).map_err(sqlite)?);
-                }
-                if index != tree.len() {
-                    return Err(format!(
-                        "{}: leaf {index} follows leaf {}: leaves are missing",
-                        path.display(),
-                        tree.len() as i128 - 1
-                    ));
-                }
-                positions.push(unsigned(row, 1).map_err(sqlite)?);
-                tree.append(hash_of(row.get(2).map_err(sqlite)?).map_err(sqlite)?);
+        each_leaf(&conn, path, |leaf, is_rbac| {
+            if is_rbac {
+                rbac.push(leaf.position);
             }
-        }
+            positions.push(leaf.position);
+            tree.append(leaf.hash);
+        })?;
         let latest = latest_checkpoint(&conn).map_err(sqlite)?;
         if let Some(c) = &latest {
             if tree.root_at(c.size).ok() != Some(c.root) {
@@ -509,34 +495,44 @@ pub struct Evidence {
     pub checkpoints: Vec<SignedCheckpoint>,
 }
 
+/// Hands every leaf of the file open on `conn` (at `path`) to `f` in
+/// order, with whether the RBAC model folds its event; a gap in the
+/// indexes (a row deleted) is an error.
+fn each_leaf(conn: &Connection, path: &Path, mut f: impl FnMut(Leaf, bool)) -> Result<(), String> {
+    let mut read = conn
+        .prepare(
+            "SELECT leaf_index, position, stream, revision, hash, rbac FROM leaves ORDER BY leaf_index",
+        )
+        .map_err(sqlite)?;
+    let mut rows = read.query([]).map_err(sqlite)?;
+    let mut next = 0;
+    while let Some(row) = rows.next().map_err(sqlite)? {
+        let index = unsigned(row, 0).map_err(sqlite)?;
+        if index != next {
+            return Err(format!(
+                "{}: leaf {index} comes after {next} leaves: leaves are missing",
+                path.display()
+            ));
+        }
+        next += 1;
+        let leaf = Leaf {
+            position: unsigned(row, 1).map_err(sqlite)?,
+            stream: row.get(2).map_err(sqlite)?,
+            revision: unsigned(row, 3).map_err(sqlite)?,
+            hash: hash_of(row.get(4).map_err(sqlite)?).map_err(sqlite)?,
+        };
+        f(leaf, row.get(5).map_err(sqlite)?);
+    }
+    Ok(())
+}
+
 /// Reads the file at `path` (read-only): what `ibl verify` checks the
 /// store against. A gap in the leaves' indexes is an error.
 pub fn read_evidence(path: &Path) -> Result<Evidence, String> {
     let conn = Connection::open_with_flags(path, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
         .map_err(|e| format!("{}: {e}", path.display()))?;
     let mut leaves = Vec::new();
-    let mut read = conn
-        .prepare(
-            "SELECT leaf_index, position, stream, revision, hash FROM leaves ORDER BY leaf_index",
-        )
-        .map_err(sqlite)?;
-    let mut rows = read.query([]).map_err(sqlite)?;
-    while let Some(row) = rows.next().map_err(sqlite)? {
-        let index = unsigned(row, 0).map_err(sqlite)?;
-        if index != leaves.len() as u64 {
-            return Err(format!(
-                "{}: leaf {index} comes after {} leaves: the file was altered",
-                path.display(),
-                leaves.len()
-            ));
-        }
-        leaves.push(Leaf {
-            position: unsigned(row, 1).map_err(sqlite)?,
-            stream: row.get(2).map_err(sqlite)?,
-            revision: unsigned(row, 3).map_err(sqlite)?,
-            hash: hash_of(row.get(4).map_err(sqlite)?).map_err(sqlite)?,
-        });
-    }
+    each_leaf(&conn, path, |leaf, _| leaves.push(leaf))?;
     let mut checkpoints = Vec::new();
     let mut read = conn
         .prepare("SELECT size, root, note FROM checkpoints ORDER BY size")
