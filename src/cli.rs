@@ -47,6 +47,11 @@ pub enum Command {
         #[arg(long)]
         vkey: Option<String>,
     },
+    /// Rebuild every read model from position 0 beside the live one (as
+    /// its snapshot and files in the read models' folder keep it; the
+    /// server may run) and compare their digests; exits 1 naming those
+    /// that differ (0: all the same, 2: the replay could not run).
+    Replay,
     /// Manage platforms (tenants).
     Platform {
         #[command(subcommand)]
@@ -107,6 +112,7 @@ pub async fn run(cli: Cli) -> i32 {
             .await
         }
         Command::Verify { vkey } => verify(&cli.settings, vkey).await,
+        Command::Replay => replay(&cli.settings).await,
         Command::Platform {
             command:
                 PlatformCommand::Create {
@@ -215,6 +221,92 @@ async fn checked(
         .await
         .map_err(|e| format!("reading the log: {e}"))?;
     Ok((report, verifier))
+}
+
+/// `ibl replay`: prints each model's comparison, then the verdict.
+async fn replay(settings: &Settings) -> i32 {
+    let compared = match replayed(settings).await {
+        Ok(compared) => compared,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let differ: Vec<&str> = compared
+        .iter()
+        .filter(|c| !c.same())
+        .map(|c| c.model)
+        .collect();
+    for c in &compared {
+        if c.same() {
+            println!("{} at position {}: same ({})", c.model, c.position, c.live);
+        } else {
+            println!(
+                "{} at position {}: DIFFERS (live {}, replayed {})",
+                c.model, c.position, c.live, c.replayed
+            );
+        }
+    }
+    if differ.is_empty() {
+        println!("replayed: {} read models match the log", compared.len());
+        0
+    } else {
+        println!("DIFFER: {}", differ.join(", "));
+        1
+    }
+}
+
+/// The live models of the read models' folder against their replays.
+async fn replayed(settings: &Settings) -> Result<Vec<ibl_projections::replay::Compared>, String> {
+    use ibl_projections::assertions::{digest_file, AssertionsModel};
+    use ibl_projections::credentials::CredentialsModel;
+    use ibl_projections::rbac::RbacModel;
+    use ibl_projections::replay::{Digest, Live};
+    if settings.redis_url.is_some() {
+        return Err("replay compares the read models of the data folder; with REDIS_URL the live ones are in Redis, which it does not read yet".into());
+    }
+    let store = ibl_edge::server::open_event_store(settings)
+        .await
+        .map_err(|e| e.to_string())?;
+    let dir = settings
+        .read_models_dir
+        .clone()
+        .unwrap_or_else(|| settings.data_dir.join(crate::app::READ_MODELS_DIR));
+    let mut live = vec![
+        snapshotted(CredentialsModel::new(), &dir, store.as_ref()).await?,
+        snapshotted(RbacModel::new(), &dir, store.as_ref()).await?,
+    ];
+    let (position, digest) = digest_file(&dir.join("assertions.db"))?;
+    live.push(Live {
+        model: "assertions",
+        position,
+        digest,
+    });
+    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
+    let (assertions, _) =
+        AssertionsModel::open(&scratch.path().join("assertions.db"), store.as_ref()).await?;
+    let fresh: [Arc<dyn Digest>; 3] = [
+        Arc::new(CredentialsModel::new()),
+        Arc::new(RbacModel::new()),
+        Arc::new(assertions),
+    ];
+    ibl_projections::replay::replay(store.as_ref(), &live, &fresh).await
+}
+
+/// A model as its snapshot in `dir` keeps it.
+async fn snapshotted<M: ibl_projections::Snapshot + ibl_projections::replay::Digest>(
+    model: M,
+    dir: &std::path::Path,
+    store: &dyn EventStore,
+) -> Result<ibl_projections::replay::Live, String> {
+    let position = ibl_projections::snapshot::load(dir, &model, store)
+        .await
+        .map_err(|why| format!("{}: {why}: no live model to compare", model.name()))?;
+    Ok(ibl_projections::replay::Live {
+        model: model.name(),
+        position,
+        digest: model.digest()?,
+    })
 }
 
 async fn serve(settings: &Settings) -> i32 {

@@ -615,18 +615,9 @@ fn in_order<K: Eq + std::hash::Hash, V: Clone>(
         .collect()
 }
 
-impl Snapshot for CredentialsModel {
-    /// A snapshot without the catalog has a version of its own: it is
-    /// never restored into a model that keeps it.
-    fn version(&self) -> u32 {
-        if self.catalog {
-            SNAPSHOT_VERSION
-        } else {
-            SNAPSHOT_VERSION | 1 << 16
-        }
-    }
-
-    fn snapshot(&self) -> (Position, Vec<u8>) {
+impl CredentialsModel {
+    /// The views a snapshot keeps, with the checkpoint they cover.
+    fn saved(&self) -> (Position, Saved) {
         let s = self.read();
         let saved = Saved {
             platforms: s
@@ -643,8 +634,43 @@ impl Snapshot for CredentialsModel {
             credentials: in_order(&s.credential_order, &s.credentials),
             issuers: in_order(&s.issuer_order, &s.issuers),
         };
+        (s.checkpoint, saved)
+    }
+}
+
+/// The views in a canonical order: platforms and keys sorted, every other
+/// list grouped by platform (sorted) in its list order.
+impl crate::replay::Digest for CredentialsModel {
+    fn digest(&self) -> Result<String, String> {
+        let (_, mut saved) = self.saved();
+        saved.platforms.sort_by(|a, b| a.key.cmp(&b.key));
+        saved
+            .keys
+            .sort_by(|a, b| (&a.platform, &a.name).cmp(&(&b.platform, &b.name)));
+        saved.users.sort_by(|a, b| a.platform.cmp(&b.platform));
+        saved
+            .credentials
+            .sort_by(|a, b| a.platform.cmp(&b.platform));
+        saved.issuers.sort_by(|a, b| a.platform.cmp(&b.platform));
+        crate::replay::of_json(&saved)
+    }
+}
+
+impl Snapshot for CredentialsModel {
+    /// A snapshot without the catalog has a version of its own: it is
+    /// never restored into a model that keeps it.
+    fn version(&self) -> u32 {
+        if self.catalog {
+            SNAPSHOT_VERSION
+        } else {
+            SNAPSHOT_VERSION | 1 << 16
+        }
+    }
+
+    fn snapshot(&self) -> (Position, Vec<u8>) {
+        let (checkpoint, saved) = self.saved();
         let bytes = serde_json::to_vec(&saved).expect("views serialize");
-        (s.checkpoint, bytes)
+        (checkpoint, bytes)
     }
 
     fn restore(&self, checkpoint: Position, bytes: &[u8]) -> Result<(), String> {

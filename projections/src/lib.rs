@@ -20,6 +20,7 @@ pub mod redis_keys;
 pub mod redis_link;
 mod redis_model;
 pub mod relay;
+pub mod replay;
 mod runtime;
 pub mod snapshot;
 #[cfg(test)]

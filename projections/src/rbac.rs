@@ -1930,6 +1930,31 @@ impl RbacQueries for RbacModel {
     }
 }
 
+/// The records (their maps serialize with sorted keys) and the check index
+/// (each user's grants as policy, role and path, sorted): the index is
+/// derived from the records, but kept up to date a batch at a time, so a
+/// replay checks that too.
+impl crate::replay::Digest for RbacModel {
+    fn digest(&self) -> Result<String, String> {
+        let s = self.read();
+        let grants: BTreeMap<u64, BTreeSet<(u64, u64, Option<u64>)>> = s
+            .grants
+            .iter()
+            .map(|(user, grants)| {
+                let grants = grants.iter().map(|g| {
+                    let group = match g.via {
+                        Via::Direct => None,
+                        Via::Group(group) => Some(group),
+                    };
+                    (g.policy_id, g.role_id, group)
+                });
+                (*user, grants.collect())
+            })
+            .collect();
+        crate::replay::of_json(&(s.records(), grants))
+    }
+}
+
 impl crate::Snapshot for RbacModel {
     fn version(&self) -> u32 {
         SNAPSHOT_VERSION

@@ -95,6 +95,7 @@ pub fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
                     .await
                     .expect("the application builds");
                 let handle = app.server.handle();
+                let snapshots = app.side.snapshots.clone();
                 let server = actix_web::rt::spawn(app.server);
                 ready_tx
                     .send(Ready {
@@ -109,6 +110,8 @@ pub fn spawn_app_with(configure: impl FnOnce(&mut Settings)) -> TestApp {
                 let _ = stop_rx.await;
                 handle.stop(false).await;
                 let _ = server.await;
+                // As `ibl serve` does at a clean stop.
+                snapshots.save_changed().await;
             });
         })
         .expect("a server thread");

@@ -17,6 +17,7 @@ mod rbac;
 mod rbac_routes;
 mod redis;
 mod relay;
+mod replay;
 mod restart;
 mod schema;
 mod scim;
