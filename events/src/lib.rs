@@ -31,6 +31,7 @@ pub trait DomainEvent: serde::Serialize + serde::de::DeserializeOwned {
             schema_version: Self::SCHEMA_VERSION,
             payload,
             metadata,
+            recorded_at: None,
         }
     }
 

@@ -67,6 +67,10 @@ pub struct EventData {
     pub schema_version: u32,
     pub payload: serde_json::Value,
     pub metadata: Metadata,
+    /// When the event was first recorded, for an import that keeps a log's
+    /// times (`ibl import`); `None`, as every command writes: the store's
+    /// clock. Kept to the microsecond.
+    pub recorded_at: Option<DateTime<Utc>>,
 }
 
 /// An event as stored, with everything the store assigned to it.

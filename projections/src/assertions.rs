@@ -1096,6 +1096,7 @@ mod tests {
         let store = MemoryStore::new();
         for e in &log.events {
             let data = EventData {
+                recorded_at: None,
                 event_id: e.event_id,
                 event_type: e.event_type.clone(),
                 schema_version: e.schema_version,

@@ -9,12 +9,14 @@
 //!   fields, flattened, plus `schema_version`, e.g.
 //!   `{"schema_version":1,"actor":{"platform":"acme"},"correlation_id":"r1"}`;
 //! * `recorded_at` is the server's `created` time (100 ns ticks since the
-//!   Unix epoch), cut to microseconds as the other adapters keep it;
+//!   Unix epoch), cut to microseconds as the other adapters keep it, unless
+//!   an import kept the event's first time: the server assigns `created`
+//!   itself, so that time travels in the metadata as `recorded_at`;
 //! * the revision is the record's stream revision, the position its commit
 //!   position in `$all` (see the crate documentation).
 
 use bytes::Bytes;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use ibl_events::{EventData, Metadata, Position, RecordedEvent, StoreError};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -23,6 +25,8 @@ use uuid::Uuid;
 #[derive(Serialize)]
 struct EnvelopeOut<'a> {
     schema_version: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recorded_at: Option<DateTime<Utc>>,
     #[serde(flatten)]
     metadata: &'a Metadata,
 }
@@ -33,6 +37,8 @@ struct EnvelopeOut<'a> {
 #[derive(Deserialize)]
 struct EnvelopeIn {
     schema_version: u32,
+    #[serde(default)]
+    recorded_at: Option<DateTime<Utc>>,
     #[serde(flatten)]
     metadata: Metadata,
 }
@@ -41,6 +47,7 @@ struct EnvelopeIn {
 pub(crate) fn encode_metadata(event: &EventData) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(&EnvelopeOut {
         schema_version: event.schema_version,
+        recorded_at: event.recorded_at.map(|t| t.trunc_subsecs(6)),
         metadata: &event.metadata,
     })
     .map_err(|e| StoreError::Invalid(format!("event {}: metadata: {e}", event.event_id)))
@@ -117,7 +124,9 @@ pub(crate) fn decode(raw: Raw<'_>) -> Result<RecordedEvent, StoreError> {
         position,
         event_type: raw.event_type.to_owned(),
         schema_version: envelope.schema_version,
-        recorded_at: recorded_at(raw.created_ticks, raw.created),
+        recorded_at: envelope
+            .recorded_at
+            .unwrap_or_else(|| recorded_at(raw.created_ticks, raw.created)),
         payload,
         metadata: envelope.metadata,
     })
@@ -182,6 +191,7 @@ mod tests {
 
     fn data(metadata: Metadata) -> EventData {
         EventData {
+            recorded_at: None,
             event_id: Uuid::new_v4(),
             event_type: "CredentialCreated".into(),
             schema_version: 3,
@@ -235,6 +245,22 @@ mod tests {
         }
         // The record the client sends is built from the same parts.
         assert!(encode(&data(full_metadata())).is_ok());
+    }
+
+    #[test]
+    fn an_imported_time_travels_in_the_metadata_and_wins_over_the_servers() {
+        let mut event = data(Metadata::default());
+        let first = DateTime::parse_from_rfc3339("2021-03-04T05:06:07.123456789Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        event.recorded_at = Some(first);
+        let meta = encode_metadata(&event).unwrap();
+        let json: serde_json::Value = serde_json::from_slice(&meta).unwrap();
+        assert_eq!(json["recorded_at"], "2021-03-04T05:06:07.123456Z");
+        let payload = serde_json::to_vec(&event.payload).unwrap();
+        let recorded = stored(&event, &meta, &payload, "17145576001234567");
+        assert_eq!(recorded.recorded_at, first.trunc_subsecs(6));
+        assert_eq!(recorded.metadata, event.metadata);
     }
 
     #[test]

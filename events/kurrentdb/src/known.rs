@@ -175,6 +175,7 @@ mod tests {
 
     fn event(id: Uuid) -> EventData {
         EventData {
+            recorded_at: None,
             event_id: id,
             event_type: "T".into(),
             schema_version: 1,

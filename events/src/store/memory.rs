@@ -128,7 +128,9 @@ impl EventStore for MemoryStore {
                 position,
                 event_type: event.event_type,
                 schema_version: event.schema_version,
-                recorded_at,
+                recorded_at: event
+                    .recorded_at
+                    .map_or(recorded_at, |t| t.trunc_subsecs(6)),
                 payload: event.payload,
                 metadata: event.metadata,
             });

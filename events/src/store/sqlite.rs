@@ -732,6 +732,8 @@ struct EncodedEvent {
     schema_version: u32,
     payload: String,
     metadata: String,
+    /// As an import kept it; `None`: the batch's time.
+    recorded_at: Option<String>,
 }
 
 impl EncodedEvent {
@@ -746,6 +748,9 @@ impl EncodedEvent {
             schema_version: event.schema_version,
             payload,
             metadata,
+            recorded_at: event
+                .recorded_at
+                .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
         })
     }
 }
@@ -1155,7 +1160,7 @@ fn insert_events(
             to_i64(revision),
             event.event_type,
             event.schema_version,
-            recorded_at,
+            event.recorded_at.as_deref().unwrap_or(recorded_at),
             event.payload,
             event.metadata,
         ])?;

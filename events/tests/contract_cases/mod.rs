@@ -35,6 +35,7 @@ pub enum Log {
 
 pub fn event(n: u64) -> EventData {
     EventData {
+        recorded_at: None,
         event_id: Uuid::new_v4(),
         event_type: "Tested".into(),
         schema_version: 1,
@@ -107,6 +108,7 @@ pub mod cases {
         };
         let written: Vec<EventData> = (0..3)
             .map(|n| EventData {
+                recorded_at: None,
                 event_id: Uuid::new_v4(),
                 event_type: format!("Type{n}"),
                 schema_version: 2 + n,
@@ -174,6 +176,41 @@ pub mod cases {
         };
         let all = store.read_all(after_position, 10).await.expect("read_all");
         assert_eq!(all, read);
+    }
+
+    /// An event appended with the time it was first recorded (an import)
+    /// keeps it, to the microsecond, in the stream and in the global log;
+    /// one without is stamped now.
+    pub async fn imported_times_are_kept(store: Arc<dyn EventStore>, _log: Log) {
+        let stream = stream_name("imported");
+        let first = chrono::DateTime::parse_from_rfc3339("2021-03-04T05:06:07.123456789Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        let mut old = event(1);
+        old.recorded_at = Some(first);
+        let before = Utc::now() - chrono::Duration::seconds(1);
+        let result = store
+            .append(&stream, ExpectedRevision::NoStream, vec![old, event(2)])
+            .await
+            .expect("append");
+        let read = read_stream_all(store.as_ref(), &stream)
+            .await
+            .expect("read");
+        let kept = chrono::DateTime::parse_from_rfc3339("2021-03-04T05:06:07.123456Z")
+            .expect("a time")
+            .with_timezone(&Utc);
+        assert_eq!(read[0].recorded_at, kept);
+        assert!(read[1].recorded_at > before);
+        let all = store
+            .read_all(result.position - 1, 1)
+            .await
+            .expect("read_all");
+        let in_log = store
+            .read_all(read[0].position - 1, 1)
+            .await
+            .expect("read_all");
+        assert_eq!(all, vec![read[1].clone()]);
+        assert_eq!(in_log, vec![read[0].clone()]);
     }
 
     pub async fn expected_revision(store: Arc<dyn EventStore>, _log: Log) {
@@ -601,6 +638,7 @@ pub mod cases {
 macro_rules! for_each_case {
     ($m:ident) => {
         $m!(append_and_read_back);
+        $m!(imported_times_are_kept);
         $m!(expected_revision);
         $m!(idempotent_retry);
         $m!(global_ordering);
