@@ -51,7 +51,30 @@ pub enum Command {
     /// its snapshot and files in the read models' folder keep it; the
     /// server may run) and compare their digests; exits 1 naming those
     /// that differ (0: all the same, 2: the replay could not run).
-    Replay,
+    Replay {
+        /// Compare this platform's part of each model only (its digests
+        /// are the same in any store its export was imported into).
+        #[arg(long)]
+        platform: Option<String>,
+    },
+    /// Write a platform's events, as stored, as JSON lines (to move it
+    /// into another store with `ibl import`); prints what it wrote to
+    /// stderr.
+    Export {
+        /// The platform's key.
+        #[arg(long)]
+        platform: String,
+        /// The file to write (default: standard output).
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Load an export into the configured store, which must be empty,
+    /// keeping the events' ids, streams, revisions, times, actors and
+    /// order; then move the id counters past the highest id loaded.
+    Import {
+        /// The export's file (`-`: standard input).
+        file: std::path::PathBuf,
+    },
     /// Manage platforms (tenants).
     Platform {
         #[command(subcommand)]
@@ -112,7 +135,34 @@ pub async fn run(cli: Cli) -> i32 {
             .await
         }
         Command::Verify { vkey } => verify(&cli.settings, vkey).await,
-        Command::Replay => replay(&cli.settings).await,
+        Command::Replay { platform } => replay(&cli.settings, platform.as_deref()).await,
+        Command::Export { platform, output } => {
+            transfer(&cli.settings, async |store| {
+                let mut out: Box<dyn std::io::Write> = match &output {
+                    Some(path) => Box::new(std::io::BufWriter::new(
+                        std::fs::File::create(path)
+                            .map_err(|e| format!("{}: {e}", path.display()))?,
+                    )),
+                    None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+                };
+                ibl_events::transfer::export(store.as_ref(), &platform, &mut out).await
+            })
+            .await
+        }
+        Command::Import { file } => {
+            transfer(&cli.settings, async |store| {
+                let input: Box<dyn std::io::BufRead> = if file.as_os_str() == "-" {
+                    Box::new(std::io::stdin().lock())
+                } else {
+                    Box::new(std::io::BufReader::new(
+                        std::fs::File::open(&file)
+                            .map_err(|e| format!("{}: {e}", file.display()))?,
+                    ))
+                };
+                ibl_events::transfer::import(store.as_ref(), input).await
+            })
+            .await
+        }
         Command::Platform {
             command:
                 PlatformCommand::Create {
@@ -223,9 +273,34 @@ async fn checked(
     Ok((report, verifier))
 }
 
+/// Runs an export or an import against the configured store; prints what
+/// it moved (JSON) to stderr, standard output being the export's.
+async fn transfer(
+    settings: &Settings,
+    command: impl AsyncFnOnce(Arc<dyn EventStore>) -> Result<ibl_events::transfer::Moved, String>,
+) -> i32 {
+    let store = match ibl_edge::server::open_event_store(settings).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    match command(store).await {
+        Ok(moved) => {
+            eprintln!("{}", serde_json::json!(moved));
+            0
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
+        }
+    }
+}
+
 /// `ibl replay`: prints each model's comparison, then the verdict.
-async fn replay(settings: &Settings) -> i32 {
-    let compared = match replayed(settings).await {
+async fn replay(settings: &Settings, platform: Option<&str>) -> i32 {
+    let compared = match replayed(settings, platform).await {
         Ok(compared) => compared,
         Err(e) => {
             eprintln!("error: {e}");
@@ -257,7 +332,10 @@ async fn replay(settings: &Settings) -> i32 {
 }
 
 /// The live models of the read models' folder against their replays.
-async fn replayed(settings: &Settings) -> Result<Vec<ibl_projections::replay::Compared>, String> {
+async fn replayed(
+    settings: &Settings,
+    platform: Option<&str>,
+) -> Result<Vec<ibl_projections::replay::Compared>, String> {
     use ibl_projections::assertions::{digest_file, AssertionsModel};
     use ibl_projections::credentials::CredentialsModel;
     use ibl_projections::rbac::RbacModel;
@@ -273,10 +351,10 @@ async fn replayed(settings: &Settings) -> Result<Vec<ibl_projections::replay::Co
         .clone()
         .unwrap_or_else(|| settings.data_dir.join(crate::app::READ_MODELS_DIR));
     let mut live = vec![
-        snapshotted(CredentialsModel::new(), &dir, store.as_ref()).await?,
-        snapshotted(RbacModel::new(), &dir, store.as_ref()).await?,
+        snapshotted(CredentialsModel::new(), &dir, store.as_ref(), platform).await?,
+        snapshotted(RbacModel::new(), &dir, store.as_ref(), platform).await?,
     ];
-    let (position, digest) = digest_file(&dir.join("assertions.db"))?;
+    let (position, digest) = digest_file(&dir.join("assertions.db"), platform)?;
     live.push(Live {
         model: "assertions",
         position,
@@ -290,7 +368,7 @@ async fn replayed(settings: &Settings) -> Result<Vec<ibl_projections::replay::Co
         Arc::new(RbacModel::new()),
         Arc::new(assertions),
     ];
-    ibl_projections::replay::replay(store.as_ref(), &live, &fresh).await
+    ibl_projections::replay::replay(store.as_ref(), &live, &fresh, platform).await
 }
 
 /// A model as its snapshot in `dir` keeps it.
@@ -298,6 +376,7 @@ async fn snapshotted<M: ibl_projections::Snapshot + ibl_projections::replay::Dig
     model: M,
     dir: &std::path::Path,
     store: &dyn EventStore,
+    platform: Option<&str>,
 ) -> Result<ibl_projections::replay::Live, String> {
     let position = ibl_projections::snapshot::load(dir, &model, store)
         .await
@@ -305,7 +384,7 @@ async fn snapshotted<M: ibl_projections::Snapshot + ibl_projections::replay::Dig
     Ok(ibl_projections::replay::Live {
         model: model.name(),
         position,
-        digest: model.digest()?,
+        digest: model.digest(platform)?,
     })
 }
 

@@ -9,6 +9,7 @@ pub mod ids;
 pub mod platform;
 pub mod rbac;
 mod store;
+pub mod transfer;
 
 pub use store::*;
 

@@ -751,32 +751,38 @@ fn read_meta(conn: &Connection) -> rusqlite::Result<(Position, Option<Uuid>)> {
 
 /// The digest of the model's tables (not the positions they hold) and the
 /// checkpoint it covers, read in one transaction: assertions in issue
-/// order, courses and `Idempotency-Key` records by key.
-fn digest_db(conn: &Connection) -> Result<(Position, String), String> {
+/// order, courses and `Idempotency-Key` records by key. Of one platform:
+/// its assertions and records, and the courses of the credentials it
+/// issued (a course matters to nothing else).
+fn digest_db(conn: &Connection, platform: Option<&str>) -> Result<(Position, String), String> {
     let e = |e: rusqlite::Error| e.to_string();
     let tx = conn.unchecked_transaction().map_err(e)?;
     let (checkpoint, _) = read_meta(&tx).map_err(e)?;
     let mut rows = crate::replay::Rows::new();
+    // (`?1 IS NULL`: every platform.)
     let tables: [(&str, &str); 3] = [
         (
             "assertions",
             "SELECT entity_id, platform, credential_id, email, username, expires, revoked, view
-             FROM assertions ORDER BY seq",
+             FROM assertions WHERE ?1 IS NULL OR platform = ?1 ORDER BY seq",
         ),
         (
             "courses",
-            "SELECT credential_id, course FROM courses ORDER BY credential_id",
+            "SELECT credential_id, course FROM courses WHERE ?1 IS NULL
+             OR credential_id IN (SELECT credential_id FROM assertions WHERE platform = ?1)
+             ORDER BY credential_id",
         ),
         (
             "idempotency",
-            "SELECT platform, key, request_hash, streams FROM idempotency ORDER BY platform, key",
+            "SELECT platform, key, request_hash, streams FROM idempotency
+             WHERE ?1 IS NULL OR platform = ?1 ORDER BY platform, key",
         ),
     ];
     for (name, sql) in tables {
         rows.section(name);
         let mut stmt = tx.prepare(sql).map_err(e)?;
         let width = stmt.column_count();
-        let mut found = stmt.query([]).map_err(e)?;
+        let mut found = stmt.query([platform]).map_err(e)?;
         while let Some(row) = found.next().map_err(e)? {
             let values = (0..width)
                 .map(|i| match row.get_ref(i)? {
@@ -801,18 +807,18 @@ fn digest_db(conn: &Connection) -> Result<(Position, String), String> {
 
 /// The digest of the model in the file at `path`, as another process
 /// keeps it (read without stopping it), and the position it covers.
-pub fn digest_file(path: &Path) -> Result<(Position, String), String> {
+pub fn digest_file(path: &Path, platform: Option<&str>) -> Result<(Position, String), String> {
     if !path.exists() {
         return Err(format!("{} does not exist", path.display()));
     }
-    digest_db(&open_existing(path)?)
+    digest_db(&open_existing(path)?, platform)
 }
 
 impl crate::replay::Digest for AssertionsModel {
-    fn digest(&self) -> Result<String, String> {
+    fn digest(&self, platform: Option<&str>) -> Result<String, String> {
         self.flush();
         let conn = self.shared.writer.lock().unwrap_or_else(|p| p.into_inner());
-        digest_db(&conn).map(|(_, digest)| digest)
+        digest_db(&conn, platform).map(|(_, digest)| digest)
     }
 }
 

@@ -641,8 +641,15 @@ impl CredentialsModel {
 /// The views in a canonical order: platforms and keys sorted, every other
 /// list grouped by platform (sorted) in its list order.
 impl crate::replay::Digest for CredentialsModel {
-    fn digest(&self) -> Result<String, String> {
+    fn digest(&self, platform: Option<&str>) -> Result<String, String> {
         let (_, mut saved) = self.saved();
+        if let Some(p) = platform {
+            saved.platforms.retain(|v| v.key == p);
+            saved.users.retain(|v| v.platform == p);
+            saved.keys.retain(|v| v.platform == p);
+            saved.credentials.retain(|v| v.platform == p);
+            saved.issuers.retain(|v| v.platform == p);
+        }
         saved.platforms.sort_by(|a, b| a.key.cmp(&b.key));
         saved
             .keys

@@ -1935,11 +1935,35 @@ impl RbacQueries for RbacModel {
 /// derived from the records, but kept up to date a batch at a time, so a
 /// replay checks that too.
 impl crate::replay::Digest for RbacModel {
-    fn digest(&self) -> Result<String, String> {
+    fn digest(&self, platform: Option<&str>) -> Result<String, String> {
         let s = self.read();
+        let mut records = s.records();
+        if let Some(p) = platform {
+            fn of<K: Clone + Eq + std::hash::Hash, V: Clone>(
+                map: &HashMap<K, V>,
+                keep: impl Fn(&K, &V) -> bool,
+            ) -> Cow<'static, HashMap<K, V>> {
+                Cow::Owned(
+                    map.iter()
+                        .filter(|(k, v)| keep(k, v))
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect(),
+                )
+            }
+            records = Records {
+                platforms: of(&s.platforms, |k, _| k == p),
+                users: of(&s.users, |_, u| u.platform == p),
+                roles: of(&s.roles, |_, r| r.platform == p),
+                groups: of(&s.groups, |_, g| g.platform == p),
+                policies: of(&s.policies, |_, x| x.platform == p),
+            };
+        }
         let grants: BTreeMap<u64, BTreeSet<(u64, u64, Option<u64>)>> = s
             .grants
             .iter()
+            .filter(|(user, _)| {
+                platform.is_none_or(|p| s.users.get(user).is_some_and(|u| u.platform == p))
+            })
             .map(|(user, grants)| {
                 let grants = grants.iter().map(|g| {
                     let group = match g.via {
@@ -1951,7 +1975,7 @@ impl crate::replay::Digest for RbacModel {
                 (*user, grants.collect())
             })
             .collect();
-        crate::replay::of_json(&(s.records(), grants))
+        crate::replay::of_json(&(records, grants))
     }
 }
 

@@ -18,9 +18,9 @@ use crate::{Applied, ReadModel};
 
 /// A read model whose content can be digested.
 pub trait Digest: ReadModel {
-    /// The digest of what the model holds now (its writes in flight are
-    /// completed first). May block.
-    fn digest(&self) -> Result<String, String>;
+    /// The digest of what the model holds now, of every platform or of
+    /// one (its writes in flight are completed first). May block.
+    fn digest(&self, platform: Option<&str>) -> Result<String, String>;
 }
 
 /// The hex SHA-256 of `value`'s RFC 8785 (JCS) serialization.
@@ -81,13 +81,15 @@ impl Compared {
 }
 
 /// Feeds each of `fresh` (empty models) the log from position 0 up to the
-/// position of the live model of its name, and compares their digests. A
+/// position of the live model of its name, and compares their digests (of
+/// `platform`'s part alone, when one is named: `live` is of that part too). A
 /// live model without a fresh one of its name is not compared. The models
 /// block as they apply: this runs in a command line of its own.
 pub async fn replay(
     store: &dyn EventStore,
     live: &[Live],
     fresh: &[Arc<dyn Digest>],
+    platform: Option<&str>,
 ) -> Result<Vec<Compared>, String> {
     const BATCH: usize = 2048;
     let pairs: Vec<(&Live, &Arc<dyn Digest>)> = live
@@ -123,7 +125,7 @@ pub async fn replay(
         if model.settle() == Applied::Rewound {
             return Err(format!("the replay's {} lost what it held", model.name()));
         }
-        let replayed = model.digest()?;
+        let replayed = model.digest(platform)?;
         out.push(Compared {
             model: live.model,
             position: live.position,

@@ -214,3 +214,205 @@ fn replay_matches_every_live_model_and_names_one_edited_behind_the_servers_back(
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("rbac: no snapshot"), "{text}");
 }
+
+/// Runs `ibl` with `args` on the data folder `data`: exit code, standard
+/// output and standard error.
+fn ibl(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(crate::processes::BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("EVENTSTORE_URL")
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("ibl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The digest `ibl replay` printed for each model, in its order.
+fn digests(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .filter_map(|line| {
+            let (model, rest) = line.split_once(" at position ")?;
+            let digest = rest.split_once(": same (")?.1.strip_suffix(')')?;
+            Some((model.to_owned(), digest.to_owned()))
+        })
+        .collect()
+}
+
+/// Every page of a feed, from `base` with `key`.
+fn feed(base: &str, key: &str, path: &str) -> Vec<Value> {
+    let agent = crate::processes::agent();
+    let mut out = Vec::new();
+    let mut url = format!("{base}{path}");
+    loop {
+        let body: Value = agent
+            .get(&url)
+            .set("Authorization", &format!("Api-Token {key}"))
+            .call()
+            .expect("200")
+            .into_json()
+            .expect("JSON");
+        out.extend(body["results"].as_array().expect("results").iter().cloned());
+        match body["next"].as_str() {
+            Some(next) => url = next.to_owned(),
+            None => return out,
+        }
+    }
+}
+
+/// An event as the feed shows it, less what belongs to one store (its
+/// position and its place in that store's tree).
+fn moved(mut event: Value) -> Value {
+    let record = event.as_object_mut().expect("an object");
+    record.remove("position");
+    record.remove("leaf_index");
+    event
+}
+
+#[test]
+fn a_platforms_export_imported_into_an_empty_store_answers_and_digests_the_same() {
+    let app = spawn_app();
+    drive(&app, 4);
+    let history = feed(
+        &app.base,
+        &app.key,
+        &format!("/api/audit/orgs/{ORG}/events/?page_size=1000"),
+    );
+    let assertions = app.assertions("page_size=100");
+    let key = app.key.clone();
+    let other_key = app.other_key.clone();
+    let source_base = app.base.clone();
+    let source = app.stop();
+    let target = tempfile::tempdir().expect("a folder");
+    let file = target.path().join("acme.jsonl");
+    let target_data = target.path().join("data");
+
+    let (code, out, err) = ibl(
+        source.path(),
+        &[
+            "export",
+            "--platform",
+            ORG,
+            "--output",
+            file.to_str().expect("a path"),
+        ],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    let exported: Value =
+        serde_json::from_str(err.lines().last().expect("a summary")).expect("JSON");
+    let lines = std::fs::read_to_string(&file).expect("the export");
+    assert_eq!(exported["events"], lines.lines().count() as u64);
+    // Only acme's events, none of the counters every platform shares.
+    for line in lines.lines() {
+        let event: Value = serde_json::from_str(line).expect("an event");
+        assert!(
+            !event["stream"]
+                .as_str()
+                .expect("a stream")
+                .starts_with("ids-"),
+            "{line}"
+        );
+        assert!(!line.contains("\"other\""), "{line}");
+    }
+
+    let (code, out, err) = ibl(&target_data, &["import", file.to_str().expect("a path")]);
+    assert_eq!(code, 0, "{out}{err}");
+    let imported: Value =
+        serde_json::from_str(err.lines().last().expect("a summary")).expect("JSON");
+    assert_eq!(imported["events"], exported["events"]);
+    // Into a store that is no longer empty: refused, nothing added.
+    let (code, _, err) = ibl(&target_data, &["import", file.to_str().expect("a path")]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("not empty"), "{err}");
+
+    // A server on the target: acme's key still works, its lists and its
+    // history answer as in the source (ids, times, actors, order), and the
+    // other platform is not there.
+    let mut server = crate::processes::Server::start(&target_data);
+    let agent = crate::processes::agent();
+    let list: Value = agent
+        .get(&format!(
+            "{}{}?page_size=100",
+            server.base,
+            creds("assertions/")
+        ))
+        .set("Authorization", &format!("Api-Token {key}"))
+        .call()
+        .expect("200")
+        .into_json()
+        .expect("JSON");
+    // (Their links name the server that answers.)
+    let here = |v: &Value, base: &str| v.to_string().replace(base, "BASE");
+    assert!(
+        here(&list["data"], &server.base) == here(&assertions["data"], &source_base),
+        "the assertions differ after the move"
+    );
+    assert!(list["data"].as_array().is_some_and(|a| a.len() > 10));
+    let moved_history: Vec<Value> = feed(
+        &server.base,
+        &key,
+        &format!("/api/audit/orgs/{ORG}/events/?page_size=1000"),
+    )
+    .into_iter()
+    .map(moved)
+    .collect();
+    let expected: Vec<Value> = history
+        .into_iter()
+        .filter(|e| !e["stream"].as_str().expect("a stream").starts_with("ids-"))
+        .map(moved)
+        .collect();
+    assert!(
+        moved_history == expected,
+        "the history differs after the move"
+    );
+    let refused = agent
+        .get(&format!(
+            "{}/api/credentials/orgs/{OTHER}/users/{ADMIN}/",
+            server.base
+        ))
+        .set("Authorization", &format!("Api-Token {other_key}"))
+        .call();
+    assert!(
+        matches!(refused, Err(ureq::Error::Status(401, _))),
+        "{refused:?}"
+    );
+    // SAFETY: a signal to our own child process (a clean stop writes the
+    // snapshots `ibl replay` compares).
+    assert_eq!(unsafe { libc::kill(server.pid(), libc::SIGTERM) }, 0);
+    assert!(server
+        .wait(std::time::Duration::from_secs(15))
+        .is_some_and(|s| s.success()));
+
+    // acme's part of every read model has the same digest in both stores.
+    let (code, source_out, err) = ibl(source.path(), &["replay", "--platform", ORG]);
+    assert_eq!(code, 0, "{source_out}{err}");
+    let (code, target_out, err) = ibl(&target_data, &["replay", "--platform", ORG]);
+    assert_eq!(code, 0, "{target_out}{err}");
+    assert_eq!(digests(&source_out).len(), 3, "{source_out}");
+    assert_eq!(
+        digests(&source_out),
+        digests(&target_out),
+        "\n{source_out}\n{target_out}"
+    );
+
+    // Writes go on in the target: a new role takes an id no imported one
+    // has.
+    let server = crate::processes::Server::start(&target_data);
+    let created: Value = agent
+        .post(&format!("{}/api/core/rbac/roles/", server.base))
+        .set("Authorization", &format!("Api-Token {key}"))
+        .send_json(json!({"platform_key": ORG, "name": "After the move", "actions": []}))
+        .expect("201")
+        .into_json()
+        .expect("JSON");
+    let role = created["id"].as_u64().expect("an id");
+    assert!(
+        !lines.contains(&format!("\"role-{role}\"")),
+        "role {role} reused"
+    );
+}
