@@ -131,6 +131,21 @@ impl AssertionView {
         }
     }
 
+    /// The view after `event`, one of its stream's: an issue makes it, a
+    /// revocation marks it.
+    pub fn evolve(view: Option<Self>, event: AssertionEvent) -> Option<Self> {
+        match event {
+            issued @ AssertionEvent::AssertionIssued { .. } => Self::issued(issued),
+            AssertionEvent::AssertionRevoked { reason, revoked_at } => view.map(|view| Self {
+                revoked: Some(Revocation {
+                    reason,
+                    at: revoked_at,
+                }),
+                ..view
+            }),
+        }
+    }
+
     pub fn expired(&self, now: DateTime<Utc>) -> bool {
         self.expires.is_some_and(|e| e <= now)
     }
@@ -1067,17 +1082,14 @@ fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
                     serde_json::to_string(&view)?,
                 ])?;
             }
-            AssertionEvent::AssertionRevoked { reason, revoked_at } => {
+            revoked @ AssertionEvent::AssertionRevoked { .. } => {
                 let json: Option<String> = tx
                     .prepare_cached("SELECT view FROM assertions WHERE entity_id = ?1")?
                     .query_row([id], |r| r.get(0))
                     .optional()?;
                 if let Some(json) = json {
-                    let mut view: AssertionView = serde_json::from_str(&json)?;
-                    view.revoked = Some(Revocation {
-                        reason,
-                        at: revoked_at,
-                    });
+                    let view: AssertionView = serde_json::from_str(&json)?;
+                    let view = AssertionView::evolve(Some(view), revoked);
                     tx.prepare_cached(
                         "UPDATE assertions SET revoked = 1, view = ?2 WHERE entity_id = ?1",
                     )?

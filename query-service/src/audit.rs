@@ -469,11 +469,47 @@ pub async fn access_at(
     crate::rbac::access_page(&req, &params, access, &org).await
 }
 
+/// The events of `stream` up to `position`.
+async fn stream_at(
+    access: &AuditAccess,
+    stream: &str,
+    position: Position,
+) -> Result<Vec<RecordedEvent>, ApiError> {
+    let mut events = ibl_events::read_stream_all(access.store.as_ref(), stream).await?;
+    events.retain(|e| e.position <= position);
+    Ok(events)
+}
+
+/// The events of `stream` up to `position`, folded into a model of their
+/// own (a credential, an issuer, a user or an API key).
+async fn folded(
+    access: &AuditAccess,
+    stream: &str,
+    position: Position,
+) -> Result<ibl_projections::credentials::CredentialsModel, ApiError> {
+    let model = ibl_projections::credentials::CredentialsModel::new();
+    ibl_projections::ReadModel::apply(&model, &stream_at(access, stream, position).await?);
+    Ok(model)
+}
+
+/// When the event at `position` was recorded.
+async fn time_of(
+    access: &AuditAccess,
+    position: Position,
+) -> Result<DateTime<chrono::Utc>, ApiError> {
+    let event = access.store.read_all(position.saturating_sub(1), 1).await?;
+    Ok(event
+        .first()
+        .map_or(DateTime::UNIX_EPOCH, |e| e.recorded_at))
+}
+
 /// `GET /api/audit/orgs/{org}/{kind}/{id}/?at=TIME` (or `at_position`;
 /// now when neither): the entity as the API answered for it then, folded
 /// from its events up to that position, in the same JSON shape (roles,
-/// groups and policies from the RBAC model of then; credentials, issuers
-/// and users from their own streams). 404 when it did not exist then.
+/// groups and policies from the RBAC model of then; credentials, issuers,
+/// users and API keys from their own streams; an assertion from its own
+/// and its credential's, its status as it was then). 404 when it did not
+/// exist then.
 pub async fn state_at(
     req: HttpRequest,
     read: web::Data<ReadState>,
@@ -508,16 +544,9 @@ pub async fn state_at(
                 _ => policy(&visible_policy(model.policy(platform, number()?).await?)?, true, true),
             }
         }
-        "credentials" | "issuers" | "users" => {
+        "credentials" | "issuers" | "users" | "api-keys" => {
             let stream = entity_stream(platform, &path.kind, &path.id)?;
-            let events: Vec<RecordedEvent> =
-                ibl_events::read_stream_all(access.store.as_ref(), &stream)
-                    .await?
-                    .into_iter()
-                    .filter(|e| e.position <= position)
-                    .collect();
-            let model = ibl_projections::credentials::CredentialsModel::new();
-            ibl_projections::ReadModel::apply(&model, &events);
+            let model = folded(&access, &stream, position).await?;
             match path.kind.as_str() {
                 "credentials" => ibl_edge::wire::credential(
                     &base,
@@ -527,6 +556,14 @@ pub async fn state_at(
                     &base,
                     &model.issuer(platform, &path.id).ok_or_else(gone)?,
                 ),
+                "api-keys" => {
+                    let key = model
+                        .api_keys(platform)
+                        .into_iter()
+                        .find(|k| k.name == path.id)
+                        .ok_or_else(gone)?;
+                    ibl_edge::wire::api_key(&key, &format!("{}…", key.prefix))
+                }
                 _ => ibl_edge::scim::user(
                     &base,
                     &model
@@ -536,9 +573,33 @@ pub async fn state_at(
                 ),
             }
         }
+        "assertions" => {
+            use ibl_events::DomainEvent;
+            use ibl_projections::assertions::AssertionView;
+            let stream = entity_stream(platform, &path.kind, &path.id)?;
+            let assertion = stream_at(&access, &stream, position)
+                .await?
+                .iter()
+                .filter_map(|e| ibl_events::credentials::AssertionEvent::from_recorded(e).ok())
+                .fold(None, AssertionView::evolve)
+                .filter(|a| a.platform == platform)
+                .ok_or_else(gone)?;
+            let credential_stream = ibl_events::credentials::credential_stream(&assertion.credential_id);
+            let credential = folded(&access, &credential_stream, position)
+                .await?
+                .credential(platform, &assertion.credential_id);
+            // Its status as it was then: valid, expired or revoked.
+            let then = match params.get("at") {
+                Some(at) => DateTime::parse_from_rfc3339(at)
+                    .map_err(|_| ApiError::field("at", "An RFC 3339 time."))?
+                    .to_utc(),
+                None => time_of(&access, position).await?,
+            };
+            ibl_edge::wire::assertion(&base, &assertion, credential.as_ref(), then)
+        }
         other => {
             return Err(ApiError::NotFound(format!(
-                "The state at a time is kept for credentials, issuers, users, roles, groups and policies, not {other:?}."
+                "The state at a time is kept for credentials, assertions, issuers, users, API keys, roles, groups and policies, not {other:?}."
             )))
         }
     };

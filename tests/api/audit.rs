@@ -1015,6 +1015,71 @@ fn an_entitys_state_at_a_past_time_is_what_the_api_answered_then() {
     };
     assert_eq!(group_at(at_empty), empty);
     assert_eq!(group_at(at_full), full);
+    // An assertion: valid, then revoked, each with its credential then.
+    let assertion = app.issue(&id, "then@acme.test")["entityId"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    let valid = app.assertion(&assertion).expect(200).body;
+    let at_valid = app.head();
+    app.revoke(&assertion, "then").expect(200);
+    let revoked = app.assertion(&assertion).expect(200).body;
+    let at_revoked = app.head();
+    assert_ne!(valid, revoked);
+    let now = app.token(at_revoked);
+    let at = |kind: &str, id: &str, position: u64| {
+        app.get(&format!(
+            "/api/audit/orgs/{ORG}/{kind}/{id}/?at_position={position}"
+        ))
+        .header("X-Min-Position", &now)
+        .send()
+    };
+    assert_eq!(
+        at("assertions", &assertion, at_valid).expect(200).body,
+        valid
+    );
+    assert_eq!(
+        at("assertions", &assertion, at_revoked).expect(200).body,
+        revoked
+    );
+    at("assertions", &assertion, created).expect_client_error(404);
+
+    // An API key: as the key list showed it while it was active; 404
+    // before and after.
+    let tokens = "/api/core/platform/api-tokens/";
+    let before_key = app.head();
+    app.post(tokens)
+        .json(&json!({"platform_key": ORG, "name": "temporary"}))
+        .send()
+        .expect(201);
+    let listed = app
+        .get(&format!("{tokens}?platform_key={ORG}"))
+        .send()
+        .expect(200)
+        .body
+        .as_array()
+        .expect("a list")
+        .iter()
+        .find(|k| k["name"] == "temporary")
+        .expect("the new key")
+        .clone();
+    let at_active = app.head();
+    app.delete(&format!("{tokens}temporary?platform_key={ORG}"))
+        .send()
+        .expect(204);
+    let after_key = app.head();
+    let now = app.token(after_key);
+    let key_at = |position: u64| {
+        app.get(&format!(
+            "/api/audit/orgs/{ORG}/api-keys/temporary/?at_position={position}"
+        ))
+        .header("X-Min-Position", &now)
+        .send()
+    };
+    assert_eq!(key_at(at_active).expect(200).body, listed);
+    key_at(before_key).expect_client_error(404);
+    key_at(after_key).expect_client_error(404);
+
     // Another platform's auditor cannot ask; an unknown kind is a 404.
     app.get(&format!("/api/audit/orgs/{ORG}/groups/{group}/"))
         .key(&app.other_key)
