@@ -281,6 +281,50 @@ impl AuditLog {
         self.state().latest.clone()
     }
 
+    /// The latest signed checkpoint, checked as `ibl verify` checks it: its
+    /// note signed by this log's key, its size and root those of the tree
+    /// of the recorded leaves. `Err` says why it does not hold.
+    pub fn check_latest(&self) -> Result<Option<SignedCheckpoint>, String> {
+        let state = self.state();
+        let Some(latest) = state.latest.clone() else {
+            return Ok(None);
+        };
+        let signed = self
+            .signer
+            .verifier()
+            .verify(&latest.note)
+            .map_err(|e| format!("its note is not signed by {}: {e}", self.vkey()))?;
+        let root = state.tree.root_at(latest.size).map_err(|e| e.to_string())?;
+        if signed.size != latest.size || signed.root != latest.root || root != latest.root {
+            return Err("the recorded leaves do not hash to its signed root".into());
+        }
+        Ok(Some(latest))
+    }
+
+    /// The recorded leaves of `platform`'s events after `after`, in log
+    /// order, at most `limit`, each with its index.
+    pub fn leaves_of(
+        &self,
+        platform: &str,
+        after: Position,
+        limit: usize,
+    ) -> Result<Vec<(u64, Leaf)>, String> {
+        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let mut stmt = reader
+            .prepare_cached(
+                "SELECT leaf_index, position, stream, revision, hash FROM leaves
+                 WHERE platform = ?1 AND position > ?2 ORDER BY position LIMIT ?3",
+            )
+            .map_err(sqlite)?;
+        let rows = stmt
+            .query_map(
+                rusqlite::params![platform, signed(after), signed(limit as u64)],
+                |row| Ok((unsigned(row, 0)?, leaf_at(row)?)),
+            )
+            .map_err(sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(sqlite)
+    }
+
     /// The leaf index of the event at `position`, if the tree holds it.
     pub fn leaf_index_of(&self, position: Position) -> Option<u64> {
         let state = self.state();
@@ -495,6 +539,17 @@ pub struct Evidence {
     pub checkpoints: Vec<SignedCheckpoint>,
 }
 
+/// The leaf of a row of `leaves` whose columns 1 to 4 are its position,
+/// stream, revision and hash.
+fn leaf_at(row: &rusqlite::Row<'_>) -> rusqlite::Result<Leaf> {
+    Ok(Leaf {
+        position: unsigned(row, 1)?,
+        stream: row.get(2)?,
+        revision: unsigned(row, 3)?,
+        hash: hash_of(row.get(4)?)?,
+    })
+}
+
 /// Hands every leaf of the file open on `conn` (at `path`) to `f` in
 /// order, with whether the RBAC model folds its event; a gap in the
 /// indexes (a row deleted) is an error.
@@ -515,13 +570,7 @@ fn each_leaf(conn: &Connection, path: &Path, mut f: impl FnMut(Leaf, bool)) -> R
             ));
         }
         next += 1;
-        let leaf = Leaf {
-            position: unsigned(row, 1).map_err(sqlite)?,
-            stream: row.get(2).map_err(sqlite)?,
-            revision: unsigned(row, 3).map_err(sqlite)?,
-            hash: hash_of(row.get(4).map_err(sqlite)?).map_err(sqlite)?,
-        };
-        f(leaf, row.get(5).map_err(sqlite)?);
+        f(leaf_at(row).map_err(sqlite)?, row.get(5).map_err(sqlite)?);
     }
     Ok(())
 }

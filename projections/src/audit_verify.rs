@@ -147,6 +147,37 @@ impl fmt::Display for Problem {
     }
 }
 
+/// The first of `leaves` (recorded, each with its index, by position) that
+/// the store's events at their positions (`found`, ascending) do not match:
+/// the event gone, another in its place, or other bytes. The check of one
+/// platform's events (the audit routes' `verify/`).
+pub fn compare_recorded(leaves: &[(u64, Leaf)], found: &[RecordedEvent]) -> Option<Problem> {
+    leaves.iter().find_map(|(index, leaf)| {
+        let leaf_index = *index;
+        let Ok(at) = found.binary_search_by_key(&leaf.position, |e| e.position) else {
+            return Some(Problem::Deleted {
+                leaf_index,
+                recorded: leaf.into(),
+            });
+        };
+        let event = &found[at];
+        if event.stream != leaf.stream || event.revision != leaf.revision {
+            Some(Problem::Reordered {
+                leaf_index,
+                found: event.into(),
+                recorded: leaf.into(),
+            })
+        } else if leaf_of(event) != leaf.hash {
+            Some(Problem::Altered {
+                leaf_index,
+                event: event.into(),
+            })
+        } else {
+            None
+        }
+    })
+}
+
 /// Checks the evidence's checkpoints with `verifier`, then the log of
 /// `store` against the evidence's leaves. A store that cannot be read is
 /// an error, not a finding.

@@ -39,8 +39,9 @@ pub fn table() -> Vec<Route> {
         route!(GET "/api/audit/proof/inclusion", "audit_proof_inclusion_retrieve", AUDIT, Public, "RFC 9162 inclusion proof of leaf_index in the tree of tree_size leaves", inclusion),
         route!(GET "/api/audit/proof/consistency", "audit_proof_consistency_retrieve", AUDIT, Public, "RFC 9162 consistency proof from the tree of `from` leaves to that of `to`", consistency),
         route!(GET "/api/audit/orgs/{org}/events/", "audit_orgs_events_list", AUDIT, ApiKey, "The platform's events in log order (after, from, to, actor, type, page_size)", events).guarded("read", "/platforms/{pk}/audit/"),
+        route!(GET "/api/audit/orgs/{org}/verify/", "audit_orgs_verify_retrieve", AUDIT, ApiKey, "ibl verify's check of the platform's events: the latest checkpoint's signature and root, then each recorded event recomputed from the store (after, page_size)", verify).guarded("read", "/platforms/{pk}/audit/"),
         route!(GET "/api/audit/orgs/{org}/access/", "audit_orgs_access_list", AUDIT, ApiKey, "Who held an action on a resource at a time (resource, action, at or at_position), and through which policy, role and group", access_at).guarded("read", "/platforms/{pk}/audit/"),
-        route!(GET "/api/audit/orgs/{org}/{kind}/{id}/", "audit_orgs_state_retrieve", AUDIT, ApiKey, "An entity as the API answered for it at a time (at or at_position): credentials, issuers, users, roles, groups, policies", state_at).guarded("read", "/platforms/{pk}/audit/"),
+        route!(GET "/api/audit/orgs/{org}/{kind}/{id}/", "audit_orgs_state_retrieve", AUDIT, ApiKey, "An entity as the API answered for it at a time (at or at_position): credentials, assertions, issuers, users, api-keys, roles, groups, policies", state_at).guarded("read", "/platforms/{pk}/audit/"),
         route!(GET "/api/audit/orgs/{org}/{kind}/{id}/history/", "audit_orgs_history_list", AUDIT, ApiKey, "The events of one entity (kind: credentials, assertions, issuers, roles, groups, policies, users, api-keys)", history).guarded("read", "/platforms/{pk}/audit/"),
     ]
 }
@@ -295,6 +296,99 @@ pub async fn events(
     positions.truncate(page_size);
     let events = events_at(&access, &positions).await?;
     Ok(page(&req, &access.log, &events, more))
+}
+
+/// The largest page of a platform's events `verify/` checks at once.
+const MAX_VERIFY_PAGE: usize = 100_000;
+const DEFAULT_VERIFY_PAGE: usize = 10_000;
+
+/// `GET /api/audit/orgs/{org}/verify/`: the check `ibl verify` makes, of
+/// the platform's events: the latest signed checkpoint (its signature by
+/// the log's key, its root that of the recorded leaves), then each of the
+/// platform's recorded events after `after`, a page at a time, recomputed
+/// from the store and compared with its leaf. It names the first event
+/// altered, deleted or with another in its place, and never another
+/// platform's stream. Events inserted between recorded ones, or the log
+/// beyond the platform, are `ibl verify`'s to find (it reads every event).
+pub async fn verify(
+    req: HttpRequest,
+    read: web::Data<ReadState>,
+    principal: Principal,
+    org: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    use ibl_projections::audit_verify::{compare_recorded, Problem};
+    principal.require_platform(&org)?;
+    let params = Params::of(&req)?;
+    let after = match params.get("after") {
+        Some(_) => number(&params, "after")?,
+        None => 0,
+    };
+    let page_size = match params.get("page_size") {
+        Some(_) => number(&params, "page_size")?,
+        None => DEFAULT_VERIFY_PAGE as u64,
+    };
+    if page_size == 0 || page_size > MAX_VERIFY_PAGE as u64 {
+        return Err(ApiError::field(
+            "page_size",
+            format!("From 1 to {MAX_VERIFY_PAGE}."),
+        ));
+    }
+    let page_size = page_size as usize;
+    let access = audit_fresh(&req, &read).await?;
+    let (log, platform) = (access.log.clone(), org.clone());
+    let (checkpoint, mut leaves) = blocking(move || {
+        Ok((
+            log.check_latest(),
+            log.leaves_of(&platform, after, page_size + 1)?,
+        ))
+    })
+    .await?;
+    let more = leaves.len() > page_size;
+    leaves.truncate(page_size);
+    let positions: Vec<Position> = leaves.iter().map(|(_, l)| l.position).collect();
+    let found = events_at(&access, &positions).await?;
+    let problem = compare_recorded(&leaves, &found).map(|problem| {
+        let (kind, leaf_index, position) = match &problem {
+            Problem::Altered { leaf_index, event } => ("altered", leaf_index, event.position),
+            Problem::Deleted { leaf_index, recorded } => ("deleted", leaf_index, recorded.position),
+            Problem::Reordered { leaf_index, recorded, .. } => {
+                ("reordered", leaf_index, recorded.position)
+            }
+            other => unreachable!("not found by comparing recorded leaves: {other}"),
+        };
+        let detail = match &problem {
+            // The event in its place may be another platform's: not named.
+            Problem::Reordered { recorded, .. } => format!(
+                "the event recorded at {recorded} (leaf {leaf_index}) has another event in its place"
+            ),
+            other => other.to_string(),
+        };
+        json!({"kind": kind, "leaf_index": leaf_index, "position": position, "detail": detail})
+    });
+    let checked = match (&problem, leaves.last()) {
+        (None, Some((_, last))) if more => {
+            Some(url_with(&req, "after", &last.position.to_string()))
+        }
+        _ => None,
+    };
+    let (signed, checkpoint_problem) = match &checkpoint {
+        Ok(Some(c)) => (
+            json!({"size": c.size, "root": STANDARD.encode(c.root), "valid": true}),
+            None,
+        ),
+        Ok(None) => (Value::Null, None),
+        Err(why) => (json!({"valid": false, "detail": why}), Some(why)),
+    };
+    Ok(HttpResponse::Ok().json(json!({
+        "verified": problem.is_none() && checkpoint_problem.is_none(),
+        "checkpoint": signed,
+        "vkey": access.log.vkey(),
+        "checked": leaves.len(),
+        "after": after,
+        "last_position": leaves.last().map(|(_, l)| l.position),
+        "problem": problem,
+        "next": checked,
+    })))
 }
 
 #[derive(serde::Deserialize)]

@@ -1124,3 +1124,92 @@ fn an_issue_records_its_credentials_issuer_then() {
         .expect("an object")
         .contains_key("issuer_id"));
 }
+
+/// `verify/`, for a platform's auditors: the signed checkpoint and each of
+/// the platform's recorded events recomputed from the store, a page at a
+/// time; an event edited, or deleted, behind the server's back is named.
+#[test]
+fn a_platforms_auditor_verifies_its_events_against_the_signed_tree() {
+    let app = spawn_app_with(|s| s.checkpoint_secs = 1);
+    let credential = app.create_credential("Verified");
+    for i in 0..5 {
+        app.issue(&credential, &format!("v{i}@acme.test"));
+    }
+    wait_for_checkpoint(&app);
+    let ours: Vec<ibl_events::RecordedEvent> = app
+        .events()
+        .into_iter()
+        .filter(|e| e.platform() == Some(ORG) && e.stream.starts_with("assertion-"))
+        .collect();
+    let verify = format!("/api/audit/orgs/{ORG}/verify/");
+    let whole = app.get(&verify).send().expect(200).body;
+    assert_eq!(whole["verified"], true, "{whole}");
+    assert_eq!(whole["checkpoint"]["valid"], true, "{whole}");
+    assert!(
+        whole["problem"].is_null() && whole["next"].is_null(),
+        "{whole}"
+    );
+    let checked = whole["checked"].as_u64().expect("a count");
+    assert!(checked >= ours.len() as u64, "{whole}");
+
+    // A page at a time: the pages cover the same events.
+    let mut url = format!("{verify}?page_size=3");
+    let mut pages = 0;
+    let mut total = 0;
+    loop {
+        let page = app.get(&url).send().expect(200).body;
+        assert_eq!(page["verified"], true, "{page}");
+        total += page["checked"].as_u64().expect("a count");
+        pages += 1;
+        match page["next"].as_str() {
+            Some(next) => url = next.strip_prefix(&app.base).expect("ours").to_owned(),
+            None => break,
+        }
+    }
+    assert_eq!(total, checked);
+    assert!(pages >= 3, "{pages} pages");
+
+    // Another platform's key, or a page of nothing, or too large.
+    app.get(&verify)
+        .key(&app.other_key)
+        .send()
+        .expect_client_error(403);
+    app.get(&format!("{verify}?page_size=0"))
+        .send()
+        .expect_client_error(400);
+    app.get(&format!("{verify}?page_size=100001"))
+        .send()
+        .expect_client_error(400);
+
+    // One of its events edited in the store: named, with its position.
+    let (edited, gone) = (&ours[1], &ours[3]);
+    edit(
+        app.dir.path(),
+        &format!(
+            "UPDATE events SET payload = json_set(payload, '$.narrative', 'forged') WHERE position = {}",
+            edited.position
+        ),
+    );
+    let found = app.get(&verify).send().expect(200).body;
+    assert_eq!(found["verified"], false, "{found}");
+    assert_eq!(found["problem"]["kind"], "altered", "{found}");
+    assert_eq!(found["problem"]["position"], edited.position, "{found}");
+    // Checked from after it, the next one found is the deleted one.
+    edit(
+        app.dir.path(),
+        &format!("DELETE FROM events WHERE position = {}", gone.position),
+    );
+    let found = app
+        .get(&format!("{verify}?after={}", edited.position))
+        .send()
+        .expect(200)
+        .body;
+    assert_eq!(found["problem"]["kind"], "deleted", "{found}");
+    assert_eq!(found["problem"]["position"], gone.position, "{found}");
+    assert!(
+        found["problem"]["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains(&gone.stream)),
+        "{found}"
+    );
+}
