@@ -3,6 +3,7 @@
 //! fresh store; `processes` runs the real `ibl` binary.
 
 mod audit;
+mod auditors;
 mod concurrency;
 mod credentials;
 mod errors;
