@@ -187,9 +187,22 @@ fn replay_matches_every_live_model_and_names_one_edited_behind_the_servers_back(
         ),
         (
             "rbac",
-            // A member added: the record and the check index disagree
-            // with the log.
-            Box::new(|d| edit_snapshot(d, "rbac", "\"members\":[", "\"members\":[0,")),
+            // A member added to a group the log never gave it.
+            Box::new(|d| {
+                let path = d.join("readmodels").join("rbac.snapshot");
+                let text = std::fs::read_to_string(&path).expect("a snapshot");
+                let (header, body) = text.split_once('\n').expect("a header line");
+                let mut records: Value = serde_json::from_str(body).expect("JSON");
+                let group = records["groups"]
+                    .as_object_mut()
+                    .and_then(|groups| groups.values_mut().next())
+                    .expect("a group");
+                group["members"]
+                    .as_array_mut()
+                    .expect("members")
+                    .push(json!(999_999));
+                std::fs::write(&path, format!("{header}\n{records}")).expect("written");
+            }),
         ),
     ];
     for (model, edit) in edits {
