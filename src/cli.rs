@@ -48,14 +48,19 @@ pub enum Command {
         vkey: Option<String>,
     },
     /// Rebuild every read model from position 0 beside the live one (as
-    /// its snapshot and files in the read models' folder keep it; the
-    /// server may run) and compare their digests; exits 1 naming those
+    /// its snapshot and files in the read models' folder keep it, the
+    /// server may run; or in Redis, into --target) and compare their
+    /// digests; exits 1 naming those
     /// that differ (0: all the same, 2: the replay could not run).
     Replay {
         /// Compare this platform's part of each model only (its digests
         /// are the same in any store its export was imported into).
         #[arg(long)]
         platform: Option<String>,
+        /// With REDIS_URL (the live models in Redis): the empty Redis
+        /// database to rebuild them in (`redis://host:6379/15`).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Write a platform's events, as stored, as JSON lines (to move it
     /// into another store with `ibl import`); prints what it wrote to
@@ -135,7 +140,9 @@ pub async fn run(cli: Cli) -> i32 {
             .await
         }
         Command::Verify { vkey } => verify(&cli.settings, vkey).await,
-        Command::Replay { platform } => replay(&cli.settings, platform.as_deref()).await,
+        Command::Replay { platform, target } => {
+            replay(&cli.settings, platform.as_deref(), target.as_deref()).await
+        }
         Command::Export { platform, output } => {
             transfer(&cli.settings, async |store| {
                 let mut out: Box<dyn std::io::Write> = match &output {
@@ -299,8 +306,8 @@ async fn transfer(
 }
 
 /// `ibl replay`: prints each model's comparison, then the verdict.
-async fn replay(settings: &Settings, platform: Option<&str>) -> i32 {
-    let compared = match replayed(settings, platform).await {
+async fn replay(settings: &Settings, platform: Option<&str>, target: Option<&str>) -> i32 {
+    let compared = match crate::replay::replayed(settings, platform, target).await {
         Ok(compared) => compared,
         Err(e) => {
             eprintln!("error: {e}");
@@ -329,63 +336,6 @@ async fn replay(settings: &Settings, platform: Option<&str>) -> i32 {
         println!("DIFFER: {}", differ.join(", "));
         1
     }
-}
-
-/// The live models of the read models' folder against their replays.
-async fn replayed(
-    settings: &Settings,
-    platform: Option<&str>,
-) -> Result<Vec<ibl_projections::replay::Compared>, String> {
-    use ibl_projections::assertions::{digest_file, AssertionsModel};
-    use ibl_projections::credentials::CredentialsModel;
-    use ibl_projections::rbac::RbacModel;
-    use ibl_projections::replay::{Digest, Live};
-    if settings.redis_url.is_some() {
-        return Err("replay compares the read models of the data folder; with REDIS_URL the live ones are in Redis, which it does not read yet".into());
-    }
-    let store = ibl_edge::server::open_event_store(settings)
-        .await
-        .map_err(|e| e.to_string())?;
-    let dir = settings
-        .read_models_dir
-        .clone()
-        .unwrap_or_else(|| settings.data_dir.join(crate::app::READ_MODELS_DIR));
-    let mut live = vec![
-        snapshotted(CredentialsModel::new(), &dir, store.as_ref(), platform).await?,
-        snapshotted(RbacModel::new(), &dir, store.as_ref(), platform).await?,
-    ];
-    let (position, digest) = digest_file(&dir.join("assertions.db"), platform)?;
-    live.push(Live {
-        model: "assertions",
-        position,
-        digest,
-    });
-    let scratch = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let (assertions, _) =
-        AssertionsModel::open(&scratch.path().join("assertions.db"), store.as_ref()).await?;
-    let fresh: [Arc<dyn Digest>; 3] = [
-        Arc::new(CredentialsModel::new()),
-        Arc::new(RbacModel::new()),
-        Arc::new(assertions),
-    ];
-    ibl_projections::replay::replay(store.as_ref(), &live, &fresh, platform).await
-}
-
-/// A model as its snapshot in `dir` keeps it.
-async fn snapshotted<M: ibl_projections::Snapshot + ibl_projections::replay::Digest>(
-    model: M,
-    dir: &std::path::Path,
-    store: &dyn EventStore,
-    platform: Option<&str>,
-) -> Result<ibl_projections::replay::Live, String> {
-    let position = ibl_projections::snapshot::load(dir, &model, store)
-        .await
-        .map_err(|why| format!("{}: {why}: no live model to compare", model.name()))?;
-    Ok(ibl_projections::replay::Live {
-        model: model.name(),
-        position,
-        digest: model.digest(platform)?,
-    })
 }
 
 async fn serve(settings: &Settings) -> i32 {

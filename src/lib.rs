@@ -8,6 +8,7 @@ pub mod app;
 pub mod cli;
 pub mod process;
 pub mod projections;
+pub mod replay;
 pub mod routes;
 
 pub use app::{build, build_with, Application, Settings};

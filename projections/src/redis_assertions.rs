@@ -1290,6 +1290,16 @@ impl AssertionQueries for RedisAssertions {
     }
 }
 
+/// The whole model only: its keys of one platform are not told apart.
+impl crate::replay::Digest for RedisAssertions {
+    fn digest(&self, platform: Option<&str>) -> Result<String, String> {
+        match platform {
+            None => self.core.digest(),
+            Some(_) => Err("a model in Redis is digested whole, not by platform".into()),
+        }
+    }
+}
+
 impl ReadModel for RedisAssertions {
     fn name(&self) -> &'static str {
         NAME

@@ -1380,6 +1380,16 @@ impl CatalogQueries for RedisCatalog {
     }
 }
 
+/// The whole model only: its keys of one platform are not told apart.
+impl crate::replay::Digest for RedisCatalog {
+    fn digest(&self, platform: Option<&str>) -> Result<String, String> {
+        match platform {
+            None => self.core.digest(),
+            Some(_) => Err("a model in Redis is digested whole, not by platform".into()),
+        }
+    }
+}
+
 impl ReadModel for RedisCatalog {
     fn name(&self) -> &'static str {
         NAME

@@ -370,6 +370,16 @@ impl RedisKeys {
     }
 }
 
+/// The whole model only: its keys of one platform are not told apart.
+impl crate::replay::Digest for RedisKeys {
+    fn digest(&self, platform: Option<&str>) -> Result<String, String> {
+        match platform {
+            None => self.core.digest(),
+            Some(_) => Err("a model in Redis is digested whole, not by platform".into()),
+        }
+    }
+}
+
 impl ReadModel for RedisKeys {
     fn name(&self) -> &'static str {
         NAME

@@ -274,18 +274,11 @@ pub fn set_nx_many(con: &mut Writer, pairs: &[(String, String)]) -> RedisResult<
     }
 }
 
-/// Deletes every key matching `pattern` (`SCAN`, then `UNLINK`), on each
-/// primary of a cluster. Answers how many were deleted.
-pub fn unlink_matching(con: &mut Writer, pattern: &str) -> RedisResult<usize> {
+/// Every key matching `pattern` (`SCAN`), on each primary of a cluster.
+pub fn keys_matching(con: &mut Writer, pattern: &str) -> RedisResult<Vec<String>> {
     match con {
-        Writer::One(c) => {
-            let keys = redis::Commands::scan_match::<_, String>(c, pattern)?
-                .collect::<RedisResult<Vec<String>>>()?;
-            for some in keys.chunks(1_000) {
-                redis::cmd("UNLINK").arg(some).query::<()>(c)?;
-            }
-            Ok(keys.len())
-        }
+        Writer::One(c) => redis::Commands::scan_match::<_, String>(c, pattern)?
+            .collect::<RedisResult<Vec<String>>>(),
         Writer::Cluster(c) => {
             let nodes: String = redis::cmd("CLUSTER").arg("NODES").query(c)?;
             let mut keys: Vec<String> = Vec::new();
@@ -327,6 +320,22 @@ pub fn unlink_matching(con: &mut Writer, pattern: &str) -> RedisResult<usize> {
                     }
                 }
             }
+            Ok(keys)
+        }
+    }
+}
+
+/// Deletes every key matching `pattern` (`SCAN`, then `UNLINK`), on each
+/// primary of a cluster. Answers how many were deleted.
+pub fn unlink_matching(con: &mut Writer, pattern: &str) -> RedisResult<usize> {
+    let keys = keys_matching(con, pattern)?;
+    match con {
+        Writer::One(c) => {
+            for some in keys.chunks(1_000) {
+                redis::cmd("UNLINK").arg(some).query::<()>(c)?;
+            }
+        }
+        Writer::Cluster(c) => {
             for some in keys.chunks(1_000) {
                 let mut pipe = redis::cluster::cluster_pipe();
                 for key in some {
@@ -334,7 +343,7 @@ pub fn unlink_matching(con: &mut Writer, pattern: &str) -> RedisResult<usize> {
                 }
                 pipe.query::<()>(c)?;
             }
-            Ok(keys.len())
         }
     }
+    Ok(keys.len())
 }

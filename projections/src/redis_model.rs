@@ -388,6 +388,85 @@ impl RedisModel {
         }
     }
 
+    /// The digest of the model's keys, sorted, each with its type and
+    /// content (hash fields and set members sorted, sorted sets in their
+    /// order with their scores), less its checkpoints and what a query
+    /// writes for a while (scratch keys, kept searches). Unlike the
+    /// models' in memory, positions are in it (the assertions' scores and
+    /// blocks are positions): compare models of one store.
+    pub fn digest(&self) -> Result<String, String> {
+        if self.settle() == Applied::Rewound {
+            return Err(format!("{} lost what it held", self.name));
+        }
+        let mut keys = Vec::new();
+        self.with_writer(|con| {
+            for pattern in self.keys {
+                keys.extend(redis_link::keys_matching(con, pattern)?);
+            }
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+        keys.retain(|k| {
+            !(k.contains(":checkpoint:") || k.ends_with(":scratch") || k.contains(":found:"))
+        });
+        keys.sort();
+        keys.dedup();
+        let text = |bytes: Vec<u8>| {
+            String::from_utf8(bytes).unwrap_or_else(|e| format!("0x{}", hex::encode(e.as_bytes())))
+        };
+        let mut rows = crate::replay::Rows::new();
+        for key in keys {
+            let row = self
+                .with_writer(|con| {
+                    let kind: String = redis::cmd("TYPE").arg(&key).query(con)?;
+                    let content: Vec<String> = match kind.as_str() {
+                        "string" => vec![text(redis::cmd("GET").arg(&key).query(con)?)],
+                        "hash" => {
+                            let mut fields: Vec<(Vec<u8>, Vec<u8>)> =
+                                redis::cmd("HGETALL").arg(&key).query(con)?;
+                            fields.sort();
+                            fields
+                                .into_iter()
+                                .flat_map(|(f, v)| [text(f), text(v)])
+                                .collect()
+                        }
+                        "set" => {
+                            let mut members: Vec<Vec<u8>> =
+                                redis::cmd("SMEMBERS").arg(&key).query(con)?;
+                            members.sort();
+                            members.into_iter().map(text).collect()
+                        }
+                        "zset" => {
+                            let members: Vec<(Vec<u8>, String)> = redis::cmd("ZRANGE")
+                                .arg(&key)
+                                .arg(0)
+                                .arg(-1)
+                                .arg("WITHSCORES")
+                                .query(con)?;
+                            members
+                                .into_iter()
+                                .flat_map(|(m, score)| [text(m), score])
+                                .collect()
+                        }
+                        "list" => redis::cmd("LRANGE")
+                            .arg(&key)
+                            .arg(0)
+                            .arg(-1)
+                            .query::<Vec<Vec<u8>>>(con)?
+                            .into_iter()
+                            .map(text)
+                            .collect(),
+                        // Gone since the scan (a key that expires).
+                        _ => Vec::new(),
+                    };
+                    Ok((key.clone(), kind, content))
+                })
+                .map_err(|e| e.to_string())?;
+            rows.row(&row)?;
+        }
+        Ok(rows.finish())
+    }
+
     /// Runs `f` on the projector's connection, connecting first if needed;
     /// a failure drops the connection.
     pub fn with_writer<T>(&self, f: impl FnOnce(&mut Writer) -> RedisResult<T>) -> RedisResult<T> {

@@ -675,6 +675,47 @@ fn on_redis_and_nats_a_projector_killed_mid_load_resumes_to_what_a_rebuild_gives
     };
     let published = published_positions(&nats.url);
     assert_eq!(published, (1..=head).collect::<Vec<_>>());
+
+    // `ibl replay` rebuilds the models in an empty database and finds the
+    // live ones (written by a projector killed mid-load) the same.
+    let replay = |target: &str| {
+        std::process::Command::new(crate::processes::BIN)
+            .args(["replay", "--target", target, "--data-dir"])
+            .arg(dir.path())
+            .env("REDIS_URL", &live)
+            .env_remove("EVENTSTORE_URL")
+            .output()
+            .expect("ibl runs")
+    };
+    let out = replay(&redis.url(2));
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for model in ["assertions", "catalog", "keys", "rbac"] {
+        assert!(
+            text.contains(&format!("{model} at position {head}: same")),
+            "{model} in {text}"
+        );
+    }
+    // A target that is not empty is refused.
+    let out = replay(&redis.url(2));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("give an empty database"));
+    // A user slipped into the live RBAC model behind the projector's back
+    // is found.
+    let forged = std::process::Command::new("redis-cli")
+        .args(["-p", &redis.port.to_string(), "-n", "0", "SET"])
+        .args([
+            "ibl:rbac:{acme}:u:999999",
+            r#"{"n":"mallory","e":"","a":true}"#,
+        ])
+        .output()
+        .expect("redis-cli runs");
+    assert!(forged.status.success());
+    let out = replay(&redis.url(3));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("DIFFER: rbac\n"), "{text}");
 }
 
 /// Redis stopped under load and started again empty: reads answer 503

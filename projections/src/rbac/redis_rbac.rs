@@ -1446,6 +1446,16 @@ impl RbacQueries for RedisRbac {
     }
 }
 
+/// The whole model only: its keys of one platform are not told apart.
+impl crate::replay::Digest for RedisRbac {
+    fn digest(&self, platform: Option<&str>) -> Result<String, String> {
+        match platform {
+            None => self.core.digest(),
+            Some(_) => Err("a model in Redis is digested whole, not by platform".into()),
+        }
+    }
+}
+
 impl ReadModel for RedisRbac {
     fn name(&self) -> &'static str {
         NAME
