@@ -281,28 +281,36 @@ async fn checked(
 }
 
 /// Runs an export or an import against the configured store; prints what
-/// it moved (JSON) to stderr, standard output being the export's.
+/// it moved (JSON) to stderr, standard output being the export's. Exit
+/// code 1 when it failed, 2 when the store could not be opened.
 async fn transfer(
     settings: &Settings,
     command: impl AsyncFnOnce(Arc<dyn EventStore>) -> Result<ibl_events::transfer::Moved, String>,
 ) -> i32 {
-    let store = match ibl_edge::server::open_event_store(settings).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
-    match command(store).await {
-        Ok(moved) => {
+    match on_store(settings, command).await {
+        Ok(Ok(moved)) => {
             eprintln!("{}", serde_json::json!(moved));
             0
         }
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("error: {e}");
             1
         }
+        Err(e) => {
+            eprintln!("error: {e}");
+            2
+        }
     }
+}
+
+/// Opens the configured store and runs `command` on it (`Err`: the store
+/// could not be opened).
+async fn on_store<T>(
+    settings: &Settings,
+    command: impl AsyncFnOnce(Arc<dyn EventStore>) -> T,
+) -> Result<T, std::io::Error> {
+    let store = ibl_edge::server::open_event_store(settings).await?;
+    Ok(command(store).await)
 }
 
 /// `ibl replay`: prints each model's comparison, then the verdict.
@@ -354,15 +362,8 @@ async fn operator<T: serde::Serialize>(
     settings: &Settings,
     command: impl AsyncFnOnce(Arc<dyn EventStore>) -> Result<T, ibl_edge::ApiError>,
 ) -> i32 {
-    let store = match ibl_edge::server::open_event_store(settings).await {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 1;
-        }
-    };
-    match command(store).await {
-        Ok(created) => match serde_json::to_string(&created) {
+    match on_store(settings, command).await {
+        Ok(Ok(created)) => match serde_json::to_string(&created) {
             Ok(json) => {
                 println!("{json}");
                 0
@@ -372,9 +373,13 @@ async fn operator<T: serde::Serialize>(
                 1
             }
         },
-        Err(e) => {
+        Ok(Err(e)) => {
             eprintln!("error: {e}");
             2
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            1
         }
     }
 }

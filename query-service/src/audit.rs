@@ -155,6 +155,29 @@ async fn audit_fresh(req: &HttpRequest, read: &ReadState) -> Result<AuditAccess,
 const MAX_PAGE: usize = 1_000;
 const DEFAULT_PAGE: usize = 100;
 
+/// A cursor's `after` (a position, default 0) and `page_size` (`default`,
+/// at most `max`) from the query string.
+fn cursor(params: &Params, default: usize, max: usize) -> Result<(Position, usize), ApiError> {
+    let after = match params.get("after") {
+        Some(_) => number(params, "after")?,
+        None => 0,
+    };
+    let page_size = match params.get("page_size") {
+        Some(text) => text
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| {
+                ApiError::field(
+                    "page_size",
+                    format!("A whole number from 1 to {max} is required."),
+                )
+            })?,
+        None => default,
+    };
+    Ok((after, page_size))
+}
+
 /// The feed's filter and page size from the query string.
 fn feed_filter(params: &Params, platform: &str) -> Result<(FeedFilter, usize), ApiError> {
     let time = |name: &str| -> Result<Option<i64>, ApiError> {
@@ -172,20 +195,7 @@ fn feed_filter(params: &Params, platform: &str) -> Result<(FeedFilter, usize), A
             })
             .transpose()
     };
-    let after = match params.get("after") {
-        Some(_) => number(params, "after")?,
-        None => 0,
-    };
-    let page_size = match params.get("page_size") {
-        Some(text) => text
-            .parse::<usize>()
-            .ok()
-            .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| {
-                ApiError::field("page_size", "A whole number from 1 to 1000 is required.")
-            })?,
-        None => DEFAULT_PAGE,
-    };
+    let (after, page_size) = cursor(params, DEFAULT_PAGE, MAX_PAGE)?;
     Ok((
         FeedFilter {
             platform: platform.to_owned(),
@@ -319,21 +329,7 @@ pub async fn verify(
     use ibl_projections::audit_verify::{compare_recorded, Problem};
     principal.require_platform(&org)?;
     let params = Params::of(&req)?;
-    let after = match params.get("after") {
-        Some(_) => number(&params, "after")?,
-        None => 0,
-    };
-    let page_size = match params.get("page_size") {
-        Some(_) => number(&params, "page_size")?,
-        None => DEFAULT_VERIFY_PAGE as u64,
-    };
-    if page_size == 0 || page_size > MAX_VERIFY_PAGE as u64 {
-        return Err(ApiError::field(
-            "page_size",
-            format!("From 1 to {MAX_VERIFY_PAGE}."),
-        ));
-    }
-    let page_size = page_size as usize;
+    let (after, page_size) = cursor(&params, DEFAULT_VERIFY_PAGE, MAX_VERIFY_PAGE)?;
     let access = audit_fresh(&req, &read).await?;
     let (log, platform) = (access.log.clone(), org.clone());
     let (checkpoint, mut leaves) = blocking(move || {

@@ -347,20 +347,9 @@ fn copy_of(from: &std::path::Path) -> tempfile::TempDir {
 
 /// Runs `ibl verify` on `data`: exit code and what it printed.
 fn verify(data: &std::path::Path, extra: &[&str]) -> (i32, String) {
-    let out = std::process::Command::new(crate::processes::BIN)
-        .arg("verify")
-        .arg("--data-dir")
-        .arg(data)
-        .args(extra)
-        .env_remove("EVENTSTORE_URL")
-        .output()
-        .expect("ibl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let args: Vec<&str> = ["verify"].iter().chain(extra).copied().collect();
+    let (code, out, err) = crate::processes::ibl(data, &args);
+    (code, out + &err)
 }
 
 fn edit(data: &std::path::Path, sql: &str) {
@@ -480,7 +469,7 @@ fn verify_passes_on_an_untouched_store_and_names_the_event_in_each_tampered_copy
 }
 
 /// Every page of `path`, following `next`.
-fn all_pages(app: &TestApp, key: &str, path: &str) -> Vec<Value> {
+pub(crate) fn all_pages(app: &TestApp, key: &str, path: &str) -> Vec<Value> {
     let mut out = Vec::new();
     let mut url = path.to_owned();
     loop {

@@ -4,23 +4,10 @@
 
 use std::collections::BTreeSet;
 
-use serde_json::{json, Value};
+use serde_json::json;
 
+use crate::audit::all_pages as all;
 use crate::helpers::*;
-
-/// Every record of a feed (`path` with its query), with `key`.
-fn all(app: &TestApp, key: &str, path: &str) -> Vec<Value> {
-    let mut out = Vec::new();
-    let mut url = path.to_owned();
-    loop {
-        let body = app.get(&url).key(key).send().expect(200).body;
-        out.extend(body["results"].as_array().expect("results").iter().cloned());
-        match body["next"].as_str() {
-            Some(next) => url = next.strip_prefix(&app.base).expect("ours").to_owned(),
-            None => return out,
-        }
-    }
-}
 
 /// A write done, as the auditor should find it.
 struct Done {

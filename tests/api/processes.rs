@@ -21,6 +21,24 @@ pub(crate) fn agent() -> ureq::Agent {
         .build()
 }
 
+/// Runs `ibl` with `args` on the data folder `data`: exit code, standard
+/// output and standard error.
+pub(crate) fn ibl(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .arg("--data-dir")
+        .arg(data)
+        .env_remove("EVENTSTORE_URL")
+        .env_remove("REDIS_URL")
+        .output()
+        .expect("ibl runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// Removes ANSI escape sequences from a log line.
 fn plain(line: &str) -> String {
     let mut out = String::with_capacity(line.len());

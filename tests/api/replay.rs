@@ -5,6 +5,7 @@
 use serde_json::{json, Value};
 
 use crate::helpers::*;
+use crate::processes::ibl;
 
 /// A run of work on both platforms through the API: credentials created,
 /// issued (one at a time and in bulk) and revoked; users, roles, groups and
@@ -99,20 +100,8 @@ pub fn drive(app: &TestApp, rounds: usize) {
 
 /// Runs `ibl replay` on `data`: exit code and what it printed.
 pub fn replay(data: &std::path::Path) -> (i32, String) {
-    let out = std::process::Command::new(crate::processes::BIN)
-        .arg("replay")
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("EVENTSTORE_URL")
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("ibl runs");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code().unwrap_or(-1), text)
+    let (code, out, err) = ibl(data, &["replay"]);
+    (code, out + &err)
 }
 
 /// A copy of a data folder: the store and the read models' folder.
@@ -226,24 +215,6 @@ fn replay_matches_every_live_model_and_names_one_edited_behind_the_servers_back(
     let (code, text) = replay(copy.path());
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("rbac: no snapshot"), "{text}");
-}
-
-/// Runs `ibl` with `args` on the data folder `data`: exit code, standard
-/// output and standard error.
-fn ibl(data: &std::path::Path, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(crate::processes::BIN)
-        .args(args)
-        .arg("--data-dir")
-        .arg(data)
-        .env_remove("EVENTSTORE_URL")
-        .env_remove("REDIS_URL")
-        .output()
-        .expect("ibl runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 /// The digest `ibl replay` printed for each model, in its order.
