@@ -3,7 +3,8 @@
 #   (a) closed-loop issuing (wrk, 32 connections, SECONDS each) with the
 #       audit log on and off, alternated twice, beside /healthz;
 #   (b) EVENTS assertions issued through the API (bulk), then the time of
-#       `ibl verify` over the store and the evidence file's size;
+#       `ibl verify` over the store, the evidence file's size, and the
+#       time of `ibl replay` (every read model rebuilt and compared);
 #   (c) a platform filled through the API with USERS users, GROUPS groups
 #       and POLICIES policies (tests/bench/fill_rbac.rs), then permission
 #       checks at past positions (`at_position`): the first at a position
@@ -88,6 +89,10 @@ START=$(date +%s.%N)
 $BIN verify --data-dir "$DATA"
 END=$(date +%s.%N)
 python3 -c "s = $END - $START; print(f'ibl verify: {$HEAD} events in {s:.1f} s, {$HEAD / s:,.0f} events/s')"
+START=$(date +%s.%N)
+$BIN replay --data-dir "$DATA"
+END=$(date +%s.%N)
+python3 -c "s = $END - $START; print(f'ibl replay: every read model rebuilt over {$HEAD} events and compared in {s:.1f} s')"
 for audit in off on; do
   rm -f "$DATA"/audit.db*
   START=$(date +%s.%N)
