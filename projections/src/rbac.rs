@@ -276,7 +276,7 @@ struct PolicyRec {
     is_internal: bool,
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct State {
     checkpoint: Position,
     platforms: HashMap<String, PlatformRec>,
@@ -318,7 +318,7 @@ struct State {
 /// What the events applied since it was last taken changed: the entities
 /// to copy as they now are, by id. A policy or group names its platform
 /// (a deleted policy has no record left to read it from).
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(crate) struct Touched {
     pub platforms: BTreeSet<String>,
     pub users: BTreeSet<u64>,
@@ -1286,6 +1286,14 @@ impl State {
 impl RbacModel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A copy of the model as it is now, to be moved on without changing
+    /// this one (a past state folded further).
+    pub fn duplicate(&self) -> Self {
+        Self {
+            state: RwLock::new(self.read().clone()),
+        }
     }
 
     /// A model that keeps what each batch changed, for an adapter that
@@ -3899,6 +3907,31 @@ mod tests {
                 );
             }
             assert_same_model(&restored, &model_of(&log), &format!("seed {seed}, rebuilt"));
+        }
+    }
+
+    /// A past state folded further on a copy (the audit routes' way) is
+    /// the model folded from 0, by digest too, and the copy leaves the
+    /// original as it was.
+    #[test]
+    fn a_duplicate_folded_further_is_the_model_folded_from_the_start() {
+        use crate::replay::Digest;
+        for seed in 1..=8u64 {
+            let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let log = random_history(&mut rng, 300);
+            let cut = 1 + rng.below(log.events.len() as u64) as usize;
+            let past = RbacModel::new();
+            past.apply(&log.events[..cut]);
+            let before = past.digest(None).expect("a digest");
+            let further = past.duplicate();
+            further.apply(&log.events[cut..]);
+            let whole = model_of(&log);
+            assert_same_model(&further, &whole, &format!("seed {seed}, copied at {cut}"));
+            assert_eq!(further.digest(None), whole.digest(None), "seed {seed}");
+            assert_eq!(past.digest(None).expect("a digest"), before, "seed {seed}");
+            if cut < log.events.len() {
+                assert_ne!(before, whole.digest(None).expect("a digest"));
+            }
         }
     }
 

@@ -504,9 +504,11 @@ async fn asked_position(read: &ReadState, params: &Params) -> Result<Option<Posi
 }
 
 /// The RBAC model as it was at `position`: the RBAC events up to it (found
-/// by the evidence file's index) folded into a new model. The last few are
-/// kept, by the position of their last RBAC event, so that times between
-/// the same two RBAC writes share one.
+/// by the evidence file's index) folded into a new model, or onto a copy of
+/// the latest kept model before it (an auditor walking forward through
+/// history folds each step's events only). The last few are kept, by the
+/// position of their last RBAC event, so that times between the same two
+/// RBAC writes share one.
 pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacModel>, ApiError> {
     let access = access_of(read)?;
     let key = access.log.last_rbac_position(position);
@@ -517,10 +519,20 @@ pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacMod
     if let Some(model) = cached(&access) {
         return Ok(model);
     }
-    let positions = access.log.rbac_positions(key);
+    // Folded on from the latest kept model before it, else from 0.
+    let earlier = {
+        let past = access.past.lock().unwrap_or_else(|p| p.into_inner());
+        past.iter()
+            .filter(|(k, _)| *k < key)
+            .max_by_key(|(k, _)| *k)
+            .map(|(k, m)| (*k, m.clone()))
+    };
+    let (from, base) = earlier.unwrap_or_default();
+    let mut positions = access.log.rbac_positions(key);
+    positions.retain(|p| *p > from);
     let events = events_at(&access, &positions).await?;
     let model = blocking(move || {
-        let model = RbacModel::new();
+        let model = base.duplicate();
         ibl_projections::ReadModel::apply(&model, &events);
         Ok(model)
     })
