@@ -313,6 +313,10 @@ struct State {
     /// Whether `touched` is kept (the model a Redis adapter copies from).
     track: bool,
     touched: Touched,
+    /// Whether the check index is left out: a user's grants are computed
+    /// when asked (a past model folded for a few checks, where keeping the
+    /// index of every user it touches costs most of the fold).
+    lazy: bool,
 }
 
 /// What the events applied since it was last taken changed: the entities
@@ -475,6 +479,7 @@ impl State {
             .get(&user_id)
             .is_some_and(|u| u.active && u.platform == platform);
         match self.grants.get(&user_id) {
+            _ if on_platform && self.lazy => Arc::new(self.compute_grants(user_id)),
             Some(grants) if on_platform => grants.clone(),
             _ => self.empty.clone(),
         }
@@ -719,6 +724,10 @@ impl State {
     }
 
     fn flush(&mut self) {
+        if self.lazy {
+            self.dirty.clear();
+            return;
+        }
         if self.track {
             self.touched.grants.extend(self.dirty.iter().copied());
         }
@@ -1286,6 +1295,14 @@ impl State {
 impl RbacModel {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A model without the check index, a user's grants computed when a
+    /// check asks for them: for a past state, folded for a few checks.
+    pub fn past() -> Self {
+        let model = Self::default();
+        model.write().lazy = true;
+        model
     }
 
     /// A copy of the model as it is now, to be moved on without changing
@@ -3907,6 +3924,39 @@ mod tests {
                 );
             }
             assert_same_model(&restored, &model_of(&log), &format!("seed {seed}, rebuilt"));
+        }
+    }
+
+    /// A past model keeps no check index: each user's grants, computed when
+    /// asked, are those the model with the index holds, after every batch
+    /// and on a copy folded further.
+    #[test]
+    fn a_past_model_computes_the_grants_the_index_holds() {
+        for seed in 1..=8u64 {
+            let mut rng = Rng(seed.wrapping_mul(0xA076_1D64_78BD_642F));
+            let log = random_history(&mut rng, 300);
+            let (model, past) = (RbacModel::new(), RbacModel::past());
+            let mut done = 0;
+            let same = |past: &RbacModel, context: &str| {
+                for uid in 1..=8 {
+                    for platform in ["acme", "other"] {
+                        assert_eq!(
+                            past.grants(platform, uid),
+                            model.grants(platform, uid),
+                            "{context}: user {uid} of {platform}"
+                        );
+                    }
+                }
+            };
+            while done < log.events.len() {
+                let batch = (1 + rng.below(40) as usize).min(log.events.len() - done);
+                model.apply(&log.events[done..done + batch]);
+                past.apply(&log.events[done..done + batch]);
+                done += batch;
+                same(&past, &format!("seed {seed}, after event {done}"));
+            }
+            assert!(past.read().grants.is_empty(), "no index kept");
+            same(&past.duplicate(), &format!("seed {seed}, a copy"));
         }
     }
 

@@ -527,7 +527,7 @@ pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacMod
             .max_by_key(|(k, _)| *k)
             .map(|(k, m)| (*k, m.clone()))
     };
-    let (from, base) = earlier.unwrap_or_default();
+    let (from, base) = earlier.unwrap_or_else(|| (0, Arc::new(RbacModel::past())));
     let mut positions = access.log.rbac_positions(key);
     positions.retain(|p| *p > from);
     let events = events_at(&access, &positions).await?;
