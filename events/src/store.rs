@@ -92,7 +92,9 @@ pub struct RecordedEvent {
 impl RecordedEvent {
     /// The platform the event belongs to: that of the key that wrote it,
     /// else the one its payload names (`platform`, `platform_key`), else
-    /// the one its platform stream names (`platform-acme`).
+    /// the one its stream is named by (`platform-acme`, `apikey-acme/ci`,
+    /// `apikeys-acme`, `adminkeys-acme`: a key made by an operator, or
+    /// before actors were recorded, names no platform itself).
     pub fn platform(&self) -> Option<&str> {
         self.metadata
             .actor
@@ -103,7 +105,15 @@ impl RecordedEvent {
                     .iter()
                     .find_map(|k| self.payload.get(*k).and_then(|v| v.as_str()))
             })
-            .or_else(|| self.stream.strip_prefix("platform-"))
+            .or_else(|| {
+                // Streams named by their platform: its own, and its keys'.
+                let stream = self.stream.as_str();
+                stream
+                    .strip_prefix("platform-")
+                    .or_else(|| stream.strip_prefix("apikeys-"))
+                    .or_else(|| stream.strip_prefix("adminkeys-"))
+                    .or_else(|| crate::platform::api_key_of_stream(stream).map(|(p, _)| p))
+            })
             .filter(|p| !p.is_empty())
     }
 }
@@ -233,6 +243,50 @@ impl Subscription {
             if self.head.wait_for(|h| *h > after).await.is_err() {
                 return Err(StoreError::Unavailable("event store closed".into()));
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event(stream: &str, payload: serde_json::Value, actor: Option<&str>) -> RecordedEvent {
+        RecordedEvent {
+            event_id: Uuid::nil(),
+            stream: stream.into(),
+            revision: 0,
+            position: 1,
+            event_type: "T".into(),
+            schema_version: 1,
+            recorded_at: DateTime::UNIX_EPOCH,
+            payload,
+            metadata: Metadata {
+                actor: Actor {
+                    platform: actor.map(str::to_owned),
+                    ..Actor::default()
+                },
+                ..Metadata::default()
+            },
+        }
+    }
+
+    #[test]
+    fn an_events_platform_is_its_actors_else_its_payloads_else_its_streams() {
+        let none = serde_json::json!({});
+        let named = serde_json::json!({"platform": "beta"});
+        let cases = [
+            (event("user-1", named.clone(), Some("acme")), Some("acme")),
+            (event("user-1", named, None), Some("beta")),
+            (event("platform-acme", none.clone(), None), Some("acme")),
+            (event("apikey-acme/ci", none.clone(), None), Some("acme")),
+            (event("apikeys-acme", none.clone(), None), Some("acme")),
+            (event("adminkeys-acme", none.clone(), None), Some("acme")),
+            (event("ids-user", none.clone(), None), None),
+            (event("platform-", none, None), None),
+        ];
+        for (event, platform) in cases {
+            assert_eq!(event.platform(), platform, "{}", event.stream);
         }
     }
 }
