@@ -749,17 +749,7 @@ const CHECK: &str = "/api/core/rbac/permissions/check/";
 fn checks_and_access_at_a_past_time_answer_what_they_answered_then() {
     let app = spawn_app();
     let users: Vec<u64> = (0..3)
-        .map(|i| {
-            app.post(&format!("/api/orgs/{ORG}/scim/v2/Users"))
-                .json(&json!({"userName": format!("past{i}"), "emails": [{"value": format!("past{i}@acme.test")}]}))
-                .send()
-                .expect(201)
-                .body["id"]
-                .as_str()
-                .expect("an id")
-                .parse()
-                .expect("a number")
-        })
+        .map(|i| app.create_user(&app.key, ORG, &format!("past{i}")))
         .collect();
     let id = |body: &Value| body["id"].as_u64().expect("an id");
     let roles: Vec<u64> = [

@@ -29,19 +29,8 @@ fn done(app: &TestApp, resp: &Resp) -> Done {
 fn an_auditor_finds_who_did_what_when_and_through_which_key() {
     let app = spawn_app();
     let feed = format!("/api/audit/orgs/{ORG}/events/");
-    let scim = |name: &str| -> u64 {
-        app.post(&format!("/api/orgs/{ORG}/scim/v2/Users"))
-            .json(&json!({"userName": name, "emails": [{"value": format!("{name}@acme.test")}]}))
-            .send()
-            .expect(201)
-            .body["id"]
-            .as_str()
-            .expect("an id")
-            .parse()
-            .expect("a number")
-    };
-    let registrar = scim("registrar");
-    let dean = scim("dean");
+    let registrar = app.create_user(&app.key, ORG, "registrar");
+    let dean = app.create_user(&app.key, ORG, "dean");
     let key_for = |username: &str, name: &str| -> String {
         app.post("/api/core/platform/api-tokens/")
             .json(&json!({"platform_key": ORG, "name": name, "username": username}))

@@ -410,6 +410,22 @@ impl TestApp {
             .to_owned()
     }
 
+    /// Creates user `name` (email `name@org.test`) on `org` through SCIM
+    /// with `key`; answers its integer id.
+    #[track_caller]
+    pub fn create_user(&self, key: &str, org: &str, name: &str) -> u64 {
+        self.post(&format!("/api/orgs/{org}/scim/v2/Users"))
+            .key(key)
+            .json(&json!({"userName": name, "emails": [{"value": format!("{name}@{org}.test")}]}))
+            .send()
+            .expect(201)
+            .body["id"]
+            .as_str()
+            .expect("an id")
+            .parse()
+            .expect("a number")
+    }
+
     /// The credential as `GET .../{id}` answers it.
     pub fn credential(&self, id: &str) -> Resp {
         self.get(&creds(id)).send()

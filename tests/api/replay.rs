@@ -48,17 +48,7 @@ pub fn drive(app: &TestApp, rounds: usize) {
                 .json(&json!({"revoked": true, "revocationReason": "replayed"}))
                 .send()
                 .expect(200);
-            let user: u64 = app
-                .post(&format!("/api/orgs/{org}/scim/v2/Users"))
-                .key(&key)
-                .json(&json!({"userName": format!("u{round}"), "emails": [{"value": format!("u{round}@{org}.test")}]}))
-                .send()
-                .expect(201)
-                .body["id"]
-                .as_str()
-                .expect("an id")
-                .parse()
-                .expect("a number");
+            let user = app.create_user(&key, org, &format!("u{round}"));
             let role = id(&app
                 .post("/api/core/rbac/roles/")
                 .key(&key)
