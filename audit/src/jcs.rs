@@ -61,7 +61,9 @@ pub fn to_jcs_string(value: &Value) -> Result<String, JcsError> {
     Ok(out)
 }
 
-fn write_value(out: &mut String, value: &Value) -> Result<(), JcsError> {
+/// Appends the RFC 8785 serialization of `value` to `out` (for a caller
+/// that writes the members around it itself).
+pub fn write_value(out: &mut String, value: &Value) -> Result<(), JcsError> {
     match value {
         Value::Null => out.push_str("null"),
         Value::Bool(true) => out.push_str("true"),
@@ -80,7 +82,7 @@ fn write_value(out: &mut String, value: &Value) -> Result<(), JcsError> {
         }
         Value::Object(map) => {
             let mut members: Vec<(&String, &Value)> = map.iter().collect();
-            members.sort_by(|a, b| a.0.encode_utf16().cmp(b.0.encode_utf16()));
+            members.sort_by(|a, b| utf16_order(a.0, b.0));
             out.push('{');
             for (i, (name, member)) in members.into_iter().enumerate() {
                 if i > 0 {
@@ -194,23 +196,48 @@ fn split_sci(sci: &str) -> (String, i32) {
     (digits, exponent)
 }
 
-fn write_string(out: &mut String, s: &str) {
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            c if (c as u32) < 0x20 => {
-                out.push_str(&format!("\\u{:04x}", c as u32));
-            }
-            c => out.push(c),
-        }
+/// The order of two member names by their UTF-16 code units (RFC 8785
+/// §3.2.3). UTF-8's byte order is the same unless a character from U+E000
+/// to U+FFFF meets one beyond U+FFFF (whose UTF-8 starts with a byte of
+/// 0xEE or more in either case): names without such bytes compare as
+/// bytes.
+fn utf16_order(a: &str, b: &str) -> std::cmp::Ordering {
+    let plain = |s: &str| s.bytes().all(|b| b < 0xEE);
+    if plain(a) && plain(b) {
+        a.as_bytes().cmp(b.as_bytes())
+    } else {
+        a.encode_utf16().cmp(b.encode_utf16())
     }
+}
+
+/// Appends `s` as a JSON string: `"` and `\\` escaped, the control
+/// characters as their short escapes or `\\u00xx`, every other character
+/// as it is. Runs that need no escape are copied whole (the characters to
+/// escape are ASCII, never part of another character's UTF-8).
+pub fn write_string(out: &mut String, s: &str) {
+    out.push('"');
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        let escaped = match b {
+            b'"' => "\\\"",
+            b'\\' => "\\\\",
+            0x08 => "\\b",
+            b'\t' => "\\t",
+            b'\n' => "\\n",
+            0x0c => "\\f",
+            b'\r' => "\\r",
+            b if b < 0x20 => "",
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        if escaped.is_empty() {
+            out.push_str(&format!("\\u{:04x}", b));
+        } else {
+            out.push_str(escaped);
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
     out.push('"');
 }
 

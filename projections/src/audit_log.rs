@@ -149,9 +149,70 @@ pub fn record(event: &RecordedEvent, leaf_index: Option<u64>) -> Value {
 /// payload, which no double holds) is hashed as `serde_json` writes it,
 /// members sorted: the feed shows the same digits.
 pub fn leaf_of(event: &RecordedEvent) -> Hash {
-    let record = record(event, None);
-    let bytes = to_jcs(&record).unwrap_or_else(|_| record.to_string().into_bytes());
-    leaf_hash(&bytes)
+    match leaf_bytes(event) {
+        Ok(bytes) => leaf_hash(bytes.as_bytes()),
+        Err(_) => {
+            let record = record(event, None);
+            let bytes = to_jcs(&record).unwrap_or_else(|_| record.to_string().into_bytes());
+            leaf_hash(&bytes)
+        }
+    }
+}
+
+/// The RFC 8785 bytes of [`record`]`(event, None)`, written member by
+/// member (its names are known, and here in their canonical order) rather
+/// than built as a JSON value, the payload copied in, and sorted: the
+/// audit log does this for every event. `Err` where JCS refuses a number
+/// (then [`record`] says what the bytes are). A test holds the two equal.
+fn leaf_bytes(event: &RecordedEvent) -> Result<String, ibl_audit::JcsError> {
+    use ibl_audit::jcs::{write_string, write_value};
+    fn optional(out: &mut String, value: &Option<String>) {
+        match value {
+            Some(text) => write_string(out, text),
+            None => out.push_str("null"),
+        }
+    }
+    let number = |out: &mut String, n: u64| write_value(out, &Value::from(n));
+    let actor = &event.metadata.actor;
+    let meta = &event.metadata;
+    let mut out = String::with_capacity(1024);
+    out.push_str(r#"{"actor":{"key":"#);
+    optional(&mut out, &actor.key_name);
+    out.push_str(r#","on_behalf_of":"#);
+    optional(&mut out, &actor.on_behalf_of);
+    out.push_str(r#","platform":"#);
+    optional(&mut out, &actor.platform);
+    out.push_str(r#","user":"#);
+    optional(&mut out, &actor.user);
+    out.push_str(r#"},"causation_id":"#);
+    optional(&mut out, &meta.causation_id);
+    out.push_str(r#","client_request_id":"#);
+    optional(&mut out, &meta.client_request_id);
+    out.push_str(r#","correlation_id":"#);
+    write_string(&mut out, &meta.correlation_id);
+    out.push_str(r#","data":"#);
+    write_value(&mut out, &event.payload)?;
+    out.push_str(r#","id":"#);
+    write_string(&mut out, &event.event_id.to_string());
+    out.push_str(r#","position":"#);
+    number(&mut out, event.position)?;
+    out.push_str(r#","revision":"#);
+    number(&mut out, event.revision)?;
+    out.push_str(r#","schema_version":"#);
+    number(&mut out, u64::from(event.schema_version))?;
+    out.push_str(r#","stream":"#);
+    write_string(&mut out, &event.stream);
+    out.push_str(r#","time":"#);
+    write_string(
+        &mut out,
+        &event
+            .recorded_at
+            .to_rfc3339_opts(SecondsFormat::Micros, true),
+    );
+    out.push_str(r#","type":"#);
+    write_string(&mut out, &event.event_type);
+    out.push('}');
+    Ok(out)
 }
 
 fn hash_of(bytes: Vec<u8>) -> rusqlite::Result<Hash> {
@@ -689,6 +750,55 @@ mod tests {
 
     fn signer() -> Signer {
         Signer::from_seed([9; 32], "test.example/audit").expect("a signer")
+    }
+
+    /// The leaf's bytes written member by member are those of the record's
+    /// JCS, whatever its fields hold (nulls, escapes, names sorted by UTF-16
+    /// inside the payload, numbers of every kind).
+    #[test]
+    fn leaf_bytes_are_the_jcs_of_the_record() {
+        use ibl_events::{Actor, IdempotencyTag};
+        let payloads = [
+            json!({}),
+            json!({"b": 1, "a": [true, null, 2.5, -3, 1e21]}),
+            json!({"\u{e000}": 1, "\u{1f600}": 2, "é": "\u{0}\u{1f}\"\\\n\t\u{7f}", "A": {"z": [], "y": {}}}),
+            json!({"narrative": "line\r\nnext \u{8}\u{c}", "n": 9007199254740992u64}),
+        ];
+        let metadata = [
+            Metadata::default(),
+            Metadata {
+                actor: Actor {
+                    platform: Some("acme".into()),
+                    user: Some("zoë \"q\"".into()),
+                    key_name: Some("ci/key".into()),
+                    on_behalf_of: Some("bob".into()),
+                },
+                correlation_id: "req-\u{1}".into(),
+                client_request_id: Some("client".into()),
+                causation_id: Some("cause".into()),
+                idempotency: Some(IdempotencyTag {
+                    key: "k".into(),
+                    request_hash: "h".into(),
+                }),
+            },
+        ];
+        for (n, payload) in payloads.iter().enumerate() {
+            for meta in &metadata {
+                let mut e = event(n as u64 + 1, payload.clone());
+                e.metadata = meta.clone();
+                e.stream = "user-\u{e9}\"7".into();
+                let expected = ibl_audit::to_jcs_string(&record(&e, None)).expect("JCS");
+                assert_eq!(leaf_bytes(&e).expect("bytes"), expected, "{payload}");
+                assert_eq!(leaf_of(&e), leaf_hash(expected.as_bytes()));
+            }
+        }
+        // A number JCS refuses: the record's own text, as before.
+        let e = event(1, json!({"n": 9007199254740993u64}));
+        assert!(leaf_bytes(&e).is_err());
+        assert_eq!(
+            leaf_of(&e),
+            leaf_hash(record(&e, None).to_string().as_bytes())
+        );
     }
 
     #[test]
