@@ -74,6 +74,19 @@ impl Projections {
         store: Arc<dyn EventStore>,
         models: Vec<Arc<dyn ReadModel>>,
     ) -> (Self, Vec<JoinHandle<()>>) {
+        Self::start_lingering(store, models, Duration::ZERO)
+    }
+
+    /// [`start`](Self::start) for models no request's answer waits for
+    /// (the audit log): after a batch shorter than the longest, the next is
+    /// read `linger` later, so that under a stream of small writes each
+    /// batch carries many events and its fixed costs (a read of the store,
+    /// a transaction) are paid once for all of them.
+    pub fn start_lingering(
+        store: Arc<dyn EventStore>,
+        models: Vec<Arc<dyn ReadModel>>,
+        linger: Duration,
+    ) -> (Self, Vec<JoinHandle<()>>) {
         let mut progress = Vec::new();
         let mut followers = Vec::new();
         for model in models {
@@ -85,7 +98,7 @@ impl Projections {
         if followers.is_empty() {
             return (Self { progress, observed }, Vec::new()); // nothing to feed
         }
-        let task = tokio::spawn(run(store, followers));
+        let task = tokio::spawn(run(store, followers, linger));
         (Self { progress, observed }, vec![task])
     }
 
@@ -143,6 +156,7 @@ impl Projections {
 async fn run(
     store: Arc<dyn EventStore>,
     mut models: Vec<(Arc<dyn ReadModel>, watch::Sender<Position>)>,
+    linger: Duration,
 ) {
     let mut backoff = Duration::from_millis(50);
     loop {
@@ -153,7 +167,11 @@ async fn run(
             .unwrap_or(0);
         // The next batch is read while the current one is applied.
         let (batches, mut incoming) = tokio::sync::mpsc::channel(2);
-        let reader = tokio::spawn(read_ahead(Subscription::new(store.clone(), from), batches));
+        let reader = tokio::spawn(read_ahead(
+            Subscription::new(store.clone(), from),
+            batches,
+            linger,
+        ));
         let mut failure = None;
         loop {
             let batch = match tokio::time::timeout(IDLE, incoming.recv()).await {
@@ -230,12 +248,17 @@ async fn run(
 async fn read_ahead(
     mut sub: Subscription,
     batches: tokio::sync::mpsc::Sender<Result<Vec<RecordedEvent>, StoreError>>,
+    linger: Duration,
 ) {
     loop {
         let batch = sub.next_batch(BATCH).await;
         let failed = batch.is_err();
+        let short = batch.as_ref().is_ok_and(|b| b.len() < BATCH);
         if batches.send(batch).await.is_err() || failed {
             return;
+        }
+        if short && !linger.is_zero() {
+            tokio::time::sleep(linger).await;
         }
     }
 }
@@ -355,6 +378,52 @@ mod tests {
             (1..=last).sum::<u64>(),
             "every event once, after the loss"
         );
+    }
+
+    /// Counts the batches it is handed and the events in them.
+    #[derive(Default)]
+    struct Counting {
+        state: std::sync::Mutex<(Position, usize)>,
+    }
+
+    impl ReadModel for Counting {
+        fn name(&self) -> &'static str {
+            "counting"
+        }
+
+        fn checkpoint(&self) -> Position {
+            self.state.lock().unwrap().0
+        }
+
+        fn apply(&self, batch: &[RecordedEvent]) -> Applied {
+            let mut state = self.state.lock().unwrap();
+            let fresh: Vec<_> = batch.iter().filter(|e| e.position > state.0).collect();
+            if let Some(last) = fresh.last() {
+                state.0 = last.position;
+                state.1 += 1;
+            }
+            Applied::Done
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn a_lingering_projector_takes_a_stream_of_small_writes_in_few_batches() {
+        let store: Arc<dyn EventStore> = Arc::new(MemoryStore::new());
+        let model = Arc::new(Counting::default());
+        let (projections, _tasks) = Projections::start_lingering(
+            store.clone(),
+            vec![model.clone()],
+            Duration::from_millis(100),
+        );
+        let mut head = 0;
+        for i in 0..40 {
+            head = create(store.as_ref(), &format!("c{i}")).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert!(projections.wait_for(head, Duration::from_secs(5)).await);
+        let (position, batches) = *model.state.lock().unwrap();
+        assert_eq!(position, head, "every event applied");
+        assert!(batches <= 8, "40 writes 5 ms apart in {batches} batches");
     }
 
     #[tokio::test]

@@ -520,6 +520,12 @@ fn open_audit_log(settings: &Settings, read_dir: &std::path::Path) -> std::io::R
     })
 }
 
+/// How long the audit log's projector waits after a short batch before it
+/// reads the next: the routes that wait for it wait at most this much
+/// longer, and under a stream of writes it applies tens of events a batch
+/// instead of a few (a transaction and a read of the store each).
+const AUDIT_LINGER: Duration = Duration::from_millis(20);
+
 /// Signs a checkpoint of the audit log every `every` while it grows and,
 /// with a bus, publishes the latest one to `ibl.audit.checkpoint` (in the
 /// `IBL_EVENTS` stream, so copies live outside the operator's store) until
@@ -741,7 +747,8 @@ pub async fn start_read_side(
     let audit = match role {
         Role::Projector if settings.audit_log == Switch::On => {
             let audit = open_audit_log(settings, &read_dir)?;
-            let (progress, _tasks) = Projections::start(store.clone(), vec![audit.log.clone()]);
+            let (progress, _tasks) =
+                Projections::start_lingering(store.clone(), vec![audit.log.clone()], AUDIT_LINGER);
             Some((audit, progress))
         }
         _ => None,
