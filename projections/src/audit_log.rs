@@ -462,11 +462,14 @@ impl AuditLog {
             .map_err(sqlite)
     }
 
-    /// The positions of the events the RBAC model folds, up to `upto`.
-    pub fn rbac_positions(&self, upto: Position) -> Vec<Position> {
+    /// The positions of the events the RBAC model folds after `after`, up
+    /// to `upto` (found by binary search: a past model folded on from a
+    /// kept one copies only the positions of its step).
+    pub fn rbac_positions(&self, after: Position, upto: Position) -> Vec<Position> {
         let state = self.state();
-        let end = state.rbac.partition_point(|p| *p <= upto);
-        state.rbac[..end].to_vec()
+        let start = state.rbac.partition_point(|p| *p <= after);
+        let end = state.rbac.partition_point(|p| *p <= upto).max(start);
+        state.rbac[start..end].to_vec()
     }
 
     /// The position of the last event the RBAC model folds, up to `upto`

@@ -78,6 +78,46 @@ pub struct Coordinates {
     pub revision: u64,
 }
 
+impl Problem {
+    /// What kind of problem it is: `checkpoint`, `altered`, `reordered`,
+    /// `deleted`, `inserted` or `truncated`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Checkpoint { .. } => "checkpoint",
+            Problem::Altered { .. } => "altered",
+            Problem::Reordered { .. } => "reordered",
+            Problem::Deleted { .. } => "deleted",
+            Problem::Inserted { .. } => "inserted",
+            Problem::Truncated { .. } => "truncated",
+        }
+    }
+
+    /// The leaf it concerns and the position of the event recorded there
+    /// (of the event found, for one the record never saw); none for a
+    /// checkpoint.
+    pub fn place(&self) -> Option<(u64, Position)> {
+        match self {
+            Problem::Checkpoint { .. } => None,
+            Problem::Altered { leaf_index, event } => Some((*leaf_index, event.position)),
+            Problem::Reordered {
+                leaf_index,
+                recorded,
+                ..
+            }
+            | Problem::Deleted {
+                leaf_index,
+                recorded,
+            }
+            | Problem::Truncated {
+                leaf_index,
+                recorded,
+                ..
+            } => Some((*leaf_index, recorded.position)),
+            Problem::Inserted { leaf_index, found } => Some((*leaf_index, found.position)),
+        }
+    }
+}
+
 impl fmt::Display for Coordinates {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(

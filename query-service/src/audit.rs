@@ -344,22 +344,19 @@ pub async fn verify(
     let positions: Vec<Position> = leaves.iter().map(|(_, l)| l.position).collect();
     let found = events_at(&access, &positions).await?;
     let problem = compare_recorded(&leaves, &found).map(|problem| {
-        let (kind, leaf_index, position) = match &problem {
-            Problem::Altered { leaf_index, event } => ("altered", leaf_index, event.position),
-            Problem::Deleted { leaf_index, recorded } => ("deleted", leaf_index, recorded.position),
-            Problem::Reordered { leaf_index, recorded, .. } => {
-                ("reordered", leaf_index, recorded.position)
-            }
-            other => unreachable!("not found by comparing recorded leaves: {other}"),
-        };
         let detail = match &problem {
             // The event in its place may be another platform's: not named.
-            Problem::Reordered { recorded, .. } => format!(
+            Problem::Reordered {
+                recorded,
+                leaf_index,
+                ..
+            } => format!(
                 "the event recorded at {recorded} (leaf {leaf_index}) has another event in its place"
             ),
             other => other.to_string(),
         };
-        json!({"kind": kind, "leaf_index": leaf_index, "position": position, "detail": detail})
+        let (leaf_index, position) = problem.place().unzip();
+        json!({"kind": problem.kind(), "leaf_index": leaf_index, "position": position, "detail": detail})
     });
     let checked = match (&problem, leaves.last()) {
         (None, Some((_, last))) if more => {
@@ -528,8 +525,7 @@ pub async fn rbac_at(read: &ReadState, position: Position) -> Result<Arc<RbacMod
             .map(|(k, m)| (*k, m.clone()))
     };
     let (from, base) = earlier.unwrap_or_else(|| (0, Arc::new(RbacModel::past())));
-    let mut positions = access.log.rbac_positions(key);
-    positions.retain(|p| *p > from);
+    let positions = access.log.rbac_positions(from, key);
     let events = events_at(&access, &positions).await?;
     let model = blocking(move || {
         let model = base.duplicate();
