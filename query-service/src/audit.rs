@@ -621,7 +621,13 @@ pub async fn state_at(
     let access = audit_fresh(&req, &read).await?;
     let position = match asked_position(&read, &params).await? {
         Some(p) => p,
-        None => ibl_projections::ReadModel::checkpoint(access.log.as_ref()),
+        // Now: the store's last event, once the audit log has read it (the
+        // RBAC model of then is folded from the positions it keeps).
+        None => {
+            let head = access.store.last_committed().await?;
+            wait(&read, &access.progress, head).await?;
+            head
+        }
     };
     let platform = path.org.as_str();
     let gone = || {
