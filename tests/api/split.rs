@@ -774,7 +774,15 @@ fn redis_stopped_under_load_answers_503_and_back_empty_is_rebuilt_with_every_wri
         });
         std::thread::sleep(Duration::from_millis(500));
         redis.restart_empty_after(|| std::thread::sleep(Duration::from_millis(1500)));
-        std::thread::sleep(Duration::from_millis(1000));
+        // Until reads recover (the rebuild's time depends on the machine),
+        // then a little longer.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        while std::time::Instant::now() < deadline
+            && code(agent().get(&list).set("Authorization", &auth).call()).0 != 200
+        {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(500));
         stop.store(true, Ordering::SeqCst);
         (writer.join().unwrap(), reader.join().unwrap())
     });
