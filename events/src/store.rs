@@ -177,9 +177,21 @@ pub trait EventStore: Send + Sync + 'static {
         max: usize,
     ) -> Result<Vec<RecordedEvent>, StoreError>;
 
-    /// Up to `max` events of the global log after position `after`.
+    /// Up to `max` events of the global log after position `after`, read
+    /// from the store itself (what a verification of the log relies on).
     async fn read_all(&self, after: Position, max: usize)
         -> Result<Vec<RecordedEvent>, StoreError>;
+
+    /// [`read_all`](Self::read_all) for a reader that follows the log's
+    /// tail (a [`Subscription`]): the adapter may answer the events this
+    /// process committed last from memory, equal to what `read_all` answers
+    /// for them, instead of reading and decoding them again for every
+    /// projector. No default, so that a wrapper cannot lose it.
+    async fn read_tail(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError>;
 
     /// The last position known to be committed. Changes when this process
     /// appends and, within the adapter's polling interval, when another
@@ -233,7 +245,7 @@ impl Subscription {
     /// The next batch of at most `max` events; waits while there is none.
     pub async fn next_batch(&mut self, max: usize) -> Result<Vec<RecordedEvent>, StoreError> {
         loop {
-            let batch = self.store.read_all(self.after, max).await?;
+            let batch = self.store.read_tail(self.after, max).await?;
             if let Some(last) = batch.last() {
                 self.after = last.position;
                 return Ok(batch);

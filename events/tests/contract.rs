@@ -358,6 +358,48 @@ mod sqlite_only {
         assert_eq!(retry.position, events_of_second[3].position);
     }
 
+    /// Two instances on one file take turns: each one's tail holds only
+    /// runs of its own commits, and a subscription on either reads the whole
+    /// log, in order, as `read_all` does.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_tail_never_hides_another_instances_events() {
+        let dir = tempfile::tempdir().unwrap();
+        let first: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let second: Arc<dyn EventStore> = Arc::new(SqliteStore::open(dir.path()).unwrap());
+        let mut subs = [
+            Subscription::new(Arc::clone(&first), 0),
+            Subscription::new(Arc::clone(&second), 0),
+        ];
+        let mut seen = [Vec::new(), Vec::new()];
+        // Whose turn: first, second, first twice, second twice, ...
+        let turns = [0, 1, 0, 0, 1, 1, 0, 1, 0, 0, 0, 1];
+        for (n, &who) in turns.iter().enumerate() {
+            let store = if who == 0 { &first } else { &second };
+            let n = n as u64;
+            let appended = store
+                .append(
+                    &stream_name("turns"),
+                    ExpectedRevision::NoStream,
+                    events(n..n + 2),
+                )
+                .await
+                .unwrap();
+            for (sub, seen) in subs.iter_mut().zip(&mut seen) {
+                while sub.position() < appended.position {
+                    let batch = tokio::time::timeout(Duration::from_secs(5), sub.next_batch(3))
+                        .await
+                        .expect("the append within 5 s")
+                        .unwrap();
+                    seen.extend(batch);
+                }
+            }
+        }
+        let everything = read_everything(first.as_ref()).await;
+        assert_eq!(everything.len(), 2 * turns.len());
+        assert_eq!(seen[0], everything);
+        assert_eq!(seen[1], everything);
+    }
+
     /// How many stream names are stored more than once (always 0).
     fn duplicated_stream_names(dir: &std::path::Path) -> i64 {
         let conn = rusqlite::Connection::open(dir.join("events.db")).unwrap();

@@ -444,6 +444,15 @@ impl EventStore for KurrentStore {
         Ok(out)
     }
 
+    /// Every read goes to the server: nothing is kept here.
+    async fn read_tail(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all(after, max).await
+    }
+
     fn head(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
     }

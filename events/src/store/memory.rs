@@ -183,6 +183,15 @@ impl EventStore for MemoryStore {
         Ok(inner.log.iter().skip(start).take(max).cloned().collect())
     }
 
+    /// The log is in memory already.
+    async fn read_tail(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.read_all(after, max).await
+    }
+
     fn head(&self) -> watch::Receiver<Position> {
         self.head.subscribe()
     }

@@ -86,6 +86,13 @@
 //! poller thread notices commits of other processes within
 //! [`POLL_INTERVAL`].
 //!
+//! The events this instance committed last are also kept in memory, in the
+//! tail (`sqlite/tail.rs`): the writer adds each batch there before it moves
+//! the head, and [`EventStore::read_tail`], which subscriptions use, answers
+//! from it what it holds, so that the projectors following the log do not
+//! each read back and decode what was just written. `read_all` always reads
+//! the file.
+//!
 //! # Threads
 //!
 //! Each open store runs three threads: the writer, the poller and the
@@ -111,8 +118,10 @@ use super::{
     AppendResult, EventData, EventStore, ExpectedRevision, Position, RecordedEvent, StoreError,
 };
 use directory::Directory;
+use tail::Tail;
 
 mod directory;
+mod tail;
 
 /// Name of the database file inside the store's folder.
 pub const DB_FILE: &str = "events.db";
@@ -251,6 +260,7 @@ pub struct SqliteStore {
     readers: Arc<ReaderPool>,
     directory: Arc<Directory>,
     stats: Arc<StatCounters>,
+    tail: Arc<Tail>,
 }
 
 /// A thread that runs until its stop channel is dropped.
@@ -308,8 +318,10 @@ impl SqliteStore {
         let last: Option<i64> = conn
             .query_row("SELECT MAX(position) FROM events", [], |r| r.get(0))
             .map_err(|e| unavailable(&path, e))?;
-        let (head, _) = watch::channel(to_u64(last.unwrap_or(0)));
+        let last = to_u64(last.unwrap_or(0));
+        let (head, _) = watch::channel(last);
         let head = Arc::new(head);
+        let tail = Arc::new(Tail::new(last));
         let directory = Arc::new(Directory::load(&conn).map_err(|e| unavailable(&path, e))?);
 
         // Open every connection before starting any thread, so that an error
@@ -325,6 +337,7 @@ impl SqliteStore {
             let restart = Arc::clone(&restart);
             let stats = Arc::clone(&stats);
             let directory = Arc::clone(&directory);
+            let tail = Arc::clone(&tail);
             std::thread::Builder::new()
                 .name("event-store-writer".into())
                 .spawn(move || {
@@ -333,7 +346,7 @@ impl SqliteStore {
                         directory,
                         stats,
                     };
-                    run_writer(&writer, queue, head, restart)
+                    run_writer(&writer, queue, (head, tail), restart)
                 })
                 .map_err(|e| StoreError::Unavailable(format!("cannot start writer: {e}")))?
         };
@@ -346,6 +359,7 @@ impl SqliteStore {
             head: Arc::clone(&head),
             directory,
             stats,
+            tail,
         };
         // On error, dropping `store` stops what was started.
         store
@@ -407,7 +421,7 @@ impl EventStore for SqliteStore {
     ) -> Result<AppendResult, StoreError> {
         validate_append(stream, &events)?;
         let events = events
-            .iter()
+            .into_iter()
             .map(EncodedEvent::new)
             .collect::<Result<Vec<_>, _>>()?;
         let (reply, answer) = oneshot::channel();
@@ -488,6 +502,18 @@ impl EventStore for SqliteStore {
             collect(rows, max)
         })
         .await
+    }
+
+    /// From the tail when it holds the next event (see `sqlite/tail.rs`).
+    async fn read_tail(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        match self.tail.read(after, max) {
+            Some(events) => Ok(events),
+            None => self.read_all(after, max).await,
+        }
     }
 
     fn head(&self) -> watch::Receiver<Position> {
@@ -725,32 +751,31 @@ impl ReaderPool {
 // ---------------------------------------------------------------------------
 // Writer
 
-/// An event ready to be written: everything serialized by the caller.
+/// An event ready to be written: everything serialized by the caller. The
+/// event itself is kept for the tail.
 struct EncodedEvent {
     event_id: [u8; 16],
-    event_type: String,
-    schema_version: u32,
     payload: String,
     metadata: String,
     /// As an import kept it; `None`: the batch's time.
     recorded_at: Option<String>,
+    event: EventData,
 }
 
 impl EncodedEvent {
-    fn new(event: &EventData) -> Result<Self, StoreError> {
+    fn new(event: EventData) -> Result<Self, StoreError> {
         let payload = serde_json::to_string(&event.payload)
             .map_err(|e| StoreError::Invalid(format!("payload of {}: {e}", event.event_id)))?;
         let metadata = serde_json::to_string(&event.metadata)
             .map_err(|e| StoreError::Invalid(format!("metadata of {}: {e}", event.event_id)))?;
         Ok(Self {
             event_id: event.event_id.into_bytes(),
-            event_type: event.event_type.clone(),
-            schema_version: event.schema_version,
             payload,
             metadata,
             recorded_at: event
                 .recorded_at
                 .map(|t| t.to_rfc3339_opts(SecondsFormat::Micros, true)),
+            event,
         })
     }
 }
@@ -768,7 +793,7 @@ struct WriteRequest {
 fn run_writer(
     writer: &Writer,
     queue: mpsc::Receiver<WriteRequest>,
-    head: Arc<watch::Sender<Position>>,
+    (head, tail): (Arc<watch::Sender<Position>>, Arc<Tail>),
     restart: Arc<AtomicBool>,
 ) {
     let stats = &*writer.stats;
@@ -788,13 +813,16 @@ fn run_writer(
         StatCounters::add_time(&stats.idle_nanos, idle);
 
         let batch = fill_batch(writer, &mut queue, first, expected);
-        let (requests, answers) = batch.commit(writer);
+        let (mut requests, answers, recorded_at) = batch.commit(writer);
         // Those queued now came from appenders other than the ones about to
         // be answered, which may come back at once: the next batch waits for
         // them all.
         expected = (requests.len() + queue.take_queued()).min(MAX_BATCH_REQUESTS);
 
         let answering = Instant::now();
+        // The tail before the head: a reader woken by the head finds the
+        // batch there.
+        tail.push(committed_events(&mut requests, &answers, &recorded_at));
         // Move the head before answering, so that a caller sees its own
         // append in `head()` once `append` returned.
         let committed = answers
@@ -976,12 +1004,16 @@ impl Batch {
         self.failed = Some(format!("append failed: {e}"));
     }
 
-    /// Commits; answers one result per request, in order. `Ok` answers are
-    /// committed.
+    /// Commits; answers one result per request, in order, and the batch's
+    /// time. `Ok` answers are committed.
     fn commit(
         mut self,
         writer: &Writer,
-    ) -> (Vec<WriteRequest>, Vec<Result<AppendResult, StoreError>>) {
+    ) -> (
+        Vec<WriteRequest>,
+        Vec<Result<AppendResult, StoreError>>,
+        String,
+    ) {
         let stats = &writer.stats;
         let applied = self.started.elapsed().saturating_sub(self.waited);
         StatCounters::add(&stats.apply_nanos, applied);
@@ -1012,8 +1044,59 @@ impl Batch {
                 .collect(),
             None => self.answers,
         };
-        (self.requests, answers)
+        (self.requests, answers, self.recorded_at)
     }
+}
+
+/// The events a batch wrote, as [`decode_row`] reads them back: those of
+/// each request answered `Ok` and not a duplicate (its answer names its
+/// last event; its events were inserted one after the other). Their
+/// payloads and metadata are moved out of the requests.
+fn committed_events(
+    requests: &mut [WriteRequest],
+    answers: &[Result<AppendResult, StoreError>],
+    recorded_at: &str,
+) -> Vec<RecordedEvent> {
+    let batch_time = parse_time(recorded_at);
+    let mut out = Vec::new();
+    for (request, answer) in requests.iter_mut().zip(answers) {
+        let Ok(result) = answer else { continue };
+        if result.duplicate {
+            continue;
+        }
+        let first = (result.position + 1) - request.events.len() as Position;
+        let first_revision = (result.revision + 1) - request.events.len() as u64;
+        for (i, encoded) in request.events.iter_mut().enumerate() {
+            let recorded_at = match &encoded.recorded_at {
+                Some(time) => parse_time(time),
+                None => batch_time,
+            };
+            let (Some(recorded_at), event) = (recorded_at, &mut encoded.event) else {
+                // Not a time this store writes: the tail is not trusted
+                // with the batch (readers go to the file).
+                return Vec::new();
+            };
+            out.push(RecordedEvent {
+                event_id: event.event_id,
+                stream: request.stream.clone(),
+                revision: first_revision + i as u64,
+                position: first + i as Position,
+                event_type: std::mem::take(&mut event.event_type),
+                schema_version: event.schema_version,
+                recorded_at,
+                payload: std::mem::take(&mut event.payload),
+                metadata: std::mem::take(&mut event.metadata),
+            });
+        }
+    }
+    out
+}
+
+/// A stored time, as [`decode_row`] reads it.
+fn parse_time(text: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// Runs a statement without parameters nor rows, keeping it prepared.
@@ -1158,8 +1241,8 @@ fn insert_events(
             &event.event_id[..],
             stream_id,
             to_i64(revision),
-            event.event_type,
-            event.schema_version,
+            event.event.event_type,
+            event.event.schema_version,
             event.recorded_at.as_deref().unwrap_or(recorded_at),
             event.payload,
             event.metadata,

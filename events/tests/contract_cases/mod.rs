@@ -213,6 +213,79 @@ pub mod cases {
         assert_eq!(in_log, vec![read[0].clone()]);
     }
 
+    /// What a subscription reads (`read_tail`, which an adapter may answer
+    /// from memory) is what `read_all` reads from the store, event for
+    /// event: payloads with floats, large and negative numbers, escapes and
+    /// nesting, full metadata, imported times, and around them a refused
+    /// append and an idempotent retry, which write nothing.
+    pub async fn the_tail_reads_as_the_store(store: Arc<dyn EventStore>, _log: Log) {
+        let start = *store.head().borrow();
+        let stream = stream_name("tail");
+        let mut odd = event(0);
+        odd.payload = json!({
+            "floats": [0.1, 1e9 / 3.0, 2.0_f64.sqrt(), 1e300, -2.5e-308, 12.0],
+            "ints": [u64::MAX, i64::MIN, 0, -1],
+            "text": "caf\u{e9} \u{1F600} \"quoted\" \\ \n\t\u{1}",
+            "nested": {"b": [{"z": null, "a": true}], "a": {}},
+        });
+        odd.metadata = Metadata {
+            actor: Actor {
+                platform: Some("acme".into()),
+                user: Some("admin".into()),
+                key_name: Some("k".into()),
+                on_behalf_of: Some("learner".into()),
+            },
+            correlation_id: "req-1".into(),
+            client_request_id: Some("client-1".into()),
+            causation_id: Some("cause".into()),
+            idempotency: Some(IdempotencyTag {
+                key: "idem".into(),
+                request_hash: "hash".into(),
+            }),
+        };
+        let mut imported = event(1);
+        imported.recorded_at = Some(
+            chrono::DateTime::parse_from_rfc3339("2020-01-02T03:04:05.678901Z")
+                .expect("a time")
+                .with_timezone(&Utc),
+        );
+        let first = vec![odd, imported, event(2)];
+        store
+            .append(&stream, ExpectedRevision::NoStream, first.clone())
+            .await
+            .expect("append");
+        // Refused, then a retry of the first append: neither writes.
+        store
+            .append(&stream, ExpectedRevision::NoStream, events(3..4))
+            .await
+            .expect_err("a conflict");
+        let retry = store
+            .append(&stream, ExpectedRevision::NoStream, first)
+            .await
+            .expect("a retry");
+        assert!(retry.duplicate);
+        for n in 3..8 {
+            store
+                .append(
+                    &stream_name("tail"),
+                    ExpectedRevision::NoStream,
+                    events(n..n + 2),
+                )
+                .await
+                .expect("append");
+        }
+        let everything = store.read_all(start, 1_000).await.expect("read_all");
+        assert_eq!(everything.len(), 13);
+        let afters = std::iter::once(start).chain(everything.iter().map(|e| e.position));
+        for after in afters {
+            for max in [1, 3, 1_000] {
+                let tail = store.read_tail(after, max).await.expect("read_tail");
+                let stored = store.read_all(after, max).await.expect("read_all");
+                assert_eq!(tail, stored, "after {after}, at most {max}");
+            }
+        }
+    }
+
     pub async fn expected_revision(store: Arc<dyn EventStore>, _log: Log) {
         let stream = stream_name("issuer");
 
@@ -639,6 +712,7 @@ macro_rules! for_each_case {
     ($m:ident) => {
         $m!(append_and_read_back);
         $m!(imported_times_are_kept);
+        $m!(the_tail_reads_as_the_store);
         $m!(expected_revision);
         $m!(idempotent_retry);
         $m!(global_ordering);

@@ -245,6 +245,14 @@ impl EventStore for TimedStore {
         self.inner.read_all(after, max).await
     }
 
+    async fn read_tail(
+        &self,
+        after: Position,
+        max: usize,
+    ) -> Result<Vec<RecordedEvent>, StoreError> {
+        self.inner.read_tail(after, max).await
+    }
+
     fn head(&self) -> tokio::sync::watch::Receiver<Position> {
         self.inner.head()
     }
