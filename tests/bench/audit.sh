@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cost of the audit log, all figures from one run:
 #   (a) closed-loop issuing (wrk, 32 connections, SECONDS each) with the
-#       audit log on and off, alternated twice, beside /healthz;
+#       audit log on and off, ROUNDS times in alternating order, beside
+#       /healthz, then the mean rates and the median ratio of the rounds;
 #   (b) EVENTS assertions issued through the API (bulk), then the time of
 #       `ibl verify` over the store, the evidence file's size, and the
 #       time of `ibl replay` (every read model rebuilt and compared);
@@ -16,11 +17,11 @@
 #   whole log costs per event.
 # Usage: tests/bench/audit.sh [SECONDS] [EVENTS] [USERS] [GROUPS] [POLICIES]
 #        (defaults 10 1000000 20000 2000 20000); PARTS=abc (default) picks
-#        the parts to run.
+#        the parts to run, ROUNDS=3 (default) the rounds of (a).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECS=${1:-10}; EVENTS=${2:-1000000}; USERS=${3:-20000}; NGROUPS=${4:-2000}; POLICIES=${5:-20000}
-PARTS=${PARTS:-abc}
+PARTS=${PARTS:-abc}; ROUNDS=${ROUNDS:-3}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk; }
 cargo build --release --bin ibl --example fill --example fill_rbac
 BIN=target/release/ibl
@@ -48,8 +49,12 @@ echo "== (a) issuing with the audit log on and off, ${SECS}s each, 32 connection
 # The machine is shared: the rounds alternate, and the server's CPU per
 # event (all its threads, the projectors included) is the steadier figure.
 cpu() { awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' "/proc/$1/stat"; }
-for round in 1 2 3; do
-  for audit in on off; do
+RATES=$WORK/rates
+for round in $(seq 1 "$ROUNDS"); do
+  # The order alternates too, so that a drift of the machine's load
+  # weighs on both.
+  ORDER="on off"; (( round % 2 == 0 )) && ORDER="off on"
+  for audit in $ORDER; do
     DATA=$WORK/issue-$audit-$round
     KEY=$(platform "$DATA")
     IBL_AUDIT_LOG=$audit RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$DATA" &
@@ -63,9 +68,23 @@ for round in 1 2 3; do
     sleep 1 # the audit log's projector catches up
     AFTER=$(cpu $SERVER); TO=$(head_position)
     echo "audit $audit (round $round): issues/s $ISSUED; server CPU $(python3 -c "print(round(($AFTER - $BEFORE) * 1e6 / ($TO - $FROM), 1))") us/event; /healthz $HEALTHZ req/s"
+    echo "$round $audit $ISSUED" >> "$RATES"
     kill $SERVER; wait $SERVER || true
   done
 done
+python3 - "$RATES" <<'EOF'
+import statistics, sys
+rates = {}
+for line in open(sys.argv[1]):
+    n, audit, rate = line.split()
+    rates.setdefault(n, {})[audit] = float(rate)
+on = [r["on"] for r in rates.values()]
+off = [r["off"] for r in rates.values()]
+ratios = [r["on"] / r["off"] for r in rates.values()]
+print(f"issuing, mean of {len(on)} rounds: on {statistics.mean(on):,.0f}/s, off {statistics.mean(off):,.0f}/s "
+      f"({(1 - statistics.mean(on) / statistics.mean(off)) * 100:.1f} % slower); "
+      f"per round on/off: median {statistics.median(ratios):.3f}")
+EOF
 
 fi
 
