@@ -195,7 +195,7 @@ mod schema_tests {
             event_type: "AssertionIssued".into(),
             schema_version,
             recorded_at: chrono::DateTime::from_timestamp(0, 0).expect("a time"),
-            payload,
+            payload: payload.into(),
             metadata: Metadata::default(),
         }
     }

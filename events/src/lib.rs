@@ -39,9 +39,12 @@ pub trait DomainEvent: serde::Serialize + serde::de::DeserializeOwned {
     /// Reads a stored event, upcasting older schema versions.
     fn from_recorded(event: &RecordedEvent) -> Result<Self, serde_json::Error> {
         if event.schema_version == Self::SCHEMA_VERSION {
-            Self::deserialize(&event.payload)
+            Self::deserialize(&*event.payload)
         } else {
-            serde_json::from_value(Self::upcast(event.schema_version, event.payload.clone()))
+            serde_json::from_value(Self::upcast(
+                event.schema_version,
+                serde_json::Value::clone(&event.payload),
+            ))
         }
     }
 

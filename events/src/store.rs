@@ -85,7 +85,9 @@ pub struct RecordedEvent {
     pub event_type: String,
     pub schema_version: u32,
     pub recorded_at: DateTime<Utc>,
-    pub payload: serde_json::Value,
+    /// Shared: copies of the event (each subscriber's, from the SQLite
+    /// store's tail) share one payload instead of cloning its tree.
+    pub payload: Arc<serde_json::Value>,
     pub metadata: Metadata,
 }
 
@@ -272,7 +274,7 @@ mod tests {
             event_type: "T".into(),
             schema_version: 1,
             recorded_at: DateTime::UNIX_EPOCH,
-            payload,
+            payload: payload.into(),
             metadata: Metadata {
                 actor: Actor {
                     platform: actor.map(str::to_owned),

@@ -18,6 +18,7 @@
 
 use std::collections::HashMap;
 use std::io::{BufRead, Write};
+use std::sync::Arc;
 
 use chrono::Utc;
 use serde::Serialize;
@@ -203,7 +204,7 @@ async fn append(store: &dyn EventStore, events: Vec<RecordedEvent>) -> Result<()
             event_id: e.event_id,
             event_type: e.event_type,
             schema_version: e.schema_version,
-            payload: e.payload,
+            payload: Arc::unwrap_or_clone(e.payload),
             metadata: e.metadata,
             recorded_at: Some(e.recorded_at),
         })

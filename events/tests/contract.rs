@@ -206,7 +206,7 @@ mod sqlite_only {
             assert_eq!(event.revision, *revision);
             assert_eq!(event.position, *position);
             assert_eq!(
-                event.payload,
+                *event.payload,
                 json!({ "type": "Tested", "n": position - 1 })
             );
             assert_eq!(event.metadata.correlation_id, "old");

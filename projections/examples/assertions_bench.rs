@@ -39,7 +39,7 @@ fn issued(n: u64, credential: &str) -> RecordedEvent {
         event_type: data.event_type,
         schema_version: data.schema_version,
         recorded_at: chrono::Utc::now(),
-        payload: data.payload,
+        payload: data.payload.into(),
         metadata: data.metadata,
     }
 }

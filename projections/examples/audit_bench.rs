@@ -51,7 +51,7 @@ fn issued(n: u64) -> RecordedEvent {
         event_type: data.event_type,
         schema_version: data.schema_version,
         recorded_at: chrono::Utc::now(),
-        payload: data.payload,
+        payload: data.payload.into(),
         metadata: data.metadata,
     }
 }
@@ -80,7 +80,11 @@ fn main() {
     for chunk in events.chunks(128) {
         std::hint::black_box(chunk.to_vec());
     }
-    report("copy of the event (as a subscription hands it over)", n, started);
+    report(
+        "copy of the event (as a subscription hands it over)",
+        n,
+        started,
+    );
 
     for batch in [128, 512, 2048] {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -39,7 +39,7 @@ fn recorded<E: DomainEvent>(position: u64, stream: String, event: E) -> Recorded
         event_type: data.event_type,
         schema_version: data.schema_version,
         recorded_at: Utc::now(),
-        payload: data.payload,
+        payload: data.payload.into(),
         metadata: data.metadata,
     }
 }

@@ -1118,7 +1118,7 @@ mod tests {
                 event_id: e.event_id,
                 event_type: e.event_type.clone(),
                 schema_version: e.schema_version,
-                payload: e.payload.clone(),
+                payload: serde_json::Value::clone(&e.payload),
                 metadata: e.metadata.clone(),
             };
             let written = store

@@ -746,7 +746,7 @@ mod tests {
                 123_456_789,
             )
             .expect("a time"),
-            payload,
+            payload: payload.into(),
             metadata: Metadata::default(),
         }
     }

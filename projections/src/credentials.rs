@@ -1030,7 +1030,7 @@ mod tests {
         let mut log = sample();
         let mut bad = log.events[0].clone();
         bad.position = log.events.len() as u64 + 1;
-        bad.payload = serde_json::json!({"type": "CredentialCreated", "oops": true});
+        bad.payload = serde_json::json!({"type": "CredentialCreated", "oops": true}).into();
         log.events.push(bad);
         let model = CredentialsModel::new();
         model.apply(&log.events);

@@ -3314,7 +3314,7 @@ mod tests {
         let mut bad = log.events[log.events.len() - 1].clone();
         bad.position = log.events.len() as u64 + 1;
         bad.stream = "policy-99".into();
-        bad.payload = serde_json::json!({"type": "PolicyCreated", "oops": true});
+        bad.payload = serde_json::json!({"type": "PolicyCreated", "oops": true}).into();
         log.events.push(bad);
         let mut unrelated = log.events[0].clone();
         unrelated.position = log.events.len() as u64 + 1;

@@ -346,7 +346,7 @@ mod tests {
             event_type: ty.into(),
             schema_version: 1,
             recorded_at: chrono::Utc::now(),
-            payload,
+            payload: payload.into(),
             metadata: Metadata {
                 actor: Actor {
                     platform: platform.map(str::to_owned),

@@ -56,7 +56,7 @@ impl Log {
             event_type: data.event_type,
             schema_version: data.schema_version,
             recorded_at: at(0),
-            payload: data.payload,
+            payload: data.payload.into(),
             metadata: data.metadata,
         });
     }

@@ -557,7 +557,7 @@ fn the_history_feed_shows_a_platforms_events_as_hashed_filtered_and_paged() {
         assert_eq!(record["position"], event.position);
         assert_eq!(record["stream"], event.stream.as_str());
         assert_eq!(record["type"], event.event_type.as_str());
-        assert_eq!(record["data"], event.payload, "the payload as stored");
+        assert_eq!(record["data"], *event.payload, "the payload as stored");
         assert!(!record.to_string().contains("secret"), "{record}");
         // The auditor recomputes the leaf from what the feed shows, and
         // proves it is in the signed tree.

@@ -236,7 +236,7 @@ mod tests {
             assert_eq!(recorded.position, 1234);
             assert_eq!(recorded.event_type, event.event_type);
             assert_eq!(recorded.schema_version, 3);
-            assert_eq!(recorded.payload, event.payload);
+            assert_eq!(*recorded.payload, event.payload);
             assert_eq!(recorded.metadata, event.metadata);
             assert_eq!(
                 recorded.recorded_at.to_rfc3339(),

@@ -5,7 +5,7 @@
 //! per-stream index of positions. Nothing survives the process.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use async_trait::async_trait;
 use chrono::{SubsecRound, Utc};
@@ -131,7 +131,7 @@ impl EventStore for MemoryStore {
                 recorded_at: event
                     .recorded_at
                     .map_or(recorded_at, |t| t.trunc_subsecs(6)),
-                payload: event.payload,
+                payload: Arc::new(event.payload),
                 metadata: event.metadata,
             });
             revision += 1;

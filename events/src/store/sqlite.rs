@@ -1084,7 +1084,7 @@ fn committed_events(
                 event_type: std::mem::take(&mut event.event_type),
                 schema_version: event.schema_version,
                 recorded_at,
-                payload: std::mem::take(&mut event.payload),
+                payload: Arc::new(std::mem::take(&mut event.payload)),
                 metadata: std::mem::take(&mut event.metadata),
             });
         }
@@ -1380,7 +1380,7 @@ fn decode_row(row: &Row<'_>) -> rusqlite::Result<RecordedEvent> {
         recorded_at: DateTime::parse_from_rfc3339(text(6)?)
             .map_err(|e| bad(6, e.into()))?
             .with_timezone(&Utc),
-        payload: serde_json::from_str(text(7)?).map_err(|e| bad(7, e.into()))?,
+        payload: Arc::new(serde_json::from_str(text(7)?).map_err(|e| bad(7, e.into()))?),
         metadata: serde_json::from_str(text(8)?).map_err(|e| bad(8, e.into()))?,
     })
 }

@@ -149,7 +149,7 @@ pub mod cases {
             }
             assert_eq!(recorded.event_type, data.event_type);
             assert_eq!(recorded.schema_version, data.schema_version);
-            assert_eq!(recorded.payload, data.payload);
+            assert_eq!(*recorded.payload, data.payload);
             assert_eq!(recorded.metadata, data.metadata);
             assert!(recorded.recorded_at > before && recorded.recorded_at < after);
         }

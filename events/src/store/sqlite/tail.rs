@@ -94,7 +94,7 @@ mod tests {
             event_type: "T".into(),
             schema_version: 1,
             recorded_at: DateTime::UNIX_EPOCH,
-            payload: serde_json::Value::Null,
+            payload: serde_json::Value::Null.into(),
             metadata: crate::Metadata::default(),
         }
     }
