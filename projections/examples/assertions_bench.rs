@@ -6,43 +6,12 @@
 
 use std::time::Instant;
 
-use ibl_events::credentials::{AssertionEvent, Recipient};
 use ibl_events::memory::MemoryStore;
-use ibl_events::{DomainEvent, Metadata, RecordedEvent};
+use ibl_events::{Metadata, RecordedEvent};
 use ibl_projections::assertions::AssertionsModel;
 use ibl_projections::ReadModel;
 
-fn issued(n: u64, credential: &str) -> RecordedEvent {
-    // Time-ordered, as the service makes them.
-    let id = uuid::Uuid::now_v7().to_string();
-    let event = AssertionEvent::AssertionIssued {
-        platform: "bench".into(),
-        entity_id: id.clone(),
-        credential_id: credential.into(),
-        issuer_id: None,
-        recipient: Recipient {
-            email: format!("learner-{n}@example.com"),
-            ..Recipient::default()
-        },
-        issued_on: chrono::Utc::now(),
-        expires: None,
-        narrative: String::new(),
-        metadata: serde_json::json!({}),
-        evidence: Vec::new(),
-    };
-    let data = event.to_data(uuid::Uuid::new_v4(), Metadata::default());
-    RecordedEvent {
-        event_id: data.event_id,
-        stream: format!("assertion-{id}"),
-        revision: 0,
-        position: n,
-        event_type: data.event_type,
-        schema_version: data.schema_version,
-        recorded_at: chrono::Utc::now(),
-        payload: data.payload.into(),
-        metadata: data.metadata,
-    }
-}
+mod common;
 
 #[tokio::main]
 async fn main() {
@@ -55,7 +24,7 @@ async fn main() {
         .expect("open");
     let credentials: Vec<String> = (0..10).map(|i| format!("credential-{i}")).collect();
     let events: Vec<RecordedEvent> = (1..=count)
-        .map(|n| issued(n, &credentials[(n % 10) as usize]))
+        .map(|n| common::issued(n, &credentials[(n % 10) as usize], Metadata::default()))
         .collect();
     // The first half as a rebuild reads it, the rest in live-sized
     // batches (what has arrived since the last one).

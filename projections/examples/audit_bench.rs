@@ -10,28 +10,13 @@
 use std::time::Instant;
 
 use ibl_audit::Signer;
-use ibl_events::credentials::{AssertionEvent, Recipient};
-use ibl_events::{Actor, DomainEvent, Metadata, RecordedEvent};
+use ibl_events::{Actor, Metadata, RecordedEvent};
 use ibl_projections::audit_log::{leaf_of, AuditLog};
 use ibl_projections::ReadModel;
 
+mod common;
+
 fn issued(n: u64) -> RecordedEvent {
-    let id = uuid::Uuid::now_v7().to_string();
-    let event = AssertionEvent::AssertionIssued {
-        platform: "bench".into(),
-        entity_id: id.clone(),
-        credential_id: "01a23cf1-bf6f-72ee-bec4-16a3e06ff947".into(),
-        issuer_id: None,
-        recipient: Recipient {
-            email: format!("learner-{n}@example.com"),
-            ..Recipient::default()
-        },
-        issued_on: chrono::Utc::now(),
-        expires: None,
-        narrative: String::new(),
-        metadata: serde_json::json!({}),
-        evidence: Vec::new(),
-    };
     let metadata = Metadata {
         actor: Actor {
             platform: Some("bench".into()),
@@ -42,18 +27,7 @@ fn issued(n: u64) -> RecordedEvent {
         correlation_id: uuid::Uuid::new_v4().to_string(),
         ..Metadata::default()
     };
-    let data = event.to_data(uuid::Uuid::new_v4(), metadata);
-    RecordedEvent {
-        event_id: data.event_id,
-        stream: format!("assertion-{id}"),
-        revision: 0,
-        position: n,
-        event_type: data.event_type,
-        schema_version: data.schema_version,
-        recorded_at: chrono::Utc::now(),
-        payload: data.payload.into(),
-        metadata: data.metadata,
-    }
+    common::issued(n, "01a23cf1-bf6f-72ee-bec4-16a3e06ff947", metadata)
 }
 
 fn report(label: &str, count: usize, started: Instant) {
