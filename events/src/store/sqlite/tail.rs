@@ -16,7 +16,7 @@
 //! case `the_tail_reads_as_the_store` holds the two equal.
 
 use std::collections::VecDeque;
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 use crate::{Position, RecordedEvent};
 
@@ -27,10 +27,13 @@ pub struct Tail {
     run: RwLock<Run>,
 }
 
-/// Events at positions `after + 1 ..= after + events.len()`.
+/// Events at positions `after + 1 ..= after + events.len()`. Each is
+/// behind an `Arc`, so that a reader holds the lock (which the writer
+/// takes after every commit) only to count references, and copies the
+/// events after releasing it.
 struct Run {
     after: Position,
-    events: VecDeque<RecordedEvent>,
+    events: VecDeque<Arc<RecordedEvent>>,
 }
 
 impl Run {
@@ -60,7 +63,7 @@ impl Tail {
                 run.events.clear();
                 run.after = event.position - 1;
             }
-            run.events.push_back(event);
+            run.events.push_back(Arc::new(event));
             if run.events.len() > TAIL_EVENTS {
                 run.events.pop_front();
                 run.after += 1;
@@ -71,12 +74,15 @@ impl Tail {
     /// Up to `max` events after `after`, when the run holds the next one;
     /// `None` sends the read to the file.
     pub fn read(&self, after: Position, max: usize) -> Option<Vec<RecordedEvent>> {
-        let run = self.run.read().unwrap_or_else(|p| p.into_inner());
-        if after < run.after || after >= run.end() {
-            return None;
-        }
-        let skip = usize::try_from(after - run.after).ok()?;
-        Some(run.events.iter().skip(skip).take(max).cloned().collect())
+        let shared: Vec<Arc<RecordedEvent>> = {
+            let run = self.run.read().unwrap_or_else(|p| p.into_inner());
+            if after < run.after || after >= run.end() {
+                return None;
+            }
+            let skip = usize::try_from(after - run.after).ok()?;
+            run.events.range(skip..).take(max).cloned().collect()
+        };
+        Some(shared.iter().map(|e| RecordedEvent::clone(e)).collect())
     }
 }
 
