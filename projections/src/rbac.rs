@@ -307,8 +307,13 @@ struct State {
     resource_policies: HashMap<String, BTreeSet<u64>>,
     /// The check index: active users with at least one grant.
     grants: HashMap<u64, Arc<Vec<Grant>>>,
-    /// Users to recompute at the end of the batch.
+    /// Users whose grants are recomputed whole at the end of the batch (a
+    /// change of the user or of its groups).
     dirty: HashSet<u64>,
+    /// Single grants to recompute at the end of the batch, by user: a policy
+    /// changed, so only its grant of each member is, whatever else the member
+    /// holds (a new policy costs its members, not their other policies).
+    dirty_grants: HashMap<u64, BTreeSet<u64>>,
     empty: Arc<Vec<Grant>>,
     /// Whether `touched` is kept (the model a Redis adapter copies from).
     track: bool,
@@ -658,15 +663,22 @@ impl State {
 
     // --- the check index
 
+    /// Marks the grant of policy `pid` of each user it names, directly or
+    /// through a group, for recomputing.
     fn mark_policy_users(&mut self, pid: u64) {
         let Some(p) = self.policies.get(&pid) else {
             return;
         };
-        self.dirty.extend(p.users.iter().copied());
-        for gid in &p.groups {
-            if let Some(g) = self.groups.get(gid) {
-                self.dirty.extend(g.members.iter().copied());
-            }
+        let groups = p.groups.iter().filter_map(|gid| self.groups.get(gid));
+        for uid in p.users.iter().chain(groups.flat_map(|g| g.members.iter())) {
+            self.dirty_grants.entry(*uid).or_default().insert(pid);
+        }
+    }
+
+    /// Marks the grant of policy `pid` of each of `users`.
+    fn mark_grants(&mut self, pid: u64, users: impl IntoIterator<Item = u64>) {
+        for uid in users {
+            self.dirty_grants.entry(uid).or_default().insert(pid);
         }
     }
 
@@ -702,42 +714,101 @@ impl State {
         }
         reach
             .into_iter()
-            .filter_map(|(pid, via)| {
-                let p = self.policies.get(&pid)?;
-                if p.platform != user.platform || p.paths.is_empty() {
-                    return None;
-                }
-                let role = self.effective_role(p)?;
-                if role.patterns.is_empty() && role.data_patterns.is_empty() {
-                    return None;
-                }
-                Some(Grant {
-                    policy_id: pid,
-                    role_id: p.role_id,
-                    via,
-                    resources: p.paths.clone(),
-                    actions: role.patterns.clone(),
-                    data_actions: role.data_patterns.clone(),
-                })
-            })
+            .filter_map(|(pid, via)| self.grant(user, pid, via))
             .collect()
+    }
+
+    /// The grant of policy `pid` to user `uid`, if it has one: as
+    /// [`Self::compute_grants`] finds it, without the user's other policies
+    /// (the first live group in id order when not named directly).
+    fn compute_grant(&self, uid: u64, pid: u64) -> Option<Grant> {
+        let user = self.users.get(&uid).filter(|u| u.active)?;
+        let direct = self
+            .user_policies
+            .get(&uid)
+            .is_some_and(|set| set.contains(&pid));
+        let via = if direct {
+            Via::Direct
+        } else {
+            let gid = self.user_groups.get(&uid)?.iter().find(|gid| {
+                self.live_group(**gid, &user.platform).is_some()
+                    && self
+                        .group_policies
+                        .get(gid)
+                        .is_some_and(|set| set.contains(&pid))
+            })?;
+            Via::Group(*gid)
+        };
+        self.grant(user, pid, via)
+    }
+
+    /// What policy `pid`, reaching `user` by `via`, grants it, if anything.
+    fn grant(&self, user: &UserRec, pid: u64, via: Via) -> Option<Grant> {
+        let p = self.policies.get(&pid)?;
+        if p.platform != user.platform || p.paths.is_empty() {
+            return None;
+        }
+        let role = self.effective_role(p)?;
+        if role.patterns.is_empty() && role.data_patterns.is_empty() {
+            return None;
+        }
+        Some(Grant {
+            policy_id: pid,
+            role_id: p.role_id,
+            via,
+            resources: p.paths.clone(),
+            actions: role.patterns.clone(),
+            data_actions: role.data_patterns.clone(),
+        })
     }
 
     fn flush(&mut self) {
         if self.lazy {
             self.dirty.clear();
+            self.dirty_grants.clear();
             return;
         }
         if self.track {
             self.touched.grants.extend(self.dirty.iter().copied());
+            self.touched
+                .grants
+                .extend(self.dirty_grants.keys().copied());
         }
         for uid in std::mem::take(&mut self.dirty) {
+            self.dirty_grants.remove(&uid);
             let grants = self.compute_grants(uid);
-            if grants.is_empty() {
-                self.grants.remove(&uid);
-            } else {
-                self.grants.insert(uid, Arc::new(grants));
+            self.set_grants(uid, grants);
+        }
+        for (uid, pids) in std::mem::take(&mut self.dirty_grants) {
+            let changed: Vec<(u64, Option<Grant>)> = pids
+                .into_iter()
+                .map(|pid| (pid, self.compute_grant(uid, pid)))
+                .collect();
+            // The user's grants are sorted by policy id.
+            let mut grants = self
+                .grants
+                .remove(&uid)
+                .map(Arc::unwrap_or_clone)
+                .unwrap_or_default();
+            for (pid, grant) in changed {
+                match (grants.binary_search_by_key(&pid, |g| g.policy_id), grant) {
+                    (Ok(i), Some(g)) => grants[i] = g,
+                    (Ok(i), None) => {
+                        grants.remove(i);
+                    }
+                    (Err(i), Some(g)) => grants.insert(i, g),
+                    (Err(_), None) => {}
+                }
             }
+            self.set_grants(uid, grants);
+        }
+    }
+
+    fn set_grants(&mut self, uid: u64, grants: Vec<Grant>) {
+        if grants.is_empty() {
+            self.grants.remove(&uid);
+        } else {
+            self.grants.insert(uid, Arc::new(grants));
         }
     }
 
@@ -1165,7 +1236,9 @@ impl State {
                 remove_from(&mut self.group_policies, gid, id);
             }
             if let Some(g) = self.groups.get(&gid) {
-                self.dirty.extend(g.members.iter().copied());
+                for uid in &g.members {
+                    self.dirty_grants.entry(*uid).or_default().insert(id);
+                }
             }
         }
     }
@@ -1243,23 +1316,25 @@ impl State {
                 let Some(p) = self.policies.get_mut(&id) else {
                     return;
                 };
-                for uid in user_ids {
-                    if p.users.insert(uid) {
-                        self.user_policies.entry(uid).or_default().insert(id);
-                        self.dirty.insert(uid);
-                    }
+                let added: Vec<u64> = user_ids
+                    .into_iter()
+                    .filter(|u| p.users.insert(*u))
+                    .collect();
+                for uid in &added {
+                    self.user_policies.entry(*uid).or_default().insert(id);
                 }
+                self.mark_grants(id, added);
             }
             PolicyEvent::PolicyUsersRemoved { user_ids, .. } => {
                 let Some(p) = self.policies.get_mut(&id) else {
                     return;
                 };
-                for uid in user_ids {
-                    if p.users.remove(&uid) {
-                        remove_from(&mut self.user_policies, uid, id);
-                        self.dirty.insert(uid);
-                    }
+                let removed: Vec<u64> =
+                    user_ids.into_iter().filter(|u| p.users.remove(u)).collect();
+                for uid in &removed {
+                    remove_from(&mut self.user_policies, *uid, id);
                 }
+                self.mark_grants(id, removed);
             }
             PolicyEvent::PolicyGroupsAdded { group_ids, .. } => {
                 self.change_policy_groups(id, group_ids, true)
@@ -3749,6 +3824,19 @@ mod tests {
                     naive.apply(e);
                 }
                 done += batch;
+                // The check index, kept grant by grant, equals every user's
+                // grants computed from scratch.
+                {
+                    let s = model.read();
+                    for user in 1..=8u64 {
+                        let kept = s.grants.get(&user).map(|g| g.to_vec()).unwrap_or_default();
+                        assert_eq!(
+                            kept,
+                            s.compute_grants(user),
+                            "seed {seed}, after event {done}: user {user}'s check index"
+                        );
+                    }
+                }
                 for user in 1..=8u64 {
                     let platform = if user <= 6 { "acme" } else { "other" };
                     let grants = model.grants(platform, user);
