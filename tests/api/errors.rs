@@ -121,6 +121,16 @@ fn an_unknown_route_answers_a_json_404_and_a_wrong_method_a_json_405() {
         .send()
         .expect_client_error(404);
     assert_eq!(resp.body["detail"], "Not found.");
+    // Under the literal prefix of routes with parameters (their scope), and
+    // a route's path with one segment more.
+    for path in [
+        "/api/credentials/orgs/acme/nothing/",
+        "/api/credentials/orgs/acme/users/x/y/assertions/bulk/more/",
+        "/api/core/rbac/groups/1/2/",
+    ] {
+        let resp = app.get(path).send().expect_client_error(404);
+        assert_eq!(resp.body["detail"], "Not found.", "{path}");
+    }
     let resp = changes_nothing(&app, || {
         app.request("PATCH", &creds("")).json(&json!({})).send()
     });

@@ -122,18 +122,24 @@ pub fn sort(table: &mut [Route]) {
 }
 
 /// Registers `table`, one resource per path (each with its guards by
-/// method and a JSON 405 for other methods), in [`sort`]'s order.
+/// method and a JSON 405 for other methods), in [`sort`]'s order. Paths
+/// with parameters are grouped in scopes by their literal prefix (the
+/// segments before the first parameter), so that a request tries the regex
+/// of the paths under its own prefix only, not of every path before it.
 pub fn configure(cfg: &mut web::ServiceConfig, table: &[Route]) {
     let mut table = table.to_vec();
     sort(&mut table);
     let mut seen: Vec<&'static str> = Vec::new();
+    let mut scopes: Vec<(&'static str, actix_web::Scope)> = Vec::new();
     for route in &table {
         let p = pattern(route.path);
         if seen.contains(&p) {
             continue;
         }
         seen.push(p);
-        let mut resource = web::resource(p).default_service(web::to(method_not_allowed));
+        let prefix = scope_of(p, &table);
+        let mut resource =
+            web::resource(&p[prefix.len()..]).default_service(web::to(method_not_allowed));
         let mut guards = RouteGuards::default();
         for same in table.iter().filter(|r| pattern(r.path) == p) {
             resource = resource.route((same.handler)());
@@ -142,8 +148,46 @@ pub fn configure(cfg: &mut web::ServiceConfig, table: &[Route]) {
             }
         }
         resource = resource.app_data(guards);
-        cfg.service(resource);
+        if prefix.is_empty() {
+            cfg.service(resource);
+            continue;
+        }
+        match scopes.iter().position(|(p, _)| *p == prefix) {
+            Some(i) => {
+                let (p, scope) = scopes.remove(i);
+                scopes.insert(i, (p, scope.service(resource)));
+            }
+            None => scopes.push((prefix, web::scope(prefix).service(resource))),
+        }
     }
+    for (_, scope) in scopes {
+        cfg.service(scope);
+    }
+}
+
+/// The scope of a path with parameters: the shortest literal prefix, among
+/// those of the table's paths with parameters, that is a whole-segment
+/// prefix of its own (so that no path can enter one scope while its route
+/// is in another); empty for a path without parameters or whose first
+/// segment is one.
+fn scope_of(p: &'static str, table: &[Route]) -> &'static str {
+    fn literal(p: &str) -> &str {
+        p.find("/{").map_or("", |i| &p[..i])
+    }
+    fn under(p: &str, prefix: &str) -> bool {
+        p.strip_prefix(prefix)
+            .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    }
+    let own = literal(p);
+    if own.is_empty() {
+        return "";
+    }
+    table
+        .iter()
+        .map(|r| literal(pattern(r.path)))
+        .filter(|l| !l.is_empty() && under(own, l))
+        .min_by_key(|l| l.len())
+        .unwrap_or(own)
 }
 
 async fn method_not_allowed() -> HttpResponse {
