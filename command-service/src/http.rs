@@ -313,7 +313,7 @@ pub fn written(
     read: &ReadState,
     status: StatusCode,
     position: u64,
-    body: serde_json::Value,
+    body: impl serde::Serialize,
 ) -> HttpResponse {
     HttpResponse::build(status)
         .insert_header(read.positions.header(position))

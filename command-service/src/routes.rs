@@ -104,10 +104,10 @@ fn credential_answer(
         .models
         .credential(platform, entity_id)
         .ok_or_else(ApiError::not_found)?;
-    Ok(wire::envelope(
+    Ok(serde_json::json!(wire::envelope(
         description,
         wire::credential(&wire::base_url(req), &c),
-    ))
+    )))
 }
 
 pub async fn create_credential(

@@ -699,7 +699,7 @@ pub async fn state_at(
                     .to_utc(),
                 None => time_of(&access, position).await?,
             };
-            ibl_edge::wire::assertion(&base, &assertion, credential.as_ref(), then)
+            json!(ibl_edge::wire::assertion(&base, &assertion, credential.as_ref(), then))
         }
         other => {
             return Err(ApiError::NotFound(format!(

@@ -168,14 +168,15 @@ fn path_user_recipient(read: &ReadState, platform: &str, user: &str) -> Recipien
 async fn assertion_answer(
     req: &HttpRequest,
     read: &ReadState,
+    position: u64,
     entity_id: &str,
-) -> Result<Value, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let a = read
         .assertions
         .assertion(entity_id)
         .await?
         .ok_or_else(ApiError::not_found)?;
-    Ok(view_answer(req, read, &a))
+    Ok(view_answer(req, read, position, &a))
 }
 
 /// The view of an assertion as its stream left it.
@@ -203,15 +204,23 @@ fn view_of(a: &Assertion) -> AssertionView {
 fn written_answer(
     req: &HttpRequest,
     read: &ReadState,
+    position: u64,
     a: Option<&Assertion>,
-) -> Result<Value, ApiError> {
+) -> Result<HttpResponse, ApiError> {
     let a = a.ok_or_else(|| ApiError::Internal("a written assertion has no state".into()))?;
-    Ok(view_answer(req, read, &view_of(a)))
+    Ok(view_answer(req, read, position, &view_of(a)))
 }
 
-fn view_answer(req: &HttpRequest, read: &ReadState, a: &AssertionView) -> Value {
+/// A write's answer (200) showing one assertion.
+fn view_answer(
+    req: &HttpRequest,
+    read: &ReadState,
+    position: u64,
+    a: &AssertionView,
+) -> HttpResponse {
     let c = read.models.credential(&a.platform, &a.credential_id);
-    wire::assertion(&wire::base_url(req), a, c.as_ref(), Utc::now())
+    let body = wire::assertion(&wire::base_url(req), a, c.as_ref(), Utc::now());
+    written(read, StatusCode::OK, position, &body)
 }
 
 pub async fn issue_assertion(
@@ -230,12 +239,7 @@ pub async fn issue_assertion(
     } = begin(&req, &read, &principal, &path.org, &body.hash()).await?;
     if let Some(record) = replay {
         let id = record.created("assertion-");
-        return Ok(written(
-            &read,
-            StatusCode::OK,
-            record.position,
-            assertion_answer(&req, &read, id).await?,
-        ));
+        return assertion_answer(&req, &read, record.position, id).await;
     }
     let now = Utc::now();
     let body = body.value;
@@ -282,12 +286,7 @@ pub async fn issue_assertion(
     )
     .await?;
     settle(&read, outcome.position()).await;
-    Ok(written(
-        &read,
-        StatusCode::OK,
-        outcome.position(),
-        written_answer(&req, &read, outcome.state.get())?,
-    ))
+    written_answer(&req, &read, outcome.position(), outcome.state.get())
 }
 
 /// Appends at most this many new streams at once, so group commit batches
@@ -382,11 +381,17 @@ pub async fn bulk_issue(
         }
     }
     settle(&read, position).await;
-    let issued: Vec<Value> = plan
+    let views: Vec<AssertionView> = plan
         .issue
         .iter()
         .filter_map(|(_, event)| AssertionView::issued(event.clone()))
-        .map(|view| view_answer(&req, &read, &view))
+        .collect();
+    // One credential for the whole request.
+    let credential = read.models.credential(&platform, &path.entity_id);
+    let base = wire::base_url(&req);
+    let issued: Vec<_> = views
+        .iter()
+        .map(|view| wire::assertion(&base, view, credential.as_ref(), now))
         .collect();
     let skipped: Vec<Value> = plan
         .skipped
@@ -398,11 +403,16 @@ pub async fn bulk_issue(
             })
         })
         .collect();
+    #[derive(serde::Serialize)]
+    struct Bulk<'a> {
+        issued: Vec<wire::Assertion<'a>>,
+        skipped: Vec<Value>,
+    }
     Ok(written(
         &read,
         StatusCode::OK,
         position,
-        json!({"issued": issued, "skipped": skipped}),
+        Bulk { issued, skipped },
     ))
 }
 
@@ -439,12 +449,7 @@ pub async fn update_assertion(
         .filter(|a| a.platform == platform)
         .ok_or_else(ApiError::not_found)?;
     if let Some(record) = replay {
-        return Ok(written(
-            &read,
-            StatusCode::OK,
-            record.position,
-            assertion_answer(&req, &read, &path.entity_id).await?,
-        ));
+        return assertion_answer(&req, &read, record.position, &path.entity_id).await;
     }
     match body.value.revoked {
         Some(true) => {}
@@ -455,14 +460,7 @@ pub async fn update_assertion(
             ));
         }
         // Nothing to change: answer the assertion as it is.
-        _ => {
-            return Ok(written(
-                &read,
-                StatusCode::OK,
-                0,
-                written_answer(&req, &read, Some(current))?,
-            ))
-        }
+        _ => return written_answer(&req, &read, 0, Some(current)),
     }
     let reason = body.value.revocation_reason.unwrap_or_default();
     if reason.trim().is_empty() {
@@ -488,10 +486,5 @@ pub async fn update_assertion(
     let ctx = context_for(&req, &read, &principal, &platform, &path.user, tag);
     let outcome = execute::<AssertionAggregate>(&write.store, &stream, &ctx, command).await?;
     settle(&read, outcome.position()).await;
-    Ok(written(
-        &read,
-        StatusCode::OK,
-        outcome.position(),
-        written_answer(&req, &read, outcome.state.get())?,
-    ))
+    written_answer(&req, &read, outcome.position(), outcome.state.get())
 }

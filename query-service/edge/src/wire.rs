@@ -4,6 +4,7 @@ use actix_web::HttpRequest;
 use chrono::{DateTime, SecondsFormat, Utc};
 use ibl_projections::assertions::AssertionView;
 use ibl_projections::credentials::{ApiKeyView, CredentialView, IssuerView};
+use serde::Serialize;
 use serde_json::{json, Map, Value};
 
 use crate::paging::{links, PageRequest, MAX_PAGE_SIZE};
@@ -77,28 +78,57 @@ pub fn base_url(req: &HttpRequest) -> String {
 }
 
 /// `{"status": {"success": true, "description": ...}, "result": ...}`
-pub fn envelope(description: &str, result: Value) -> Value {
-    json!({"status": {"success": true, "description": description}, "result": result})
+pub fn envelope<T: Serialize>(description: &str, result: T) -> Envelope<'_, T> {
+    Envelope {
+        status: EnvelopeStatus {
+            success: true,
+            description,
+        },
+        result,
+    }
+}
+
+#[derive(Serialize)]
+pub struct Envelope<'a, T> {
+    status: EnvelopeStatus<'a>,
+    result: T,
+}
+
+#[derive(Serialize)]
+struct EnvelopeStatus<'a> {
+    success: bool,
+    description: &'a str,
 }
 
 /// The page fields of every credentials list (`next`/`previous` are `""`
 /// when there is no such page).
-pub fn credentials_page(
+pub fn credentials_page<T: Serialize>(
     req: &HttpRequest,
     p: PageRequest,
     count: usize,
-    data: Vec<Value>,
-) -> Value {
+    data: Vec<T>,
+) -> CredentialsPage<T> {
     let (next, previous) = links(req, p, count);
-    json!({
-        "next": next.unwrap_or_default(),
-        "previous": previous.unwrap_or_default(),
-        "count": count,
-        "data": data,
-        "num_pages": p.num_pages(count),
-        "page_number": p.page,
-        "max_page_size": MAX_PAGE_SIZE,
-    })
+    CredentialsPage {
+        next: next.unwrap_or_default(),
+        previous: previous.unwrap_or_default(),
+        count,
+        data,
+        num_pages: p.num_pages(count),
+        page_number: p.page,
+        max_page_size: MAX_PAGE_SIZE,
+    }
+}
+
+#[derive(Serialize)]
+pub struct CredentialsPage<T> {
+    next: String,
+    previous: String,
+    count: usize,
+    data: Vec<T>,
+    num_pages: usize,
+    page_number: usize,
+    max_page_size: usize,
 }
 
 /// The URL of a credential: its detail route, under the user who created it.
@@ -155,65 +185,118 @@ pub fn verification_url(base: &str, entity_id: &str) -> String {
 }
 
 /// An assertion as the `iblai` `Assertion` model reads it: camelCase keys,
-/// required strings never null.
-pub fn assertion(
+/// required strings never null. Borrowed from the view and serialized as
+/// it is written (no JSON tree in between: a page holds up to 100).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Assertion<'a> {
+    entity_id: &'a str,
+    issued_on: String,
+    credential_details: CredentialDetails<'a>,
+    recipient: &'a ibl_events::credentials::Recipient,
+    metadata: &'a Value,
+    course: IdOf<'a>,
+    program: IdOf<'a>,
+    narrative: &'a str,
+    evidence: &'a [ibl_events::credentials::Evidence],
+    revoked: bool,
+    revocation_reason: &'a str,
+    revoked_on: Option<String>,
+    acceptance: &'static str,
+    expires: String,
+    status: &'static str,
+    verification_url: String,
+    #[serde(rename = "platform_key")]
+    platform_key: &'a str,
+}
+
+/// `credentialDetails`: the credential's fields, or only its id when the
+/// credential is gone.
+#[derive(Serialize)]
+struct CredentialDetails<'a> {
+    #[serde(rename = "entityId")]
+    entity_id: &'a str,
+    credential_id: &'a str,
+    #[serde(flatten, skip_serializing_if = "Option::is_none")]
+    fields: Option<DetailFields<'a>>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DetailFields<'a> {
+    name: &'a str,
+    description: &'a str,
+    #[serde(rename = "credential_type")]
+    credential_type: &'a str,
+    issuer: &'a str,
+    icon_image: &'a str,
+    thumbnail_image: &'a str,
+    background_image: &'a str,
+    criteria_url: &'a str,
+    criteria_text: &'a str,
+}
+
+/// `{"id": ...}`, or `{}` without one.
+#[derive(Serialize)]
+struct IdOf<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+}
+
+pub fn assertion<'a>(
     base: &str,
-    a: &AssertionView,
-    c: Option<&CredentialView>,
+    a: &'a AssertionView,
+    c: Option<&'a CredentialView>,
     now: DateTime<Utc>,
-) -> Value {
-    let empty = String::new();
-    let details = match c {
+) -> Assertion<'a> {
+    let credential_details = match c {
         Some(c) => {
             let f = &c.fields;
-            string_map(&[
-                ("entityId", &c.entity_id),
-                ("credential_id", &c.entity_id),
-                ("name", &f.name),
-                ("description", &f.description),
-                (
-                    "credential_type",
-                    f.credential_type.as_ref().unwrap_or(&empty),
-                ),
-                ("issuer", f.issuer.as_ref().unwrap_or(&empty)),
-                ("iconImage", &f.icon_image),
-                ("thumbnailImage", &f.thumbnail_image),
-                ("backgroundImage", &f.background_image),
-                ("criteriaUrl", &f.criteria_url),
-                ("criteriaText", &f.criteria_text),
-            ])
+            CredentialDetails {
+                entity_id: &c.entity_id,
+                credential_id: &c.entity_id,
+                fields: Some(DetailFields {
+                    name: &f.name,
+                    description: &f.description,
+                    credential_type: f.credential_type.as_deref().unwrap_or_default(),
+                    issuer: f.issuer.as_deref().unwrap_or_default(),
+                    icon_image: &f.icon_image,
+                    thumbnail_image: &f.thumbnail_image,
+                    background_image: &f.background_image,
+                    criteria_url: &f.criteria_url,
+                    criteria_text: &f.criteria_text,
+                }),
+            }
         }
-        None => string_map(&[
-            ("entityId", &a.credential_id),
-            ("credential_id", &a.credential_id),
-        ]),
+        None => CredentialDetails {
+            entity_id: &a.credential_id,
+            credential_id: &a.credential_id,
+            fields: None,
+        },
     };
-    let course = c.and_then(|c| c.fields.course.as_deref());
-    let program = c.and_then(|c| c.fields.program.as_deref());
-    let status = assertion_status(a, c, now);
-    json!({
-        "entityId": a.entity_id,
-        "issuedOn": time(a.issued_on),
-        "credentialDetails": details,
-        "recipient": string_map(&[
-            ("email", &a.recipient.email),
-            ("username", &a.recipient.username),
-            ("name", &a.recipient.name),
-        ]),
-        "metadata": a.metadata,
-        "course": course.map(|id| string_map(&[("id", id)])).unwrap_or_else(|| json!({})),
-        "program": program.map(|id| string_map(&[("id", id)])).unwrap_or_else(|| json!({})),
-        "narrative": a.narrative,
-        "evidence": a.evidence.iter().map(|e| json!({"url": e.url, "narrative": e.narrative})).collect::<Vec<_>>(),
-        "revoked": a.revoked.is_some(),
-        "revocationReason": a.revoked.as_ref().map(|r| r.reason.clone()).unwrap_or_default(),
-        "revokedOn": a.revoked.as_ref().map(|r| time(r.at)),
-        "acceptance": "Unaccepted",
-        "expires": a.expires.map(time).unwrap_or_default(),
-        "status": status,
-        "verificationUrl": verification_url(base, &a.entity_id),
-        "platform_key": a.platform,
-    })
+    Assertion {
+        entity_id: &a.entity_id,
+        issued_on: time(a.issued_on),
+        credential_details,
+        recipient: &a.recipient,
+        metadata: &a.metadata,
+        course: IdOf {
+            id: c.and_then(|c| c.fields.course.as_deref()),
+        },
+        program: IdOf {
+            id: c.and_then(|c| c.fields.program.as_deref()),
+        },
+        narrative: &a.narrative,
+        evidence: &a.evidence,
+        revoked: a.revoked.is_some(),
+        revocation_reason: a.revoked.as_ref().map_or("", |r| r.reason.as_str()),
+        revoked_on: a.revoked.as_ref().map(|r| time(r.at)),
+        acceptance: "Unaccepted",
+        expires: a.expires.map(time).unwrap_or_default(),
+        status: assertion_status(a, c, now),
+        verification_url: verification_url(base, &a.entity_id),
+        platform_key: &a.platform,
+    }
 }
 
 /// Whether an assertion verifies: `revoked` when it was revoked or its
