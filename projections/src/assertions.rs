@@ -362,13 +362,20 @@ impl Shared {
     /// drops from the tail what the file holds. Retries until it succeeds.
     fn flush(&self, more: &[RecordedEvent]) {
         let mut conn = self.writer.lock().unwrap_or_else(|p| p.into_inner());
-        let mut events = std::mem::take(&mut self.tail_mut().pending);
+        let (mut events, views) = {
+            let mut tail = self.tail_mut();
+            let events = std::mem::take(&mut tail.pending);
+            // The views the tail built of its issues: written as they are,
+            // not decoded from their events again.
+            let views: Vec<(Position, Arc<AssertionView>)> = tail.issued.iter().cloned().collect();
+            (events, views)
+        };
         if events.is_empty() && more.is_empty() {
             return;
         }
         events.extend_from_slice(more);
         let mut delay = std::time::Duration::from_millis(50);
-        while let Err(error) = apply_batch(&mut conn, &events) {
+        while let Err(error) = apply_batch(&mut conn, &events, &views) {
             tracing::error!(%error, "the assertions read model could not write; retrying");
             std::thread::sleep(delay);
             delay = (delay * 2).min(std::time::Duration::from_secs(5));
@@ -935,9 +942,12 @@ impl AssertionsModel {
 
 /// Applies the events after the stored checkpoint and moves it, in one
 /// transaction. Answers the new checkpoint (`None`: nothing new).
+/// `views`: views of issues among them, by position, in order (each used
+/// instead of decoding its event; any may be missing).
 fn apply_batch(
     conn: &mut Connection,
     batch: &[RecordedEvent],
+    mut views: &[(Position, Arc<AssertionView>)],
 ) -> rusqlite::Result<Option<Position>> {
     let tx = conn.transaction()?;
     let (checkpoint, _) = read_meta(&tx)?;
@@ -965,7 +975,14 @@ fn apply_batch(
             };
             record.add(&event.stream, event.position);
         }
-        if let Err(error) = apply_event(&tx, event) {
+        while views.first().is_some_and(|(p, _)| *p < event.position) {
+            views = &views[1..];
+        }
+        let view = views
+            .first()
+            .filter(|(p, _)| *p == event.position)
+            .map(|(_, v)| v.as_ref());
+        if let Err(error) = apply_event(&tx, event, view) {
             match error {
                 Skip::Decode(error) => tracing::error!(
                     stream = %event.stream, revision = event.revision, %error,
@@ -1040,7 +1057,13 @@ impl From<serde_json::Error> for Skip {
     }
 }
 
-fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
+/// `issued`: the view of the assertion `event` issues, when the caller has
+/// it already.
+fn apply_event(
+    tx: &Transaction,
+    event: &RecordedEvent,
+    issued: Option<&AssertionView>,
+) -> Result<(), Skip> {
     let stream = event.stream.as_str();
     if let Some(id) = stream.strip_prefix("credential-") {
         match CredentialEvent::from_recorded(event)? {
@@ -1061,26 +1084,14 @@ fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
             }
             CredentialEvent::CredentialRetired { .. } => {}
         }
+    } else if let Some(view) = issued {
+        insert_issued(tx, view)?;
     } else if let Some(id) = stream.strip_prefix("assertion-") {
         match AssertionEvent::from_recorded(event)? {
             issued @ AssertionEvent::AssertionIssued { .. } => {
-                let Some(view) = AssertionView::issued(issued) else {
-                    return Ok(());
-                };
-                tx.prepare_cached(
-                    "INSERT OR IGNORE INTO assertions
-                     (entity_id, platform, credential_id, email, username, expires, view)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                )?
-                .execute(params![
-                    view.entity_id,
-                    view.platform,
-                    view.credential_id,
-                    view.recipient.email.to_lowercase(),
-                    view.recipient.username,
-                    view.expires.map(micros),
-                    serde_json::to_string(&view)?,
-                ])?;
+                if let Some(view) = AssertionView::issued(issued) {
+                    insert_issued(tx, &view)?;
+                }
             }
             revoked @ AssertionEvent::AssertionRevoked { .. } => {
                 let json: Option<String> = tx
@@ -1098,6 +1109,24 @@ fn apply_event(tx: &Transaction, event: &RecordedEvent) -> Result<(), Skip> {
             }
         }
     }
+    Ok(())
+}
+
+fn insert_issued(tx: &Transaction, view: &AssertionView) -> Result<(), Skip> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO assertions
+         (entity_id, platform, credential_id, email, username, expires, view)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        view.entity_id,
+        view.platform,
+        view.credential_id,
+        view.recipient.email.to_lowercase(),
+        view.recipient.username,
+        view.expires.map(micros),
+        serde_json::to_string(view)?,
+    ])?;
     Ok(())
 }
 
@@ -1270,6 +1299,11 @@ mod tests {
             reopened.checkpoint(),
             log.events.len() as u64,
             "written at drop"
+        );
+        assert_eq!(
+            answers(&reopened).await,
+            answers(&written).await,
+            "the file as written from the tail's views"
         );
     }
 }

@@ -273,6 +273,17 @@ impl CredentialsModel {
         s.keys_by_hash.get(hash).cloned()
     }
 
+    /// The revision of a credential's stream the model has applied (what a
+    /// command needs to know whether its cached state is current), without
+    /// copying the credential.
+    pub fn credential_revision(&self, platform: &str, entity_id: &str) -> Option<u64> {
+        self.read()
+            .credentials
+            .get(entity_id)
+            .filter(|c| c.platform == platform)
+            .map(|c| c.revision)
+    }
+
     pub fn credential(&self, platform: &str, entity_id: &str) -> Option<CredentialView> {
         self.read()
             .credentials

@@ -126,10 +126,7 @@ async fn issuable(
     credential_id: &str,
     now: DateTime<Utc>,
 ) -> Result<IssuableCredential, ApiError> {
-    let known = read
-        .models
-        .credential(platform, credential_id)
-        .map(|c| c.revision);
+    let known = read.models.credential_revision(platform, credential_id);
     let state = write
         .credentials
         .load::<CredentialAggregate>(
