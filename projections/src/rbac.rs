@@ -334,8 +334,11 @@ pub(crate) struct Touched {
     pub roles: BTreeSet<u64>,
     pub groups: BTreeSet<u64>,
     pub policies: BTreeMap<u64, String>,
-    /// Users whose grants were recomputed.
+    /// Users whose grants were recomputed whole.
     pub grants: BTreeSet<u64>,
+    /// Single grants recomputed, by user: the policies whose grant of the
+    /// user may have changed.
+    pub grant_changes: BTreeMap<u64, BTreeSet<u64>>,
 }
 
 /// The shape of [`Records`], the snapshot of the RBAC model: bump it whenever
@@ -770,9 +773,10 @@ impl State {
         }
         if self.track {
             self.touched.grants.extend(self.dirty.iter().copied());
-            self.touched
-                .grants
-                .extend(self.dirty_grants.keys().copied());
+            for (uid, pids) in &self.dirty_grants {
+                let changes = self.touched.grant_changes.entry(*uid).or_default();
+                changes.extend(pids.iter().copied());
+            }
         }
         for uid in std::mem::take(&mut self.dirty) {
             self.dirty_grants.remove(&uid);

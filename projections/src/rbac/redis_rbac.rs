@@ -35,7 +35,7 @@
 //! | `checkpoint:rbac` | string | the position of the last event applied to P's keys |
 //! | `platform` | string | `{id, n}` (JSON) |
 //! | `u:U` | string | user U of P: `{n: username, e: email, a: active}` |
-//! | `g:U` | string | the check index: user U's grants (JSON), absent when none |
+//! | `g:U` | hash | the check index: user U's grants, one field per policy (its id; the grant as JSON), absent when none |
 //! | `r:R` | string | role R of P, deleted ones too (`x`) |
 //! | `gr:G` | string | live group G of P, with its members |
 //! | `p:X` | string | live policy X of P, with its users and groups |
@@ -48,7 +48,9 @@
 //!
 //! # Reads
 //!
-//! A check reads `u:U` and `g:U` (one `MGET`). A list is one script: each
+//! A check reads `u:U` and the values of `g:U` (one script, [`GRANTS`]).
+//! A policy's change rewrites its own field of each member's `g:U`, not
+//! the member's other grants. A list is one script: each
 //! filter is a sorted set (or a union the script resolves, as "the policies
 //! of the users of this username, directly or through their groups"); the
 //! smallest drives and the others are probed, so a list costs its smallest
@@ -85,7 +87,7 @@ use crate::{Applied, ReadModel};
 const NAME: &str = "rbac";
 
 /// The version of the key layout: bump it when the keys change shape.
-const LAYOUT_VERSION: u32 = 1;
+const LAYOUT_VERSION: u32 = 2;
 
 const KEYS: &[&str] = &["ibl:rbac:*"];
 
@@ -99,6 +101,8 @@ const CHUNK: usize = 256;
 /// position to move to; then each operation, its name, its position and:
 /// - `set K V`: K holds V;
 /// - `unset K`: K is deleted;
+/// - `hset K F V`: field F of hash K holds V;
+/// - `hdel K F`: field F of hash K is deleted;
 /// - `put K V ID n I1..In`: K holds V, and entity ID is in exactly the
 ///   indexes I1..In (sorted sets, scored by ID);
 /// - `del K ID`: K is deleted and ID left out of every index it was in.
@@ -117,6 +121,12 @@ while i <= #ARGV do
   elseif op == 'unset' then
     redis.call('DEL', pfx .. ARGV[i + 2])
     i = i + 3
+  elseif op == 'hset' then
+    redis.call('HSET', pfx .. ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
+    i = i + 5
+  elseif op == 'hdel' then
+    redis.call('HDEL', pfx .. ARGV[i + 2], ARGV[i + 3])
+    i = i + 4
   elseif op == 'put' or op == 'del' then
     local key = ARGV[i + 2]
     local ix = pfx .. 'ix:' .. key
@@ -153,6 +163,23 @@ while i <= #ARGV do
 end
 redis.call('SET', KEYS[1], ARGV[3])
 return 1
+"#,
+    )
+});
+
+/// The records and grants of users: KEYS[1] the platform's record, then
+/// `u:U` and `g:U` of each user. Answers the platform's record, then each
+/// user's record and the values of its grants (`false` for a missing
+/// record).
+static GRANTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r#"
+local out = {redis.call('GET', KEYS[1])}
+for i = 2, #KEYS, 2 do
+  out[#out + 1] = redis.call('GET', KEYS[i])
+  out[#out + 1] = redis.call('HVALS', KEYS[i + 1])
+end
+return out
 "#,
     )
 });
@@ -566,19 +593,39 @@ fn plan(s: &State, touched: &Touched, at: Position) -> RedisResult<Plan> {
             put(format!("p:{id}"), json(&doc)?, *id, indexes),
         );
     }
+    // A user's grants written whole: the hash replaced.
     for id in &touched.grants {
         let Some(u) = s.users.get(id) else {
             continue;
         };
-        match s.grants.get(id) {
-            Some(grants) => {
-                let docs: Vec<GrantDoc> = grants.iter().map(grant_doc).collect();
-                push(
-                    &u.platform,
-                    vec!["set".into(), format!("g:{id}"), json(&docs)?],
-                );
+        push(&u.platform, vec!["unset".into(), format!("g:{id}")]);
+        for g in s.grants.get(id).into_iter().flat_map(|g| g.iter()) {
+            let field = g.policy_id.to_string();
+            let doc = json(&grant_doc(g))?;
+            push(
+                &u.platform,
+                vec!["hset".into(), format!("g:{id}"), field, doc],
+            );
+        }
+    }
+    // Single grants: each set as it now is, or deleted.
+    for (id, policies) in &touched.grant_changes {
+        if touched.grants.contains(id) {
+            continue;
+        }
+        let Some(u) = s.users.get(id) else {
+            continue;
+        };
+        let grants = s.grants.get(id).map_or(&[][..], |g| g.as_slice());
+        for pid in policies {
+            let key = format!("g:{id}");
+            match grants.binary_search_by_key(pid, |g| g.policy_id) {
+                Ok(i) => {
+                    let doc = json(&grant_doc(&grants[i]))?;
+                    push(&u.platform, vec!["hset".into(), key, pid.to_string(), doc]);
+                }
+                Err(_) => push(&u.platform, vec!["hdel".into(), key, pid.to_string()]),
             }
-            None => push(&u.platform, vec!["unset".into(), format!("g:{id}")]),
         }
     }
     Ok(plan)
@@ -597,6 +644,7 @@ fn everything(s: &State) -> Touched {
             .map(|(id, p)| (*id, p.platform.clone()))
             .collect(),
         grants: s.grants.keys().copied().collect(),
+        grant_changes: BTreeMap::new(),
     }
 }
 
@@ -976,7 +1024,7 @@ impl RedisRbac {
         Ok(first)
     }
 
-    /// The grants of users (their record and grants, in one `MGET`):
+    /// The grants of users (their record and grants, in one script):
     /// `None` for a user not registered on `platform`, empty grants for
     /// one deactivated; an error (a 503) while the platform is missing.
     async fn grants_of(
@@ -985,14 +1033,22 @@ impl RedisRbac {
         users: &[u64],
     ) -> Result<Vec<Option<(bool, Arc<Vec<Grant>>)>>, ReadError> {
         let pfx = prefix(platform);
-        let mut keys = vec![format!("{pfx}platform")];
-        keys.extend(
-            users
-                .iter()
-                .flat_map(|u| [format!("{pfx}u:{u}"), format!("{pfx}g:{u}")]),
-        );
-        let found: Vec<Option<String>> = self.core.query(redis::cmd("MGET").arg(&keys)).await?;
-        if found.first().is_none_or(Option::is_none) {
+        let mut call = GRANTS.key(format!("{pfx}platform"));
+        for u in users {
+            call.key(format!("{pfx}u:{u}")).key(format!("{pfx}g:{u}"));
+        }
+        let found: Vec<redis::Value> = self.core.invoke(&call).await?;
+        fn parse<T: redis::FromRedisValue>(v: redis::Value) -> Result<T, ReadError> {
+            redis::from_redis_value(v).map_err(|e| ReadError::new(e.to_string()))
+        }
+        let mut found = found.into_iter();
+        if found
+            .next()
+            .map(parse::<Option<String>>)
+            .transpose()?
+            .flatten()
+            .is_none()
+        {
             // A platform's record is written before anything of it: without
             // it, Redis lost the model (or has not got the platform yet),
             // and a user missing from it is no proof of anything.
@@ -1001,22 +1057,22 @@ impl RedisRbac {
             )));
         }
         let mut out = Vec::with_capacity(users.len());
-        for pair in found[1..].chunks(2) {
-            let [user, grants] = pair else {
-                break;
-            };
-            let Some(user) = user else {
+        while let (Some(user), Some(grants)) = (found.next(), found.next()) {
+            let Some(user) = parse::<Option<String>>(user)? else {
                 out.push(None);
                 continue;
             };
-            let active = decode::<UserDoc>(user)?.a;
-            let grants = match grants {
-                Some(raw) if active => decode::<Vec<GrantDoc>>(raw)?
-                    .into_iter()
-                    .map(grant)
-                    .collect(),
-                _ => Vec::new(),
+            let active = decode::<UserDoc>(&user)?.a;
+            let mut grants: Vec<Grant> = if active {
+                parse::<Vec<String>>(grants)?
+                    .iter()
+                    .map(|raw| decode::<GrantDoc>(raw).map(grant))
+                    .collect::<Result<_, _>>()?
+            } else {
+                Vec::new()
             };
+            // In policy order, as the model keeps them (a hash has none).
+            grants.sort_unstable_by_key(|g| g.policy_id);
             out.push(Some((active, Arc::new(grants))));
         }
         Ok(out)
