@@ -101,6 +101,8 @@ const CHUNK: usize = 256;
 /// position to move to; then each operation, its name, its position and:
 /// - `set K V`: K holds V;
 /// - `unset K`: K is deleted;
+/// - `hput K n F1 V1 .. Fn Vn`: hash K holds exactly fields F1..Fn (one
+///   operation, so that no script boundary shows it half written);
 /// - `hset K F V`: field F of hash K holds V;
 /// - `hdel K F`: field F of hash K is deleted;
 /// - `put K V ID n I1..In`: K holds V, and entity ID is in exactly the
@@ -121,6 +123,14 @@ while i <= #ARGV do
   elseif op == 'unset' then
     redis.call('DEL', pfx .. ARGV[i + 2])
     i = i + 3
+  elseif op == 'hput' then
+    local key = pfx .. ARGV[i + 2]
+    local n = tonumber(ARGV[i + 3])
+    redis.call('DEL', key)
+    for j = 1, n do
+      redis.call('HSET', key, ARGV[i + 2 + 2 * j], ARGV[i + 3 + 2 * j])
+    end
+    i = i + 4 + 2 * n
   elseif op == 'hset' then
     redis.call('HSET', pfx .. ARGV[i + 2], ARGV[i + 3], ARGV[i + 4])
     i = i + 5
@@ -593,20 +603,18 @@ fn plan(s: &State, touched: &Touched, at: Position) -> RedisResult<Plan> {
             put(format!("p:{id}"), json(&doc)?, *id, indexes),
         );
     }
-    // A user's grants written whole: the hash replaced.
+    // A user's grants written whole: the hash replaced, in one operation.
     for id in &touched.grants {
         let Some(u) = s.users.get(id) else {
             continue;
         };
-        push(&u.platform, vec!["unset".into(), format!("g:{id}")]);
-        for g in s.grants.get(id).into_iter().flat_map(|g| g.iter()) {
-            let field = g.policy_id.to_string();
-            let doc = json(&grant_doc(g))?;
-            push(
-                &u.platform,
-                vec!["hset".into(), format!("g:{id}"), field, doc],
-            );
+        let grants = s.grants.get(id).map_or(&[][..], |g| g.as_slice());
+        let mut args = vec!["hput".into(), format!("g:{id}"), grants.len().to_string()];
+        for g in grants {
+            args.push(g.policy_id.to_string());
+            args.push(json(&grant_doc(g))?);
         }
+        push(&u.platform, args);
     }
     // Single grants: each set as it now is, or deleted.
     for (id, policies) in &touched.grant_changes {
