@@ -432,6 +432,17 @@ fn action_kind(resource: &ResourcePath, action: &str) -> ActionKind {
         .map_or(ActionKind::Action, |op| op.kind)
 }
 
+/// Marks the grant of policy `pid` of each of `users` for recomputing.
+fn mark_grants<'a>(
+    dirty: &mut HashMap<u64, BTreeSet<u64>>,
+    pid: u64,
+    users: impl IntoIterator<Item = &'a u64>,
+) {
+    for uid in users {
+        dirty.entry(*uid).or_default().insert(pid);
+    }
+}
+
 fn remove_from(index: &mut HashMap<u64, BTreeSet<u64>>, key: u64, value: u64) {
     if let Some(set) = index.get_mut(&key) {
         set.remove(&value);
@@ -673,16 +684,8 @@ impl State {
             return;
         };
         let groups = p.groups.iter().filter_map(|gid| self.groups.get(gid));
-        for uid in p.users.iter().chain(groups.flat_map(|g| g.members.iter())) {
-            self.dirty_grants.entry(*uid).or_default().insert(pid);
-        }
-    }
-
-    /// Marks the grant of policy `pid` of each of `users`.
-    fn mark_grants(&mut self, pid: u64, users: impl IntoIterator<Item = u64>) {
-        for uid in users {
-            self.dirty_grants.entry(uid).or_default().insert(pid);
-        }
+        let members = groups.flat_map(|g| g.members.iter());
+        mark_grants(&mut self.dirty_grants, pid, p.users.iter().chain(members));
     }
 
     fn mark_role_users(&mut self, rid: u64) {
@@ -1240,9 +1243,7 @@ impl State {
                 remove_from(&mut self.group_policies, gid, id);
             }
             if let Some(g) = self.groups.get(&gid) {
-                for uid in &g.members {
-                    self.dirty_grants.entry(*uid).or_default().insert(id);
-                }
+                mark_grants(&mut self.dirty_grants, id, &g.members);
             }
         }
     }
@@ -1327,7 +1328,7 @@ impl State {
                 for uid in &added {
                     self.user_policies.entry(*uid).or_default().insert(id);
                 }
-                self.mark_grants(id, added);
+                mark_grants(&mut self.dirty_grants, id, &added);
             }
             PolicyEvent::PolicyUsersRemoved { user_ids, .. } => {
                 let Some(p) = self.policies.get_mut(&id) else {
@@ -1338,7 +1339,7 @@ impl State {
                 for uid in &removed {
                     remove_from(&mut self.user_policies, *uid, id);
                 }
-                self.mark_grants(id, removed);
+                mark_grants(&mut self.dirty_grants, id, &removed);
             }
             PolicyEvent::PolicyGroupsAdded { group_ids, .. } => {
                 self.change_policy_groups(id, group_ids, true)
