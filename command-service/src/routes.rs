@@ -104,10 +104,11 @@ fn credential_answer(
         .models
         .credential(platform, entity_id)
         .ok_or_else(ApiError::not_found)?;
-    Ok(serde_json::json!(wire::envelope(
+    serde_json::to_value(wire::envelope(
         description,
         wire::credential(&wire::base_url(req), &c),
-    )))
+    ))
+    .map_err(|e| ApiError::Internal(e.to_string()))
 }
 
 pub async fn create_credential(

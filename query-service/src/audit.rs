@@ -699,7 +699,13 @@ pub async fn state_at(
                     .to_utc(),
                 None => time_of(&access, position).await?,
             };
-            json!(ibl_edge::wire::assertion(&base, &assertion, credential.as_ref(), then))
+            serde_json::to_value(ibl_edge::wire::assertion(
+                &base,
+                &assertion,
+                credential.as_ref(),
+                then,
+            ))
+            .map_err(|e| ApiError::Internal(e.to_string()))?
         }
         other => {
             return Err(ApiError::NotFound(format!(
