@@ -73,9 +73,9 @@
 //! |-----|------|-------|
 //! | `checkpoint:assertions` | string | the position of the last event applied to P's keys |
 //! | `assertion:A` | hash | `view` (the [`AssertionView`] as issued, JSON, `revoked: null`), `revocation` (the [`Revocation`], JSON, once revoked), `position` (of the issue), `credential` (C), `email` (E), `username` (U), `expires` (µs since the epoch, `""`: never) |
-//! | `list:S:V` | sorted set | the assertions of scope S and variant V, scored by the position of their issue (issue order) |
-//! | `expiry:S:V` | sorted set | those of `list:S:V` that expire, scored by their expiry (µs): counts the expired |
-//! | `expiry:S:V:W:B` | sorted set | those of `expiry:S:V` issued in block B of width W (positions `B * W` to `B * W + W - 1`; W one of [`WIDTHS`]), scored by expiry |
+//! | `list:S` | sorted set | the assertions of scope S, revoked or not, scored by the position of their issue (issue order) |
+//! | `expiry:S:V` | sorted set | the exclusions of variant V: those of `list:S` that expire, scored by their expiry (µs), and for V `unrevoked` the revoked, scored `-inf`: counts the excluded |
+//! | `expiry:S:V:W:B` | sorted set | those of `expiry:S:V` issued in block B of width W (positions `B * W` to `B * W + W - 1`; W one of [`WIDTHS`]), scored as there |
 //! | `blocks:S:V:W` | sorted set | the blocks B of width W with a non-empty `expiry:S:V:W:B`, scored by B |
 //! | `course-of` | hash | C → X, the course of each credential of P that has one |
 //! | `holders:C` | hash | field `e:E` (an email) or `u:U` (a username) → the unrevoked assertions of credential C issued to that recipient: each assertion's id and its expiry (µs, or `inf`: never), each followed by the byte 0xFF (never in UTF-8 text) |
@@ -84,22 +84,30 @@
 //! The scopes S: `platform` (all of P's assertions), `credential:C` (those
 //! of credential C), `course:X` (those of the credentials whose course is
 //! X); the variants V: `issued` (all) and `unrevoked`. An assertion issued
-//! is added to both variants of its platform's, its credential's and its
-//! credential's course's scopes; a revocation removes it from the
-//! `unrevoked` ones (and from the holders).
+//! is added to the lists of its platform's, its credential's and its
+//! credential's course's scopes (and, when it expires, to both variants'
+//! exclusions); a revocation enters it in the `unrevoked` exclusions with
+//! the score `-inf`, which every `now` has passed (and removes it from the
+//! holders). One list per scope, not one per variant: an issue writes half
+//! the sorted-set entries, and a revocation adds entries instead of
+//! removing them.
 //!
 //! # Lists
 //!
-//! A list is one scope and variant (`include_revoked` picks the variant;
-//! a filter on both a credential and a course is the credential's list when
-//! its course is that one, else empty), answered by one read-only script:
-//! one round trip, one consistent state.
+//! A list is one scope's list less the exclusions of a variant
+//! (`include_revoked` picks the variant; a filter on both a credential and
+//! a course is the credential's list when its course is that one, else
+//! empty) scored up to a threshold: `now` when the expired are left out
+//! (the API's default), else `-inf` (the revoked only; nothing for the
+//! `issued` variant). It is answered by one read-only script: one round
+//! trip, one consistent state.
 //!
-//! * Expired included: the count is `ZCARD list`, the page one `ZRANGE` at
+//! * Nothing excluded: the count is `ZCARD list`, the page one `ZRANGE` at
 //!   the offset: O(log n + page).
-//! * Expired left out (the API's default): the count is `ZCARD list`
-//!   minus `ZCOUNT expiry -inf now`, exact, O(log n). When nothing in the
-//!   scope has expired at `now`, the page is the plain `ZRANGE`. Otherwise
+//! * Exclusions (below, "expired" stands for excluded, `now` for the
+//!   threshold): the count is `ZCARD list` minus `ZCOUNT expiry -inf
+//!   now`, exact, O(log n). When nothing in the scope is excluded, the
+//!   page is the plain `ZRANGE`. Otherwise
 //!   the page is found by counts over blocks of the log's positions, on
 //!   two levels ([`WIDTHS`]: 65,536 positions, each split in 64 blocks of
 //!   1,024), walked in order: a stretch between two blocks that hold
@@ -126,9 +134,9 @@
 //!   same script, O(m log n) for the credential's m assertions: such a
 //!   change is rare, and blocks the server meanwhile (see the benchmark,
 //!   `examples/redis_assertions_bench.rs`, for a figure). The write side
-//!   keeps 6 sorted-set entries per assertion (3 scopes × 2 variants) and,
-//!   for one that expires, 3 more per scope and variant (the count's set
-//!   and a block of each level).
+//!   keeps 3 sorted-set entries per assertion (one per scope) and, for one
+//!   that expires or is revoked, 3 more per scope and variant (the count's
+//!   set and a block of each level).
 //!
 //! Expiries and `now` are compared in µs as Redis scores (doubles): exact
 //! for instants before the year 2255.
@@ -180,7 +188,7 @@ pub const WIDTHS: [u64; 2] = [65_536, 1_024];
 pub const CHUNK: usize = 512;
 
 /// The version of the key layout: bump it when the keys change shape.
-const LAYOUT_VERSION: u32 = 3;
+const LAYOUT_VERSION: u32 = 4;
 
 const NAME: &str = "assertions";
 
@@ -252,32 +260,15 @@ local function flush()
   flush_holders()
 end
 
-local function index(scope, variant, id, position, expires)
+-- Enters an assertion in a scope's exclusions of one variant, scored by
+-- `score`: its expiry, or -inf when revoked (for the unrevoked variant).
+local function exclude(scope, variant, id, position, score)
   local s = scope .. ':' .. variant
-  zadd(prefix .. 'list:' .. s, position, id)
-  if expires ~= '' then
-    zadd(prefix .. 'expiry:' .. s, expires, id)
-    for _, w in ipairs(widths) do
-      local block = block_of(position, w)
-      zadd(prefix .. 'expiry:' .. s .. ':' .. w .. ':' .. block, expires, id)
-      zadd(prefix .. 'blocks:' .. s .. ':' .. w, block, block)
-    end
-  end
-end
-
-local function unindex(scope, variant, id, position, expires)
-  local s = scope .. ':' .. variant
-  redis.call('ZREM', prefix .. 'list:' .. s, id)
-  if expires ~= '' then
-    redis.call('ZREM', prefix .. 'expiry:' .. s, id)
-    for _, w in ipairs(widths) do
-      local block = block_of(position, w)
-      local b = prefix .. 'expiry:' .. s .. ':' .. w .. ':' .. block
-      redis.call('ZREM', b, id)
-      if redis.call('EXISTS', b) == 0 then
-        redis.call('ZREM', prefix .. 'blocks:' .. s .. ':' .. w, block)
-      end
-    end
+  zadd(prefix .. 'expiry:' .. s, score, id)
+  for _, w in ipairs(widths) do
+    local block = block_of(position, w)
+    zadd(prefix .. 'expiry:' .. s .. ':' .. w .. ':' .. block, score, id)
+    zadd(prefix .. 'blocks:' .. s .. ':' .. w, block, block)
   end
 end
 
@@ -296,16 +287,15 @@ local function scopes_of(credential)
   return found
 end
 
--- The lists of each credential's scopes, both variants (an issue that
--- never expires is added to each, by position).
+-- The lists of each credential's scopes (an issue is added to each, by
+-- position).
 local lists = {}
 local function lists_of(credential)
   local found = lists[credential]
   if not found then
     found = {}
     for _, scope in ipairs(scopes_of(credential)) do
-      found[#found + 1] = prefix .. 'list:' .. scope .. ':issued'
-      found[#found + 1] = prefix .. 'list:' .. scope .. ':unrevoked'
+      found[#found + 1] = prefix .. 'list:' .. scope
     end
     lists[credential] = found
   end
@@ -377,14 +367,13 @@ local function issue(position, id, credential, email, username, expires, view, f
   end
   redis.call('HSET', key, 'view', view, 'position', position, 'credential', credential,
     'email', email, 'username', username, 'expires', expires)
-  if expires == '' then
-    for _, list in ipairs(lists_of(credential)) do
-      zadd(list, position, id)
-    end
-  else
+  for _, list in ipairs(lists_of(credential)) do
+    zadd(list, position, id)
+  end
+  if expires ~= '' then
     for _, scope in ipairs(scopes_of(credential)) do
-      index(scope, 'issued', id, position, expires)
-      index(scope, 'unrevoked', id, position, expires)
+      exclude(scope, 'issued', id, position, expires)
+      exclude(scope, 'unrevoked', id, position, expires)
     end
   end
   local score = expires
@@ -411,7 +400,7 @@ local function revoke(id, revocation)
     return
   end
   for _, scope in ipairs(scopes_of(a[2])) do
-    unindex(scope, 'unrevoked', id, a[1], a[5])
+    exclude(scope, 'unrevoked', id, a[1], '-inf')
   end
   if a[3] ~= '' then
     unhold(a[2], 'e:' .. a[3], id)
@@ -432,19 +421,31 @@ local function set_course(credential, course)
   if old == course then
     return
   end
+  -- The credential's list, then each variant's exclusions.
+  local members = redis.call('ZRANGE', prefix .. 'list:credential:' .. credential, 0, -1,
+    'WITHSCORES')
+  local position = {}
+  local ids, pairs_ = {}, {}
+  for j = 1, #members, 2 do
+    position[members[j]] = members[j + 1]
+    ids[#ids + 1] = members[j]
+    pairs_[#pairs_ + 1] = members[j + 1]
+    pairs_[#pairs_ + 1] = members[j]
+  end
+  for _, target in ipairs({old, course}) do
+    if target then
+      local key = prefix .. 'list:course:' .. target
+      if target == course then
+        bulk('ZADD', key, pairs_)
+      else
+        bulk('ZREM', key, ids)
+      end
+    end
+  end
   for _, variant in ipairs({'issued', 'unrevoked'}) do
     local s = 'credential:' .. credential .. ':' .. variant
-    local members = redis.call('ZRANGE', prefix .. 'list:' .. s, 0, -1, 'WITHSCORES')
     local expiring = redis.call('ZRANGE', prefix .. 'expiry:' .. s, 0, -1, 'WITHSCORES')
-    local position = {}
-    local ids, pairs_ = {}, {}
-    for j = 1, #members, 2 do
-      position[members[j]] = members[j + 1]
-      ids[#ids + 1] = members[j]
-      pairs_[#pairs_ + 1] = members[j + 1]
-      pairs_[#pairs_ + 1] = members[j]
-    end
-    -- The expiring ones: all of them, and by block of each width.
+    -- The excluded ones: all of them, and by block of each width.
     local gone, expiry_pairs = {}, {}
     local blocks = {}
     for _, w in ipairs(widths) do
@@ -472,10 +473,8 @@ local function set_course(credential, course)
         local t = 'course:' .. target .. ':' .. variant
         local adding = target == course
         if adding then
-          bulk('ZADD', prefix .. 'list:' .. t, pairs_)
           bulk('ZADD', prefix .. 'expiry:' .. t, expiry_pairs)
         else
-          bulk('ZREM', prefix .. 'list:' .. t, ids)
           bulk('ZREM', prefix .. 'expiry:' .. t, gone)
         end
         for _, w in ipairs(widths) do
@@ -571,10 +570,10 @@ return 1
 
 /// A page of a list and its count.
 ///
-/// KEYS: the list, its expiry set, the platform's `course-of`. ARGV: now
-/// (µs), offset, limit, the block widths (largest first), the prefix of
-/// the assertions' keys, the prefix of the list's expiry blocks' keys, "1"
-/// to leave the expired out, a credential and a course ("" and "": no
+/// KEYS: the list, its variant's exclusions, the platform's `course-of`.
+/// ARGV: the threshold (µs, or `-inf`: see the module), offset, limit, the block widths (largest first), the prefix of
+/// the assertions' keys, the prefix of the exclusions' blocks' keys, "1"
+/// to leave out the exclusions up to the threshold, a credential and a course ("" and "": no
 /// check) that must match in `course-of`, the prefix of the list's blocks
 /// keys. Answers the count, then each assertion's view and revocation (""
 /// when none).
@@ -1180,19 +1179,26 @@ impl AssertionQueries for RedisAssertions {
             "unrevoked"
         };
         let s = format!("{scope}:{variant}");
+        // What is left out: those of the variant's exclusions scored up to
+        // now (the expired, and the revoked at -inf), or only the revoked.
+        let (exclude, upto) = match (filter.include_expired, filter.include_revoked) {
+            (false, _) => (true, micros(filter.now).to_string()),
+            (true, false) => (true, "-inf".to_owned()),
+            (true, true) => (false, "-inf".to_owned()),
+        };
         let reply: Vec<String> = self
             .core
             .invoke(
-                LIST.key(format!("{pfx}list:{s}"))
+                LIST.key(format!("{pfx}list:{scope}"))
                     .key(format!("{pfx}expiry:{s}"))
                     .key(format!("{pfx}course-of"))
-                    .arg(micros(filter.now))
+                    .arg(upto)
                     .arg(offset.min(MAX_RANGE))
                     .arg(limit.min(MAX_RANGE))
                     .arg(&self.widths)
                     .arg(format!("{pfx}assertion:"))
                     .arg(format!("{pfx}expiry:{s}:"))
-                    .arg(if filter.include_expired { "0" } else { "1" })
+                    .arg(if exclude { "1" } else { "0" })
                     .arg(credential.as_ref())
                     .arg(course.as_ref())
                     .arg(format!("{pfx}blocks:{s}:")),

@@ -56,7 +56,7 @@ END=$(date +%s.%N)
 PROJECTIONS_CPU=$(awk -v hz="$(getconf CLK_TCK)" '{print ($14 + $15) / hz}' /proc/$PROJECTIONS/stat)
 REDIS_CPU=$(python3 -c "print($(redis_cpu) - $REDIS_CPU0)")
 HEAD=$(curl -fs "$BASE/metrics" | awk '/^ibl_store_head_position / {print $2}')
-LISTED=$(redis-cli -p "$REDIS_PORT" zcard 'ibl:{bench}:list:platform:issued')
+LISTED=$(redis-cli -p "$REDIS_PORT" zcard 'ibl:{bench}:list:platform')
 python3 -c "
 s = $END - $START
 print(f'{$HEAD} events in {s:.1f} s: {$HEAD / s:,.0f} events/s; {$LISTED} assertions in the platform list')
