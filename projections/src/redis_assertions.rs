@@ -72,7 +72,8 @@
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `checkpoint:assertions` | string | the position of the last event applied to P's keys |
-//! | `assertion:A` | hash | `view` (the [`AssertionView`] as issued, JSON, `revoked: null`), `revocation` (the [`Revocation`], JSON, once revoked), `position` (of the issue), `credential` (C), `email` (E), `username` (U), `expires` (µs since the epoch, `""`: never) |
+//! | `assertion:A` | string | the record of A's issue: its position, C, E, U and its expiry (µs since the epoch, `""`: never), each followed by `:` (the escaped names hold none), then the [`AssertionView`] as issued (JSON, `revoked: null`) |
+//! | `revocation:A` | string | the [`Revocation`] of A (JSON), once revoked |
 //! | `list:S` | sorted set | the assertions of scope S, revoked or not, scored by the position of their issue (issue order) |
 //! | `expiry:S:V` | sorted set | the exclusions of variant V: those of `list:S` that expire, scored by their expiry (µs), and for V `unrevoked` the revoked, scored `-inf`: counts the excluded |
 //! | `expiry:S:V:W:B` | sorted set | those of `expiry:S:V` issued in block B of width W (positions `B * W` to `B * W + W - 1`; W one of [`WIDTHS`]), scored as there |
@@ -188,7 +189,7 @@ pub const WIDTHS: [u64; 2] = [65_536, 1_024];
 pub const CHUNK: usize = 512;
 
 /// The version of the key layout: bump it when the keys change shape.
-const LAYOUT_VERSION: u32 = 4;
+const LAYOUT_VERSION: u32 = 5;
 
 const NAME: &str = "assertions";
 
@@ -365,8 +366,8 @@ local function issue(position, id, credential, email, username, expires, view, f
   if fresh ~= '1' and redis.call('EXISTS', key) == 1 then
     return
   end
-  redis.call('HSET', key, 'view', view, 'position', position, 'credential', credential,
-    'email', email, 'username', username, 'expires', expires)
+  redis.call('SET', key, position .. ':' .. credential .. ':' .. email .. ':' .. username .. ':'
+    .. expires .. ':' .. view)
   for _, list in ipairs(lists_of(credential)) do
     zadd(list, position, id)
   end
@@ -389,14 +390,16 @@ local function issue(position, id, credential, email, username, expires, view, f
 end
 
 local function revoke(id, revocation)
-  local key = prefix .. 'assertion:' .. id
-  local a = redis.call('HMGET', key, 'position', 'credential', 'email', 'username', 'expires',
-    'revocation')
-  if not a[1] then
+  local record = redis.call('GET', prefix .. 'assertion:' .. id)
+  if not record then
     return
   end
-  redis.call('HSET', key, 'revocation', revocation)
-  if a[6] then
+  -- position, credential, email, username (the header of the record)
+  local a = {string.match(record, '^([^:]*):([^:]*):([^:]*):([^:]*):')}
+  local key = prefix .. 'revocation:' .. id
+  local revoked = redis.call('EXISTS', key) == 1
+  redis.call('SET', key, revocation)
+  if revoked then
     return
   end
   for _, scope in ipairs(scopes_of(a[2])) do
@@ -575,7 +578,8 @@ return 1
 /// the assertions' keys, the prefix of the exclusions' blocks' keys, "1"
 /// to leave out the exclusions up to the threshold, a credential and a course ("" and "": no
 /// check) that must match in `course-of`, the prefix of the list's blocks
-/// keys. Answers the count, then each assertion's view and revocation (""
+/// keys, the prefix of the revocations' keys. Answers the count, then each
+/// assertion's record and revocation (""
 /// when none).
 static LIST: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
@@ -754,9 +758,8 @@ if limit > 0 and offset < count then
 end
 local out = {tostring(count)}
 for _, id in ipairs(ids) do
-  local a = redis.call('HMGET', ARGV[5] .. id, 'view', 'revocation')
-  out[#out + 1] = a[1] or ''
-  out[#out + 1] = a[2] or ''
+  out[#out + 1] = redis.call('GET', ARGV[5] .. id) or ''
+  out[#out + 1] = redis.call('GET', ARGV[11] .. id) or ''
 end
 return out
 "#,
@@ -1110,7 +1113,13 @@ impl RedisAssertions {
         Ok(ops)
     }
 
-    fn decode_view(view: &str, revocation: &str) -> Result<AssertionView, ReadError> {
+    /// An assertion from its record (the view after a header of five
+    /// fields, see the keys) and its revocation (`""`: none).
+    fn decode_record(record: &str, revocation: &str) -> Result<AssertionView, ReadError> {
+        let view = record
+            .splitn(6, ':')
+            .nth(5)
+            .ok_or_else(|| ReadError::new("a stored record without its header"))?;
         let mut view: AssertionView = serde_json::from_str(view)
             .map_err(|e| ReadError::new(format!("a stored view: {e}")))?;
         if !revocation.is_empty() {
@@ -1137,18 +1146,18 @@ impl AssertionQueries for RedisAssertions {
         let Some(platform) = platform else {
             return Ok(None);
         };
+        let (pfx, id) = (prefix(&platform), esc(entity_id));
         let stored: (Option<String>, Option<String>) = self
             .core
             .query(
-                redis::cmd("HMGET")
-                    .arg(format!("{}assertion:{}", prefix(&platform), esc(entity_id)))
-                    .arg("view")
-                    .arg("revocation"),
+                redis::cmd("MGET")
+                    .arg(format!("{pfx}assertion:{id}"))
+                    .arg(format!("{pfx}revocation:{id}")),
             )
             .await?;
         match stored {
-            (Some(view), revocation) => Ok(Some(Self::decode_view(
-                &view,
+            (Some(record), revocation) => Ok(Some(Self::decode_record(
+                &record,
                 revocation.as_deref().unwrap_or_default(),
             )?)),
             // A lookup written before a crash, its script not yet.
@@ -1201,16 +1210,17 @@ impl AssertionQueries for RedisAssertions {
                     .arg(if exclude { "1" } else { "0" })
                     .arg(credential.as_ref())
                     .arg(course.as_ref())
-                    .arg(format!("{pfx}blocks:{s}:")),
+                    .arg(format!("{pfx}blocks:{s}:"))
+                    .arg(format!("{pfx}revocation:")),
             )
             .await?;
         let mut reply = reply.into_iter();
         let count = list_count(&mut reply)?;
         let mut items = Vec::new();
-        while let (Some(view), Some(revocation)) = (reply.next(), reply.next()) {
-            // A member without a view cannot be: the script writes both.
-            if !view.is_empty() {
-                items.push(Self::decode_view(&view, &revocation)?);
+        while let (Some(record), Some(revocation)) = (reply.next(), reply.next()) {
+            // A member without a record cannot be: the script writes both.
+            if !record.is_empty() {
+                items.push(Self::decode_record(&record, &revocation)?);
             }
         }
         Ok(Page { count, items })
@@ -1671,6 +1681,7 @@ mod tests {
         let kinds = [
             "checkpoint:assertions",
             "assertion:",
+            "revocation:",
             "list:",
             "expiry:",
             "blocks:",
