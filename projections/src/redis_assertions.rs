@@ -177,7 +177,7 @@ use crate::assertions::{
 };
 use crate::credentials::Page;
 use crate::redis_link::{self, Writer};
-use crate::redis_model::{encode_error, esc, list_count, Op, Plan, RedisModel, Written, MAX_RANGE};
+use crate::redis_model::{esc, list_count, Op, Plan, RedisModel, Written, MAX_RANGE};
 use crate::{Applied, ReadModel};
 
 /// The widths of the expiry blocks, in log positions: blocks of 65,536
@@ -814,10 +814,11 @@ struct Change {
 }
 
 enum What {
-    Issue(Box<AssertionView>),
+    Issue(Box<Issue>),
     Revoke {
         id: String,
-        revocation: Revocation,
+        /// The [`Revocation`], JSON.
+        revocation: String,
     },
     Course {
         credential: String,
@@ -827,6 +828,35 @@ enum What {
         actor: Option<String>,
         course: Option<String>,
     },
+}
+
+/// An issue, its script arguments encoded when the batch is decoded: the
+/// plan that follows, which waits for the lookups, only arranges them.
+struct Issue {
+    platform: String,
+    entity_id: String,
+    /// The escaped id, credential, email (lower case) and username, the
+    /// expiry (µs, `""`: never) and the view (JSON).
+    args: [String; 6],
+}
+
+impl Issue {
+    fn new(view: &AssertionView) -> Result<Self, serde_json::Error> {
+        Ok(Issue {
+            platform: view.platform.clone(),
+            entity_id: view.entity_id.clone(),
+            args: [
+                esc(&view.entity_id).into_owned(),
+                esc(&view.credential_id).into_owned(),
+                esc(&view.recipient.email.to_lowercase()).into_owned(),
+                esc(&view.recipient.username).into_owned(),
+                view.expires
+                    .map(|t| micros(t).to_string())
+                    .unwrap_or_default(),
+                serde_json::to_string(view)?,
+            ],
+        })
+    }
 }
 
 fn decode(events: &[&RecordedEvent]) -> Vec<Change> {
@@ -883,14 +913,17 @@ fn decode_one(event: &RecordedEvent) -> Result<Option<What>, serde_json::Error> 
     if let Some(id) = stream.strip_prefix("assertion-") {
         return Ok(match AssertionEvent::from_recorded(event)? {
             issued @ AssertionEvent::AssertionIssued { .. } => {
-                AssertionView::issued(issued).map(|v| What::Issue(Box::new(v)))
+                match AssertionView::issued(issued) {
+                    Some(view) => Some(What::Issue(Box::new(Issue::new(&view)?))),
+                    None => None,
+                }
             }
             AssertionEvent::AssertionRevoked { reason, revoked_at } => Some(What::Revoke {
                 id: id.to_owned(),
-                revocation: Revocation {
+                revocation: serde_json::to_string(&Revocation {
                     reason,
                     at: revoked_at,
-                },
+                })?,
             }),
         });
     }
@@ -973,9 +1006,9 @@ impl RedisAssertions {
         let mut seen = HashSet::new();
         for change in changes {
             let (key, claim) = match &change.what {
-                Some(What::Issue(view)) => (
-                    assertion_lookup(&view.entity_id),
-                    Some(view.platform.clone()),
+                Some(What::Issue(issue)) => (
+                    assertion_lookup(&issue.entity_id),
+                    Some(issue.platform.clone()),
                 ),
                 Some(What::Revoke { id, .. }) => (assertion_lookup(id), None),
                 Some(What::Course {
@@ -1028,54 +1061,39 @@ impl RedisAssertions {
             }
             match &change.what {
                 None => {}
-                Some(What::Issue(view)) => {
-                    let key = assertion_lookup(&view.entity_id);
+                Some(What::Issue(issue)) => {
+                    let key = assertion_lookup(&issue.entity_id);
                     // Fresh: its lookup is new, so it cannot have been
                     // written (the lookup is written before the script).
                     let fresh = match platform_of.get(&key) {
-                        Some(p) if *p != view.platform => {
+                        Some(p) if *p != issue.platform => {
                             tracing::warn!(
-                                assertion = %view.entity_id, platform = %p,
+                                assertion = %issue.entity_id, platform = %p,
                                 "an assertion issued again in another platform is ignored"
                             );
                             continue;
                         }
                         Some(_) => claimed.remove(&key),
                         None => {
-                            platform_of.insert(key.clone(), view.platform.clone());
-                            lookups.push((key, view.platform.clone()));
+                            platform_of.insert(key.clone(), issue.platform.clone());
+                            lookups.push((key, issue.platform.clone()));
                             true
                         }
                     };
-                    let json = serde_json::to_string(view)
-                        .map_err(|e| encode_error("an assertion's view", e))?;
-                    push(
-                        &view.platform,
-                        position,
-                        vec![
-                            "issue".into(),
-                            esc(&view.entity_id).into_owned(),
-                            esc(&view.credential_id).into_owned(),
-                            esc(&view.recipient.email.to_lowercase()).into_owned(),
-                            esc(&view.recipient.username).into_owned(),
-                            view.expires
-                                .map(|t| micros(t).to_string())
-                                .unwrap_or_default(),
-                            json,
-                            if fresh { "1" } else { "0" }.into(),
-                        ],
-                    );
+                    let mut args = Vec::with_capacity(8);
+                    args.push("issue".into());
+                    args.extend(issue.args.iter().cloned());
+                    args.push(if fresh { "1" } else { "0" }.into());
+                    push(&issue.platform, position, args);
                 }
                 Some(What::Revoke { id, revocation }) => {
                     let Some(platform) = platform_of.get(&assertion_lookup(id)) else {
                         continue; // never issued: nothing to revoke
                     };
-                    let json = serde_json::to_string(revocation)
-                        .map_err(|e| encode_error("a revocation", e))?;
                     push(
                         platform,
                         position,
-                        vec!["revoke".into(), esc(id).into_owned(), json],
+                        vec!["revoke".into(), esc(id).into_owned(), revocation.clone()],
                     );
                 }
                 Some(What::Course {
