@@ -24,7 +24,7 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 source tests/bench/ports.sh
 read -r REDIS_PORT CMD_PORT PRJ_PORT < <(free_ports 3)
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-  --notify-keyspace-events Kh >/dev/null &
+  --notify-keyspace-events K$ >/dev/null &
 for _ in $(seq 1 500); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.01; done
 export REDIS_URL=redis://127.0.0.1:$REDIS_PORT/0
 KEY=$(target/release/ibl platform create --data-dir "$WORK/data" --key bench --name Bench \
