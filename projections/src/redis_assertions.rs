@@ -72,7 +72,7 @@
 //! | key | type | holds |
 //! |-----|------|-------|
 //! | `checkpoint:assertions` | string | the position of the last event applied to P's keys |
-//! | `assertion:A` | string | the record of A's issue: its position, C, E, U and its expiry (µs since the epoch, `""`: never), each followed by `:` (the escaped names hold none), then the [`AssertionView`] as issued (JSON, `revoked: null`) |
+//! | `assertion:A` | string | the record of A's issue: its position, C, E and U, each followed by `:` (the escaped names hold none), then the [`AssertionView`] as issued (JSON, `revoked: null`) |
 //! | `revocation:A` | string | the [`Revocation`] of A (JSON), once revoked |
 //! | `list:S` | sorted set | the assertions of scope S, revoked or not, scored by the position of their issue (issue order) |
 //! | `expiry:S:V` | sorted set | the exclusions of variant V: those of `list:S` that expire, scored by their expiry (µs), and for V `unrevoked` the revoked, scored `-inf`: counts the excluded |
@@ -367,7 +367,7 @@ local function issue(position, id, credential, email, username, expires, view, f
     return
   end
   redis.call('SET', key, position .. ':' .. credential .. ':' .. email .. ':' .. username .. ':'
-    .. expires .. ':' .. view)
+    .. view)
   for _, list in ipairs(lists_of(credential)) do
     zadd(list, position, id)
   end
@@ -397,9 +397,7 @@ local function revoke(id, revocation)
   -- position, credential, email, username (the header of the record)
   local a = {string.match(record, '^([^:]*):([^:]*):([^:]*):([^:]*):')}
   local key = prefix .. 'revocation:' .. id
-  local revoked = redis.call('EXISTS', key) == 1
-  redis.call('SET', key, revocation)
-  if revoked then
+  if redis.call('SET', key, revocation, 'GET') then -- revoked before
     return
   end
   for _, scope in ipairs(scopes_of(a[2])) do
@@ -1131,12 +1129,12 @@ impl RedisAssertions {
         Ok(ops)
     }
 
-    /// An assertion from its record (the view after a header of five
+    /// An assertion from its record (the view after a header of four
     /// fields, see the keys) and its revocation (`""`: none).
     fn decode_record(record: &str, revocation: &str) -> Result<AssertionView, ReadError> {
         let view = record
-            .splitn(6, ':')
-            .nth(5)
+            .splitn(5, ':')
+            .nth(4)
             .ok_or_else(|| ReadError::new("a stored record without its header"))?;
         let mut view: AssertionView = serde_json::from_str(view)
             .map_err(|e| ReadError::new(format!("a stored view: {e}")))?;
