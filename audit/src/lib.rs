@@ -5,7 +5,10 @@
 //!
 //! 1. Each event becomes a leaf: its canonical JSON bytes ([`jcs::to_jcs`],
 //!    RFC 8785), hashed with [`merkle::leaf_hash`].
-//! 2. The leaves form an append-only [`merkle::Tree`] (RFC 9162 §2.1).
+//! 2. The leaves form an append-only [`merkle::Tree`] (RFC 9162 §2.1); a
+//!    log that keeps its leaves in a file holds only a
+//!    [`compact::CompactTree`] in memory (the same tree, 1/128 of the
+//!    memory with blocks of 256 leaves).
 //! 3. The log signs a checkpoint — origin, tree size, root — as a C2SP
 //!    signed note with an Ed25519 key ([`note::Signer`]).
 //!
@@ -62,10 +65,12 @@
 //! example Go's `golang.org/x/mod/sumdb/note` and
 //! `github.com/transparency-dev/merkle`) checks the same data the same way.
 
+pub mod compact;
 pub mod jcs;
 pub mod merkle;
 pub mod note;
 
+pub use compact::{CompactTree, LeafSource};
 pub use jcs::{to_jcs, to_jcs_string, JcsError};
 pub use merkle::{
     leaf_hash, node_hash, verify_consistency, verify_inclusion, Hash, MerkleError, Tree, EMPTY_ROOT,

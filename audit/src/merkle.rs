@@ -59,6 +59,10 @@ pub enum MerkleError {
     /// A consistency proof was asked from a larger size to a smaller one.
     #[error("no consistency proof from size {first} to the smaller size {second}")]
     SizesOutOfOrder { first: u64, second: u64 },
+    /// The leaves a proof needs, kept outside the tree, could not be read
+    /// or do not hash to the block the tree holds for them.
+    #[error("the leaves of block {block} are unavailable: {reason}")]
+    LeavesUnavailable { block: u64, reason: String },
 }
 
 /// An append-only Merkle tree that keeps every leaf hash and the hash of
@@ -97,7 +101,7 @@ impl std::fmt::Debug for Tree {
 }
 
 /// The largest power of two strictly smaller than `n`; `n` must be at least 2.
-fn split_point(n: u64) -> u64 {
+pub(crate) fn split_point(n: u64) -> u64 {
     debug_assert!(n >= 2);
     1 << (63 - (n - 1).leading_zeros())
 }
@@ -177,37 +181,14 @@ impl Tree {
 
     /// The root the tree had when it held its first `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, MerkleError> {
-        self.check_size(size)?;
-        Ok(match size {
-            0 => EMPTY_ROOT,
-            m => self.range_hash(0, m),
-        })
+        root_at(self, size)
     }
 
     /// The inclusion proof (RFC 9162 §2.1.3.1 `PATH`) of leaf `index` in the
     /// tree of its first `tree_size` leaves: the sibling hashes from the leaf
     /// up to the root.
     pub fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(tree_size)?;
-        if index >= tree_size {
-            return Err(MerkleError::IndexOutOfRange { index, tree_size });
-        }
-        // Walk down from the root, collecting the sibling of each subtree
-        // that holds the leaf; PATH lists them bottom-up.
-        let mut proof = Vec::new();
-        let (mut start, mut end) = (0, tree_size);
-        while end - start > 1 {
-            let mid = start + split_point(end - start);
-            if index < mid {
-                proof.push(self.range_hash(mid, end));
-                end = mid;
-            } else {
-                proof.push(self.range_hash(start, mid));
-                start = mid;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
+        inclusion_proof(self, index, tree_size)
     }
 
     /// The consistency proof (RFC 9162 §2.1.4.1 `PROOF`/`SUBPROOF`) that the
@@ -216,50 +197,12 @@ impl Tree {
     /// It is empty when `first == second` and, since the empty tree is a
     /// prefix of every tree, when `first == 0`.
     pub fn consistency_proof(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.check_size(second)?;
-        if first > second {
-            return Err(MerkleError::SizesOutOfOrder { first, second });
-        }
-        if first == 0 || first == second {
-            return Ok(Vec::new());
-        }
-        // SUBPROOF(m, D[start:end], whole), iteratively: `whole` stays true
-        // while the subtree is a left edge whose prefix of `first` leaves is
-        // the old tree itself (the verifier knows that root already).
-        let mut proof = Vec::new();
-        let (mut start, mut end, mut whole) = (0, second, true);
-        loop {
-            if end == first {
-                if !whole {
-                    proof.push(self.range_hash(start, end));
-                }
-                break;
-            }
-            let mid = start + split_point(end - start);
-            if first <= mid {
-                proof.push(self.range_hash(mid, end));
-                end = mid;
-            } else {
-                proof.push(self.range_hash(start, mid));
-                start = mid;
-                whole = false;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
-    }
-
-    fn check_size(&self, requested: u64) -> Result<(), MerkleError> {
-        let size = self.len();
-        if requested > size {
-            return Err(MerkleError::SizeBeyondTree { requested, size });
-        }
-        Ok(())
+        consistency_proof(self, first, second)
     }
 
     /// The hash of the perfect subtree of `2^level` leaves starting at leaf
     /// `start` (a multiple of `2^level`, with the block complete).
-    fn block(&self, level: u32, start: u64) -> Hash {
+    pub(crate) fn block(&self, level: u32, start: u64) -> Hash {
         debug_assert_eq!(start % (1 << level), 0);
         self.levels[level as usize][(start >> level) as usize]
     }
@@ -289,6 +232,125 @@ impl Tree {
             right_edge = block_start;
         }
         acc.expect("a non-empty range has at least one block")
+    }
+}
+
+/// The hashes of a tree's subtrees, wherever they are kept: the proofs'
+/// algorithms below work over any (a [`Tree`] in memory, or a
+/// [`crate::compact::CompactTree`] with its older leaves in a file).
+pub(crate) trait Subtrees {
+    /// The number of leaves.
+    fn size(&self) -> u64;
+    /// `MTH(D[start:end])` for a subtree the RFC's recursion can reach:
+    /// `start < end <= size()` and `start` a multiple of the smallest power
+    /// of two not below `end - start`.
+    fn subtree(&self, start: u64, end: u64) -> Result<Hash, MerkleError>;
+}
+
+impl Subtrees for Tree {
+    fn size(&self) -> u64 {
+        self.len()
+    }
+
+    fn subtree(&self, start: u64, end: u64) -> Result<Hash, MerkleError> {
+        Ok(self.range_hash(start, end))
+    }
+}
+
+fn check_size(tree: &impl Subtrees, requested: u64) -> Result<(), MerkleError> {
+    let size = tree.size();
+    if requested > size {
+        return Err(MerkleError::SizeBeyondTree { requested, size });
+    }
+    Ok(())
+}
+
+/// The root of the first `size` leaves of `tree`.
+pub(crate) fn root_at(tree: &impl Subtrees, size: u64) -> Result<Hash, MerkleError> {
+    check_size(tree, size)?;
+    match size {
+        0 => Ok(EMPTY_ROOT),
+        m => tree.subtree(0, m),
+    }
+}
+
+/// RFC 9162 §2.1.3.1 `PATH(index, D[0:tree_size])`.
+pub(crate) fn inclusion_proof(
+    tree: &impl Subtrees,
+    index: u64,
+    tree_size: u64,
+) -> Result<Vec<Hash>, MerkleError> {
+    check_size(tree, tree_size)?;
+    if index >= tree_size {
+        return Err(MerkleError::IndexOutOfRange { index, tree_size });
+    }
+    // Walk down from the root, collecting the sibling of each subtree
+    // that holds the leaf; PATH lists them bottom-up.
+    let mut proof = Vec::new();
+    let (mut start, mut end) = (0, tree_size);
+    while end - start > 1 {
+        let mid = start + split_point(end - start);
+        if index < mid {
+            proof.push(tree.subtree(mid, end)?);
+            end = mid;
+        } else {
+            proof.push(tree.subtree(start, mid)?);
+            start = mid;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// RFC 9162 §2.1.4.1 `PROOF(first, D[0:second])`.
+pub(crate) fn consistency_proof(
+    tree: &impl Subtrees,
+    first: u64,
+    second: u64,
+) -> Result<Vec<Hash>, MerkleError> {
+    check_size(tree, second)?;
+    if first > second {
+        return Err(MerkleError::SizesOutOfOrder { first, second });
+    }
+    if first == 0 || first == second {
+        return Ok(Vec::new());
+    }
+    // SUBPROOF(m, D[start:end], whole), iteratively: `whole` stays true
+    // while the subtree is a left edge whose prefix of `first` leaves is
+    // the old tree itself (the verifier knows that root already).
+    let mut proof = Vec::new();
+    let (mut start, mut end, mut whole) = (0, second, true);
+    loop {
+        if end == first {
+            if !whole {
+                proof.push(tree.subtree(start, end)?);
+            }
+            break;
+        }
+        let mid = start + split_point(end - start);
+        if first <= mid {
+            proof.push(tree.subtree(mid, end)?);
+            end = mid;
+        } else {
+            proof.push(tree.subtree(start, mid)?);
+            start = mid;
+            whole = false;
+        }
+    }
+    proof.reverse();
+    Ok(proof)
+}
+
+/// `MTH(leaves)` by the RFC's recursion (at most `leaves.len() - 1`
+/// hashes); the empty list's is [`EMPTY_ROOT`].
+pub(crate) fn mth(leaves: &[Hash]) -> Hash {
+    match leaves.len() {
+        0 => EMPTY_ROOT,
+        1 => leaves[0],
+        n => {
+            let k = split_point(n as u64) as usize;
+            node_hash(&mth(&leaves[..k]), &mth(&leaves[k..]))
+        }
     }
 }
 

@@ -16,8 +16,11 @@
 //!
 //! [`AuditLog`] is a read model ([`ReadModel`]): the projector hands it
 //! every batch, and it appends the batch's leaves (index, position, hash)
-//! to its own SQLite file, in one transaction, then to its tree in memory
-//! (64 bytes a leaf). The file is evidence, not a cache: it records what
+//! to its own SQLite file, in one transaction, then to its tree in memory.
+//! The tree keeps the hashes of whole blocks of 256 leaves and the leaves
+//! after the last one ([`CompactTree`]: 250 KB for 1,000,000 events); a
+//! proof reads the leaves of at most two blocks from the file, and checks
+//! them against the tree first. The file is evidence, not a cache: it records what
 //! the log held when the projector read it, so that `ibl verify` can name
 //! an event altered afterwards. It is kept beside the store's folder, not
 //! in the read models' folder, which may be deleted at will.
@@ -31,7 +34,9 @@ use std::path::Path;
 use std::sync::{Mutex, RwLock};
 
 use chrono::SecondsFormat;
-use ibl_audit::{leaf_hash, to_jcs, Checkpoint, Hash, MerkleError, Signer, Tree};
+use ibl_audit::{
+    leaf_hash, to_jcs, Checkpoint, CompactTree, Hash, LeafSource, MerkleError, Signer,
+};
 use ibl_events::{Position, RecordedEvent};
 use rusqlite::{params, Connection, OptionalExtension};
 use serde_json::{json, Value};
@@ -97,9 +102,9 @@ pub struct SignedCheckpoint {
 }
 
 struct State {
-    tree: Tree,
-    /// The position of each leaf's event, by leaf index.
-    positions: Vec<Position>,
+    tree: CompactTree,
+    /// The position of the last leaf's event (0: none).
+    last: Position,
     /// The positions of the events the RBAC model folds, in order.
     rbac: Vec<Position>,
     latest: Option<SignedCheckpoint>,
@@ -275,19 +280,19 @@ impl AuditLog {
                 ))
             }
         }
-        let mut tree = Tree::new();
-        let mut positions = Vec::new();
+        let mut tree = CompactTree::new();
+        let mut last = 0;
         let mut rbac = Vec::new();
         each_leaf(&conn, path, |leaf, is_rbac| {
             if is_rbac {
                 rbac.push(leaf.position);
             }
-            positions.push(leaf.position);
+            last = leaf.position;
             tree.append(leaf.hash);
         })?;
         let latest = latest_checkpoint(&conn).map_err(sqlite)?;
         if let Some(c) = &latest {
-            if tree.root_at(c.size).ok() != Some(c.root) {
+            if tree.root_at(c.size, &FileLeaves(&conn)).ok() != Some(c.root) {
                 return Err(format!(
                     "{}: the leaves do not match the checkpoint of size {} (run `ibl verify`)",
                     path.display(),
@@ -306,7 +311,7 @@ impl AuditLog {
             reader: Mutex::new(reader),
             state: RwLock::new(State {
                 tree,
-                positions,
+                last,
                 rbac,
                 latest,
             }),
@@ -355,7 +360,10 @@ impl AuditLog {
             .verifier()
             .verify(&latest.note)
             .map_err(|e| format!("its note is not signed by {}: {e}", self.vkey()))?;
-        let root = state.tree.root_at(latest.size).map_err(|e| e.to_string())?;
+        let root = state
+            .tree
+            .root_at(latest.size, &FileLeaves(&self.reader()))
+            .map_err(|e| e.to_string())?;
         if signed.size != latest.size || signed.root != latest.root || root != latest.root {
             return Err("the recorded leaves do not hash to its signed root".into());
         }
@@ -370,7 +378,7 @@ impl AuditLog {
         after: Position,
         limit: usize,
     ) -> Result<Vec<(u64, Leaf)>, String> {
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let reader = self.reader();
         let mut stmt = reader
             .prepare_cached(
                 "SELECT leaf_index, position, stream, revision, hash FROM leaves
@@ -386,34 +394,58 @@ impl AuditLog {
         rows.collect::<Result<_, _>>().map_err(sqlite)
     }
 
-    /// The leaf index of the event at `position`, if the tree holds it.
-    pub fn leaf_index_of(&self, position: Position) -> Option<u64> {
-        let state = self.state();
-        state
-            .positions
-            .binary_search(&position)
-            .ok()
-            .map(|i| i as u64)
+    fn reader(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The inclusion proof of leaf `index` in the tree of `tree_size`.
+    /// The inclusion proof of leaf `index` in the tree of `tree_size` (it
+    /// reads leaves from the file: call it off the async workers).
     pub fn inclusion(&self, index: u64, tree_size: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.state().tree.inclusion_proof(index, tree_size)
+        let state = self.state();
+        state
+            .tree
+            .inclusion_proof(index, tree_size, &FileLeaves(&self.reader()))
     }
 
     /// The consistency proof from the tree of `first` leaves to that of
-    /// `second`.
+    /// `second` (it reads leaves from the file, as [`AuditLog::inclusion`]).
     pub fn consistency(&self, first: u64, second: u64) -> Result<Vec<Hash>, MerkleError> {
-        self.state().tree.consistency_proof(first, second)
+        let state = self.state();
+        state
+            .tree
+            .consistency_proof(first, second, &FileLeaves(&self.reader()))
     }
 
-    /// The positions of a platform's events that pass `filter`, in log
-    /// order, at most `limit`.
-    pub fn feed(&self, filter: &FeedFilter, limit: usize) -> Result<Vec<Position>, String> {
+    /// The leaf index of each of `platform`'s events at `positions`
+    /// (ascending), as `(position, leaf index)`, for those the tree holds.
+    pub fn leaf_indexes(
+        &self,
+        platform: &str,
+        positions: &[Position],
+    ) -> Result<Vec<(Position, u64)>, String> {
+        let reader = self.reader();
+        let mut stmt = reader
+            .prepare_cached("SELECT leaf_index FROM leaves WHERE platform = ?1 AND position = ?2")
+            .map_err(sqlite)?;
+        let mut found = Vec::with_capacity(positions.len());
+        for &position in positions {
+            let index = stmt
+                .query_row(params![platform, signed(position)], |r| unsigned(r, 0))
+                .optional()
+                .map_err(sqlite)?;
+            found.extend(index.map(|i| (position, i)));
+        }
+        Ok(found)
+    }
+
+    /// The events of a platform that pass `filter`, in log order, at most
+    /// `limit`: each one's position and leaf index.
+    pub fn feed(&self, filter: &FeedFilter, limit: usize) -> Result<Vec<(Position, u64)>, String> {
         use rusqlite::types::Value as Sql;
         let mut args: Vec<Sql> = vec![filter.platform.clone().into(), signed(filter.after).into()];
-        let mut sql =
-            String::from("SELECT position FROM leaves WHERE platform = ?1 AND position > ?2");
+        let mut sql = String::from(
+            "SELECT position, leaf_index FROM leaves WHERE platform = ?1 AND position > ?2",
+        );
         let mut with = |clause: &str, value: Sql, sql: &mut String| {
             args.push(value);
             sql.push_str(&clause.replace('#', &args.len().to_string()));
@@ -439,10 +471,12 @@ impl AuditLog {
             signed(limit as u64).into(),
             &mut sql,
         );
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let reader = self.reader();
         let mut stmt = reader.prepare_cached(&sql).map_err(sqlite)?;
         let rows = stmt
-            .query_map(rusqlite::params_from_iter(args), |r| unsigned(r, 0))
+            .query_map(rusqlite::params_from_iter(args), |r| {
+                Ok((unsigned(r, 0)?, unsigned(r, 1)?))
+            })
             .map_err(sqlite)?;
         rows.collect::<Result<_, _>>().map_err(sqlite)
     }
@@ -450,7 +484,7 @@ impl AuditLog {
     /// The position of the last event recorded at or before `time` (µs
     /// since the epoch; 0: none), as far as the tree has read.
     pub fn position_at(&self, time: i64) -> Result<Position, String> {
-        let reader = self.reader.lock().unwrap_or_else(|p| p.into_inner());
+        let reader = self.reader();
         reader
             .query_row(
                 "SELECT position FROM leaves WHERE time <= ?1 ORDER BY time DESC, position DESC LIMIT 1",
@@ -515,10 +549,7 @@ impl AuditLog {
         let mut db = self.db.lock().unwrap_or_else(|p| p.into_inner());
         let (mut next, last) = {
             let state = self.state();
-            (
-                state.tree.len(),
-                state.positions.last().copied().unwrap_or(0),
-            )
+            (state.tree.len(), state.last)
         };
         let fresh: Vec<(u64, &RecordedEvent, Hash)> = batch
             .iter()
@@ -560,7 +591,7 @@ impl AuditLog {
         let mut state = self.state.write().unwrap_or_else(|p| p.into_inner());
         for (_, e, hash) in fresh {
             state.tree.append(hash);
-            state.positions.push(e.position);
+            state.last = e.position;
             if crate::rbac::is_rbac_stream(&e.stream) {
                 state.rbac.push(e.position);
             }
@@ -582,6 +613,25 @@ fn latest_checkpoint(conn: &Connection) -> rusqlite::Result<Option<SignedCheckpo
         },
     )
     .optional()
+}
+
+/// The leaves of the file open on a connection, as the tree reads them
+/// for a proof.
+struct FileLeaves<'a>(&'a Connection);
+
+impl LeafSource for FileLeaves<'_> {
+    fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Hash>, String> {
+        let mut stmt = self
+            .0
+            .prepare_cached(
+                "SELECT hash FROM leaves WHERE leaf_index >= ?1 AND leaf_index < ?2 ORDER BY leaf_index",
+            )
+            .map_err(sqlite)?;
+        let rows = stmt
+            .query_map(params![signed(start), signed(end)], |r| hash_of(r.get(0)?))
+            .map_err(sqlite)?;
+        rows.collect::<Result<_, _>>().map_err(sqlite)
+    }
 }
 
 /// A leaf as the projector recorded it: its event's coordinates and hash.
@@ -670,7 +720,7 @@ impl ReadModel for AuditLog {
     }
 
     fn checkpoint(&self) -> Position {
-        self.state().positions.last().copied().unwrap_or(0)
+        self.state().last
     }
 
     fn apply(&self, batch: &[RecordedEvent]) -> Applied {
@@ -832,14 +882,16 @@ mod tests {
         // Positions need not be dense; a batch replayed is applied once.
         let batch: Vec<_> = [1, 2, 5, 9]
             .iter()
-            .map(|p| event(*p, json!({"p": p})))
+            .map(|p| event(*p, json!({"p": p, "platform": "acme"})))
             .collect();
         log.apply(&batch);
         log.apply(&batch[2..]);
         assert_eq!(log.size(), 4);
         assert_eq!(log.checkpoint(), 9);
-        assert_eq!(log.leaf_index_of(5), Some(2));
-        assert_eq!(log.leaf_index_of(4), None);
+        assert_eq!(
+            log.leaf_indexes("acme", &[1, 4, 5]).expect("reads"),
+            vec![(1, 0), (5, 2)]
+        );
         let first = log.sign().expect("signs").expect("a checkpoint");
         assert_eq!(first.size, 4);
         assert_eq!(log.sign().expect("signs"), None, "nothing new since");
@@ -878,6 +930,57 @@ mod tests {
             }
         );
         assert_eq!(evidence.checkpoints, vec![first, second]);
+    }
+
+    #[test]
+    fn proofs_over_many_blocks_read_the_file_and_refuse_leaves_altered_there() {
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let path = dir.path().join("audit.db");
+        let log = AuditLog::open(&path, signer()).expect("opens");
+        let events: Vec<_> = (1..=1000).map(|p| event(p, json!({"p": p}))).collect();
+        for batch in events.chunks(300) {
+            log.apply(batch);
+        }
+        let old = log.sign().expect("signs").expect("a checkpoint");
+        log.apply(&[event(1001, json!({}))]);
+        let new = log.sign().expect("signs").expect("a checkpoint");
+        assert_eq!((old.size, new.size), (1000, 1001));
+        let full = ibl_audit::Tree::from_leaf_hashes(events.iter().map(leaf_of));
+        assert_eq!(old.root, full.root());
+        for index in [0, 255, 256, 511, 700, 999] {
+            let proof = log.inclusion(index, 1000).expect("a proof");
+            assert_eq!(proof, full.inclusion_proof(index, 1000).expect("a proof"));
+            assert!(verify_inclusion(
+                &leaf_of(&events[index as usize]),
+                index,
+                1000,
+                &proof,
+                &old.root
+            ));
+        }
+        for first in [1, 256, 300, 999, 1000] {
+            let proof = log.consistency(first, 1001).expect("a proof");
+            let root1 = full.root_at(first).expect("a root");
+            assert!(verify_consistency(first, 1001, &root1, &new.root, &proof));
+        }
+        // A leaf of the second block altered in the file behind the log's
+        // back: proofs that need that block fail, the others still hold.
+        let conn = Connection::open(&path).expect("opens");
+        conn.execute(
+            "UPDATE leaves SET hash = zeroblob(32) WHERE leaf_index = 300",
+            [],
+        )
+        .expect("edits");
+        assert!(matches!(
+            log.inclusion(299, 1000),
+            Err(MerkleError::LeavesUnavailable { block: 1, .. })
+        ));
+        assert!(log.consistency(300, 1001).is_err());
+        assert!(log.inclusion(600, 1000).is_ok());
+        assert!(log.check_latest().is_ok(), "the head needs no old leaves");
+        drop(log);
+        let err = AuditLog::open(&path, signer()).err().expect("refused");
+        assert!(err.contains("do not match the checkpoint"), "{err}");
     }
 
     #[test]

@@ -22,6 +22,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use chrono::DateTime;
+use ibl_audit::{Hash, MerkleError};
 use ibl_edge::extract::Principal;
 use ibl_edge::paging::url_with;
 use ibl_edge::request::{fresh, wait, wanted, Params};
@@ -69,6 +70,27 @@ async fn blocking<T: Send + 'static>(
         .map_err(ApiError::Internal)
 }
 
+/// A proof, computed off the async workers (it reads leaves from the
+/// audit log's file). Sizes or indexes beyond the tree are the client's
+/// error; leaves the file cannot give (or gives altered) are answered 503
+/// and logged.
+async fn proof(
+    log: Arc<AuditLog>,
+    f: impl FnOnce(&AuditLog) -> Result<Vec<Hash>, MerkleError> + Send + 'static,
+) -> Result<Vec<Hash>, ApiError> {
+    let size = log.size();
+    let outcome = web::block(move || f(&log))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    outcome.map_err(|e| match e {
+        MerkleError::LeavesUnavailable { .. } => {
+            tracing::error!(target: "ibl::audit", error = %e, "computing a proof");
+            ApiError::Unavailable(format!("The proof cannot be computed: {e}."))
+        }
+        e => ApiError::BadRequest(format!("{e} (the tree has {size} leaves)")),
+    })
+}
+
 /// A required parameter, a whole number.
 fn number(params: &Params, name: &str) -> Result<u64, ApiError> {
     let text = params
@@ -78,7 +100,7 @@ fn number(params: &Params, name: &str) -> Result<u64, ApiError> {
         .map_err(|_| ApiError::field(name, "A whole number of 0 or more is required."))
 }
 
-fn hashes(proof: &[ibl_audit::Hash]) -> Vec<String> {
+fn hashes(proof: &[Hash]) -> Vec<String> {
     proof.iter().map(|h| STANDARD.encode(h)).collect()
 }
 
@@ -114,9 +136,7 @@ pub async fn inclusion(
         number(&params, "leaf_index")?,
         number(&params, "tree_size")?,
     );
-    let proof = log
-        .inclusion(index, size)
-        .map_err(|e| ApiError::BadRequest(format!("{e} (the tree has {} leaves)", log.size())))?;
+    let proof = proof(log, move |log| log.inclusion(index, size)).await?;
     Ok(HttpResponse::Ok().json(json!({
         "leaf_index": index,
         "tree_size": size,
@@ -131,9 +151,7 @@ pub async fn consistency(
     let log = log_of(&read)?;
     let params = Params::of(&req)?;
     let (from, to) = (number(&params, "from")?, number(&params, "to")?);
-    let proof = log
-        .consistency(from, to)
-        .map_err(|e| ApiError::BadRequest(format!("{e} (the tree has {} leaves)", log.size())))?;
+    let proof = proof(log, move |log| log.consistency(from, to)).await?;
     Ok(HttpResponse::Ok().json(json!({
         "from": from,
         "to": to,
@@ -228,11 +246,23 @@ fn passes(filter: &FeedFilter, event: &RecordedEvent) -> bool {
 }
 
 /// A page of records: `{"results": [...], "next": URL or null}`; `next`
-/// continues after the page's last event when the page is full.
-fn page(req: &HttpRequest, log: &AuditLog, events: &[RecordedEvent], more: bool) -> HttpResponse {
+/// continues after the page's last event when the page is full. `leaves`
+/// holds each event's position and leaf index, by position.
+fn page(
+    req: &HttpRequest,
+    leaves: &[(Position, u64)],
+    events: &[RecordedEvent],
+    more: bool,
+) -> HttpResponse {
+    let leaf_index = |position: Position| {
+        leaves
+            .binary_search_by_key(&position, |(p, _)| *p)
+            .ok()
+            .map(|i| leaves[i].1)
+    };
     let results: Vec<Value> = events
         .iter()
-        .map(|e| record(e, log.leaf_index_of(e.position)))
+        .map(|e| record(e, leaf_index(e.position)))
         .collect();
     let next = match events.last() {
         Some(last) if more => Some(url_with(req, "after", &last.position.to_string())),
@@ -301,11 +331,12 @@ pub async fn events(
     let (filter, page_size) = feed_filter(&params, &org)?;
     let access = audit_fresh(&req, &read).await?;
     let log = access.log.clone();
-    let mut positions = blocking(move || log.feed(&filter, page_size + 1)).await?;
-    let more = positions.len() > page_size;
-    positions.truncate(page_size);
+    let mut found = blocking(move || log.feed(&filter, page_size + 1)).await?;
+    let more = found.len() > page_size;
+    found.truncate(page_size);
+    let positions: Vec<Position> = found.iter().map(|(p, _)| *p).collect();
     let events = events_at(&access, &positions).await?;
-    Ok(page(&req, &access.log, &events, more))
+    Ok(page(&req, &found, &events, more))
 }
 
 /// The largest page of a platform's events `verify/` checks at once.
@@ -443,7 +474,10 @@ pub async fn history(
         .collect();
     let more = shown.len() > page_size;
     shown.truncate(page_size);
-    Ok(page(&req, &access.log, &shown, more))
+    let (log, platform) = (access.log.clone(), path.org.clone());
+    let positions: Vec<Position> = shown.iter().map(|e| e.position).collect();
+    let leaves = blocking(move || log.leaf_indexes(&platform, &positions)).await?;
+    Ok(page(&req, &leaves, &shown, more))
 }
 
 /// How many past RBAC models are kept (the positions last asked for).
