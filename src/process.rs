@@ -10,6 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 /// mimalloc: per-thread free lists, so the two actix workers do not contend
 /// on the allocator (malloc/free were ~10 % of a permission check's CPU).
+/// Built without its advice for transparent huge pages (feature `no_thp`):
+/// memory it frees goes back to the system in 4 KiB pages, not kept
+/// resident in 2 MiB ones. (Where the kernel's THP mode is `always`, the
+/// kernel still uses them; `madvise` is the common default.)
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
