@@ -20,10 +20,11 @@
 //! The tree keeps the hashes of whole blocks of 256 leaves and the leaves
 //! after the last one ([`CompactTree`]: 250 KB for 1,000,000 events); a
 //! proof reads the leaves of at most two blocks from the file, and checks
-//! them against the tree first. The file is evidence, not a cache: it records what
-//! the log held when the projector read it, so that `ibl verify` can name
-//! an event altered afterwards. It is kept beside the store's folder, not
-//! in the read models' folder, which may be deleted at will.
+//! them against the tree first. The file is evidence, not a cache: it
+//! records what the log held when the projector read it, so that `ibl
+//! verify` can name an event altered afterwards. It is kept beside the
+//! store's folder, not in the read models' folder, which may be deleted at
+//! will.
 //!
 //! [`AuditLog::sign`] signs a checkpoint (origin, tree size, root) as a
 //! C2SP signed note with the log's Ed25519 key when the tree grew since the

@@ -19,7 +19,7 @@
 
 use std::fmt;
 
-use ibl_audit::{Tree, Verifier};
+use ibl_audit::{CompactTree, Hash, LeafSource, Verifier};
 use ibl_events::{EventStore, Position, RecordedEvent, StoreError};
 
 use crate::audit_log::{leaf_of, Evidence, Leaf};
@@ -226,18 +226,22 @@ pub async fn verify(
     evidence: &Evidence,
     verifier: &Verifier,
 ) -> Result<Report, StoreError> {
-    let recorded = Tree::from_leaf_hashes(evidence.leaves.iter().map(|l| l.hash));
+    let mut recorded = CompactTree::new();
+    for leaf in &evidence.leaves {
+        recorded.append(leaf.hash);
+    }
     let mut problem = check_checkpoints(evidence, &recorded, verifier);
-    let mut rebuilt = Tree::new();
+    let mut rebuilt = CompactTree::new();
     let mut after = 0;
     loop {
         let batch = store.read_all(after, 1024).await?;
         let Some(last) = batch.last() else { break };
         after = last.position;
         for event in &batch {
-            let index = rebuilt.append(leaf_of(event));
+            let leaf = leaf_of(event);
+            let index = rebuilt.append(leaf);
             if problem.is_none() {
-                problem = compare(index, event, &rebuilt, &evidence.leaves);
+                problem = compare(index, event, leaf, &evidence.leaves);
             }
         }
     }
@@ -259,7 +263,25 @@ pub async fn verify(
     })
 }
 
-fn check_checkpoints(evidence: &Evidence, recorded: &Tree, verifier: &Verifier) -> Option<Problem> {
+/// The evidence's leaves, in memory, as the tree of the recorded leaves
+/// reads them.
+struct Recorded<'a>(&'a [Leaf]);
+
+impl LeafSource for Recorded<'_> {
+    fn leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<Hash>, String> {
+        let range = usize::try_from(start).ok().zip(usize::try_from(end).ok());
+        range
+            .and_then(|(from, to)| self.0.get(from..to))
+            .map(|leaves| leaves.iter().map(|l| l.hash).collect())
+            .ok_or_else(|| format!("no recorded leaves [{start}, {end})"))
+    }
+}
+
+fn check_checkpoints(
+    evidence: &Evidence,
+    recorded: &CompactTree,
+    verifier: &Verifier,
+) -> Option<Problem> {
     for c in &evidence.checkpoints {
         let fail = |why: String| Some(Problem::Checkpoint { size: c.size, why });
         let signed = match verifier.verify(&c.note) {
@@ -269,7 +291,7 @@ fn check_checkpoints(evidence: &Evidence, recorded: &Tree, verifier: &Verifier) 
         if signed.size != c.size || signed.root != c.root {
             return fail("its note signs another size or root than the one kept beside it".into());
         }
-        match recorded.root_at(c.size) {
+        match recorded.root_at(c.size, &Recorded(&evidence.leaves)) {
             Ok(root) if root == c.root => {}
             Ok(_) => return fail(
                 "the recorded leaves do not hash to its signed root: the evidence file was altered"
@@ -286,11 +308,10 @@ fn check_checkpoints(evidence: &Evidence, recorded: &Tree, verifier: &Verifier) 
     None
 }
 
-/// The problem with event `index` of the log (`rebuilt` holds its leaf),
-/// if it is not the recorded one.
-fn compare(index: u64, event: &RecordedEvent, rebuilt: &Tree, leaves: &[Leaf]) -> Option<Problem> {
+/// The problem with event `index` of the log (whose leaf is `leaf`), if it
+/// is not the recorded one.
+fn compare(index: u64, event: &RecordedEvent, leaf: Hash, leaves: &[Leaf]) -> Option<Problem> {
     let recorded = leaves.get(index as usize)?;
-    let leaf = rebuilt.leaf(index)?;
     if event.position == recorded.position && leaf == recorded.hash {
         return None;
     }
@@ -316,4 +337,72 @@ fn compare(index: u64, event: &RecordedEvent, rebuilt: &Tree, leaves: &[Leaf]) -
             event: event.into(),
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit_log::SignedCheckpoint;
+    use ibl_audit::{leaf_hash, Checkpoint, Signer, Tree};
+
+    /// Evidence of `n` leaves with checkpoints signed at `sizes`, whose
+    /// roots are those of the full tree.
+    fn evidence(n: u64, sizes: &[u64], signer: &Signer) -> Evidence {
+        let leaves: Vec<Leaf> = (0..n)
+            .map(|i| Leaf {
+                position: i + 1,
+                stream: format!("s-{i}"),
+                revision: 0,
+                hash: leaf_hash(&i.to_be_bytes()),
+            })
+            .collect();
+        let full = Tree::from_leaf_hashes(leaves.iter().map(|l| l.hash));
+        let checkpoints = sizes
+            .iter()
+            .map(|&size| {
+                let root = full.root_at(size).expect("a root");
+                let note = signer
+                    .sign(&Checkpoint::new(signer.name(), size, root))
+                    .expect("signs");
+                SignedCheckpoint { size, root, note }
+            })
+            .collect();
+        Evidence {
+            leaves,
+            checkpoints,
+        }
+    }
+
+    fn checked(evidence: &Evidence, verifier: &Verifier) -> Option<Problem> {
+        let mut recorded = CompactTree::new();
+        for leaf in &evidence.leaves {
+            recorded.append(leaf.hash);
+        }
+        check_checkpoints(evidence, &recorded, verifier)
+    }
+
+    #[test]
+    fn checkpoints_inside_whole_blocks_are_checked_against_the_recorded_leaves() {
+        let signer = Signer::from_seed([3; 32], "test.example/verify").expect("a signer");
+        let verifier = signer.verifier();
+        let mut kept = evidence(1000, &[1, 255, 256, 300, 700, 1000], &signer);
+        assert_eq!(checked(&kept, &verifier), None);
+        // A leaf of the block that holds the checkpoint of 300 altered:
+        // that checkpoint is the first whose root no longer holds.
+        kept.leaves[280].hash[0] ^= 1;
+        match checked(&kept, &verifier) {
+            Some(Problem::Checkpoint { size, why }) => {
+                assert_eq!(size, 300);
+                assert!(why.contains("altered"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
+        // Truncated below a signed size.
+        let mut short = evidence(1000, &[700], &signer);
+        short.leaves.truncate(600);
+        assert!(matches!(
+            checked(&short, &verifier),
+            Some(Problem::Checkpoint { size: 700, .. })
+        ));
+    }
 }
