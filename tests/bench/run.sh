@@ -34,7 +34,10 @@ wait_healthz() {
 echo "== machine: $(nproc) cores; $(date -u +%FT%TZ)"
 KEY=$($BIN platform create --data-dir "$WORK/data" --key bench --name Bench --admin-username admin --admin-email admin@example.com | python3 -c 'import json,sys;print(json.load(sys.stdin)["api_key"])')
 RUST_LOG=warn $BIN serve --addr 127.0.0.1:$PORT --data-dir "$WORK/data" &
+SERVER=$!
 wait_healthz
+# CPU seconds (user + system) the server used so far.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$SERVER/stat"; }
 CRED=$(curl -fs -X POST "$BASE/api/credentials/orgs/bench/users/admin/" -H "Authorization: Api-Token $KEY" \
   -H 'Content-Type: application/json' -d '{"name": "Benchmark badge"}' | python3 -c 'import json,sys;print(json.load(sys.stdin)["result"]["credential_id"])')
 
@@ -42,8 +45,14 @@ echo "== ceiling: GET /healthz, $CONNS connections, ${SECONDS_PER_RUN}s"
 wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s --latency "$BASE/healthz" | grep -E "Requests/sec|50%|99%"
 
 echo "== issue assertions: POST .../assertions/, $CONNS connections, ${SECONDS_PER_RUN}s"
+BEFORE=$(cpu)
 IBL_KEY=$KEY IBL_PATH="/api/credentials/orgs/bench/users/admin/$CRED/assertions/" \
-  wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s --latency -s tests/bench/issue.lua "$BASE" | grep -E "Requests/sec|50%|99%|issued_ok"
+  wrk -t2 -c$CONNS -d${SECONDS_PER_RUN}s --latency -s tests/bench/issue.lua "$BASE" > "$WORK/issue.txt"
+AFTER=$(cpu)
+grep -E "Requests/sec|50%|99%|issued_ok" "$WORK/issue.txt"
+# The server's CPU per issue (its projectors and the audit log included).
+ISSUED=$(sed -n 's/^issued_ok=\([0-9]*\).*/\1/p' "$WORK/issue.txt")
+python3 -c "print(f'server CPU per issue: {($AFTER - $BEFORE) / max($ISSUED, 1) * 1e6:.0f} us ({$AFTER - $BEFORE:.2f} s for $ISSUED issues)')"
 
 RATE=${RATE:-5000}
 echo "== open loop at a fixed $RATE requests/s (latency from the schedule), ${SECONDS_PER_RUN}s each"
