@@ -17,6 +17,37 @@ use tracing_subscriber::EnvFilter;
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// mimalloc's option `purge_delay`: its place in `mi_option_t` (the same
+/// in `mimalloc.h` of v2 and v3; the crate names only some options).
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// How long memory freed stays resident before mimalloc returns it to the
+/// system, in milliseconds (ten times that for its arena). Its default,
+/// 1,000 ms, kept the peak of a bulk fill resident: 1,000,000 assertions
+/// issued in requests of 5,000 ended at 255-261 MiB, and at 159-174 MiB
+/// with 100 ms, at the same rate. `MIMALLOC_PURGE_DELAY` overrides it.
+const PURGE_DELAY_MS: std::os::raw::c_long = 100;
+
+/// Sets the allocator's options (see [`PURGE_DELAY_MS`]) unless the
+/// environment sets them.
+#[allow(unsafe_code)]
+fn tune_allocator() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: `mi_option_set` stores a value in mimalloc's table of
+        // options; any option below `_mi_option_last` and any value are
+        // valid, from any thread, at any time.
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, PURGE_DELAY_MS) }
+    }
+}
+
+/// The allocator's purge delay now, in milliseconds.
+#[cfg(test)]
+#[allow(unsafe_code)]
+fn purge_delay() -> std::os::raw::c_long {
+    // SAFETY: reads mimalloc's table of options (see `tune_allocator`).
+    unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) }
+}
+
 /// Sets up the log (to stderr from a thread of its own: a slow reader of
 /// stderr never stalls a request; lines beyond a 128k backlog are dropped
 /// and counted), runs `main` on an actix system and exits with its code.
@@ -25,6 +56,7 @@ where
     F: FnOnce() -> Fut,
     Fut: Future<Output = i32>,
 {
+    tune_allocator();
     let (writer, flush_on_exit) = tracing_appender::non_blocking(std::io::stderr());
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -76,4 +108,21 @@ where
             }
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_option_set_is_the_purge_delay() {
+        if std::env::var_os("MIMALLOC_PURGE_DELAY").is_some() {
+            return; // the operator's value, left as it is
+        }
+        // Option 15 holds mimalloc's default purge delay (v3: 1,000 ms)
+        // until it is set.
+        assert_eq!(purge_delay(), 1000);
+        tune_allocator();
+        assert_eq!(purge_delay(), PURGE_DELAY_MS);
+    }
 }
