@@ -24,7 +24,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// How long memory freed stays resident before mimalloc returns it to the
 /// system, in milliseconds (ten times that for its arena). Its default,
 /// 1,000 ms, kept the peak of a bulk fill resident: 1,000,000 assertions
-/// issued in requests of 5,000 ended at 255-261 MiB, and at 159-174 MiB
+/// issued in requests of 5,000 ended at 254-255 MiB, and at 159-174 MiB
 /// with 100 ms, at the same rate. `MIMALLOC_PURGE_DELAY` overrides it.
 const PURGE_DELAY_MS: std::os::raw::c_long = 100;
 
