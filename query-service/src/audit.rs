@@ -79,9 +79,7 @@ async fn proof(
     f: impl FnOnce(&AuditLog) -> Result<Vec<Hash>, MerkleError> + Send + 'static,
 ) -> Result<Vec<Hash>, ApiError> {
     let size = log.size();
-    let outcome = web::block(move || f(&log))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    let outcome = blocking(move || Ok(f(&log))).await?;
     outcome.map_err(|e| match e {
         MerkleError::LeavesUnavailable { .. } => {
             tracing::error!(target: "ibl::audit", error = %e, "computing a proof");
