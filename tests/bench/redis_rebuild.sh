@@ -4,6 +4,8 @@
 #   - EVENTS assertions issued through the API (bulk, tests/bench/fill.rs)
 #     into an embedded store by `ibl serve`;
 #   - redis-benchmark -P 16 SET on a redis-server of the run's own;
+#   - the floor: what that server spends on the writes of one assertion
+#     sent as plain commands, and the rate that bounds;
 #   - `projections` started with REDIS_URL on that store and an empty
 #     database: the time to its /healthz (it answers once its models have
 #     caught up with the log), and events/s.
@@ -41,9 +43,35 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no >/d
 for _ in $(seq 1 500); do redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1 && break; sleep 0.01; done
 echo "== ceiling: redis-benchmark SET, pipeline 16, 1,000,000 requests"
 redis-benchmark -p "$REDIS_PORT" -t set -n 1000000 -P 16 -q | tr '\r' '\n' | grep -v '^$' | tail -1
+redis_cpu() { redis-cli -p "$REDIS_PORT" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {t += $2} END {print t}'; }
+
+# What Redis alone spends on the writes one issued assertion needs in this
+# model's layout, each sent as a plain command (1,000,000 of each, new keys,
+# members and fields, pipeline 16), measured by its own CPU counters: the
+# record and the id's lookup (two new keys), the platform's and the
+# credential's lists (two sorted-set entries; random scores here, where the
+# rebuild appends in log order) and the holder's two fields (email and
+# username). Their sum bounds the rebuild's rate from above on this server.
+echo "== floor: one assertion's writes as plain commands (redis-server CPU per command)"
+VIEW=$(python3 -c "print('v' * 600)")
+FLOOR=0
+floor() {
+  local before after
+  before=$(redis_cpu)
+  redis-benchmark -p "$REDIS_PORT" -n 1000000 -r 1000000000 -P 16 -q "$@" >/dev/null
+  after=$(redis_cpu)
+  FLOOR=$(python3 -c "print($FLOOR + $after - $before)")
+  printf '%-44s %5.2f us\n' "$1 ${2:0:40}" "$(python3 -c "print($after - $before)")"
+}
+floor SET 'ibl:{bench}:assertion:__rand_int__' "$VIEW"
+floor SET 'ibl:assertion-platform:__rand_int__' bench
+floor ZADD 'ibl:{bench}:list:platform' __rand_int__ 'a__rand_int__'
+floor ZADD 'ibl:{bench}:list:credential:c' __rand_int__ 'a__rand_int__'
+floor HSET 'ibl:{bench}:holders:c' 'e:__rand_int__@example.com' 'a__rand_int__'
+floor HSET 'ibl:{bench}:holders:c' 'u:__rand_int__' 'a__rand_int__'
+python3 -c "print(f'sum: {$FLOOR:.2f} us of redis-server CPU an assertion: at most {1e6 / $FLOOR:,.0f} assertions/s on this server')"
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
-redis_cpu() { redis-cli -p "$REDIS_PORT" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {t += $2} END {print t}'; }
 REDIS_CPU0=$(redis_cpu)
 
 echo "== rebuild: projections with REDIS_URL on an empty database"
