@@ -407,6 +407,9 @@ fn every_operation_of_the_schema_answers_its_declared_success_status_with_real_i
             ("POST", "/api/core/rbac/permissions/check/") => {
                 json!({"platform_key": ORG, "resources": ["/platforms/1/mentors/"]})
             }
+            ("POST", "/api/audit/permissions/check/") => {
+                json!({"platform_key": ORG, "resources": ["/platforms/1/mentors/"], "at_position": 1})
+            }
             ("POST", "/api/core/rbac/roles/") => json!({"platform_key": ORG, "name": "Walked"}),
             ("POST", "/api/core/rbac/groups/") => json!({"platform_key": ORG, "name": "Walked"}),
             ("POST", "/api/core/rbac/policies/") => {

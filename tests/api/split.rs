@@ -1041,3 +1041,99 @@ fn strong_reads_refuse_a_key_deleted_through_another_process_at_once() {
         assert_eq!(status, 401, "key {i}, deleted, is refused at once");
     }
 }
+
+/// A check at a past time needs the audit log, which the projections
+/// process keeps: the query service answers it `307` to the projections
+/// process's route on its public URL (the gateway, here the projections
+/// process itself), where the same body is answered as of then.
+#[test]
+fn a_past_check_sent_to_the_query_service_is_redirected_to_the_audit_log_s_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = created_key(dir.path(), "acme");
+    let auth = format!("Api-Token {key}");
+    let projections = Server::start_binary(PROJECTIONS, dir.path(), &[]);
+    let queries = Server::start_binary(
+        QUERY,
+        dir.path(),
+        &[("IBL_PUBLIC_URL", projections.base.as_str())],
+    );
+    let head: u64 = agent()
+        .get(&format!("{}/metrics", projections.base))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("ibl_store_head_position "))
+        .and_then(|p| p.trim().parse().ok())
+        .expect("the store's head in /metrics");
+    // (Both have read the log up to the platform's creation once they
+    // are healthy.)
+    for server in [&projections, &queries] {
+        let healthy = (0..500).any(|_| {
+            let (status, _) = code(agent().get(&format!("{}/healthz", server.base)).call());
+            status == 200 || {
+                std::thread::sleep(Duration::from_millis(10));
+                false
+            }
+        });
+        assert!(healthy, "{}", server.log());
+    }
+    let no_redirects = ureq::AgentBuilder::new().redirects(0).build();
+    let check = |agent: &ureq::Agent, url: &str, body: &Value| {
+        let (status, res) = code(
+            agent
+                .post(url)
+                .set("Authorization", &auth)
+                .send_json(body.clone()),
+        );
+        let res = res.expect("an answer");
+        let location = res.header("Location").map(str::to_owned);
+        (
+            status,
+            location,
+            res.into_json::<Value>().unwrap_or(Value::Null),
+        )
+    };
+    let resources = json!(["/platforms/1/credentials/", "/platforms/1/users/"]);
+    let now_body = json!({"platform_key": "acme", "resources": resources});
+    let (status, _, now) = check(
+        &no_redirects,
+        &format!("{}/api/core/rbac/permissions/check/", queries.base),
+        &now_body,
+    );
+    assert_eq!(status, 200, "{now} {}", queries.log());
+    let granted = now.to_string().matches("true").count();
+    assert!(granted > 0, "the admin holds something now: {now}");
+
+    let past_route = format!("{}/api/audit/permissions/check/", projections.base);
+    for (at, expect_granted) in [(head, granted), (1, 0)] {
+        let body = json!({"platform_key": "acme", "resources": resources, "at_position": at});
+        let (status, location, answer) = check(
+            &no_redirects,
+            &format!("{}/api/core/rbac/permissions/check/", queries.base),
+            &body,
+        );
+        assert_eq!(status, 307, "{answer}");
+        assert_eq!(location.as_deref(), Some(past_route.as_str()));
+        assert!(answer["detail"]
+            .as_str()
+            .unwrap_or("")
+            .contains(&past_route));
+        let (status, _, then) = check(&no_redirects, &past_route, &body);
+        assert_eq!(status, 200, "{then} {}", projections.log());
+        assert_eq!(
+            then.to_string().matches("true").count(),
+            expect_granted,
+            "at {at}: {then}"
+        );
+        if at == head {
+            assert_eq!(then, now, "nothing changed since the head");
+        }
+    }
+    // The past route takes only past checks; the audit log's process
+    // answers a check of now at the core route.
+    let (status, _, error) = check(&no_redirects, &past_route, &now_body);
+    assert_eq!(status, 400, "{error}");
+    assert!(error.to_string().contains("at_position"), "{error}");
+}
