@@ -39,8 +39,12 @@
 //! | `user:username:N`, `user:email:E` | sorted set | the ids of the users whose user name (email) in lower case is N (E) |
 //! | `user:usernames` | hash | exact user name → id (a name taken is not registered again) |
 //!
-//! The grams are computed by the apply script from the texts (UTF-8
-//! characters), so an update or a deletion removes exactly what was added.
+//! The projector computes the grams of a new text ([`text_grams`]) and
+//! sends them with it: the apply script only posts them, so a credential's
+//! creation costs Redis no text processing. An update or a deletion
+//! removes the grams of the stored texts, which the script computes the
+//! same way (`GRAMS_OF`; a test holds the two equal on Unicode, escapes
+//! and control characters), so it removes exactly what was added.
 //!
 //! # Lists
 //!
@@ -88,7 +92,9 @@ use crate::credentials::{
     CatalogQueries, CredentialFilter, CredentialView, IssuerView, Page, UserFilter, UserView,
 };
 use crate::redis_link::{self, Writer};
-use crate::redis_model::{esc, list_count, needle_grams, Op, Plan, RedisModel, Written, MAX_RANGE};
+use crate::redis_model::{
+    esc, list_count, needle_grams, text_grams, Op, Plan, RedisModel, Written, MAX_RANGE,
+};
 use crate::{Applied, ReadModel};
 
 /// A gram's posting is a set of sequence numbers while it has at most this
@@ -110,6 +116,34 @@ const LAYOUT_VERSION: u32 = 2;
 /// The patterns of the model's keys (deleted after a loss).
 const KEYS: &[&str] = &["ibl:catalog:*"];
 
+/// The grams of stored texts, in the apply script: those of an entity's
+/// texts before an update or a deletion, removed from their postings.
+/// Each text's grams are its runs of 1 to 3 UTF-8 characters,
+/// percent-encoded as [`esc`] does: the same set as [`text_grams`], which
+/// the projector sends for new texts (a test holds the two equal).
+const GRAMS_OF: &str = r#"
+local ESC = {['%'] = '%25', [':'] = '%3A', ['{'] = '%7B', ['}'] = '%7D'}
+local function grams_of(texts)
+  local set, out = {}, {}
+  for _, text in ipairs(texts) do
+    local chars = {}
+    for c in string.gmatch(text, '[%z\1-\127\192-\255][\128-\191]*') do
+      chars[#chars + 1] = c
+    end
+    for n = 1, 3 do
+      for s = 1, #chars - n + 1 do
+        local gram = (string.gsub(table.concat(chars, '', s, s + n - 1), '[%%:{}]', ESC))
+        if not set[gram] then
+          set[gram] = true
+          out[#out + 1] = gram
+        end
+      end
+    end
+  end
+  return out
+end
+"#;
+
 /// Applies one platform's operations after its checkpoint and moves it.
 ///
 /// KEYS[1]: the platform's checkpoint. ARGV[1]: the platform's prefix,
@@ -118,9 +152,11 @@ const KEYS: &[&str] = &["ibl:catalog:*"];
 /// operation's fields (`create`: fields, created_at, created_by, name,
 /// description, grams, course, program, revision; `update`: fields, name,
 /// description, grams, course, program, revision; `retire`: revision;
-/// `delete`: none).
+/// `delete`: none). The grams of a new name and description are computed
+/// by the projector ([`text_grams`]), each followed by `:`.
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
-    Script::new(
+    Script::new(&format!(
+        "{GRAMS_OF}{}",
         r#"
 local prefix = ARGV[1]
 local upto = ARGV[3]
@@ -129,7 +165,7 @@ if tonumber(upto) <= done then
   return 0
 end
 
-local fields = {create = 10, update = 8, retire = 3, delete = 2, register = 9, reuser = 9,
+local fields = {create = 11, update = 9, retire = 3, delete = 2, register = 9, reuser = 9,
   activate = 4}
 local i = 4
 while i <= #ARGV do
@@ -141,34 +177,17 @@ while i <= #ARGV do
 end
 
 local small = tonumber(ARGV[2])
-local ESC = {['%'] = '%25', [':'] = '%3A', ['{'] = '%7B', ['}'] = '%7D'}
 
--- The grams (1 to 3 characters) of texts in lower case (UTF-8).
-local function grams_of(texts)
-  local set = {}
-  for _, text in ipairs(texts) do
-    local chars = {}
-    for c in string.gmatch(text, '[%z\1-\127\192-\255][\128-\191]*') do
-      chars[#chars + 1] = c
-    end
-    for n = 1, 3 do
-      for s = 1, #chars - n + 1 do
-        set[table.concat(chars, '', s, s + n - 1)] = true
-      end
-    end
-  end
-  return set
-end
 
 -- The postings' changes of this script, applied at its end (nothing
--- before reads a posting): per kind and gram, the last value of each seq.
-local postings, posted = {}, {}
+-- before reads a posting): per kind and gram (percent-encoded), the last
+-- value of each seq.
+local postings, posted = {credential = {}, issuer = {}}, {}
 local function post(k, gram, seq, value)
-  local key = k .. ':' .. gram
-  local changes = postings[key]
+  local changes = postings[k][gram]
   if not changes then
     changes = {}
-    postings[key] = changes
+    postings[k][gram] = changes
     posted[#posted + 1] = {k, gram}
   end
   changes[tonumber(seq)] = value
@@ -179,11 +198,10 @@ end
 local function apply_postings()
   for _, kg in ipairs(posted) do
     local k, gram = kg[1], kg[2]
-    local g = (string.gsub(gram, '[%%:{}]', ESC))
-    local bits = prefix .. k .. ':gb:' .. g
-    local set = prefix .. k .. ':gs:' .. g
+    local bits = prefix .. k .. ':gb:' .. gram
+    local set = prefix .. k .. ':gs:' .. gram
     local adds, removes, fields = {}, {}, {}
-    for seq, value in pairs(postings[k .. ':' .. gram]) do
+    for seq, value in pairs(postings[k][gram]) do
       if value == 1 then
         adds[#adds + 1] = seq
       else
@@ -223,10 +241,10 @@ local function apply_postings()
   end
 end
 
--- Adds (value 1) or removes (0) seq to the postings of the grams of its
--- texts, and to the bitmaps of its course and program.
-local function index(k, seq, name, description, course, program, value)
-  for gram in pairs(grams_of({name, description})) do
+-- Adds (value 1) or removes (0) seq to the postings of `grams` (of its
+-- texts, percent-encoded), and to the bitmaps of its course and program.
+local function index(k, seq, grams, course, program, value)
+  for _, gram in ipairs(grams) do
     post(k, gram, seq, value)
   end
   if course ~= '' then
@@ -253,8 +271,18 @@ local function stored(k, key)
   return old[1], name, description, old[2], old[3]
 end
 
-local function create(k, id, f, created_at, created_by, name, description, course, program,
-                      revision)
+-- The grams of a new text, as the projector sends them: percent-encoded,
+-- each followed by ':' (which the encoding leaves in none).
+local function sent(grams)
+  local out = {}
+  for gram in string.gmatch(grams, '([^:]*):') do
+    out[#out + 1] = gram
+  end
+  return out
+end
+
+local function create(k, id, f, created_at, created_by, name, description, grams, course,
+                      program, revision)
   local key = prefix .. k .. ':entity:' .. id
   if redis.call('EXISTS', key) == 1 then
     return
@@ -266,17 +294,17 @@ local function create(k, id, f, created_at, created_by, name, description, cours
   redis.call('HSET', prefix .. k .. ':ids', seq, id)
   texts(k, seq, name, description)
   redis.call('SETBIT', prefix .. k .. ':alive', seq, 1)
-  index(k, seq, name, description, course, program, 1)
+  index(k, seq, sent(grams), course, program, 1)
 end
 
-local function update(k, id, f, name, description, course, program, revision)
+local function update(k, id, f, name, description, grams, course, program, revision)
   local key = prefix .. k .. ':entity:' .. id
   local seq, old_name, old_description, old_course, old_program = stored(k, key)
   if not seq then
     return
   end
-  index(k, seq, old_name, old_description, old_course, old_program, 0)
-  index(k, seq, name, description, course, program, 1)
+  index(k, seq, grams_of({old_name, old_description}), old_course, old_program, 0)
+  index(k, seq, sent(grams), course, program, 1)
   redis.call('HSET', key, 'fields', f, 'revision', revision, 'course', course,
     'program', program)
   texts(k, seq, name, description)
@@ -295,7 +323,7 @@ local function delete(k, id)
   if not seq then
     return
   end
-  index(k, seq, name, description, course, program, 0)
+  index(k, seq, grams_of({name, description}), course, program, 0)
   redis.call('SETBIT', prefix .. k .. ':alive', seq, 0)
   for _, h in ipairs({'ids', 'names', 'descriptions'}) do
     redis.call('HDEL', prefix .. k .. ':' .. h, seq)
@@ -359,9 +387,9 @@ while i <= #ARGV do
     elseif op == 'activate' then
       activate(k, id, ARGV[a + 2], ARGV[a + 3])
     elseif op == 'create' then
-      create(k, id, unpack(ARGV, a + 2, a + 9))
+      create(k, id, unpack(ARGV, a + 2, a + 10))
     elseif op == 'update' then
-      update(k, id, unpack(ARGV, a + 2, a + 7))
+      update(k, id, unpack(ARGV, a + 2, a + 8))
     elseif op == 'retire' then
       retire(k, id, ARGV[a + 2])
     else
@@ -373,8 +401,8 @@ end
 apply_postings()
 redis.call('SET', KEYS[1], upto)
 return 1
-"#,
-    )
+"#
+    ))
 });
 
 /// A page of a list and its count.
@@ -767,8 +795,9 @@ struct Change {
 }
 
 /// The operation's fields of new fields: the fields' JSON, the name and
-/// the description in lower case (the script indexes their grams), the
-/// course and program.
+/// the description in lower case, their grams (for the script's
+/// postings: each percent-encoded and followed by `:`), the course and
+/// program.
 fn field_args(
     fields: &impl serde::Serialize,
     name: &str,
@@ -776,10 +805,19 @@ fn field_args(
     course: Option<&str>,
     program: Option<&str>,
 ) -> Result<Vec<String>, serde_json::Error> {
+    let (name, description) = (name.to_lowercase(), description.to_lowercase());
+    let mut grams = text_grams(&name);
+    grams.extend(text_grams(&description));
+    let grams = grams.iter().fold(String::new(), |mut out, g| {
+        out.push_str(g);
+        out.push(':');
+        out
+    });
     Ok(vec![
         serde_json::to_string(fields)?,
-        name.to_lowercase(),
-        description.to_lowercase(),
+        name,
+        description,
+        grams,
         filter_arg(course),
         filter_arg(program),
     ])
@@ -1790,6 +1828,49 @@ mod tests {
 
     /// Scripts of about 3 operations, postings that become bitmaps past 2
     /// members, and every search's matches kept.
+    /// The grams the apply script removes for a stored text are the ones
+    /// the projector sent for it: the same runs of UTF-8 characters and
+    /// the same percent-encoding, or a posting would keep an entity whose
+    /// text no longer holds the gram.
+    #[test]
+    fn the_script_s_grams_of_a_text_are_the_projector_s() {
+        let server = RedisServer::start();
+        let mut con = redis::Client::open(server.url(0))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let script = Script::new(&format!(
+            "{GRAMS_OF}\nreturn grams_of({{ARGV[1], ARGV[2]}})"
+        ));
+        let mut texts: Vec<String> = WORDS.iter().map(|w| w.to_lowercase()).collect();
+        texts.extend(
+            [
+                "😀 🎉 emoji",
+                "e\u{301}te\u{301}",
+                "日本語のテキスト",
+                "%3a %7b literal",
+                ":::{{}}}%%",
+                "a%b:c{d}e",
+                "tab\tnew\nline",
+                "nul\0byte",
+                "x",
+                "",
+            ]
+            .map(str::to_owned),
+        );
+        let mut rng = Rng(7);
+        for _ in 0..50 {
+            texts.push(text(&mut rng, 6).to_lowercase());
+        }
+        for pair in texts.windows(2) {
+            let lua: Vec<String> = script.arg(&pair[0]).arg(&pair[1]).invoke(&mut con).unwrap();
+            let lua: std::collections::BTreeSet<String> = lua.into_iter().collect();
+            let mut rust = text_grams(&pair[0]);
+            rust.extend(text_grams(&pair[1]));
+            assert_eq!(lua, rust, "{pair:?}");
+        }
+    }
+
     async fn model(server: &RedisServer, db: u8) -> RedisCatalog {
         RedisCatalog::open_with(&server.url(db), 3, 2, 0)
             .await
