@@ -181,7 +181,9 @@ local small = tonumber(ARGV[2])
 
 -- The postings' changes of this script, applied at its end (nothing
 -- before reads a posting): per kind and gram (percent-encoded), the last
--- value of each seq.
+-- value of each seq. Seqs and values are strings ('1' added, '0'
+-- removed): a Lua number passed to Redis is printed with a float format,
+-- which cost this script a sixth of its time.
 local postings, posted = {credential = {}, issuer = {}}, {}
 local function post(k, gram, seq, value)
   local changes = postings[k][gram]
@@ -190,7 +192,7 @@ local function post(k, gram, seq, value)
     postings[k][gram] = changes
     posted[#posted + 1] = {k, gram}
   end
-  changes[tonumber(seq)] = value
+  changes[seq] = value
 end
 
 -- Each gram's posting: a set while it has at most `small` members, then a
@@ -200,23 +202,27 @@ local function apply_postings()
     local k, gram = kg[1], kg[2]
     local bits = prefix .. k .. ':gb:' .. gram
     local set = prefix .. k .. ':gs:' .. gram
-    local adds, removes, fields = {}, {}, {}
-    for seq, value in pairs(postings[k][gram]) do
-      if value == 1 then
-        adds[#adds + 1] = seq
-      else
-        removes[#removes + 1] = seq
-      end
-      fields[#fields + 1] = 'SET'
-      fields[#fields + 1] = 'u1'
-      fields[#fields + 1] = seq
-      fields[#fields + 1] = value
-    end
+    local changes = postings[k][gram]
     if redis.call('EXISTS', bits) == 1 then
+      local fields = {}
+      for seq, value in pairs(changes) do
+        fields[#fields + 1] = 'SET'
+        fields[#fields + 1] = 'u1'
+        fields[#fields + 1] = seq
+        fields[#fields + 1] = value
+      end
       for j = 1, #fields, 1000 do
         redis.call('BITFIELD', bits, unpack(fields, j, math.min(j + 999, #fields)))
       end
     else
+      local adds, removes = {}, {}
+      for seq, value in pairs(changes) do
+        if value == '1' then
+          adds[#adds + 1] = seq
+        else
+          removes[#removes + 1] = seq
+        end
+      end
       for j = 1, #removes, 1000 do
         redis.call('SREM', set, unpack(removes, j, math.min(j + 999, #removes)))
       end
@@ -230,7 +236,7 @@ local function apply_postings()
           sets[#sets + 1] = 'SET'
           sets[#sets + 1] = 'u1'
           sets[#sets + 1] = member
-          sets[#sets + 1] = 1
+          sets[#sets + 1] = '1'
         end
         for j = 1, #sets, 1000 do
           redis.call('BITFIELD', bits, unpack(sets, j, math.min(j + 999, #sets)))
@@ -287,14 +293,14 @@ local function create(k, id, f, created_at, created_by, name, description, grams
   if redis.call('EXISTS', key) == 1 then
     return
   end
-  local seq = redis.call('INCR', prefix .. k .. ':seq')
+  local seq = tostring(redis.call('INCR', prefix .. k .. ':seq'))
   redis.call('HSET', key, 'seq', seq, 'fields', f, 'created_at', created_at,
     'created_by', created_by, 'retired', '0', 'revision', revision, 'course', course,
     'program', program)
   redis.call('HSET', prefix .. k .. ':ids', seq, id)
   texts(k, seq, name, description)
   redis.call('SETBIT', prefix .. k .. ':alive', seq, 1)
-  index(k, seq, sent(grams), course, program, 1)
+  index(k, seq, sent(grams), course, program, '1')
 end
 
 local function update(k, id, f, name, description, grams, course, program, revision)
@@ -303,8 +309,8 @@ local function update(k, id, f, name, description, grams, course, program, revis
   if not seq then
     return
   end
-  index(k, seq, grams_of({old_name, old_description}), old_course, old_program, 0)
-  index(k, seq, sent(grams), course, program, 1)
+  index(k, seq, grams_of({old_name, old_description}), old_course, old_program, '0')
+  index(k, seq, sent(grams), course, program, '1')
   redis.call('HSET', key, 'fields', f, 'revision', revision, 'course', course,
     'program', program)
   texts(k, seq, name, description)
@@ -323,7 +329,7 @@ local function delete(k, id)
   if not seq then
     return
   end
-  index(k, seq, grams_of({name, description}), course, program, 0)
+  index(k, seq, grams_of({name, description}), course, program, '0')
   redis.call('SETBIT', prefix .. k .. ':alive', seq, 0)
   for _, h in ipairs({'ids', 'names', 'descriptions'}) do
     redis.call('HDEL', prefix .. k .. ':' .. h, seq)
