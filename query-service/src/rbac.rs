@@ -206,15 +206,24 @@ const PAST_CHECK: &str = "/api/audit/permissions/check/";
 /// query service) answers `307 Temporary Redirect` to [`PAST_CHECK`] on
 /// the public URL (the gateway sends `/api/audit/` to the projections
 /// process), so that a client that follows redirects (with the method and
-/// body, as 307 requires) is answered there.
+/// body, as 307 requires) is answered there. That route (served by the
+/// processes that keep the audit log, by this handler) takes only checks
+/// at a past time.
 pub async fn check_permissions(
     req: HttpRequest,
     read: web::Data<ReadState>,
     Caller(principal): Caller,
     body: JsonBody<CheckBody>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = body.value;
-    if (body.at.is_some() || body.at_position.is_some()) && read.audit.is_none() {
+    let mut body = body.value;
+    let then = body.at.is_some() || body.at_position.is_some();
+    if !then && req.path().trim_end_matches('/') == PAST_CHECK.trim_end_matches('/') {
+        return Err(ApiError::field(
+            "at",
+            "A check at a past time names at or at_position; a check of now is POST /api/core/rbac/permissions/check/.",
+        ));
+    }
+    if then && read.audit.is_none() {
         let to = format!("{}{PAST_CHECK}", ibl_edge::wire::base_url(&req));
         return Ok(HttpResponse::TemporaryRedirect()
             .insert_header((actix_web::http::header::LOCATION, to.clone()))
@@ -222,58 +231,28 @@ pub async fn check_permissions(
                 "A check at a past time is answered by the process that keeps the audit log: POST it to {to}."
             )})));
     }
-    answer_check(&req, &read, &principal, body).await
-}
-
-/// `POST /api/audit/permissions/check/`: the permission check at a past
-/// time (`at` or `at_position` required), answered by the process that
-/// keeps the audit log; the same body and answer as
-/// [`check_permissions`].
-pub async fn past_check(
-    req: HttpRequest,
-    read: web::Data<ReadState>,
-    Caller(principal): Caller,
-    body: JsonBody<CheckBody>,
-) -> Result<HttpResponse, ApiError> {
-    let body = body.value;
-    if body.at.is_none() && body.at_position.is_none() {
-        return Err(ApiError::field(
-            "at",
-            "A check at a past time names at or at_position; a check of now is POST /api/core/rbac/permissions/check/.",
-        ));
-    }
-    answer_check(&req, &read, &principal, body).await
-}
-
-/// The check's answer, now or at the body's past time.
-async fn answer_check(
-    req: &HttpRequest,
-    read: &ReadState,
-    principal: &Principal,
-    mut body: CheckBody,
-) -> Result<HttpResponse, ApiError> {
     let platform = body
         .platform_key
         .clone()
         .ok_or_else(|| ApiError::field("platform_key", "This field is required."))?;
     principal.require_platform(&platform)?;
-    fresh(req, read).await?;
+    fresh(&req, &read).await?;
     let paths =
         parse_check_resources(std::mem::take(&mut body.resources)).map_err(resources_error)?;
     // At a past time: the subject's grants, and the names explaining them,
     // from the RBAC model of then.
-    let past = match crate::audit::past_position(read, body.at.as_deref(), body.at_position).await?
-    {
-        Some(position) => Some((position, crate::audit::rbac_at(read, position).await?)),
-        None => None,
-    };
+    let past =
+        match crate::audit::past_position(&read, body.at.as_deref(), body.at_position).await? {
+            Some(position) => Some((position, crate::audit::rbac_at(&read, position).await?)),
+            None => None,
+        };
     let (grants, access): (_, &dyn RbacQueries) = match &past {
         Some((_, model)) => (
-            past_subject_grants(read, model, principal, &body, &platform).await?,
+            past_subject_grants(&read, model, &principal, &body, &platform).await?,
             model.as_ref(),
         ),
         None => (
-            subject_grants(read, principal, &body, &platform).await?,
+            subject_grants(&read, &principal, &body, &platform).await?,
             read.access.as_ref(),
         ),
     };
