@@ -4,8 +4,8 @@
 #   - EVENTS assertions issued through the API (bulk, tests/bench/fill.rs)
 #     into an embedded store by `ibl serve`;
 #   - redis-benchmark -P 16 SET on a redis-server of the run's own;
-#   - the floor: what that server spends on the writes of one assertion
-#     sent as plain commands, and the rate that bounds;
+#   - the floor: what that server spends on the writes of one assertion,
+#     sent as plain commands and as variadic ones, and the rates they bound;
 #   - `projections` started with REDIS_URL on that store and an empty
 #     database: the time to its /healthz (it answers once its models have
 #     caught up with the log), and events/s.
@@ -46,30 +46,42 @@ redis-benchmark -p "$REDIS_PORT" -t set -n 1000000 -P 16 -q | tr '\r' '\n' | gre
 redis_cpu() { redis-cli -p "$REDIS_PORT" info cpu | tr -d '\r' | awk -F: '/^used_cpu_(user|sys):/ {t += $2} END {print t}'; }
 
 # What Redis alone spends on the writes one issued assertion needs in this
-# model's layout, each sent as a plain command (1,000,000 of each, new keys,
-# members and fields, pipeline 16), measured by its own CPU counters: the
-# record and the id's lookup (two new keys), the platform's and the
-# credential's lists (two sorted-set entries; random scores here, where the
-# rebuild appends in log order) and the holder's two fields (email and
-# username). Their sum bounds the rebuild's rate from above on this server.
-echo "== floor: one assertion's writes as plain commands (redis-server CPU per command)"
+# model's layout, measured by its own CPU counters (1,000,000 new keys,
+# members or fields of each, pipeline 16): the record and the id's lookup
+# (two new keys), the platform's and the credential's lists (two
+# sorted-set entries; random scores here, where the rebuild appends in log
+# order) and the holder's two fields (email and username). Once as plain
+# commands (one entry each), once as variadic ones of 16 entries (MSET,
+# ZADD and HSET of 16), the fewest commands any client could send.
 VIEW=$(python3 -c "print('v' * 600)")
-FLOOR=0
+# floor ENTRIES CMD [ARGS...] -- ENTRY...: CMD ARGS and ENTRIES times the
+# entry, 1,000,000 entries in all; prints and adds the CPU per entry.
 floor() {
-  local before after
+  local n=$1 before after line=() entry=()
+  shift
+  while [ "$1" != -- ]; do line+=("$1"); shift; done
+  shift
+  entry=("$@")
+  for _ in $(seq 1 "$n"); do line+=("${entry[@]}"); done
   before=$(redis_cpu)
-  redis-benchmark -p "$REDIS_PORT" -n 1000000 -r 1000000000 -P 16 -q "$@" >/dev/null
+  redis-benchmark -p "$REDIS_PORT" -n $((1000000 / n)) -r 1000000000 -P 16 -q "${line[@]}" >/dev/null
   after=$(redis_cpu)
   FLOOR=$(python3 -c "print($FLOOR + $after - $before)")
-  printf '%-44s %5.2f us\n' "$1 ${2:0:40}" "$(python3 -c "print($after - $before)")"
+  printf '  %-44s %5.2f us\n' "${line[0]} ${line[1]:0:40}" "$(python3 -c "print($after - $before)")"
 }
-floor SET 'ibl:{bench}:assertion:__rand_int__' "$VIEW"
-floor SET 'ibl:assertion-platform:__rand_int__' bench
-floor ZADD 'ibl:{bench}:list:platform' __rand_int__ 'a__rand_int__'
-floor ZADD 'ibl:{bench}:list:credential:c' __rand_int__ 'a__rand_int__'
-floor HSET 'ibl:{bench}:holders:c' 'e:__rand_int__@example.com' 'a__rand_int__'
-floor HSET 'ibl:{bench}:holders:c' 'u:__rand_int__' 'a__rand_int__'
-python3 -c "print(f'sum: {$FLOOR:.2f} us of redis-server CPU an assertion: at most {1e6 / $FLOOR:,.0f} assertions/s on this server')"
+for n in 1 16; do
+  echo "== floor: one assertion's writes, $n entries a command (redis-server CPU per entry)"
+  FLOOR=0
+  if [ "$n" = 1 ]; then set_cmd=SET; else set_cmd=MSET; fi
+  floor "$n" "$set_cmd" -- 'ibl:{bench}:assertion:__rand_int__' "$VIEW"
+  floor "$n" "$set_cmd" -- 'ibl:assertion-platform:__rand_int__' bench
+  floor "$n" ZADD 'ibl:{bench}:list:platform' -- __rand_int__ 'a__rand_int__'
+  floor "$n" ZADD 'ibl:{bench}:list:credential:c' -- __rand_int__ 'a__rand_int__'
+  floor "$n" HSET 'ibl:{bench}:holders:c' -- 'e:__rand_int__@example.com' 'a__rand_int__'
+  floor "$n" HSET 'ibl:{bench}:holders:c' -- 'u:__rand_int__' 'a__rand_int__'
+  python3 -c "print(f'  sum: {$FLOOR:.2f} us of redis-server CPU an assertion: at most {1e6 / $FLOOR:,.0f} assertions/s on this server')"
+  redis-cli -p "$REDIS_PORT" flushall >/dev/null
+done
 redis-cli -p "$REDIS_PORT" flushall >/dev/null
 redis-cli -p "$REDIS_PORT" config resetstat >/dev/null
 REDIS_CPU0=$(redis_cpu)
