@@ -198,8 +198,8 @@ const NAME: &str = "assertions";
 /// KEYS[1]: the platform's checkpoint. ARGV[1]: the platform's prefix,
 /// ARGV[2]: the block widths, ARGV[3]: the checkpoint to move to (the last
 /// change's position); then the changes: an operation, its position and its
-/// fields (`issue`: id, credential, email, username, expires, view,
-/// fresh;
+/// fields (`issue`: id, credential, email, username, expires, record
+/// (its header and view, see the keys), fresh;
 /// `revoke`: id, revocation; `course`: credential, course or "";
 /// `record`: key, request hash, stream).
 static APPLY: LazyLock<Script> = LazyLock::new(|| {
@@ -252,8 +252,20 @@ local function bulk(cmd, key, args)
   end
 end
 
+-- The records written by issues, sent by one MSET per 500 at the next
+-- flush (before anything reads a record); `written` answers for them
+-- until then.
+local sets, written = {}, {}
+local function flush_records()
+  for j = 1, #sets, 1000 do
+    redis.call('MSET', unpack(sets, j, math.min(j + 999, #sets)))
+  end
+  sets, written = {}, {}
+end
+
 local flush_holders
 local function flush()
+  flush_records()
   for _, key in ipairs(added) do
     bulk('ZADD', key, adds[key])
   end
@@ -361,13 +373,14 @@ end
 
 -- fresh: "1" when the assertion's lookup was written by this batch (it
 -- cannot be here yet), else it may be and is checked.
-local function issue(position, id, credential, email, username, expires, view, fresh)
+local function issue(position, id, credential, email, username, expires, record, fresh)
   local key = prefix .. 'assertion:' .. id
-  if fresh ~= '1' and redis.call('EXISTS', key) == 1 then
+  if fresh ~= '1' and (written[key] or redis.call('EXISTS', key) == 1) then
     return
   end
-  redis.call('SET', key, position .. ':' .. credential .. ':' .. email .. ':' .. username .. ':'
-    .. view)
+  written[key] = true
+  sets[#sets + 1] = key
+  sets[#sets + 1] = record
   for _, list in ipairs(lists_of(credential)) do
     zadd(list, position, id)
   end
@@ -834,24 +847,32 @@ struct Issue {
     platform: String,
     entity_id: String,
     /// The escaped id, credential, email (lower case) and username, the
-    /// expiry (µs, `""`: never) and the view (JSON).
+    /// expiry (µs, `""`: never) and the record (see the keys: the
+    /// position and those three names, then the view, JSON).
     args: [String; 6],
 }
 
 impl Issue {
-    fn new(view: &AssertionView) -> Result<Self, serde_json::Error> {
+    fn new(position: Position, view: &AssertionView) -> Result<Self, serde_json::Error> {
+        let credential = esc(&view.credential_id).into_owned();
+        let email = esc(&view.recipient.email.to_lowercase()).into_owned();
+        let username = esc(&view.recipient.username).into_owned();
+        let record = format!(
+            "{position}:{credential}:{email}:{username}:{}",
+            serde_json::to_string(view)?
+        );
         Ok(Issue {
             platform: view.platform.clone(),
             entity_id: view.entity_id.clone(),
             args: [
                 esc(&view.entity_id).into_owned(),
-                esc(&view.credential_id).into_owned(),
-                esc(&view.recipient.email.to_lowercase()).into_owned(),
-                esc(&view.recipient.username).into_owned(),
+                credential,
+                email,
+                username,
                 view.expires
                     .map(|t| micros(t).to_string())
                     .unwrap_or_default(),
-                serde_json::to_string(view)?,
+                record,
             ],
         })
     }
@@ -912,7 +933,7 @@ fn decode_one(event: &RecordedEvent) -> Result<Option<What>, serde_json::Error> 
         return Ok(match AssertionEvent::from_recorded(event)? {
             issued @ AssertionEvent::AssertionIssued { .. } => {
                 match AssertionView::issued(issued) {
-                    Some(view) => Some(What::Issue(Box::new(Issue::new(&view)?))),
+                    Some(view) => Some(What::Issue(Box::new(Issue::new(event.position, &view)?))),
                     None => None,
                 }
             }
@@ -1532,6 +1553,39 @@ mod tests {
             );
         }
         assert!(answers(&redis).await.contains("narrative of e2"));
+    }
+
+    /// The apply script holds an issue's record until the next flush: a
+    /// second issue of the same assertion in the same script still finds
+    /// it, and changes nothing (as in SQLite).
+    #[tokio::test]
+    async fn an_assertion_issued_twice_in_one_script_keeps_its_first_issue() {
+        let server = Server::start();
+        let redis = model(&server, 0).await;
+        let (sqlite, _dir) = sqlite().await;
+        let mut log = sample();
+        for recipient in [
+            ("first@example.com", "first"),
+            ("second@example.com", "second"),
+        ] {
+            log.push(
+                "assertion-d1",
+                issue("acme", "d1", "c1", recipient, None),
+                None,
+            );
+        }
+        redis.apply(&log.events);
+        sqlite.apply(&log.events);
+        let redis_answers = answers(&redis).await;
+        assert_eq!(redis_answers, answers(&sqlite).await);
+        assert!(
+            redis_answers.contains("first@example.com"),
+            "{redis_answers}"
+        );
+        assert!(
+            !redis_answers.contains("second@example.com"),
+            "{redis_answers}"
+        );
     }
 
     #[tokio::test]
