@@ -178,18 +178,22 @@ end
 
 local small = tonumber(ARGV[2])
 
-
 -- The postings' changes of this script, applied at its end (nothing
 -- before reads a posting): per kind and gram (percent-encoded), the last
 -- value of each seq. Seqs and values are strings ('1' added, '0'
 -- removed): a Lua number passed to Redis is printed with a float format,
 -- which cost this script a sixth of its time.
-local postings, posted = {credential = {}, issuer = {}}, {}
+local postings, posted = {}, {}
 local function post(k, gram, seq, value)
-  local changes = postings[k][gram]
+  local of_kind = postings[k]
+  if not of_kind then
+    of_kind = {}
+    postings[k] = of_kind
+  end
+  local changes = of_kind[gram]
   if not changes then
     changes = {}
-    postings[k][gram] = changes
+    of_kind[gram] = changes
     posted[#posted + 1] = {k, gram}
   end
   changes[seq] = value
